@@ -1,0 +1,38 @@
+# trustlake: `make run` and `make test` are the two commands a new user needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.trustlake-installed
+export DO_NOT_TRACK := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: install run test ui bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# Reinstall only when the dependency list or the pins change.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+	$(VENV)/bin/trustlake prepare
+
+run: install
+	$(VENV)/bin/trustlake run
+
+test: install
+	$(PY) -m pytest
+
+ui: install
+	$(VENV)/bin/trustlake ui
+
+bench: install
+	$(PY) bench/simulate.py
+	$(PY) bench/warehouse.py
+
+clean:
+	rm -rf .trustlake dbt_project/target dbt_project/logs

@@ -1,0 +1,1 @@
+"""trustlake's software-defined assets, one module per stage of the lifecycle."""

@@ -1,0 +1,41 @@
+"""Materialization metadata that every trustlake asset reports the same way."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+_DAGSTER_TYPE = {
+    pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Int16: "SMALLINT", pl.UInt32: "UINTEGER",
+    pl.Float64: "DOUBLE", pl.Float32: "FLOAT", pl.Boolean: "BOOLEAN", pl.String: "VARCHAR",
+    pl.Date: "DATE",
+}
+
+
+def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    cols = []
+    for name, dtype in frame.schema.items():
+        type_name = _DAGSTER_TYPE.get(dtype.base_type(), str(dtype)) if not isinstance(dtype, pl.Datetime) else "TIMESTAMP"
+        cols.append(dg.TableColumn(name, type_name))
+    return dg.TableSchema(columns=cols)
+
+
+def preview(frame: pl.DataFrame, rows: int = 5, width: int = 60) -> dg.MetadataValue:
+    head = frame.head(rows).with_columns(
+        pl.col(c).str.slice(0, width) for c, t in frame.schema.items() if t == pl.String
+    )
+    header = "| " + " | ".join(head.columns) + " |"
+    rule = "|" + "---|" * len(head.columns)
+    body = [
+        "| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
+        for row in head.iter_rows()
+    ]
+    return dg.MetadataValue.md("\n".join([header, rule, *body]))
+
+
+def frame_metadata(frame: pl.DataFrame) -> dict:
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": table_schema(frame),
+        "preview": preview(frame),
+    }

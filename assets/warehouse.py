@@ -1,0 +1,95 @@
+"""The dbt warehouse as Dagster assets, and the read-only marts copy analysts use."""
+
+import json
+from datetime import timedelta
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from ml.warehouse import describe_tables, publish_marts
+from orchestration.partitions import daily_partitions
+from orchestration.resources import LakehouseResource
+from orchestration.warehouse_project import dbt_project, export_dbt_environment
+
+DUCKDB_POOL = "duckdb"
+
+class TrustlakeDbtTranslator(DagsterDbtTranslator):
+    """Every dbt node in group `warehouse`; sources map onto the raw lake assets by name."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "source":
+            return spec.replace_attributes(key=dg.AssetKey(props["name"]))
+        layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
+        return spec.replace_attributes(
+            key=dg.AssetKey(props["name"]), group_name="warehouse"
+        ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer})
+
+translator = TrustlakeDbtTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
+)
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+)
+def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
+    """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
+    lake = lakehouse.lake
+    export_dbt_environment(lake)
+    window = context.partition_time_window
+    dbt_vars = {"min_date": window.start.date().isoformat(),
+                "max_date": (window.end.date() - timedelta(days=1)).isoformat()}
+    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, raise_on_error=False)
+    # Collect first: row counts are read after dbt has released the DuckDB file lock.
+    events = list(invocation.stream())
+    names = {e.output_name: context.asset_key_for_output(e.output_name).path[-1]
+             for e in events if isinstance(e, dg.Output)}
+    tables = describe_tables(lake.warehouse_db, list(names.values()))
+    for event in events:
+        if isinstance(event, dg.Output) and names[event.output_name] in tables:
+            rows, schema = tables[names[event.output_name]]
+            event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
+                                         "dagster/column_schema": schema_metadata(schema)})
+        yield event
+    if not invocation.is_successful():
+        raise dg.Failure(f"dbt build failed; see the failed models and checks above. {invocation.get_error()}")
+
+def schema_metadata(schema: list[tuple[str, str]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in schema])
+
+MART_KEYS = [
+    "fct_content", "fct_moderation_actions", "dim_users", "mart_policy_daily", "mart_prevalence_daily",
+    "mart_appeals", "mart_moderator_quality", "mart_review_sla", "mart_reporter_quality", "training_labels",
+]
+
+@dg.asset(
+    key="published_marts",
+    deps=MART_KEYS,
+    group_name="warehouse",
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def published_marts(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    """The analysts' read-only copy of every mart, `<home>/warehouse/marts.duckdb`, replaced
+    atomically after a successful warehouse build so open readers never see half-built marts."""
+    lake = lakehouse.lake
+    counts = publish_marts(lake.warehouse_db, lake.marts_db)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(lake.marts_db)),
+            "tables": len(counts),
+            "rows": dg.MetadataValue.json(counts),
+            "dagster/row_count": sum(counts.values()),
+        }
+    )
+

@@ -1,0 +1,468 @@
+"""A seeded, vectorised simulator of a moderation platform, posting real corpus texts.
+
+The world (users, rings, moderators) is fixed by the seed. Each day's *cohort* is the
+content created that day plus everything that later happens to it (reports, decisions,
+appeals, QA audits). A raw-lake partition for day D holds the events whose own timestamp
+falls on D, so it is rebuilt from the cohorts of D-LOOKBACK_DAYS..D: any day can be
+regenerated alone, and always yields the same rows. docs/simulator.md explains the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+
+from ml.taxonomy import ARCHETYPES, POLICIES, VIOLATING
+
+RAW_TABLES: tuple[str, ...] = ("users", "content", "reports", "decisions", "appeals", "qa_audits")
+GROUND_TRUTH_TABLES: tuple[str, ...] = ("content_truth", "user_truth")
+
+# Longest chain of lags: report 2 d + decision 3 d + appeal 2 d + resolution 2 d; audit 3 d.
+LOOKBACK_DAYS = 10
+_DAY = 86_400
+_HOUR = 3_600
+_EPOCH = datetime(1970, 1, 1)
+
+# Probability of each policy for a post, by author archetype (rows follow ARCHETYPES,
+# columns follow POLICIES: benign, hate_speech, harassment, spam, scam).
+POLICY_MIX = np.array(
+    [
+        [0.90, 0.01, 0.06, 0.02, 0.01],  # ordinary
+        [0.25, 0.25, 0.50, 0.00, 0.00],  # troll
+        [0.15, 0.00, 0.00, 0.85, 0.00],  # spammer
+        [0.10, 0.00, 0.00, 0.30, 0.60],  # scam_ring
+    ]
+)
+ACTIVITY = np.array([1.0, 2.0, 3.0, 3.0])  # relative posting rate by archetype
+COUNTRIES = ("US", "GB", "IN", "BR", "DE", "NG", "PH", "MX", "FR", "ID")
+COUNTRY_P = (0.30, 0.10, 0.15, 0.09, 0.06, 0.07, 0.07, 0.06, 0.05, 0.05)
+LANGUAGE_OF = {"US": "en", "GB": "en", "IN": "en", "BR": "pt", "DE": "de", "NG": "en",
+               "PH": "en", "MX": "es", "FR": "fr", "ID": "id"}
+REPORT_REASONS = POLICIES[1:]
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Knobs of the generative model (docs/simulator.md)."""
+
+    seed: int = 42
+    start_date: date = date(2026, 10, 1)
+    users: int = 4_000
+    content_per_day: int = 2_000
+    moderators: int = 40
+    auditors: int = 6
+    archetype_mix: tuple[float, ...] = (0.86, 0.07, 0.04, 0.03)
+    ring_size: int = 8
+    campaign_share: float = 0.15  # share of a day's posts that are ring campaign bursts
+    # P(at least one organic report) by true policy, in POLICIES order.
+    report_rate: tuple[float, ...] = (0.012, 0.55, 0.35, 0.30, 0.35)
+    brigade_rate: float = 0.004  # share of benign posts hit by a troll brigade
+    proactive_review_rate: float = 0.03
+    qa_audit_rate: float = 0.03
+    appeal_rate_wrong: float = 0.45
+    appeal_rate_right: float = 0.08
+    overturn_rate_wrong: float = 0.75
+    overturn_rate_right: float = 0.05
+    history_days: int = 730  # how far before start_date the oldest accounts signed up
+    horizon_days: int = 365  # accounts keep signing up this long after start_date
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def day_index(self, day: date) -> int:
+        return (day - self.start_date).days
+
+
+def _rng(config: SimConfig, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, *stream])
+
+
+def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    # Random 62-bit identifiers: opaque like hashed platform ids, unique in practice.
+    return rng.integers(1, 2**62, size=n, dtype=np.int64)
+
+
+def _hex(values: np.ndarray) -> list[str]:
+    return [f"{v:016x}" for v in values.tolist()]
+
+
+def _ts(seconds: np.ndarray) -> pl.Series:
+    return pl.Series(seconds.astype(np.int64) * 1_000_000).cast(pl.Datetime("us"))
+
+
+def _epoch(day: date) -> int:
+    return int((datetime(day.year, day.month, day.day) - _EPOCH).total_seconds())
+
+
+# ---------------------------------------------------------------------------------------
+# The world: users with archetypes, rings that share fingerprints, moderators.
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class World:
+    users: pl.DataFrame  # platform columns plus hidden archetype and ring_id
+    moderator_ids: np.ndarray
+    moderator_accuracy: np.ndarray
+    moderator_speed: np.ndarray
+    auditor_ids: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def build_world(config: SimConfig) -> World:
+    rng = _rng(config, 0)
+    n = config.users
+    archetype = rng.choice(len(ARCHETYPES), size=n, p=np.array(config.archetype_mix))
+    start = _epoch(config.start_date)
+    user_id = _ids(rng, n)
+
+    # Rings: spammers and scam members are grouped; each ring shares a couple of devices
+    # and one or two IPs, and its accounts were created together in a burst.
+    ring_id = np.full(n, -1, dtype=np.int64)
+    is_ring = archetype >= 2
+    ring_members = np.flatnonzero(is_ring)
+    ring_members = ring_members[np.argsort(archetype[ring_members], kind="stable")]
+    # Split spammer and scam members separately so a ring has one archetype.
+    ring_of_member = np.empty(len(ring_members), dtype=np.int64)
+    offset = 0
+    for a in (2, 3):
+        members = np.flatnonzero(archetype[ring_members] == a)
+        k = max(1, len(members) // config.ring_size)
+        ring_of_member[members] = offset + rng.integers(0, k, size=len(members))
+        offset += k
+    n_rings = offset
+    ring_id[ring_members] = ring_of_member
+    ring_created = start + rng.integers(-60, config.horizon_days, size=n_rings) * _DAY
+
+    signup = start + rng.integers(-config.history_days * _DAY, config.horizon_days * _DAY, size=n)
+    signup[is_ring] = ring_created[ring_id[is_ring]] + rng.integers(0, 6 * _HOUR, size=is_ring.sum())
+    troll = archetype == 1
+    signup[troll] = start + rng.integers(-120 * _DAY, config.horizon_days * _DAY, size=troll.sum())
+
+    device = rng.integers(0, 2**62, size=n, dtype=np.int64)
+    ip = rng.integers(0, 2**62, size=n, dtype=np.int64)
+    ring_devices = rng.integers(0, 2**62, size=(n_rings, 2), dtype=np.int64)
+    ring_ips = rng.integers(0, 2**62, size=(n_rings, 2), dtype=np.int64)
+    device[is_ring] = ring_devices[ring_id[is_ring], rng.integers(0, 2, size=is_ring.sum())]
+    ip[is_ring] = ring_ips[ring_id[is_ring], rng.integers(0, 2, size=is_ring.sum())]
+    # Households: a few ordinary accounts share an IP with another ordinary account.
+    ordinary = np.flatnonzero(archetype == 0)
+    share = rng.random(len(ordinary)) < 0.05
+    ip[ordinary[share]] = ip[rng.choice(ordinary, size=share.sum())]
+
+    country = rng.choice(len(COUNTRIES), size=n, p=np.array(COUNTRY_P))
+    countries = np.array(COUNTRIES)[country]
+    followers = np.floor(rng.lognormal(4.0, 1.6, size=n)).astype(np.int64)
+    followers[is_ring] = rng.integers(0, 30, size=is_ring.sum())
+    verified = (rng.random(n) < 0.04) & (archetype == 0)
+    activity = ACTIVITY[archetype] * rng.lognormal(0.0, 0.5, size=n)
+
+    users = pl.DataFrame(
+        {
+            "user_id": user_id,
+            "signup_at": _ts(signup),
+            "country": countries,
+            "language": np.array([LANGUAGE_OF[c] for c in COUNTRIES])[country],
+            "device_fingerprint": _hex(device),
+            "ip_fingerprint": _hex(ip),
+            "verified": verified,
+            "follower_count": followers,
+            "archetype": np.array(ARCHETYPES)[archetype],
+            "ring_id": ring_id,
+            "_signup_s": signup,
+            "_archetype": archetype,
+            "_activity": activity,
+        }
+    )
+    m = config.moderators
+    mrng = _rng(config, 1)
+    return World(
+        users=users,
+        moderator_ids=_ids(mrng, m),
+        moderator_accuracy=mrng.uniform(0.72, 0.97, size=m),
+        moderator_speed=mrng.lognormal(0.0, 0.4, size=m),
+        auditor_ids=_ids(mrng, config.auditors),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# A day's cohort: content created that day and everything that happens to it.
+# ---------------------------------------------------------------------------------------
+_HOUR_WEIGHTS = 1.0 + 0.8 * np.sin((np.arange(24) - 14) / 24 * 2 * np.pi)  # evening peak UTC
+_HOUR_P = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
+
+
+def _diurnal(rng: np.random.Generator, n: int, day_start: int) -> np.ndarray:
+    return day_start + rng.choice(24, size=n, p=_HOUR_P) * _HOUR + rng.integers(0, _HOUR, size=n)
+
+
+def _pool_index(pool: pl.DataFrame) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    policy = pool["policy"].to_numpy()
+    by_policy = [np.flatnonzero(policy == p) for p in POLICIES]
+    return by_policy, {
+        "text": pool["text"].to_numpy(),
+        "text_hash": pool["text_hash"].to_numpy(),
+        "style": pool["style"].to_numpy(),
+        "policy": pl.Series(policy).replace_strict({p: i for i, p in enumerate(POLICIES)}).to_numpy(),
+    }
+
+
+def _pick_texts(rng, by_policy, policies: np.ndarray) -> np.ndarray:
+    out = np.empty(len(policies), dtype=np.int64)
+    for p, idx in enumerate(by_policy):
+        mask = policies == p
+        if mask.any():
+            if len(idx) == 0:  # tiny fallback pools may lack a policy: post benign instead
+                idx = by_policy[0]
+            out[mask] = idx[rng.integers(0, len(idx), size=mask.sum())]
+    return out
+
+
+def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[str, pl.DataFrame]:
+    """Content created on `day` and all its later events (timestamps may pass the day)."""
+    world = build_world(config)
+    rng = _rng(config, 2, config.day_index(day) + 100_000)
+    day_start = _epoch(day)
+    users = world.users
+    signup = users["_signup_s"].to_numpy()
+    arche = users["_archetype"].to_numpy()
+    ring = users["ring_id"].to_numpy()
+    uid = users["user_id"].to_numpy()
+    eligible = np.flatnonzero(signup < day_start)
+    by_policy, texts = _pool_index(pool)
+
+    # Regular posts: authors weighted by activity, policy by archetype, text by policy.
+    n_total = int(rng.poisson(config.content_per_day))
+    n_campaign_target = int(n_total * config.campaign_share)
+    n_regular = n_total - n_campaign_target
+    w = users["_activity"].to_numpy()[eligible]
+    author = eligible[rng.choice(len(eligible), size=n_regular, p=w / w.sum())]
+    cum = POLICY_MIX[arche[author]].cumsum(axis=1)
+    policy = (rng.random((n_regular, 1)) > cum).sum(axis=1)
+    text_idx = _pick_texts(rng, by_policy, policy)
+    created = _diurnal(rng, n_regular, day_start)
+    campaign = np.zeros(n_regular, dtype=bool)
+
+    # Campaigns: a ring posts one spam/scam text from many accounts within minutes.
+    ring_eligible = eligible[ring[eligible] >= 0]
+    if len(ring_eligible) and n_campaign_target > 0:
+        rings = np.unique(ring[ring_eligible])
+        n_campaigns = max(1, n_campaign_target // config.ring_size)
+        chosen = rings[rng.integers(0, len(rings), size=n_campaigns)]
+        member_sets = [ring_eligible[ring[ring_eligible] == r] for r in chosen]
+        sizes = np.array([len(m) for m in member_sets])
+        c_author = np.concatenate(member_sets)
+        c_policy_per = np.where(arche[[m[0] for m in member_sets]] == 3, 4, 3)
+        c_policy = np.repeat(c_policy_per, sizes)
+        c_text_per = _pick_texts(rng, by_policy, c_policy_per)
+        c_start = _diurnal(rng, n_campaigns, day_start)
+        c_created = np.repeat(c_start, sizes) + rng.integers(0, 30 * 60, size=sizes.sum())
+        c_created = np.minimum(c_created, day_start + _DAY - 1)
+        author = np.concatenate([author, c_author])
+        policy = np.concatenate([policy, c_policy])
+        text_idx = np.concatenate([text_idx, np.repeat(c_text_per, sizes)])
+        created = np.concatenate([created, c_created])
+        campaign = np.concatenate([campaign, np.ones(len(c_author), dtype=bool)])
+
+    n = len(author)
+    # The text's own label is the truth (a fallback pool may have remapped a policy).
+    true_policy = texts["policy"][text_idx]
+    content_id = _ids(rng, n)
+    style = texts["style"][text_idx]
+    surface = np.where(
+        style == "sms", "direct_message",
+        np.where(style == "youtube", "video_comment", np.where(rng.random(n) < 0.6, "post", "comment")),
+    )
+    text = pl.Series("text", texts["text"][text_idx], dtype=pl.String)
+    content = pl.DataFrame(
+        {
+            "content_id": content_id,
+            "author_id": uid[author],
+            "created_at": _ts(created),
+            "surface": surface,
+            "language": users["language"].to_numpy()[author],
+            "text": text,
+            # Platforms fingerprint text for dedup and hash-matching; ml.text.text_hash.
+            "text_hash": texts["text_hash"][text_idx],
+        }
+    ).with_columns(
+        has_link=pl.col("text").str.contains(r"(?i)https?://|www\.|\b[a-z0-9-]+\.(com|net|org|co|info|ly|uk)\b"),
+        has_phone=pl.col("text").str.contains(r"\+?\d[\d\s\-]{7,}\d"),
+    )
+    truth = pl.DataFrame(
+        {
+            "content_id": content_id,
+            "created_at": _ts(created),
+            "true_policy": np.array(POLICIES)[true_policy],
+            "author_archetype": np.array(ARCHETYPES)[arche[author]],
+            "text_hash": texts["text_hash"][text_idx],
+            "campaign": campaign,
+        }
+    )
+
+    # Reports: violations draw organic reports, benign content a few false ones, and a
+    # small share of benign posts is brigaded by trolls with many reports in an hour.
+    lam = -np.log1p(-np.array(config.report_rate))[true_policy]
+    n_org = rng.poisson(lam * 1.3)
+    brigaded = (true_policy == 0) & (rng.random(n) < config.brigade_rate)
+    n_brig = np.where(brigaded, rng.poisson(6, size=n) + 3, 0)
+    r_content = np.concatenate([np.repeat(np.arange(n), n_org), np.repeat(np.arange(n), n_brig)])
+    n_r_org, n_r_brig = int(n_org.sum()), int(n_brig.sum())
+    reporters_any = eligible
+    trolls = eligible[arche[eligible] == 1]
+    if len(trolls) == 0:
+        trolls = eligible
+    r_reporter = np.concatenate([
+        reporters_any[rng.integers(0, len(reporters_any), size=n_r_org)],
+        trolls[rng.integers(0, len(trolls), size=n_r_brig)],
+    ])
+    tp = true_policy[r_content[:n_r_org]]
+    says_true = (tp > 0) & (rng.random(n_r_org) < 0.75)
+    org_reason = np.where(says_true, tp, rng.integers(1, len(POLICIES), size=n_r_org))
+    brig_reason = np.where(rng.random(n_r_brig) < 0.7, 2, 1)
+    r_reason = np.concatenate([org_reason, brig_reason])
+    org_delay = np.minimum(rng.exponential(6 * _HOUR, size=n_r_org), 2 * _DAY - 1)
+    brig_delay = rng.integers(5 * 60, _HOUR, size=n_r_brig)
+    r_time = created[r_content] + np.concatenate([org_delay, brig_delay]).astype(np.int64)
+    reports = pl.DataFrame(
+        {
+            "report_id": _ids(rng, len(r_content)),
+            "content_id": content_id[r_content],
+            "reporter_id": uid[r_reporter],
+            "reason": np.array(POLICIES)[r_reason],
+            "reported_at": _ts(r_time),
+        }
+    )
+
+    # Decisions: reported content (queued at its first report) and a proactive sample.
+    first_report = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first_report, r_content, r_time)
+    top_reason = np.zeros(n, dtype=np.int64)
+    top_reason[r_content] = r_reason  # any report's reason; ties are noise anyway
+    proactive = (rng.random(n) < config.proactive_review_rate) & (first_report == np.iinfo(np.int64).max)
+    reviewed = np.flatnonzero((first_report < np.iinfo(np.int64).max) | proactive)
+    queued = np.where(proactive[reviewed], created[reviewed] + rng.integers(600, 4 * _HOUR, size=len(reviewed)),
+                      first_report[reviewed])
+    mod = rng.integers(0, len(world.moderator_ids), size=len(reviewed))
+    acc = world.moderator_accuracy[mod] - np.where(true_policy[reviewed] == 2, 0.08, 0.0)
+    correct = rng.random(len(reviewed)) < acc
+    tp_r = true_policy[reviewed]
+    # A wrong call on a violation: missed (benign) 60% of the time, else another policy.
+    other_violation = 1 + (tp_r - 1 + rng.integers(1, len(VIOLATING), size=len(reviewed))) % len(VIOLATING)
+    wrong_violation = np.where(rng.random(len(reviewed)) < 0.6, 0, other_violation)
+    wrong_benign = np.where(top_reason[reviewed] > 0, top_reason[reviewed], 2)
+    d_policy = np.where(correct, tp_r, np.where(tp_r == 0, wrong_benign, wrong_violation))
+    restrict = rng.random(len(reviewed)) < np.where(d_policy == 2, 0.4, 0.1)
+    action = np.where(d_policy == 0, "no_action", np.where(restrict, "restrict", "remove"))
+    sla = np.array([8, 2, 6, 4, 3])[tp_r] * _HOUR  # queues have different staffing
+    latency = np.minimum(rng.lognormal(np.log(sla * world.moderator_speed[mod]), 0.7), 3 * _DAY - 1)
+    decided = queued + latency.astype(np.int64)
+    decision_id = _ids(rng, len(reviewed))
+    decisions = pl.DataFrame(
+        {
+            "decision_id": decision_id,
+            "content_id": content_id[reviewed],
+            "moderator_id": world.moderator_ids[mod],
+            "review_reason": np.where(proactive[reviewed], "proactive", "user_report"),
+            "policy": np.array(POLICIES)[d_policy],
+            "action": action,
+            "decided_at": _ts(decided),
+        }
+    )
+
+    # Appeals: the author appeals some enforcements; wrong removals are overturned more.
+    enforced = np.flatnonzero(action != "no_action")
+    wrong = d_policy[enforced] != tp_r[enforced]
+    p_appeal = np.where(wrong, config.appeal_rate_wrong, config.appeal_rate_right)
+    appealed = enforced[rng.random(len(enforced)) < p_appeal]
+    wrong_a = d_policy[appealed] != tp_r[appealed]
+    p_over = np.where(wrong_a, config.overturn_rate_wrong, config.overturn_rate_right)
+    overturned = rng.random(len(appealed)) < p_over
+    appealed_at = decided[appealed] + np.minimum(rng.exponential(12 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(np.int64)
+    resolved_at = appealed_at + np.minimum(rng.exponential(18 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(np.int64)
+    appeals = pl.DataFrame(
+        {
+            "appeal_id": _ids(rng, len(appealed)),
+            "decision_id": decision_id[appealed],
+            "content_id": content_id[reviewed][appealed],
+            "appellant_id": uid[author[reviewed][appealed]],
+            "appealed_at": _ts(appealed_at),
+            "resolved_at": _ts(resolved_at),
+            "outcome": np.where(overturned, "overturned", "upheld"),
+        }
+    )
+
+    # QA audits: a uniform sample of all content, labelled with the gold (true) policy.
+    audited = np.flatnonzero(rng.random(n) < config.qa_audit_rate)
+    qa_audits = pl.DataFrame(
+        {
+            "audit_id": _ids(rng, len(audited)),
+            "content_id": content_id[audited],
+            "auditor_id": world.auditor_ids[rng.integers(0, len(world.auditor_ids), size=len(audited))],
+            "gold_policy": np.array(POLICIES)[true_policy[audited]],
+            "audited_at": _ts(created[audited] + rng.integers(_HOUR, 3 * _DAY, size=len(audited))),
+        }
+    )
+    return {
+        "content": content,
+        "reports": reports,
+        "decisions": decisions,
+        "appeals": appeals,
+        "qa_audits": qa_audits,
+        "content_truth": truth,
+    }
+
+
+EVENT_TIME: dict[str, str] = {
+    "users": "signup_at",
+    "content": "created_at",
+    "reports": "reported_at",
+    "decisions": "decided_at",
+    "appeals": "resolved_at",
+    "qa_audits": "audited_at",
+    "content_truth": "created_at",
+    "user_truth": "signup_at",
+}
+USER_COLUMNS = ["user_id", "signup_at", "country", "language", "device_fingerprint", "ip_fingerprint",
+                "verified", "follower_count"]
+
+
+def _users_for_days(config: SimConfig, first: date, last: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Accounts that signed up in [first, last]; the start day also carries every older account."""
+    users = build_world(config).users
+    lo = datetime.min if first <= config.start_date else datetime.combine(first, datetime.min.time())
+    hi = datetime.combine(last + timedelta(days=1), datetime.min.time())
+    sel = users.filter((pl.col("signup_at") >= lo) & (pl.col("signup_at") < hi))
+    return sel.select(USER_COLUMNS), sel.select("user_id", "signup_at", "archetype", "ring_id")
+
+
+def partition_date(table: str, frame: pl.DataFrame, config: SimConfig) -> pl.Series:
+    """The lake partition (a date) of each row: its event date; older accounts land on day one."""
+    d = frame[EVENT_TIME[table]].dt.date()
+    if table in ("users", "user_truth"):
+        d = d.clip(lower_bound=config.start_date)
+    return d
+
+
+def simulate_days(config: SimConfig, pool: pl.DataFrame, first: date, last: date) -> dict[str, pl.DataFrame]:
+    """Every raw and ground-truth table for partitions first..last (inclusive)."""
+    if last < first:
+        raise ValueError(f"last day {last} is before first day {first}")
+    if first < config.start_date:
+        raise ValueError(f"{first} is before the platform's first day {config.start_date}")
+    cohort_first = max(config.start_date, first - timedelta(days=LOOKBACK_DAYS))
+    days = [cohort_first + timedelta(days=i) for i in range((last - cohort_first).days + 1)]
+    cohorts = [simulate_cohort(config, pool, d) for d in days]
+    users, user_truth = _users_for_days(config, first, last)
+    tables = {"users": users, "user_truth": user_truth}
+    for name in cohorts[0]:
+        tables[name] = pl.concat([c[name] for c in cohorts])
+    out = {}
+    for name, frame in tables.items():
+        part = partition_date(name, frame, config)
+        out[name] = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
+    return out
+
+
+def simulate_day(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[str, pl.DataFrame]:
+    return simulate_days(config, pool, day, day)

@@ -1,0 +1,82 @@
+"""Reading the DuckDB warehouse safely, and publishing the analysts' read-only marts copy.
+
+DuckDB allows one writing process or many readers, never both: these functions open the
+warehouse only when no writer runs (after dbt exits, inside the Dagster `duckdb` pool), and
+analysts only ever open the published copy.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+MARTS_SCHEMA = "marts"
+
+
+def describe_tables(db_path: Path, names: list[str]) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+    """Row count and (column, type) pairs of each named table or view, whatever its schema."""
+    if not names or not Path(db_path).exists():
+        return {}
+    out: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        found = con.execute(
+            "select table_schema, table_name from information_schema.tables where table_name in ?",
+            [names],
+        ).fetchall()
+        for schema, name in found:
+            rows = con.execute(f'select count(*) from "{schema}"."{name}"').fetchall()[0][0]
+            cols = con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [schema, name],
+            ).fetchall()
+            out[name] = (int(rows), [(c, t) for c, t in cols])
+    return out
+
+
+def publish_marts(warehouse_db: Path, marts_db: Path) -> dict[str, int]:
+    """Copy every table of the `marts` schema into a new file and rename it over `marts_db`.
+
+    Readers that have the old file open keep reading the old inode; new readers see the new
+    file whole. Returns the row count of each published table.
+    """
+    marts_db.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{marts_db.name}.", suffix=".tmp", dir=marts_db.parent)
+    os.close(fd)
+    os.unlink(tmp)  # DuckDB must create the file itself
+    counts: dict[str, int] = {}
+    try:
+        with duckdb.connect(tmp) as con:
+            con.execute(f"attach '{warehouse_db}' as wh (read_only)")
+            tables = [r[0] for r in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_catalog = 'wh' and table_schema = ? and table_type = 'BASE TABLE' order by 1",
+                [MARTS_SCHEMA],
+            ).fetchall()]
+            if not tables:
+                raise RuntimeError(f"no tables in schema {MARTS_SCHEMA!r} of {warehouse_db}: build the warehouse first")
+            for t in tables:
+                con.execute(f'create table main."{t}" as select * from wh.{MARTS_SCHEMA}."{t}"')
+                counts[t] = int(con.execute(f'select count(*) from main."{t}"').fetchall()[0][0])
+            con.execute("detach wh")
+            con.execute("checkpoint")
+        os.replace(tmp, marts_db)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        Path(tmp + ".wal").unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def query(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run a read-only query; returns column names and rows."""
+    if not Path(db_path).exists():
+        raise FileNotFoundError(f"{db_path} does not exist yet: run `trustlake run` (or `make run`) first")
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        cur = con.execute(sql)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        rows = cur.fetchall()
+    return columns, rows

@@ -1,0 +1,1 @@
+"""Dagster wiring for trustlake: settings, resources, definitions, jobs, schedules and the CLI."""

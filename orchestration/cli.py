@@ -1,0 +1,152 @@
+"""The `trustlake` command line: run the pipeline, open the UI, query the marts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import timedelta
+
+from orchestration.settings import PROJECT_ROOT, Settings, prepare_environment
+
+
+def _prepare(settings: Settings) -> None:
+    from ml.lake import Lake
+    from orchestration.warehouse_project import export_dbt_environment, prepare_manifest
+
+    prepare_environment(settings)
+    lake = Lake(settings.home)
+    export_dbt_environment(lake)
+    prepare_manifest(lake)
+
+
+def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    _prepare(settings)
+    print(f"trustlake home: {settings.home}; dbt manifest ready")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    _prepare(settings)
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from orchestration.definitions import defs
+
+    days = args.days or settings.days
+    first = settings.start_date
+    last = first + timedelta(days=days - 1)
+    print(f"trustlake: simulating and landing {days} days ({first} .. {last}) through Dagster")
+    instance = dg.DagsterInstance.get()
+    started = time.perf_counter()
+    result = defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+        raise_on_error=False,
+    )
+    if not result.success:
+        print(f"trustlake: ingest_job failed (run {result.run_id}); open the UI to see why: make ui", file=sys.stderr)
+        return 1
+    print_summary(settings, time.perf_counter() - started)
+    return 0
+
+
+def print_summary(settings: Settings, seconds: float) -> None:
+    from ml.lake import Lake
+    from ml.simulator import RAW_TABLES
+    from ml.warehouse import query
+
+    lake = Lake(settings.home)
+    print(f"\n== trustlake run finished in {seconds:.0f} s")
+    print(f"raw lake   {lake.raw}")
+    for table in RAW_TABLES:
+        cols, rows = query_lake_count(lake, table)
+        print(f"  {table:<12} {rows:>10,} rows in {cols} daily partitions")
+    print(f"warehouse  {lake.warehouse_db}")
+    print(f"marts      {lake.marts_db}  (read-only copy for analysts)")
+    _, rows = query(lake.marts_db, "select table_name from information_schema.tables order by 1")
+    for (name,) in rows:
+        n = query(lake.marts_db, f'select count(*) from "{name}"')[1][0][0]
+        print(f"  {name:<24} {n:>10,} rows")
+    print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
+
+
+def query_lake_count(lake, table: str) -> tuple[int, int]:
+    import duckdb
+
+    parts = lake.partitions(table)
+    with duckdb.connect() as con:
+        n = con.execute(f"select count(*) from read_parquet('{lake.table_glob(table)}')").fetchall()[0][0]
+    return len(parts), int(n)
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    _prepare(settings)
+    os.chdir(PROJECT_ROOT)
+    argv = ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    exe = os.path.join(os.path.dirname(sys.executable), "dagster")
+    print(f"trustlake: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home})")
+    os.execv(exe, argv)
+    return 0  # unreachable
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.lake import Lake
+    from ml.warehouse import query
+
+    try:
+        columns, rows = query(Lake(settings.home).marts_db, args.query)
+    except FileNotFoundError as exc:
+        print(f"trustlake sql: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # duckdb errors carry the message an analyst needs
+        print(f"trustlake sql: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(columns, rows[: args.limit]))
+    if len(rows) > args.limit:
+        print(f"({len(rows) - args.limit} more rows; use --limit)")
+    return 0
+
+
+def format_table(columns: list[str], rows: list[tuple]) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line, rule] + ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trustlake", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="simulate the platform and materialize every asset")
+    p.add_argument("--days", type=int, default=None, help="days to simulate from TRUSTLAKE_START_DATE (default 30)")
+    p.add_argument("--log-level", default="WARNING", help="Dagster console log level (runs keep full logs in the UI)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev -w workspace.yaml)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("sql", help="query the published read-only marts (marts.duckdb)")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_sql)
+    p = sub.add_parser("prepare", help="create the home directory and parse the dbt manifest")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args, Settings.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

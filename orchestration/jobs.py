@@ -1,0 +1,12 @@
+"""Jobs: what a scheduled or manual run materializes."""
+
+import dagster as dg
+
+from orchestration.partitions import daily_partitions
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("raw", "warehouse"),
+    partitions_def=daily_partitions,
+    description="Land the selected days in the raw lake, build the dbt warehouse, publish the marts.",
+)

@@ -1,0 +1,58 @@
+"""Dagster resources: the lakehouse (paths, simulator settings, text pool) and dbt."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from ml.corpora import load_text_pool
+from ml.lake import Lake
+from ml.simulator import SimConfig
+from orchestration.settings import Settings
+
+
+@lru_cache(maxsize=4)
+def _text_pool(corpora: str | None, seed: int) -> tuple[pl.DataFrame, str]:
+    return load_text_pool(Path(corpora) if corpora else None, seed=seed)
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """Where trustlake keeps its state and how the simulated platform is shaped."""
+
+    home: str
+    corpora_dir: str = ""
+    start_date: str = "2026-10-01"
+    seed: int = 42
+    users: int = 4_000
+    content_per_day: int = 2_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LakehouseResource":
+        return cls(
+            home=str(settings.home),
+            corpora_dir=str(settings.corpora) if settings.corpora else "",
+            start_date=settings.start_date.isoformat(),
+            seed=settings.seed,
+            users=settings.users,
+            content_per_day=settings.content_per_day,
+        )
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(Path(self.home))
+
+    @property
+    def sim_config(self) -> SimConfig:
+        return SimConfig(
+            seed=self.seed,
+            start_date=date.fromisoformat(self.start_date),
+            users=self.users,
+            content_per_day=self.content_per_day,
+        )
+
+    def text_pool(self) -> tuple[pl.DataFrame, str]:
+        return _text_pool(self.corpora_dir or None, self.seed)

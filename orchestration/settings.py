@@ -1,0 +1,71 @@
+"""Configuration from the environment, read in this one place and passed down as resources."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPORA = PROJECT_ROOT.parent / "shared" / "data" / "corpora"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    corpora: Path | None
+    start_date: date
+    days: int
+    seed: int
+    users: int
+    content_per_day: int
+    ray_address: str | None
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        home = Path(env.get("TRUSTLAKE_HOME", PROJECT_ROOT / ".trustlake")).expanduser().resolve()
+        corpora_env = env.get("TRUSTLAKE_CORPORA")
+        if corpora_env is not None:
+            corpora = Path(corpora_env).expanduser() if corpora_env else None
+        else:
+            corpora = DEFAULT_CORPORA if DEFAULT_CORPORA.is_dir() else None
+        return cls(
+            home=home,
+            corpora=corpora,
+            start_date=date.fromisoformat(env.get("TRUSTLAKE_START_DATE", "2026-10-01")),
+            days=int(env.get("TRUSTLAKE_DAYS", "30")),
+            seed=int(env.get("TRUSTLAKE_SEED", "42")),
+            users=int(env.get("TRUSTLAKE_USERS", "4000")),
+            content_per_day=int(env.get("TRUSTLAKE_CONTENT_PER_DAY", "2000")),
+            ray_address=env.get("RAY_ADDRESS") or None,
+        )
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Point Dagster and dbt at the home directory and switch off their network telemetry."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    os.environ.setdefault("TRUSTLAKE_HOME", str(settings.home))
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    instance_yaml = settings.dagster_home / "dagster.yaml"
+    wanted = INSTANCE_YAML
+    if not instance_yaml.exists() or instance_yaml.read_text() != wanted:
+        instance_yaml.write_text(wanted)
+
+
+# Every DuckDB writer runs in the `duckdb` pool; one slot means one writer at a time.
+INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
