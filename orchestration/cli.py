@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 
 from orchestration.settings import PROJECT_ROOT, Settings, prepare_environment
 
@@ -35,7 +35,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.definitions import defs
 
     days = args.days or settings.days
-    first = settings.start_date
+    first = date.fromisoformat(args.first) if args.first else settings.start_date
+    if first < settings.start_date:
+        print(f"trustlake run: --first {first} is before TRUSTLAKE_START_DATE {settings.start_date}", file=sys.stderr)
+        return 2
     last = first + timedelta(days=days - 1)
     print(f"trustlake: simulating and landing {days} days ({first} .. {last}) through Dagster")
     instance = dg.DagsterInstance.get()
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="simulate the platform and materialize every asset")
     p.add_argument("--days", type=int, default=None, help="days to simulate from TRUSTLAKE_START_DATE (default 30)")
+    p.add_argument("--first", default=None, help="first day to (re)build, YYYY-MM-DD (default TRUSTLAKE_START_DATE)")
     p.add_argument("--log-level", default="WARNING", help="Dagster console log level (runs keep full logs in the UI)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev -w workspace.yaml)")

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'stg_platform__appeals'}}}) }}
 -- An appeal always references an enforcement (remove or restrict), never a no_action.
 select a.appeal_id, a.decision_id, d.action
 from {{ ref('stg_platform__appeals') }} a

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'stg_platform__decisions'}}}) }}
 -- A decision never precedes the content it concerns.
 select d.decision_id, d.decided_at, c.created_at
 from {{ ref('stg_platform__decisions') }} d

@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'training_labels'}}}) }}
 -- Label resolution is total: every decided or audited content item has exactly one label.
 with judged as (
     select content_id from {{ ref('stg_platform__decisions') }}

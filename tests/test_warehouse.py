@@ -1,0 +1,194 @@
+"""The dbt warehouse end to end: published marts, analyst queries, idempotent rebuilds,
+readers during rebuilds, and planted raw defects caught by the matching asset check."""
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from ml.lake import Lake
+from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
+from ml.text import eval_bucket
+from orchestration.settings import PROJECT_ROOT
+from tests.conftest import E2E_DAYS, run_cli
+from tests.test_definitions import MARTS
+
+pytestmark = pytest.mark.slow
+DOC_QUERIES = re.findall(r"```sql\n(.*?)```", (PROJECT_ROOT / "docs" / "marts.md").read_text(), re.S)
+START = date(2026, 10, 1)
+
+
+def marts_db(home: Path) -> Path:
+    return Lake(home).marts_db
+
+
+def mart_fingerprints(db: Path) -> dict[str, tuple[int, int]]:
+    """Row count and an order-independent content hash of every mart (doubles rounded)."""
+    out = {}
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table in MARTS:
+            cols = con.execute(
+                "select column_name, data_type from information_schema.columns where table_name = ? "
+                "order by ordinal_position", [table]).fetchall()
+            exprs = [f'round("{c}", 6)' if t == "DOUBLE" else f'"{c}"' for c, t in cols]
+            n, h = con.execute(
+                f"select count(*), coalesce(bit_xor(hash({', '.join(exprs)})), 0) from \"{table}\"").fetchall()[0]
+            out[table] = (n, h)
+    return out
+
+
+def test_every_mart_is_published_to_the_read_only_copy(e2e_home):
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        assert set(MARTS) <= tables
+        for table in MARTS:
+            assert con.execute(f'select count(*) from "{table}"').fetchall()[0][0] > 0, table
+
+
+@pytest.mark.parametrize("sql", DOC_QUERIES, ids=[f"q{i + 1}" for i in range(len(DOC_QUERIES))])
+def test_every_analyst_query_in_the_docs_runs(e2e_home, sql):
+    assert len(DOC_QUERIES) >= 8
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        rows = con.execute(sql).fetchall()
+    assert rows, "the documented query returned no rows on the default-shaped data"
+
+
+def test_sql_command_prints_a_table(e2e_home):
+    result = run_cli(e2e_home, "sql", "select policy, enforcements from mart_appeals order by policy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["policy", "enforcements"]
+    assert "hate_speech" in result.stdout
+    bad = run_cli(e2e_home, "sql", "select * from no_such_mart")
+    assert bad.returncode == 2 and "no_such_mart" in bad.stderr
+
+
+def test_training_labels_eval_bucket_matches_the_python_hash(e2e_home):
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        rows = con.execute("select text_hash, eval_bucket from training_labels").fetchall()
+    assert rows and all(eval_bucket(h) == b for h, b in rows)
+
+
+def test_facts_keep_every_raw_row(e2e_home):
+    lake = Lake(e2e_home)
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        n_content = con.execute("select count(*) from fct_content").fetchall()[0][0]
+        n_actions = con.execute("select count(*) from fct_moderation_actions").fetchall()[0][0]
+    assert n_content == lake.read_table("content").height
+    assert n_actions == lake.read_table("decisions").height
+
+
+def test_rebuilding_one_day_is_idempotent(e2e_home):
+    before = mart_fingerprints(marts_db(e2e_home))
+    day = START + timedelta(days=E2E_DAYS - 3)
+    result = run_cli(e2e_home, "run", "--first", day.isoformat(), "--days", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert mart_fingerprints(marts_db(e2e_home)) == before
+
+
+READER = textwrap.dedent("""
+    import sys, time, duckdb
+    import os
+    db, stop, n_ok = sys.argv[1], sys.argv[2], 0
+    while True:
+        with duckdb.connect(db, read_only=True) as con:
+            rows = con.execute("select policy, sum(reports) from mart_policy_daily group by policy").fetchall()
+            assert len(rows) == 5, rows
+        n_ok += 1
+        if os.path.exists(stop) and n_ok >= 1:
+            break
+        time.sleep(0.5)  # 50 pollers must not starve the rebuild of 2 cores
+    print(n_ok)
+""")
+
+
+def test_fifty_readers_all_succeed_while_the_warehouse_rebuilds(e2e_home, tmp_path):
+    stop = tmp_path / "stop"
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READER, str(marts_db(e2e_home)), str(stop)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(50)
+    ]
+    time.sleep(1.0)
+    day = START + timedelta(days=E2E_DAYS - 2)
+    rebuild = run_cli(e2e_home, "run", "--first", day.isoformat(), "--days", "1")
+    stop.touch()
+    outcomes = [r.communicate(timeout=120) for r in readers]
+    assert rebuild.returncode == 0, rebuild.stderr[-3000:]
+    failures = [err for (out, err), r in zip(outcomes, readers) if r.returncode != 0]
+    assert failures == []
+    assert all(int(out.strip()) >= 1 for out, _ in outcomes)
+
+
+# ---------------------------------------------------------------------------------------
+# Planted defects: each fails the check that names it; clean data passes every check.
+# ---------------------------------------------------------------------------------------
+DEFECT_DAY = START + timedelta(days=4)
+
+
+def plant(lake: Lake, defect: str) -> None:
+    if defect == "duplicate_content_id":
+        part = lake.read_table("content").filter(pl.col("date") == DEFECT_DAY).drop("date")
+        lake.write_partition("content", DEFECT_DAY, pl.concat([part, part.head(2)]))
+    elif defect == "orphan_decision":
+        part = lake.read_table("decisions").filter(pl.col("date") == DEFECT_DAY).drop("date")
+        orphan = part.head(1).with_columns(pl.lit(123456789, pl.Int64).alias("content_id"), pl.lit(987654321, pl.Int64).alias("decision_id"))
+        lake.write_partition("decisions", DEFECT_DAY, pl.concat([part, orphan]))
+    elif defect == "bad_action_enum":
+        part = lake.read_table("decisions").filter(pl.col("date") == DEFECT_DAY).drop("date")
+        lake.write_partition("decisions", DEFECT_DAY, part.with_columns(
+            pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("ban")).otherwise("action").alias("action")))
+
+
+EXPECTED_FAILURE = {
+    "duplicate_content_id": ("content", "source_unique_raw_content_content_id"),
+    "orphan_decision": ("stg_platform__decisions",
+                        "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_"),
+    "bad_action_enum": ("decisions", "source_accepted_values_raw_decisions_action__remove__restrict__no_action"),
+}
+
+
+@pytest.mark.parametrize("defect", ["clean", *EXPECTED_FAILURE])
+def test_planted_raw_defect_fails_the_matching_asset_check(defect, pool, tmp_path):
+    from dagster_dbt import DbtCliResource
+
+    from assets.warehouse import warehouse_models
+    from orchestration.resources import LakehouseResource
+    from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project
+
+    config = SimConfig(seed=3, users=400, content_per_day=250)
+    lake = Lake(tmp_path)
+    days = [START + timedelta(days=i) for i in range(7)]
+    tables = simulate_days(config, pool, days[0], days[-1])
+    for table in RAW_TABLES:
+        part = partition_date(table, tables[table], config)
+        for day in days:
+            lake.write_partition(table, day, tables[table].filter(part == day))
+    plant(lake, defect)
+
+    result = dg.materialize(
+        [warehouse_models],
+        partition_key=days[-1].isoformat(),
+        resources={
+            "lakehouse": LakehouseResource(home=str(tmp_path), seed=3, users=400, content_per_day=250),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        },
+        raise_on_error=False,
+    )
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    failed = {k for k, e in evaluations.items() if not e.passed}
+    if defect == "clean":
+        assert result.success
+        assert len(evaluations) >= 100 and failed == set()
+        return
+    assert not result.success
+    assert EXPECTED_FAILURE[defect] in failed
+    failing = evaluations[EXPECTED_FAILURE[defect]]
+    assert failing.metadata["dagster_dbt/failed_row_count"].value > 0
