@@ -132,7 +132,8 @@ def build_world(config: SimConfig) -> World:
         offset += k
     n_rings = offset
     ring_id[ring_members] = ring_of_member
-    ring_created = start + rng.integers(-60, config.horizon_days, size=n_rings) * _DAY
+    # Most rings already operate when the window opens; a few are founded during it.
+    ring_created = start + rng.integers(-120, 45, size=n_rings) * _DAY
 
     signup = start + rng.integers(-config.history_days * _DAY, config.horizon_days * _DAY, size=n)
     signup[is_ring] = ring_created[ring_id[is_ring]] + rng.integers(0, 6 * _HOUR, size=is_ring.sum())

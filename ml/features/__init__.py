@@ -1,0 +1,1 @@
+"""Feature builds in Polars: text signals, point-in-time author history, account networks."""

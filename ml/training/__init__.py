@@ -1,0 +1,1 @@
+"""Training sets, models and their shared output schema."""

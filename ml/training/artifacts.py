@@ -1,0 +1,44 @@
+"""Model artifacts on disk and the one output schema every model's scores share."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ml.taxonomy import POLICIES
+
+PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{p}" for p in POLICIES)
+MODEL_KINDS = ("lightgbm", "text_model", "baseline")
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """What a training asset hands downstream: where the model is and what made it."""
+
+    kind: str
+    version: str
+    path: str
+    dataset_version: str
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    temperature: float = 1.0
+
+    def write_manifest(self) -> None:
+        Path(self.path, "artifact.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+
+    @classmethod
+    def read(cls, path: Path) -> "ModelArtifact":
+        return cls(**json.loads(Path(path, "artifact.json").read_text()))
+
+
+def proba_frame(content_ids: pl.Series | None, proba: np.ndarray) -> pl.DataFrame:
+    """The shared score schema: content_id (if known) then p_<policy> for every policy."""
+    cols = {name: proba[:, k].astype(np.float64) for k, name in enumerate(PROBA_COLUMNS)}
+    frame = pl.DataFrame(cols)
+    if content_ids is not None:
+        frame = frame.with_columns(content_ids.alias("content_id")).select("content_id", *PROBA_COLUMNS)
+    return frame

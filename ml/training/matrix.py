@@ -1,0 +1,48 @@
+"""Turning a training-set frame into model inputs, the same way for training and scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ml.features.text import NGRAM_DIM, hashed_ngrams
+
+SURFACE_CODES = {"post": 0, "comment": 1, "video_comment": 2, "direct_message": 3}
+
+# Numeric context every model sees; missing platform context (an external file scored by
+# the CLI) is filled with the neutral defaults below.
+DENSE_DEFAULTS: dict[str, float] = {
+    "surface_code": -1, "has_link": 0, "has_phone": 0,
+    "text_chars": 0, "text_words": 0, "url_count": 0, "phone_count": 0, "email_count": 0,
+    "mention_count": 0, "hashtag_count": 0, "upper_ratio": 0, "digit_ratio": 0, "exclaim_count": 0,
+    "repeated_char_runs": 0, "emoji_count": 0, "leetspeak_tokens": 0, "spaced_letter_runs": 0,
+    "promo_words": 0,
+    "account_age_days": np.nan, "follower_count": np.nan, "verified": np.nan, "prior_posts": np.nan,
+    "posts_last_24h": np.nan, "prior_reports_received": np.nan, "prior_enforcements": np.nan,
+    "component_size": np.nan, "component_enforced_share": np.nan, "shares_fingerprints": np.nan,
+}
+DENSE_COLUMNS: tuple[str, ...] = tuple(DENSE_DEFAULTS)
+
+
+def dense_matrix(frame: pl.DataFrame) -> np.ndarray:
+    """float32 [rows, len(DENSE_COLUMNS)]; absent columns take their default (NaN = unknown)."""
+    cols = []
+    for name, default in DENSE_DEFAULTS.items():
+        if name == "surface_code" and "surface" in frame.columns:
+            col = frame["surface"].replace_strict(SURFACE_CODES, default=-1, return_dtype=pl.Float32)
+        elif name in frame.columns:
+            col = frame[name].cast(pl.Float32)
+        else:
+            col = pl.Series(name, [default] * frame.height, dtype=pl.Float32)
+        cols.append(col.fill_null(default).to_numpy())
+    return np.column_stack(cols).astype(np.float32) if cols else np.zeros((frame.height, 0), np.float32)
+
+
+def design_matrix(frame: pl.DataFrame) -> sp.csr_matrix:
+    """[dense context | hashed word and character n-grams] as one CSR matrix."""
+    dense = sp.csr_matrix(dense_matrix(frame))
+    return sp.hstack([dense, hashed_ngrams(frame["text"].to_list())], format="csr", dtype=np.float32)
+
+
+N_FEATURES = len(DENSE_COLUMNS) + NGRAM_DIM

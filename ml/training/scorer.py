@@ -1,0 +1,61 @@
+"""Load any trained model from its artifact directory and score frames with it.
+
+Every model kind takes the same input frame (text plus whatever platform context is known)
+and returns calibrated probabilities in the shared `p_<policy>` schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+import torch
+
+from ml.training.artifacts import ModelArtifact, proba_frame
+from ml.training.baseline import baseline_logits
+from ml.training.calibration import softmax
+from ml.training.matrix import dense_matrix, design_matrix
+from ml.training.text_model import TextClassifier, TextModelParams, predict_logits
+from ml.features.text import hashed_ngrams
+
+
+class Scorer:
+    def __init__(self, artifact: ModelArtifact):
+        self.artifact = artifact
+        path = Path(artifact.path)
+        if artifact.kind == "lightgbm":
+            self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+        elif artifact.kind == "text_model":
+            params = TextModelParams(**artifact.params["model"])
+            n_dense = int(artifact.params["n_dense"])
+            self._net = TextClassifier(n_dense, params.embedding_dim, params.hidden_dim)
+            self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
+            self._net.eval()
+        elif artifact.kind == "baseline":
+            self._pipeline = joblib.load(path / "model.joblib")
+        else:
+            raise ValueError(f"unknown model kind {artifact.kind!r} in {path}")
+
+    @classmethod
+    def load(cls, path: Path) -> "Scorer":
+        return cls(ModelArtifact.read(path))
+
+    def logits(self, frame: pl.DataFrame) -> np.ndarray:
+        kind = self.artifact.kind
+        if kind == "lightgbm":
+            return self._booster.predict(design_matrix(frame), raw_score=True)
+        if kind == "text_model":
+            return predict_logits(self._net, hashed_ngrams(frame["text"].to_list()), dense_matrix(frame))
+        return baseline_logits(self._pipeline, frame["text"].to_list())
+
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        if frame.height == 0:
+            return np.zeros((0, 5))
+        return softmax(self.logits(frame), self.artifact.temperature)
+
+    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+        ids = frame["content_id"] if "content_id" in frame.columns else None
+        return proba_frame(ids, self.predict_proba(frame))

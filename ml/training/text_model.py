@@ -1,0 +1,196 @@
+"""A compact neural text classifier, trained with Ray's TorchTrainer (GPU when the cluster has one).
+
+The text enters as the hashed word and character n-grams of `ml.features.text` through an
+EmbeddingBag (a fastText-style bag of n-gram embeddings, weighted by the hashed counts);
+the numeric platform context enters through a small normalised dense branch. Both meet in
+an MLP that emits one logit per policy; a temperature fitted on validation calibrates them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ml.features.text import NGRAM_DIM
+from ml.taxonomy import POLICIES
+
+
+@dataclass(frozen=True)
+class TextModelParams:
+    embedding_dim: int = 64
+    hidden_dim: int = 128
+    epochs: int = 4
+    batch_size: int = 128
+    learning_rate: float = 1e-3  # deep part
+    wide_learning_rate: float = 1e-2  # the linear n-gram part converges slower
+    weight_decay: float = 1e-4
+    num_workers: int = 1
+    cpus_per_worker: int = 2
+    seed: int = 42
+    max_steps: int | None = None  # cap for smoke tests
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, n_dense: int, embedding_dim: int, hidden_dim: int, n_classes: int = len(POLICIES)):
+        super().__init__()
+        self.ngrams = nn.EmbeddingBag(NGRAM_DIM, embedding_dim, mode="sum")
+        # The wide part: a linear model straight on the n-grams, as strong as logistic
+        # regression on its own; the deep part adds interactions with platform context.
+        self.wide = nn.EmbeddingBag(NGRAM_DIM, n_classes, mode="sum")
+        nn.init.zeros_(self.wide.weight)  # start from "no opinion", not random logits
+        nn.init.normal_(self.ngrams.weight, std=0.05)
+        self.dense = nn.Sequential(nn.Linear(n_dense, hidden_dim // 2), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(embedding_dim + hidden_dim // 2, hidden_dim), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(hidden_dim, n_classes),
+        )
+        self.register_buffer("dense_mean", torch.zeros(n_dense))
+        self.register_buffer("dense_std", torch.ones(n_dense))
+
+    def forward(self, ids, offsets, weights, dense):
+        text = self.ngrams(ids, offsets, per_sample_weights=weights)
+        d = self.dense((squash(dense) - self.dense_mean) / self.dense_std)
+        return self.head(torch.cat([text, d], dim=1)) + self.wide(ids, offsets, per_sample_weights=weights)
+
+
+def squash(x):
+    """Signed log1p: counts that grow with history (prior posts, reports) stay comparable over time."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def batch_tensors(ngrams: sp.csr_matrix, dense: np.ndarray, rows: np.ndarray, device="cpu"):
+    sub = ngrams[rows]
+    return (
+        torch.as_tensor(sub.indices, dtype=torch.long, device=device),
+        torch.as_tensor(sub.indptr[:-1], dtype=torch.long, device=device),
+        torch.as_tensor(sub.data, dtype=torch.float32, device=device),
+        torch.as_tensor(np.nan_to_num(dense[rows], nan=-1.0), dtype=torch.float32, device=device),
+    )
+
+
+def predict_logits(model: TextClassifier, ngrams: sp.csr_matrix, dense: np.ndarray, batch: int = 4096) -> np.ndarray:
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, ngrams.shape[0], batch):
+            rows = np.arange(start, min(start + batch, ngrams.shape[0]))
+            out.append(model(*batch_tensors(ngrams, dense, rows, device)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(POLICIES)), np.float32)
+
+
+def build_model(dense: np.ndarray, params: TextModelParams) -> TextClassifier:
+    model = TextClassifier(dense.shape[1], params.embedding_dim, params.hidden_dim)
+    filled = squash(torch.as_tensor(np.nan_to_num(dense, nan=-1.0)))
+    model.dense_mean.copy_(filled.mean(dim=0))
+    model.dense_std.copy_(filled.std(dim=0) + 1e-3)
+    return model
+
+
+def validation_score(model: TextClassifier, ngrams: sp.csr_matrix, dense: np.ndarray, y: np.ndarray) -> float:
+    from ml.training.calibration import softmax
+    from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
+
+    was_training = model.training
+    proba = softmax(predict_logits(model, ngrams, dense))
+    model.train(was_training)
+    return macro_pr_auc(pr_auc_by_policy(y, proba))
+
+
+def _train_worker(config: dict) -> None:
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    ngrams, dense, y = ray.get(config["train"])
+    val_ngrams, val_dense, val_y = ray.get(config["validation"])
+    p = TextModelParams(**config["params"])
+    torch.manual_seed(p.seed)
+    torch.set_num_threads(max(1, p.cpus_per_worker))
+    rng = np.random.default_rng(p.seed + rank)
+    device = ray.train.torch.get_device()
+    model = build_model(dense, p)
+    model = ray.train.torch.prepare_model(model)
+    raw = model.module if hasattr(model, "module") else model
+    wide = [q for n, q in raw.named_parameters() if n.startswith("wide.")]
+    deep = [q for n, q in raw.named_parameters() if not n.startswith("wide.")]
+    opt = torch.optim.AdamW([
+        {"params": wide, "lr": p.wide_learning_rate, "weight_decay": 0.0},
+        {"params": deep, "lr": p.learning_rate, "weight_decay": p.weight_decay},
+    ])
+    loss_fn = nn.CrossEntropyLoss()
+    mine = np.arange(rank, ngrams.shape[0], world)  # this worker's shard
+    started, steps, seen = time.perf_counter(), 0, 0
+    best_score, best_state, best_epoch = -1.0, None, -1
+    for epoch in range(p.epochs):
+        model.train()
+        order = rng.permutation(mine)
+        for start in range(0, len(order), p.batch_size):
+            rows = order[start:start + p.batch_size]
+            ids, offsets, weights, d = batch_tensors(ngrams, dense, rows, device)
+            loss = loss_fn(model(ids, offsets, weights, d), torch.as_tensor(y[rows], dtype=torch.long, device=device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+            seen += len(rows)
+            if p.max_steps and steps >= p.max_steps:
+                break
+        # Keep the epoch that ranks validation best: the bag of n-grams overfits quickly.
+        score = validation_score(raw, val_ngrams, val_dense, val_y)
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
+        if p.max_steps and steps >= p.max_steps:
+            break
+    seconds = time.perf_counter() - started
+    metrics = {"steps": steps, "examples_seen": seen, "train_seconds": seconds, "best_epoch": best_epoch,
+               "validation_macro_pr_auc": best_score,
+               "examples_per_second": seen * world / max(seconds, 1e-9), "final_loss": float(loss.item())}
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(best_state, Path(tmp) / "model.pt")
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)
+
+
+def cluster_has_gpu() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def train_ray(ngrams: sp.csr_matrix, dense: np.ndarray, y: np.ndarray, validation: tuple, params: TextModelParams,
+              storage_path: Path) -> tuple[TextClassifier, dict]:
+    """Train on the connected Ray cluster; `use_gpu` is whatever the cluster has."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = cluster_has_gpu()
+    started = time.perf_counter()
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"train": ray.put((ngrams, dense, y)), "validation": ray.put(validation),
+                           "params": asdict(params)},
+        scaling_config=ScalingConfig(num_workers=params.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": params.cpus_per_worker}),
+        run_config=RunConfig(storage_path=str(storage_path), name=f"text-model-{int(time.time() * 1000)}"),
+    )
+    result = trainer.fit()
+    model = build_model(dense, params)
+    with result.checkpoint.as_directory() as ckpt:
+        model.load_state_dict(torch.load(Path(ckpt) / "model.pt", map_location="cpu"))
+    info = {**result.metrics, "use_gpu": use_gpu, "wall_seconds": time.perf_counter() - started,
+            "params": asdict(params)}
+    return model, info
