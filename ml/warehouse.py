@@ -80,3 +80,13 @@ def query(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
         columns = [d[0] for d in cur.description] if cur.description else []
         rows = cur.fetchall()
     return columns, rows
+
+
+def read_frame(db_path: Path, sql: str):
+    """A read-only query as a Polars frame."""
+    import polars as pl
+
+    if not Path(db_path).exists():
+        raise FileNotFoundError(f"{db_path} does not exist yet: build the warehouse first")
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return pl.from_arrow(con.execute(sql).to_arrow_table())

@@ -52,11 +52,24 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not result.success:
         print(f"trustlake: ingest_job failed (run {result.run_id}); open the UI to see why: make ui", file=sys.stderr)
         return 1
-    print_summary(settings, time.perf_counter() - started)
+    if not args.skip_training:
+        print("trustlake: building features and training LightGBM, the text model and the baseline on Ray")
+        result = defs.resolve_job_def("train_job").execute_in_process(
+            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            print(f"trustlake: train_job failed (run {result.run_id}); open the UI to see why: make ui",
+                  file=sys.stderr)
+            return 1
+        models = {key: result.output_for_node(key) for key in ("lightgbm_model", "text_model", "baseline_model")}
+    else:
+        models = {}
+    print_summary(settings, time.perf_counter() - started, models)
     return 0
 
 
-def print_summary(settings: Settings, seconds: float) -> None:
+def print_summary(settings: Settings, seconds: float, models: dict) -> None:
     from ml.lake import Lake
     from ml.simulator import RAW_TABLES
     from ml.warehouse import query
@@ -73,6 +86,15 @@ def print_summary(settings: Settings, seconds: float) -> None:
     for (name,) in rows:
         n = query(lake.marts_db, f'select count(*) from "{name}"')[1][0][0]
         print(f"  {name:<24} {n:>10,} rows")
+    if models:
+        from ml.taxonomy import POLICIES
+
+        print(f"models     {lake.models}   (test split PR-AUC per policy; macro = mean over violating policies)")
+        print(f"  {'model':<16} {'macro':>6} " + " ".join(f"{p:>11}" for p in POLICIES) + "  version")
+        for name, art in models.items():
+            m = art.metrics["test_pr_auc"]
+            print(f"  {name:<16} {art.metrics['test_macro_pr_auc']:>6.3f} "
+                  + " ".join(f"{m[p]:>11.3f}" for p in POLICIES) + f"  {art.version}")
     print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
 
 
@@ -132,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="simulate the platform and materialize every asset")
     p.add_argument("--days", type=int, default=None, help="days to simulate from TRUSTLAKE_START_DATE (default 30)")
     p.add_argument("--first", default=None, help="first day to (re)build, YYYY-MM-DD (default TRUSTLAKE_START_DATE)")
+    p.add_argument("--skip-training", action="store_true", help="land and model the data only")
     p.add_argument("--log-level", default="WARNING", help="Dagster console log level (runs keep full logs in the UI)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev -w workspace.yaml)")

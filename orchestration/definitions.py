@@ -14,18 +14,29 @@ if not dbt_project.manifest_path.exists():
     # First start without `make`/`trustlake prepare`: parse now, before any run starts.
     prepare_manifest(Lake(settings.home))
 
-from assets.raw import raw_platform_tables  # noqa: E402  (needs the manifest above)
+from assets.features import feature_assets  # noqa: E402  (needs the manifest above)
+from assets.raw import raw_platform_tables  # noqa: E402
+from assets.training import baseline_model, lightgbm_model, text_model, training_set  # noqa: E402
 from assets.warehouse import published_marts, warehouse_models  # noqa: E402
-from orchestration.jobs import ingest_job  # noqa: E402
-from orchestration.resources import LakehouseResource  # noqa: E402
+from orchestration.jobs import ingest_job, train_job  # noqa: E402
+from orchestration.ray_resource import RayResource  # noqa: E402
+from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
 from orchestration.schedules import daily_ingest_schedule  # noqa: E402
 
 defs = dg.Definitions(
-    assets=[raw_platform_tables, warehouse_models, published_marts],
-    jobs=[ingest_job],
+    assets=[raw_platform_tables, warehouse_models, published_marts, *feature_assets, training_set,
+            lightgbm_model, text_model, baseline_model],
+    jobs=[ingest_job, train_job],
     schedules=[daily_ingest_schedule],
     resources={
         "lakehouse": LakehouseResource.from_settings(settings),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
+                                   storage_path=str(settings.home / "ray")),
+        "training": TrainingResource(lightgbm_workers=settings.lightgbm_workers,
+                                     lightgbm_threads_per_worker=settings.lightgbm_threads,
+                                     text_epochs=settings.text_epochs),
+        # Models and training sets pass between assets as real inputs, stored under the home.
+        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage")),
     },
 )

@@ -10,3 +10,10 @@ ingest_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Land the selected days in the raw lake, build the dbt warehouse, publish the marts.",
 )
+
+train_job = dg.define_asset_job(
+    "train_job",
+    selection=dg.AssetSelection.groups("features", "training"),
+    description="Build the feature tables and the training set, then train LightGBM, the text model "
+    "and the baseline on Ray.",
+)

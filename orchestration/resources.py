@@ -56,3 +56,12 @@ class LakehouseResource(dg.ConfigurableResource):
 
     def text_pool(self) -> tuple[pl.DataFrame, str]:
         return _text_pool(self.corpora_dir or None, self.seed)
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """How big the training runs are (TRUSTLAKE_LIGHTGBM_WORKERS and friends)."""
+
+    lightgbm_workers: int = 1
+    lightgbm_threads_per_worker: int = 2
+    text_epochs: int = 4
+    text_cpus_per_worker: int = 2

@@ -22,6 +22,10 @@ class Settings:
     users: int
     content_per_day: int
     ray_address: str | None
+    ray_cpus: int
+    lightgbm_workers: int
+    lightgbm_threads: int
+    text_epochs: int
 
     @property
     def dagster_home(self) -> Path:
@@ -45,6 +49,10 @@ class Settings:
             users=int(env.get("TRUSTLAKE_USERS", "4000")),
             content_per_day=int(env.get("TRUSTLAKE_CONTENT_PER_DAY", "2000")),
             ray_address=env.get("RAY_ADDRESS") or None,
+            ray_cpus=int(env.get("TRUSTLAKE_RAY_CPUS", str(os.cpu_count() or 2))),
+            lightgbm_workers=int(env.get("TRUSTLAKE_LIGHTGBM_WORKERS", "1")),
+            lightgbm_threads=int(env.get("TRUSTLAKE_LIGHTGBM_THREADS", "2")),
+            text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "4")),
         )
 
 
@@ -55,6 +63,7 @@ def prepare_environment(settings: Settings) -> None:
     os.environ.setdefault("TRUSTLAKE_HOME", str(settings.home))
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     instance_yaml = settings.dagster_home / "dagster.yaml"
     wanted = INSTANCE_YAML
     if not instance_yaml.exists() or instance_yaml.read_text() != wanted:

@@ -66,3 +66,29 @@ def dataset_version(frame: pl.DataFrame) -> str:
 
 def label_array(frame: pl.DataFrame) -> np.ndarray:
     return frame["label"].replace_strict(LABEL_INDEX, return_dtype=pl.Int32).to_numpy()
+
+
+@dataclass(frozen=True)
+class TrainingSetRef:
+    """What the training_set asset hands to the model assets."""
+
+    path: str
+    version: str
+    rows: dict
+
+
+def build_training_set(labels: pl.DataFrame, content: pl.DataFrame, author: pl.DataFrame,
+                       network: pl.DataFrame, rule: SplitRule = SplitRule()) -> tuple[pl.DataFrame, dict]:
+    """Labels joined with every feature table, split. Returns the frame and split facts."""
+    split, removed = assign_splits(labels, rule)
+    frame = (
+        split.join(content.drop("created_at", "surface", "language", "text_hash"), on="content_id", how="inner")
+        .join(author, on="content_id", how="inner")
+        .join(network.drop("component_id"), on="content_id", how="inner")
+        .sort("created_at", "content_id")
+    )
+    missing = split.height - frame.height
+    if missing:
+        raise ValueError(f"{missing} labelled content items have no feature rows: rebuild the features")
+    facts = {**removed, **{f"rows_{s}": int((frame["split"] == s).sum()) for s in SPLITS}}
+    return frame, facts

@@ -1,0 +1,95 @@
+"""Feature tables in the lake (group `features`), each with blocking quality checks and drift."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import frame_metadata
+from ml.features import build
+from ml.features.quality import check_coverage, check_drift, check_nulls, check_ranges, check_schema
+from ml.lake import write_parquet_atomic
+from ml.warehouse import query
+from orchestration.resources import LakehouseResource
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    description: str
+    reads: tuple[str, ...]
+    build: Callable[[dict[str, pl.DataFrame]], pl.DataFrame]
+
+
+TABLES = {
+    "content_features": FeatureTable(
+        "Text signals of each content item (length, URL/phone/email/mention counts, casing, repeated "
+        "characters, emoji, leetspeak and spaced-out letters) and its surface, link and phone flags. "
+        "The hashed n-gram text representation is computed from the text at training and scoring time.",
+        ("content",),
+        lambda raw: build.content_features(raw["content"]),
+    ),
+    "author_features": FeatureTable(
+        "The author's history as of each content item's creation time: account age, prior posts, posts in "
+        "the last 24 h, reports received, standing enforcements. Nothing after the post leaks in.",
+        ("content", "users", "reports", "decisions", "appeals"),
+        lambda raw: build.author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"],
+                                          raw["appeals"]),
+    ),
+    "network_features": FeatureTable(
+        "Accounts linked by shared device or IP fingerprints (connected components): component size and "
+        "the share already enforced against, as of each content item's creation time. How rings are caught.",
+        ("content", "users", "decisions"),
+        lambda raw: build.network_features(raw["content"], raw["users"], raw["decisions"]),
+    ),
+}
+CHECKS = ("schema", "null_rates", "value_ranges", "covers_labelled_content", "drift_psi")
+
+
+def labelled_content_ids(lakehouse: LakehouseResource) -> pl.Series | None:
+    marts = lakehouse.lake.marts_db
+    if not marts.exists():
+        return None
+    _, rows = query(marts, "select content_id from training_labels")
+    return pl.Series("content_id", [r[0] for r in rows], dtype=pl.Int64)
+
+
+def feature_asset(name: str, table: FeatureTable) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        group_name="features",
+        description=table.description,
+        kinds={"polars", "parquet"},
+        deps=[*table.reads, "training_labels"],
+        check_specs=[dg.AssetCheckSpec(c, asset=name, blocking=c != "drift_psi") for c in CHECKS],
+    )
+    def _feature(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+        lake = lakehouse.lake
+        raw = {t: lake.read_table(t).drop("date") for t in table.reads}
+        frame = table.build(raw)
+        path = lake.features / name / "part-0.parquet"
+        previous = pl.read_parquet(path) if path.exists() else None
+        write_parquet_atomic(frame, path)
+        numeric = [c for c, t in frame.schema.items() if t.is_numeric() and c not in ("content_id", "component_id")]
+        outcomes = {
+            "schema": check_schema(frame, build.SCHEMAS[name]),
+            "null_rates": check_nulls(frame, {}),
+            "value_ranges": check_ranges(frame, build.RANGES[name]),
+            "covers_labelled_content": check_coverage(frame, raw["content"].height, labelled_content_ids(lakehouse)),
+            "drift_psi": check_drift(frame, previous, numeric),
+        }
+        return dg.MaterializeResult(
+            metadata={**frame_metadata(frame), "path": dg.MetadataValue.path(str(path))},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=check, passed=o.passed, description=o.message, metadata=o.metadata,
+                    severity=dg.AssetCheckSeverity.WARN if check == "drift_psi" else dg.AssetCheckSeverity.ERROR,
+                )
+                for check, o in outcomes.items()
+            ],
+        )
+
+    return _feature
+
+
+feature_assets = [feature_asset(name, table) for name, table in TABLES.items()]
