@@ -63,3 +63,21 @@ def test_every_asset_has_a_description(graph):
     missing = [k.to_user_string() for k in graph.get_all_asset_keys()
                if graph.has(k) and graph.get(k).is_materializable and not graph.get(k).description]
     assert missing == []
+
+
+def test_feature_assets_carry_blocking_quality_checks_and_drift(graph):
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    for table in ("content_features", "author_features", "network_features"):
+        assert graph.get(dg.AssetKey(table)).group_name == "features"
+        for check in ("schema", "null_rates", "value_ranges", "covers_labelled_content", "drift_psi"):
+            assert (table, check) in checks
+
+
+def test_models_take_the_training_set_as_a_real_input(graph):
+    from assets.training import baseline_model, lightgbm_model, text_model
+
+    for asset in (lightgbm_model, text_model, baseline_model):
+        assert dg.AssetKey("training_set") in asset.keys_by_input_name.values()
+        assert graph.get(asset.key).group_name == "training"
+    assert {"content_features", "author_features", "network_features", "training_labels"} <= {
+        k.to_user_string() for k in graph.get(dg.AssetKey("training_set")).parent_keys}
