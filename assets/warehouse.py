@@ -14,6 +14,8 @@ from orchestration.resources import LakehouseResource
 from orchestration.warehouse_project import dbt_project, export_dbt_environment
 
 DUCKDB_POOL = "duckdb"
+# Models built from the champion's scores; they run after scoring, not with the warehouse.
+SCORING_MODELS = ("mart_review_queue",)
 
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
     """Every dbt node in group `warehouse`; sources map onto the raw lake assets by name."""
@@ -24,8 +26,9 @@ class TrustlakeDbtTranslator(DagsterDbtTranslator):
         if props["resource_type"] == "source":
             return spec.replace_attributes(key=dg.AssetKey(props["name"]))
         layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
+        group = "scoring" if props["name"] in SCORING_MODELS else "warehouse"
         return spec.replace_attributes(
-            key=dg.AssetKey(props["name"]), group_name="warehouse"
+            key=dg.AssetKey(props["name"]), group_name=group
         ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer})
 
 translator = TrustlakeDbtTranslator(
@@ -35,6 +38,7 @@ translator = TrustlakeDbtTranslator(
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
+    exclude=" ".join(SCORING_MODELS),
     dagster_dbt_translator=translator,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -42,6 +46,11 @@ translator = TrustlakeDbtTranslator(
 )
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
+    yield from run_dbt_build(context, dbt, lakehouse)
+
+
+def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
+    """`dbt build` of this asset's selection for the partition window, with row counts and schemas."""
     lake = lakehouse.lake
     export_dbt_environment(lake)
     window = context.partition_time_window
@@ -61,6 +70,23 @@ def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lak
         yield event
     if not invocation.is_successful():
         raise dg.Failure(f"dbt build failed; see the failed models and checks above. {invocation.get_error()}")
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select=" ".join(SCORING_MODELS),
+    dagster_dbt_translator=translator,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+    name="review_queue_models",
+)
+def review_queue_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
+    """The review queue from the champion's scores, then a fresh publication of marts.duckdb."""
+    yield from run_dbt_build(context, dbt, lakehouse)
+    lake = lakehouse.lake
+    publish_marts(lake.warehouse_db, lake.marts_db)
+
 
 def schema_metadata(schema: list[tuple[str, str]]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in schema])

@@ -35,6 +35,10 @@ class Lake:
         return self.home / "lake" / "features"
 
     @property
+    def scores(self) -> Path:
+        return self.home / "lake" / "scores"
+
+    @property
     def warehouse_dir(self) -> Path:
         return self.home / "warehouse"
 

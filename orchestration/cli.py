@@ -58,11 +58,31 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
             raise_on_error=False,
         )
-        if not result.success:
+        models = {key: result.output_for_node(key) for key in ("lightgbm_model", "text_model", "baseline_model")}
+        gate_failures = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        for e in gate_failures:
+            print(f"  check failed: {e.asset_key.to_user_string()} {e.check_name}: {e.description}")
+        if not result.success and not gate_failures:
             print(f"trustlake: train_job failed (run {result.run_id}); open the UI to see why: make ui",
                   file=sys.stderr)
             return 1
-        models = {key: result.output_for_node(key) for key in ("lightgbm_model", "text_model", "baseline_model")}
+        from ml.lake import Lake as _Lake
+        from ml.registry import Registry
+
+        if Registry(_Lake(settings.home).models).champion() is None:
+            print("trustlake: no champion (no candidate passed its gates): skipping scoring", file=sys.stderr)
+            print_summary(settings, time.perf_counter() - started, models)
+            return 1
+        print("trustlake: scoring every day's content with the champion and building the review queue")
+        result = defs.resolve_job_def("score_job").execute_in_process(
+            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+            tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+            raise_on_error=False,
+        )
+        if not result.success:
+            print(f"trustlake: score_job failed (run {result.run_id}); open the UI to see why: make ui",
+                  file=sys.stderr)
+            return 1
     else:
         models = {}
     print_summary(settings, time.perf_counter() - started, models)
@@ -95,7 +115,28 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
             m = art.metrics["test_pr_auc"]
             print(f"  {name:<16} {art.metrics['test_macro_pr_auc']:>6.3f} "
                   + " ".join(f"{m[p]:>11.3f}" for p in POLICIES) + f"  {art.version}")
+    if models:
+        print_champion(lake)
     print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
+
+
+def print_champion(lake) -> None:
+    from ml.registry import Registry
+    from ml.taxonomy import VIOLATING
+
+    champ = Registry(lake.models).champion()
+    if champ is None:
+        print("champion   none: no candidate passed its quality gates")
+        return
+    m = champ["metrics"]
+    qa = m.get("qa_gold_macro_pr_auc")
+    print(f"champion   {champ['version']}  test macro PR-AUC {m['test_macro_pr_auc']:.3f}"
+          + (f", QA-gold macro PR-AUC {qa:.3f}" if qa is not None else ""))
+    ops = champ["operating_points"]
+    for p in VIOLATING:
+        op = ops[p]
+        auto = f"{op['auto_action_threshold']:.3f}" if op["reachable"] else "unreachable"
+        print(f"  {p:<12} PR-AUC {m['test_pr_auc'][p]:.3f}  auto-action at {auto}  review at {op['review_threshold']:.3f}")
 
 
 def query_lake_count(lake, table: str) -> tuple[int, int]:
@@ -148,6 +189,63 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
     return "\n".join([line, rule] + ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body])
 
 
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from ml.lake import Lake
+    from ml.registry import Registry, RegistryError
+
+    registry = Registry(Lake(settings.home).models)
+    try:
+        if args.action == "list":
+            rows = [(e["version"], e["kind"], e["status"], e["created_at"], e["dataset_version"],
+                     e["code_version"][:12], e["metrics"]["test_macro_pr_auc"], e["metrics"]["gates_passed"])
+                    for e in registry.list()]
+            print(format_table(["version", "kind", "status", "created_at", "dataset", "code", "test_macro_pr_auc",
+                                "gates_passed"], rows))
+        elif args.action == "show":
+            if not args.version:
+                raise RegistryError("`trustlake models show` needs a version (see `trustlake models list`)")
+            print(json.dumps(registry.get(args.version), indent=2, sort_keys=True))
+        elif args.action == "promote":
+            if not args.version:
+                raise RegistryError("`trustlake models promote` needs a version (see `trustlake models list`)")
+            event = registry.promote(args.version, reason=args.reason, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+            print(f"champion is now {event['version']} (was {event['previous'] or 'none'})")
+        elif args.action == "rollback":
+            event = registry.rollback(actor=f"cli:{os.environ.get('USER', 'unknown')}", reason=args.reason)
+            print(f"champion is now {event['version']} (rolled back {event['rolled_back']})")
+    except RegistryError as exc:
+        print(f"trustlake models: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.lake import Lake
+    from ml.registry import RegistryError
+    from ml.scoring_io import ScoringInputError, score_file
+
+    try:
+        out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output)
+    except (ScoringInputError, RegistryError) as exc:
+        print(f"trustlake score: {exc}", file=sys.stderr)
+        return 2
+    print(f"trustlake score: wrote {out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from ml.lake import Lake
+    from ml.serving import create_app
+
+    app = create_app(Lake(settings.home).models)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trustlake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_sql)
+    p = sub.add_parser("models", help="the model registry: list | show V | promote V | rollback")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("version", nargs="?")
+    p.add_argument("--reason", default="manual change from the CLI")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("score", help="score a CSV or Parquet file of texts with the champion")
+    p.add_argument("--input", required=True)
+    p.add_argument("--text-column", required=True)
+    p.add_argument("--output", default=None, help="CSV or Parquet by suffix (default: <input>.scored.<suffix>)")
+    p.set_defaults(func=cmd_score)
+    p = sub.add_parser("serve", help="HTTP scoring service (FastAPI on uvicorn)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("prepare", help="create the home directory and parse the dbt manifest")
     p.set_defaults(func=cmd_prepare)
     return parser

@@ -14,19 +14,22 @@ if not dbt_project.manifest_path.exists():
     # First start without `make`/`trustlake prepare`: parse now, before any run starts.
     prepare_manifest(Lake(settings.home))
 
-from assets.features import feature_assets  # noqa: E402  (needs the manifest above)
+from assets.evaluation import deployed_model, evaluation_assets  # noqa: E402  (needs the manifest above)
+from assets.features import feature_assets  # noqa: E402
+from assets.scoring import content_scores  # noqa: E402
 from assets.raw import raw_platform_tables  # noqa: E402
 from assets.training import baseline_model, lightgbm_model, text_model, training_set  # noqa: E402
-from assets.warehouse import published_marts, warehouse_models  # noqa: E402
-from orchestration.jobs import ingest_job, train_job  # noqa: E402
+from assets.warehouse import published_marts, review_queue_models, warehouse_models  # noqa: E402
+from orchestration.jobs import ingest_job, score_job, train_job  # noqa: E402
 from orchestration.ray_resource import RayResource  # noqa: E402
 from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
 from orchestration.schedules import daily_ingest_schedule  # noqa: E402
 
 defs = dg.Definitions(
     assets=[raw_platform_tables, warehouse_models, published_marts, *feature_assets, training_set,
-            lightgbm_model, text_model, baseline_model],
-    jobs=[ingest_job, train_job],
+            lightgbm_model, text_model, baseline_model, *evaluation_assets, deployed_model, content_scores,
+            review_queue_models],
+    jobs=[ingest_job, train_job, score_job],
     schedules=[daily_ingest_schedule],
     resources={
         "lakehouse": LakehouseResource.from_settings(settings),

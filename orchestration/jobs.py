@@ -13,7 +13,14 @@ ingest_job = dg.define_asset_job(
 
 train_job = dg.define_asset_job(
     "train_job",
-    selection=dg.AssetSelection.groups("features", "training"),
-    description="Build the feature tables and the training set, then train LightGBM, the text model "
-    "and the baseline on Ray.",
+    selection=dg.AssetSelection.groups("features", "training", "evaluation", "deployment"),
+    description="Build features and the training set, train LightGBM, the text model and the baseline "
+    "on Ray, evaluate them behind quality gates and promote the best passing candidate.",
+)
+
+score_job = dg.define_asset_job(
+    "score_job",
+    selection=dg.AssetSelection.groups("scoring"),
+    partitions_def=daily_partitions,
+    description="Score the selected days' content with the champion and rebuild the review queue mart.",
 )

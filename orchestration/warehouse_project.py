@@ -27,6 +27,7 @@ def dbt_environment(lake: Lake) -> dict[str, str]:
     return {
         "TRUSTLAKE_WAREHOUSE_DB": str(lake.warehouse_db),
         "TRUSTLAKE_LAKE_RAW": str(lake.raw),
+        "TRUSTLAKE_LAKE_SCORES": str(lake.scores),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }

@@ -55,8 +55,15 @@ _CHARS = HashingVectorizer(n_features=CHAR_BUCKETS, analyzer="char_wb", ngram_ra
 
 
 def hashed_ngrams(texts: list[str]) -> sp.csr_matrix:
-    """Sparse [word 1-2-grams | char 2-4-grams] hashed counts, L2-normalised per block."""
-    return sp.hstack([_WORDS.transform(texts), _CHARS.transform(texts)], format="csr", dtype=np.float32)
+    """Sparse [word 1-2-grams | char 2-4-grams] hashed counts, L2-normalised per block.
+
+    Each distinct text is featurised once (reposts are common) and its row reused.
+    """
+    index: dict[str, int] = {}
+    rows = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
+    unique = list(index)
+    matrix = sp.hstack([_WORDS.transform(unique), _CHARS.transform(unique)], format="csr", dtype=np.float32)
+    return matrix if len(unique) == len(texts) else matrix[rows]
 
 
 NGRAM_DIM = WORD_BUCKETS + CHAR_BUCKETS

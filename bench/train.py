@@ -1,0 +1,117 @@
+"""Ray LightGBM versus plain `lightgbm.train` on the same 1,000,000-row feature matrix.
+
+    .venv/bin/python bench/train.py [--rows 1000000] [--rounds 100]
+
+Both run side by side in this process on the same matrix (simulated content with its real
+point-in-time context features, labelled with the simulator's truth), the same parameters,
+the same number of boosting rounds (no early stopping) and the same total threads (2):
+plain = one process with 2 threads; Ray = 1 worker x 2 threads, and 2 workers x 1 thread.
+Also reported: Ray's fixed start-up cost (ray.init, and a one-round fit on 1,000 rows) and the
+deep text model's training throughput (examples/s) on a sample of real corpus texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ml.corpora import load_text_pool
+from ml.features.build import author_features, content_features, network_features
+from ml.features.text import hashed_ngrams
+from ml.simulator import SimConfig, simulate_days
+from ml.taxonomy import POLICIES
+from ml.training import lightgbm_model, text_model
+from ml.training.lightgbm_model import LightGBMParams
+from ml.training.matrix import dense_matrix
+from ml.training.text_model import TextModelParams
+from orchestration.settings import Settings
+
+
+def feature_matrix(rows: int, pool) -> tuple[np.ndarray, np.ndarray, pl.DataFrame]:
+    days = 30
+    config = SimConfig(users=max(4_000, rows // 10), content_per_day=int(rows / days * 1.02) + 1)
+    raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
+    content = raw["content"].head(rows)
+    frame = (content.select("content_id", "text")
+             .join(content_features(content), on="content_id")
+             .join(author_features(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
+                   on="content_id")
+             .join(network_features(content, raw["users"], raw["decisions"]), on="content_id")
+             .join(raw["content_truth"].select("content_id", "true_policy"), on="content_id"))
+    y = frame["true_policy"].replace_strict({p: i for i, p in enumerate(POLICIES)}, return_dtype=pl.Int32).to_numpy()
+    return dense_matrix(frame), y, frame
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=100)
+    args = parser.parse_args()
+    import ray
+
+    pool, source = load_text_pool(Settings.from_env().corpora)
+    t0 = time.perf_counter()
+    X, y, frame = feature_matrix(args.rows, pool)
+    build_s = time.perf_counter() - t0
+    n_val = len(y) // 10
+    X_tr, y_tr, X_val, y_val = X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
+    # Same work on both sides: fixed rounds, no early stopping.
+    base = LightGBMParams(max_rounds=args.rounds, early_stopping_rounds=args.rounds + 1, feature_fraction=1.0,
+                          max_bin=255, threads_per_worker=2, num_workers=1)
+
+    t = time.perf_counter()
+    booster = lightgbm_model.train_local(X_tr, y_tr, X_val, y_val, base)
+    plain_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_s = time.perf_counter() - t
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        lightgbm_model.train_ray(X_tr[:1000], y_tr[:1000], X_val[:500], y_val[:500], replace(base, max_rounds=1),
+                                 Path(tmp))
+        fixed_fit_s = time.perf_counter() - t
+        for workers, threads in ((1, 2), (2, 1)):
+            p = replace(base, num_workers=workers, threads_per_worker=threads)
+            t = time.perf_counter()
+            b, info = lightgbm_model.train_ray(X_tr, y_tr, X_val, y_val, p, Path(tmp))
+            wall = time.perf_counter() - t
+            results[f"{workers}x{threads}"] = {
+                "wall_seconds": round(wall, 2), "in_worker_train_seconds": round(info["train_seconds"], 2),
+                "rounds": b.num_trees() // len(POLICIES), "ratio_vs_plain": round(wall / plain_s, 3),
+                "ratio_vs_plain_excluding_fixed_fit_cost": round((wall - fixed_fit_s) / plain_s, 3),
+            }
+
+        # Deep text model throughput on real texts with their context features.
+        sample = frame.sample(n=min(20_000, frame.height), seed=0)
+        ng, dn = hashed_ngrams(sample["text"].to_list()), dense_matrix(sample)
+        ys = sample["true_policy"].replace_strict({p: i for i, p in enumerate(POLICIES)},
+                                                  return_dtype=pl.Int32).to_numpy()
+        half = len(ys) // 2
+        _, tinfo = text_model.train_ray(ng[:half], dn[:half], ys[:half], (ng[half:], dn[half:], ys[half:]),
+                                        TextModelParams(epochs=1), Path(tmp))
+    ray.shutdown()
+    report = {
+        "rows": int(len(y)), "features": int(X.shape[1]), "rounds": args.rounds, "text_source": source,
+        "matrix_build_seconds": round(build_s, 1),
+        "plain_lightgbm_seconds": round(plain_s, 2), "plain_rounds": booster.num_trees() // len(POLICIES),
+        "ray": results,
+        "ray_init_seconds": round(init_s, 2), "ray_fixed_fit_seconds_1k_rows_1_round": round(fixed_fit_s, 2),
+        "goal_ratio": 1.2,
+        "text_model_examples_per_second": round(tinfo["examples_per_second"]),
+        "text_model_examples": half,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""PR curves and reliability diagrams as PNG files, linked from evaluation materializations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+from ml.taxonomy import POLICIES, VIOLATING  # noqa: E402
+
+
+def pr_curves(labels: np.ndarray, proba: np.ndarray, path: Path, title: str,
+              champion: np.ndarray | None = None) -> Path:
+    fig, axes = plt.subplots(1, len(VIOLATING), figsize=(4 * len(VIOLATING), 3.6), sharey=True)
+    for ax, policy in zip(axes, VIOLATING):
+        k = POLICIES.index(policy)
+        y = labels == k
+        if y.any():
+            p, r, _ = precision_recall_curve(y, proba[:, k])
+            ax.plot(r, p, label="candidate")
+            if champion is not None:
+                p2, r2, _ = precision_recall_curve(y, champion[:, k])
+                ax.plot(r2, p2, label="champion", linestyle="--")
+        ax.set_title(policy)
+        ax.set_xlabel("recall")
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("precision")
+    axes[0].legend(loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def calibration_plot(labels: np.ndarray, proba: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    edges = np.linspace(0, 1, bins + 1)
+    for policy in VIOLATING:
+        k = POLICIES.index(policy)
+        p, y = proba[:, k], (labels == k).astype(float)
+        idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+        xs = [p[idx == b].mean() for b in range(bins) if (idx == b).any()]
+        ys = [y[idx == b].mean() for b in range(bins) if (idx == b).any()]
+        ax.plot(xs, ys, marker="o", label=policy)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
