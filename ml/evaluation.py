@@ -34,7 +34,7 @@ class OperatingPoint:
 
 
 def choose_operating_points(labels: np.ndarray, proba: np.ndarray, target_precision: float = 0.95,
-                            target_recall: float = 0.9) -> dict[str, OperatingPoint]:
+                            target_recall: float = 0.7) -> dict[str, OperatingPoint]:
     points = {}
     for k, policy in enumerate(POLICIES):
         if policy == "benign":

@@ -23,13 +23,16 @@ from ml.training.artifacts import ModelArtifact
 from ml.training.baseline import baseline_logits, train_baseline
 from ml.training.calibration import fit_temperature, softmax
 from ml.training.dataset import label_array
-from ml.training.matrix import DENSE_COLUMNS, dense_matrix, design_matrix
+from ml.training.matrix import DENSE_COLUMNS, dense_matrix, design_matrix, mask_context
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 
 
 def new_version(kind: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return f"{kind}-{stamp}-{secrets.token_hex(2)}"
+
+
+CONTEXT_DROPOUT = 0.1  # share of training rows whose platform context is hidden
 
 
 def splits(training_set: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -58,6 +61,7 @@ def _finish(kind: str, out_dir: Path, version: str, dataset_version: str, params
 def fit_lightgbm(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, ray_storage: Path,
                  params: lightgbm_model.LightGBMParams) -> ModelArtifact:
     train, val, test = splits(training_set)
+    train = mask_context(train, CONTEXT_DROPOUT, params.seed)
     X, X_val, X_test = design_matrix(train), design_matrix(val), design_matrix(test)
     y, y_val, y_test = label_array(train), label_array(val), label_array(test)
     booster, info = lightgbm_model.train_ray(X, y, X_val, y_val, params, ray_storage)
@@ -78,6 +82,7 @@ def fit_lightgbm(training_set: pl.DataFrame, dataset_version: str, models_dir: P
 def fit_text_model(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, ray_storage: Path,
                    params: text_model.TextModelParams) -> ModelArtifact:
     train, val, test = splits(training_set)
+    train = mask_context(train, CONTEXT_DROPOUT, params.seed)
     ng = {k: hashed_ngrams(f["text"].to_list()) for k, f in (("train", train), ("val", val), ("test", test))}
     dn = {k: dense_matrix(f) for k, f in (("train", train), ("val", val), ("test", test))}
     y, y_val, y_test = label_array(train), label_array(val), label_array(test)

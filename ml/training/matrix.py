@@ -6,14 +6,14 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ml.features.text import NGRAM_DIM, hashed_ngrams
+from ml.features.text import NGRAM_DIM, hashed_ngrams, text_signals
 
 SURFACE_CODES = {"post": 0, "comment": 1, "video_comment": 2, "direct_message": 3}
 
 # Numeric context every model sees; missing platform context (an external file scored by
 # the CLI) is filled with the neutral defaults below.
 DENSE_DEFAULTS: dict[str, float] = {
-    "surface_code": -1, "has_link": 0, "has_phone": 0,
+    "surface_code": np.nan, "has_link": 0, "has_phone": 0,
     "text_chars": 0, "text_words": 0, "url_count": 0, "phone_count": 0, "email_count": 0,
     "mention_count": 0, "hashtag_count": 0, "upper_ratio": 0, "digit_ratio": 0, "exclaim_count": 0,
     "repeated_char_runs": 0, "emoji_count": 0, "leetspeak_tokens": 0, "spaced_letter_runs": 0,
@@ -23,14 +23,44 @@ DENSE_DEFAULTS: dict[str, float] = {
     "component_size": np.nan, "component_enforced_share": np.nan, "shares_fingerprints": np.nan,
 }
 DENSE_COLUMNS: tuple[str, ...] = tuple(DENSE_DEFAULTS)
+# Columns that only the platform knows (not derivable from the text itself).
+CONTEXT_COLUMNS: tuple[str, ...] = ("surface", "account_age_days", "follower_count", "verified", "prior_posts",
+                                    "posts_last_24h", "prior_reports_received", "prior_enforcements",
+                                    "component_size", "component_enforced_share", "shares_fingerprints")
+
+
+def with_text_signals(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the text-derived columns a frame lacks (an external file has only text)."""
+    if "text_chars" in frame.columns:
+        return frame
+    signals = text_signals(frame.select(pl.int_range(pl.len()).alias("content_id"), "text")).drop("content_id")
+    frame = pl.concat([frame, signals], how="horizontal")
+    extra = {}
+    if "has_link" not in frame.columns:
+        extra["has_link"] = (pl.col("url_count") > 0).cast(pl.Int8)
+    if "has_phone" not in frame.columns:
+        extra["has_phone"] = (pl.col("phone_count") > 0).cast(pl.Int8)
+    return frame.with_columns(**extra)
+
+
+def mask_context(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
+    """Null the platform context on a random `share` of rows, so a model also learns to score
+    text whose context is unknown (an external file, an API call without context)."""
+    if share <= 0:
+        return frame
+    rng = np.random.default_rng(seed)
+    hide = pl.Series(rng.random(frame.height) < share)
+    cols = [c for c in CONTEXT_COLUMNS if c in frame.columns]
+    return frame.with_columns(pl.when(hide).then(None).otherwise(pl.col(c)).alias(c) for c in cols)
 
 
 def dense_matrix(frame: pl.DataFrame) -> np.ndarray:
     """float32 [rows, len(DENSE_COLUMNS)]; absent columns take their default (NaN = unknown)."""
+    frame = with_text_signals(frame)
     cols = []
     for name, default in DENSE_DEFAULTS.items():
         if name == "surface_code" and "surface" in frame.columns:
-            col = frame["surface"].replace_strict(SURFACE_CODES, default=-1, return_dtype=pl.Float32)
+            col = frame["surface"].replace_strict(SURFACE_CODES, default=None, return_dtype=pl.Float32)
         elif name in frame.columns:
             col = frame[name].cast(pl.Float32)
         else:
