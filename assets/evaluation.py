@@ -4,6 +4,7 @@ deployment that promotes the best candidate that passed (group `deployment`)."""
 import dagster as dg
 import polars as pl
 
+from ml.deployment import deploy
 from ml.evaluate_model import evaluate
 from ml.evaluation import GateConfig, quality_gates
 from ml.registry import Registry
@@ -102,21 +103,7 @@ def deployed_model(context: dg.AssetExecutionContext, lightgbm: dict, text: dict
     """The champion: the best candidate that passed every gate is promoted (who, when and why are
     recorded in the registry); when none passed, the current champion stays."""
     registry = Registry(lakehouse.lake.models)
-    passed = [ev for ev in (lightgbm, text) if ev["gates_passed"]]
-    before = registry.champion()
-    if not passed:
-        decision = {"promoted": None, "champion": before["version"] if before else None,
-                    "reason": "no candidate passed its quality gates; champion unchanged"}
-    else:
-        best = max(passed, key=lambda ev: ev["test"]["macro_pr_auc"])
-        if before and before["version"] == best["version"]:
-            decision = {"promoted": None, "champion": best["version"], "reason": "best candidate is already champion"}
-        else:
-            reason = (f"best candidate that passed every gate: test macro PR-AUC {best['test']['macro_pr_auc']:.3f}"
-                      + (f" vs champion {best['champion_test']['macro_pr_auc']:.3f} on the same rows"
-                         if best["champion_test"] else " (first champion)"))
-            registry.promote(best["version"], reason=reason, actor=f"dagster run {context.run_id}")
-            decision = {"promoted": best["version"], "champion": best["version"], "reason": reason}
+    decision = deploy(registry, [lightgbm, text], actor=f"dagster run {context.run_id}")
     champion = registry.champion()
     context.add_output_metadata({
         "champion": decision["champion"] or "none", "promoted": decision["promoted"] or "none",

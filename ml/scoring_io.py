@@ -43,11 +43,11 @@ def read_input(path: Path, text_column: str) -> pl.DataFrame:
 def score_file(models_dir: Path, input_path: Path, text_column: str, output_path: Path | None = None) -> Path:
     """Write one scored row per input row, in order: input columns, p_<policy>, action, model_version."""
     input_path = Path(input_path)
+    frame = read_input(input_path, text_column)
     output = Path(output_path) if output_path else input_path.with_name(
         f"{input_path.stem}.scored{input_path.suffix}")
     if output.suffix not in SUFFIXES:
         raise ScoringInputError(f"{output}: unsupported output type {output.suffix!r}; use .csv or .parquet")
-    frame = read_input(input_path, text_column)
     champion = load_champion(models_dir)
     model_input = frame.select(pl.col(text_column).cast(pl.String).alias("text"))
     with tqdm(total=frame.height, unit="texts", disable=frame.height < 20_000, file=sys.stderr) as bar:
