@@ -6,13 +6,13 @@ import polars as pl
 
 from ml.deployment import deploy
 from ml.evaluate_model import evaluate
-from ml.evaluation import GateConfig, quality_gates
+from ml.evaluation import quality_gates
 from ml.registry import Registry
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact
 from ml.training.dataset import TrainingSetRef
 from orchestration.code_version import git_sha
-from orchestration.resources import LakehouseResource
+from orchestration.resources import LakehouseResource, TrainingResource
 
 CANDIDATES = ("lightgbm_model", "text_model")  # the baseline is evaluated for reference only
 GATES = ("min_pr_auc", "no_regression_vs_champion", "calibration", "slice_gap")
@@ -47,13 +47,13 @@ def evaluation_asset(model_key: str) -> dg.AssetsDefinition:
         + (". Quality gates block promotion." if gated else " (reference only, never promoted)."),
     )
     def _evaluation(context: dg.AssetExecutionContext, model: ModelArtifact, training_set: TrainingSetRef,
-                    lakehouse: LakehouseResource):
+                    lakehouse: LakehouseResource, training: TrainingResource):
         lake = lakehouse.lake
         registry = Registry(lake.models)
         champ_entry = registry.champion()
         champion = ModelArtifact.read(champ_entry["path"]) if champ_entry else None
         ev = evaluate(model, pl.read_parquet(training_set.path), lake.read_table("users"), champion)
-        gates = quality_gates(ev, GateConfig())
+        gates = quality_gates(ev, training.gates())
         ev["gates"] = {g.name: {"passed": g.passed, "message": g.message, "value": g.value, "bound": g.bound}
                        for g in gates}
         ev["gates_passed"] = all(g.passed for g in gates)

@@ -70,9 +70,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         from ml.registry import Registry
 
         if Registry(_Lake(settings.home).models).champion() is None:
-            print("trustlake: no champion (no candidate passed its gates): skipping scoring", file=sys.stderr)
+            # Candidates failing their gates is an outcome, not a crash: say so and stop here.
+            print("trustlake: no champion (no candidate passed its quality gates): skipping scoring",
+                  file=sys.stderr)
             print_summary(settings, time.perf_counter() - started, models)
-            return 1
+            return 0
         print("trustlake: scoring every day's content with the champion and building the review queue")
         result = defs.resolve_job_def("score_job").execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},

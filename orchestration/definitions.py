@@ -38,7 +38,8 @@ defs = dg.Definitions(
                                    storage_path=str(settings.home / "ray")),
         "training": TrainingResource(lightgbm_workers=settings.lightgbm_workers,
                                      lightgbm_threads_per_worker=settings.lightgbm_threads,
-                                     text_epochs=settings.text_epochs),
+                                     text_epochs=settings.text_epochs,
+                                     gate_min_pr_auc=settings.gate_min_pr_auc),
         # Models and training sets pass between assets as real inputs, stored under the home.
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage")),
     },

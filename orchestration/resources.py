@@ -65,3 +65,15 @@ class TrainingResource(dg.ConfigurableResource):
     lightgbm_threads_per_worker: int = 2
     text_epochs: int = 4
     text_cpus_per_worker: int = 2
+    # Quality gates (ml.evaluation.GateConfig): a candidate failing any is never promoted.
+    gate_min_pr_auc: float = 0.3
+    gate_max_regression: float = 0.02
+    gate_max_calibration_error: float = 0.1
+    gate_max_slice_gap: float = 0.15
+
+    def gates(self):
+        from ml.evaluation import GateConfig
+
+        return GateConfig(min_pr_auc=self.gate_min_pr_auc, max_regression=self.gate_max_regression,
+                          max_calibration_error=self.gate_max_calibration_error,
+                          max_slice_gap=self.gate_max_slice_gap)

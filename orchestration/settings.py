@@ -26,6 +26,7 @@ class Settings:
     lightgbm_workers: int
     lightgbm_threads: int
     text_epochs: int
+    gate_min_pr_auc: float
 
     @property
     def dagster_home(self) -> Path:
@@ -53,6 +54,7 @@ class Settings:
             lightgbm_workers=int(env.get("TRUSTLAKE_LIGHTGBM_WORKERS", "1")),
             lightgbm_threads=int(env.get("TRUSTLAKE_LIGHTGBM_THREADS", "2")),
             text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "4")),
+            gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", "0.3")),
         )
 
 

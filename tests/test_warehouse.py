@@ -202,3 +202,19 @@ def test_make_run_trains_all_three_models_and_records_their_lineage(e2e_home):
     assert len({a.dataset_version for a in artifacts}) == 1  # all trained on one training set
     for a in artifacts:
         assert 0 < a.metrics["test_macro_pr_auc"] <= 1
+
+
+def test_make_run_deploys_a_champion_scores_every_day_and_builds_the_review_queue(e2e_home):
+    from ml.registry import Registry
+
+    lake = Lake(e2e_home)
+    champ = Registry(lake.models).champion()
+    assert champ is not None and champ["metrics"]["gates_passed"]
+    assert Registry(lake.models).history()[-1]["actor"].startswith("dagster run ")
+    scores = pl.read_parquet(str(lake.scores / "content_scores" / "date=*" / "*.parquet"))
+    assert scores.height == lake.read_table("content").height
+    assert scores["model_version"].unique().to_list() == [champ["version"]]
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        ranks = con.execute("select queue_rank, priority from mart_review_queue order by queue_rank").fetchall()
+    assert ranks and [r[0] for r in ranks] == list(range(1, len(ranks) + 1))
+    assert all(a[1] >= b[1] for a, b in zip(ranks, ranks[1:]))  # ranked by risk x reach
