@@ -33,6 +33,8 @@ ui: install
 bench: install
 	$(PY) bench/simulate.py
 	$(PY) bench/warehouse.py
+	$(PY) bench/train.py
+	$(PY) bench/scoring.py
 
 clean:
 	rm -rf .trustlake dbt_project/target dbt_project/logs

@@ -242,7 +242,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     policy = (rng.random((n_regular, 1)) > cum).sum(axis=1)
     text_idx = _pick_texts(rng, by_policy, policy)
     created = _diurnal(rng, n_regular, day_start)
-    campaign = np.zeros(n_regular, dtype=bool)
+    campaign = np.full(n_regular, -1, dtype=np.int64)  # campaign number within the day, -1 = none
 
     # Campaigns: a ring posts one spam/scam text from many accounts within minutes.
     ring_eligible = eligible[ring[eligible] >= 0]
@@ -263,7 +263,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         policy = np.concatenate([policy, c_policy])
         text_idx = np.concatenate([text_idx, np.repeat(c_text_per, sizes)])
         created = np.concatenate([created, c_created])
-        campaign = np.concatenate([campaign, np.ones(len(c_author), dtype=bool)])
+        campaign = np.concatenate([campaign, np.repeat(np.arange(n_campaigns), sizes)])
 
     n = len(author)
     # The text's own label is the truth (a fallback pool may have remapped a policy).
@@ -297,7 +297,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
             "true_policy": np.array(POLICIES)[true_policy],
             "author_archetype": np.array(ARCHETYPES)[arche[author]],
             "text_hash": texts["text_hash"][text_idx],
-            "campaign": campaign,
+            "campaign_id": np.where(campaign >= 0, config.day_index(day) * 100_000 + campaign, -1),
         }
     )
 

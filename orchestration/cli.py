@@ -66,6 +66,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"trustlake: train_job failed (run {result.run_id}); open the UI to see why: make ui",
                   file=sys.stderr)
             return 1
+        result = defs.resolve_job_def("deploy_job").execute_in_process(
+            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            print(f"trustlake: deploy_job failed (run {result.run_id}); open the UI to see why: make ui",
+                  file=sys.stderr)
+            return 1
         from ml.lake import Lake as _Lake
         from ml.registry import Registry
 

@@ -20,7 +20,7 @@ from assets.scoring import content_scores  # noqa: E402
 from assets.raw import raw_platform_tables  # noqa: E402
 from assets.training import baseline_model, lightgbm_model, text_model, training_set  # noqa: E402
 from assets.warehouse import published_marts, review_queue_models, warehouse_models  # noqa: E402
-from orchestration.jobs import ingest_job, score_job, train_job  # noqa: E402
+from orchestration.jobs import deploy_job, ingest_job, score_job, train_job  # noqa: E402
 from orchestration.ray_resource import RayResource  # noqa: E402
 from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
 from orchestration.schedules import daily_ingest_schedule  # noqa: E402
@@ -29,7 +29,7 @@ defs = dg.Definitions(
     assets=[raw_platform_tables, warehouse_models, published_marts, *feature_assets, training_set,
             lightgbm_model, text_model, baseline_model, *evaluation_assets, deployed_model, content_scores,
             review_queue_models],
-    jobs=[ingest_job, train_job, score_job],
+    jobs=[ingest_job, train_job, deploy_job, score_job],
     schedules=[daily_ingest_schedule],
     resources={
         "lakehouse": LakehouseResource.from_settings(settings),

@@ -13,9 +13,18 @@ ingest_job = dg.define_asset_job(
 
 train_job = dg.define_asset_job(
     "train_job",
-    selection=dg.AssetSelection.groups("features", "training", "evaluation", "deployment"),
+    selection=dg.AssetSelection.groups("features", "training", "evaluation"),
     description="Build features and the training set, train LightGBM, the text model and the baseline "
-    "on Ray, evaluate them behind quality gates and promote the best passing candidate.",
+    "on Ray, and evaluate them behind blocking quality gates.",
+)
+
+# Deployment runs on its own, after training: a candidate failing its (blocking) gates must
+# not stop the promotion of another candidate that passed, so deployed_model reads every
+# candidate's latest evaluation and promotes the best one whose gates all passed.
+deploy_job = dg.define_asset_job(
+    "deploy_job",
+    selection=dg.AssetSelection.groups("deployment"),
+    description="Promote the best candidate whose quality gates all passed; otherwise keep the champion.",
 )
 
 score_job = dg.define_asset_job(

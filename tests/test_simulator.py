@@ -115,8 +115,10 @@ def test_wrong_removals_are_overturned_more_often(tables):
 
 
 def test_spam_rings_repost_the_same_text_in_bursts(tables):
-    c = tables["content"].join(tables["content_truth"].select("content_id", "campaign"), on="content_id")
-    bursts = c.filter("campaign").group_by("text_hash", pl.col("created_at").dt.date()).agg(
-        pl.len(), (pl.col("created_at").max() - pl.col("created_at").min()).alias("span"))
+    c = tables["content"].join(tables["content_truth"].select("content_id", "campaign_id"), on="content_id")
+    bursts = c.filter(pl.col("campaign_id") >= 0).group_by("campaign_id").agg(
+        pl.len(), pl.col("text_hash").n_unique().alias("texts"),
+        (pl.col("created_at").max() - pl.col("created_at").min()).alias("span"))
     assert (bursts["len"] >= 3).any()
-    assert bursts.filter(pl.col("len") >= 3)["span"].max() <= timedelta(hours=1)
+    assert (bursts["texts"] == 1).all()  # one text per campaign, reposted by every member
+    assert bursts["span"].max() <= timedelta(minutes=30)

@@ -197,7 +197,7 @@ def test_planted_raw_defect_fails_the_matching_asset_check(defect, pool, tmp_pat
 def test_make_run_trains_all_three_models_and_records_their_lineage(e2e_home):
     from ml.training.artifacts import ModelArtifact
 
-    artifacts = [ModelArtifact.read(p) for p in sorted(Lake(e2e_home).models.iterdir())]
+    artifacts = [ModelArtifact.read(p.parent) for p in sorted(Lake(e2e_home).models.glob("*/artifact.json"))]
     assert {a.kind for a in artifacts} == {"lightgbm", "text_model", "baseline"}
     assert len({a.dataset_version for a in artifacts}) == 1  # all trained on one training set
     for a in artifacts:

@@ -14,9 +14,16 @@ with content as (
 ),
 reports as (
     select content_id, count(*) as reports, count(distinct reporter_id) as distinct_reporters,
-           min(reported_at) as first_reported_at, mode(reported_policy) as top_reported_policy
+           min(reported_at) as first_reported_at
     from {{ ref('stg_platform__reports') }}
     group by content_id
+),
+top_reason as (
+    -- The most reported policy; ties go to the alphabetically first, so rebuilds agree.
+    select content_id, reported_policy as top_reported_policy
+    from {{ ref('stg_platform__reports') }}
+    group by content_id, reported_policy
+    qualify row_number() over (partition by content_id order by count(*) desc, reported_policy) = 1
 )
 select
     c.content_id,
@@ -32,7 +39,7 @@ select
     coalesce(r.reports, 0) as reports,
     coalesce(r.distinct_reporters, 0) as distinct_reporters,
     r.first_reported_at,
-    r.top_reported_policy,
+    t.top_reported_policy,
     l.decision_id is not null as was_reviewed,
     l.decided_policy,
     l.action,
@@ -44,4 +51,5 @@ select
     l.label_source
 from content c
 left join reports r using (content_id)
+left join top_reason t using (content_id)
 left join {{ ref('int_resolved_content_labels') }} l using (content_id)
