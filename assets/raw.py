@@ -3,7 +3,6 @@
 from datetime import date, timedelta
 
 import dagster as dg
-import polars as pl
 
 from assets.metadata import frame_metadata
 from ml.simulator import EVENT_TIME, GROUND_TRUTH_TABLES, RAW_TABLES, partition_date, simulate_days

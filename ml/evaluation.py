@@ -8,7 +8,7 @@ validation split, never on the rows they are judged on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl

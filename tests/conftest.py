@@ -53,3 +53,35 @@ def e2e_home(tmp_path_factory) -> Path:
     result = run_cli(home, "run", "--days", str(E2E_DAYS))
     assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return home
+
+
+def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int = 0):
+    """A training set built by the real feature code, labelled with the simulator's truth.
+
+    Test data only: the pipeline itself never reads ground truth. Every `qa_every`-th row is
+    marked as a QA-audit label so evaluation has a gold subset.
+    """
+    from datetime import timedelta
+
+    import polars as pl
+
+    from ml.features.build import author_features, content_features, network_features
+    from ml.simulator import simulate_days
+    from ml.text import eval_bucket
+    from ml.training.dataset import build_training_set
+
+    config = SimConfig(seed=seed, users=900, content_per_day=500)
+    raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
+    content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
+    source = (pl.when(pl.int_range(pl.len()) % qa_every == 0).then(pl.lit("qa_audit"))
+              .otherwise(pl.lit("moderator_decision")) if qa_every else pl.lit("moderator_decision"))
+    labels = content.sample(n=rows, seed=seed).select(
+        "content_id", "author_id", "created_at", pl.col("created_at").dt.date().alias("created_date"), "surface",
+        "language", "text", "text_hash",
+        pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
+        pl.col("true_policy").alias("label"), source.alias("label_source"))
+    frame, _ = build_training_set(
+        labels, content_features(raw["content"]),
+        author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
+        network_features(raw["content"], raw["users"], raw["decisions"]))
+    return frame, raw["users"]

@@ -5,7 +5,6 @@ treats every model kind the same way through its artifact.
 """
 
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +15,14 @@ from ml.deployment import deploy
 from ml.enforcement import PolicyError, load_policy, parse_policy
 from ml.evaluate_model import evaluate
 from ml.evaluation import GateConfig, quality_gates
-from ml.features.build import author_features, content_features, network_features
 from ml.registry import Registry, RegistryError
-from ml.scoring import load_champion, score_frame
+from ml.scoring import load_champion
 from ml.scoring_io import ScoringInputError, score_file
-from ml.simulator import SimConfig, simulate_days
-from ml.text import eval_bucket
 from ml.training import fit
 from ml.training.artifacts import PROBA_COLUMNS
-from ml.training.dataset import build_training_set, dataset_version
+from ml.training.dataset import dataset_version
 from ml.training.scorer import Scorer
+from tests.conftest import labelled_training_frame
 
 # The baseline on this small sample reaches about 0.3 PR-AUC on its weakest policy; a model
 # trained on shuffled labels sits near the base rate (under 0.1), far below this bar.
@@ -34,21 +31,7 @@ GATES = GateConfig(min_pr_auc=0.2)
 
 @pytest.fixture(scope="module")
 def world(pool):
-    config = SimConfig(seed=5, users=900, content_per_day=500)
-    raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=13))
-    content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
-    labels = content.sample(n=6000, seed=2).select(
-        "content_id", "author_id", "created_at", pl.col("created_at").dt.date().alias("created_date"), "surface",
-        "language", "text", "text_hash",
-        pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
-        pl.col("true_policy").alias("label"),
-        pl.when(pl.int_range(pl.len()) % 4 == 0).then(pl.lit("qa_audit")).otherwise(pl.lit("moderator_decision"))
-        .alias("label_source"))
-    frame, _ = build_training_set(
-        labels, content_features(raw["content"]),
-        author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
-        network_features(raw["content"], raw["users"], raw["decisions"]))
-    return frame, raw["users"]
+    return labelled_training_frame(pool, seed=5, days=14, rows=6000, qa_every=4)
 
 
 def candidate(world, models: Path, shuffle: bool = False):

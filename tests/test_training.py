@@ -2,23 +2,19 @@
 text model on CPU, the baseline, and the one score schema they all share."""
 
 from dataclasses import replace
-from datetime import timedelta
-
 import numpy as np
 import polars as pl
 import pytest
 
-from ml.features.build import author_features, content_features, network_features
-from ml.simulator import SimConfig, simulate_days
 from ml.training import fit, lightgbm_model
 from ml.training.artifacts import PROBA_COLUMNS
-from ml.training.dataset import build_training_set, dataset_version, label_array
+from ml.training.dataset import dataset_version, label_array
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.matrix import design_matrix
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.scorer import Scorer
 from ml.training.text_model import TextModelParams
-from ml.text import eval_bucket
+from tests.conftest import labelled_training_frame
 
 pytestmark = pytest.mark.slow
 # No feature subsampling, so 1 and 2 workers differ only by data-parallel training itself.
@@ -38,19 +34,7 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def training_frame(pool):
     """A small training set labelled with the simulator's truth (test data, not a pipeline input)."""
-    config = SimConfig(seed=11, users=900, content_per_day=500)
-    raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=15))
-    content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
-    labels = content.sample(n=7000, seed=1).select(
-        "content_id", "author_id", "created_at", pl.col("created_at").dt.date().alias("created_date"), "surface",
-        "language", "text", "text_hash",
-        pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
-        pl.col("true_policy").alias("label"))
-    frame, _ = build_training_set(
-        labels, content_features(raw["content"]),
-        author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
-        network_features(raw["content"], raw["users"], raw["decisions"]))
-    return frame
+    return labelled_training_frame(pool, seed=11, days=16, rows=7000)[0]
 
 
 @pytest.fixture(scope="module")
