@@ -22,13 +22,11 @@ _REPEATS = "|".join(f"{re.escape(ch)}{{3,}}" for ch in "abcdefghijklmnopqrstuvwx
 _LEET = r"[a-z]+[0-9@$!|]+[a-z]+"  # h4te, fr33, w!n: digits or symbols inside words
 
 
-def text_signals(content: pl.DataFrame) -> pl.DataFrame:
-    """One row per content item: lengths, counts and obfuscation signals of its text."""
+def _signal_exprs() -> list[pl.Expr]:
     t = pl.col("text")
     lower = t.str.to_lowercase()
     n_chars = t.str.len_chars()
-    return content.select(
-        "content_id",
+    return [
         n_chars.cast(pl.Int32).alias("text_chars"),
         t.str.count_matches(r"\S+").cast(pl.Int32).alias("text_words"),
         t.str.count_matches(r"(?i)https?://\S+|www\.\S+|\bURL\b|\b[a-z0-9-]+\.(?:com|net|org|co|info|ly|uk)\b")
@@ -45,7 +43,15 @@ def text_signals(content: pl.DataFrame) -> pl.DataFrame:
         lower.str.count_matches(_LEET).cast(pl.Int32).alias("leetspeak_tokens"),
         t.str.count_matches(r"\b(?:\w ){3,}\w\b").cast(pl.Int32).alias("spaced_letter_runs"),
         lower.str.contains(r"\b(?:free|win|won|prize|claim|urgent|cash|call|txt|text)\b").alias("promo_words"),
-    )
+    ]
+
+
+SIGNAL_EXPRS: list[pl.Expr] = _signal_exprs()
+
+
+def text_signals(content: pl.DataFrame) -> pl.DataFrame:
+    """One row per content item: lengths, counts and obfuscation signals of its text."""
+    return content.select("content_id", *SIGNAL_EXPRS)
 
 
 _WORDS = HashingVectorizer(n_features=WORD_BUCKETS, analyzer="word", ngram_range=(1, 2), alternate_sign=False,

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ml.features.text import NGRAM_DIM, hashed_ngrams, text_signals
+from ml.features.text import NGRAM_DIM, SIGNAL_EXPRS, hashed_ngrams
 
 SURFACE_CODES = {"post": 0, "comment": 1, "video_comment": 2, "direct_message": 3}
 
@@ -33,14 +33,13 @@ def with_text_signals(frame: pl.DataFrame) -> pl.DataFrame:
     """Add the text-derived columns a frame lacks (an external file has only text)."""
     if "text_chars" in frame.columns:
         return frame
-    signals = text_signals(frame.select(pl.int_range(pl.len()).alias("content_id"), "text")).drop("content_id")
-    frame = pl.concat([frame, signals], how="horizontal")
+    frame = frame.with_columns(SIGNAL_EXPRS)
     extra = {}
     if "has_link" not in frame.columns:
         extra["has_link"] = (pl.col("url_count") > 0).cast(pl.Int8)
     if "has_phone" not in frame.columns:
         extra["has_phone"] = (pl.col("phone_count") > 0).cast(pl.Int8)
-    return frame.with_columns(**extra)
+    return frame.with_columns(**extra) if extra else frame
 
 
 def mask_context(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
@@ -57,16 +56,16 @@ def mask_context(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
 def dense_matrix(frame: pl.DataFrame) -> np.ndarray:
     """float32 [rows, len(DENSE_COLUMNS)]; absent columns take their default (NaN = unknown)."""
     frame = with_text_signals(frame)
-    cols = []
+    exprs = []
     for name, default in DENSE_DEFAULTS.items():
         if name == "surface_code" and "surface" in frame.columns:
-            col = frame["surface"].replace_strict(SURFACE_CODES, default=None, return_dtype=pl.Float32)
+            col = pl.col("surface").replace_strict(SURFACE_CODES, default=None, return_dtype=pl.Float32)
         elif name in frame.columns:
-            col = frame[name].cast(pl.Float32)
+            col = pl.col(name).cast(pl.Float32)
         else:
-            col = pl.Series(name, [default] * frame.height, dtype=pl.Float32)
-        cols.append(col.fill_null(default).to_numpy())
-    return np.column_stack(cols).astype(np.float32) if cols else np.zeros((frame.height, 0), np.float32)
+            col = pl.lit(None, dtype=pl.Float32)
+        exprs.append(col.fill_null(default).alias(name))
+    return frame.select(exprs).to_numpy().astype(np.float32, copy=False)
 
 
 def design_matrix(frame: pl.DataFrame) -> sp.csr_matrix:
