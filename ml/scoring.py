@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ml.features.text import distinct, hashed_ngrams
 from ml.enforcement import DEFAULT_POLICY_PATH, EnforcementPolicy, load_policy
 from ml.registry import Registry, RegistryError
 from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact
@@ -54,13 +55,19 @@ def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 50_00
     """One output row per input row, in order: p_<policy> columns, action, model_version.
 
     `frame` needs `text`; any platform context columns it has (surface, account_age_days, ...)
-    are used and missing ones are treated as unknown. Texts are featurised once per distinct
-    text within a batch, since reposts are common.
+    are used and missing ones are treated as unknown. Each distinct text is featurised once
+    for the whole call, since reposts are common; batches then only gather its rows.
     """
+    frame = frame.with_columns(pl.col("text").cast(pl.String).fill_null(""))
+    scorer = champion.scorer
+    if scorer.uses_hashed_ngrams and frame.height:
+        unique, rows = distinct(frame["text"].to_list())
+        unique_ngrams = hashed_ngrams(unique)
     parts = []
     for start in range(0, frame.height, batch_size):
-        chunk = frame.slice(start, batch_size).with_columns(pl.col("text").fill_null("").cast(pl.String))
-        proba = champion.scorer.predict_proba(chunk)
+        chunk = frame.slice(start, batch_size)
+        ngrams = unique_ngrams[rows[start:start + batch_size]] if scorer.uses_hashed_ngrams else None
+        proba = scorer.predict_proba(chunk, ngrams)
         scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
         actions = champion.policy.decide(scores, champion.thresholds, chunk)
         parts.append(scores.with_columns(pl.Series("action", actions, dtype=pl.String),

@@ -60,14 +60,19 @@ _CHARS = HashingVectorizer(n_features=CHAR_BUCKETS, analyzer="char_wb", ngram_ra
                            norm="l2", lowercase=True)
 
 
+def distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct texts in first-seen order, and each input's index into them."""
+    index: dict[str, int] = {}
+    rows = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
+    return list(index), rows
+
+
 def hashed_ngrams(texts: list[str]) -> sp.csr_matrix:
     """Sparse [word 1-2-grams | char 2-4-grams] hashed counts, L2-normalised per block.
 
     Each distinct text is featurised once (reposts are common) and its row reused.
     """
-    index: dict[str, int] = {}
-    rows = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
-    unique = list(index)
+    unique, rows = distinct(texts)
     matrix = sp.hstack([_WORDS.transform(unique), _CHARS.transform(unique)], format="csr", dtype=np.float32)
     return matrix if len(unique) == len(texts) else matrix[rows]
 

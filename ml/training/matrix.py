@@ -68,10 +68,15 @@ def dense_matrix(frame: pl.DataFrame) -> np.ndarray:
     return frame.select(exprs).to_numpy().astype(np.float32, copy=False)
 
 
-def design_matrix(frame: pl.DataFrame) -> sp.csr_matrix:
-    """[dense context | hashed word and character n-grams] as one CSR matrix."""
+def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> sp.csr_matrix:
+    """[dense context | hashed word and character n-grams] as one CSR matrix.
+
+    `ngrams` may be passed in when the caller already featurised the texts.
+    """
     dense = sp.csr_matrix(dense_matrix(frame))
-    return sp.hstack([dense, hashed_ngrams(frame["text"].to_list())], format="csr", dtype=np.float32)
+    if ngrams is None:
+        ngrams = hashed_ngrams(frame["text"].to_list())
+    return sp.hstack([dense, ngrams], format="csr", dtype=np.float32)
 
 
 N_FEATURES = len(DENSE_COLUMNS) + NGRAM_DIM

@@ -12,6 +12,7 @@ import joblib
 import lightgbm as lgb
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 import torch
 
 from ml.training.artifacts import ModelArtifact, proba_frame
@@ -43,18 +44,25 @@ class Scorer:
     def load(cls, path: Path) -> "Scorer":
         return cls(ModelArtifact.read(path))
 
-    def logits(self, frame: pl.DataFrame) -> np.ndarray:
+    def logits(self, frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> np.ndarray:
+        """Raw scores; `ngrams` (hashed n-grams of frame's texts) may be passed precomputed."""
         kind = self.artifact.kind
         if kind == "lightgbm":
-            return self._booster.predict(design_matrix(frame), raw_score=True)
+            return self._booster.predict(design_matrix(frame, ngrams), raw_score=True)
         if kind == "text_model":
-            return predict_logits(self._net, hashed_ngrams(frame["text"].to_list()), dense_matrix(frame))
+            if ngrams is None:
+                ngrams = hashed_ngrams(frame["text"].to_list())
+            return predict_logits(self._net, ngrams, dense_matrix(frame))
         return baseline_logits(self._pipeline, frame["text"].to_list())
 
-    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+    @property
+    def uses_hashed_ngrams(self) -> bool:
+        return self.artifact.kind in ("lightgbm", "text_model")
+
+    def predict_proba(self, frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> np.ndarray:
         if frame.height == 0:
             return np.zeros((0, 5))
-        return softmax(self.logits(frame), self.artifact.temperature)
+        return softmax(self.logits(frame, ngrams), self.artifact.temperature)
 
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
         ids = frame["content_id"] if "content_id" in frame.columns else None
