@@ -14,7 +14,8 @@ from ml.training import fit
 from ml.training.artifacts import ModelArtifact
 from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version
 from ml.training.lightgbm_model import LightGBMParams
-from ml.training.text_model import TextModelParams
+from ml.training.minilm_model import MiniLMParams
+from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
 from ml.warehouse import read_frame
 from orchestration.ray_resource import RayResource
 from orchestration.resources import LakehouseResource, TrainingResource
@@ -81,12 +82,19 @@ def lightgbm_model(context: dg.AssetExecutionContext, training_set: TrainingSetR
 @dg.asset(group_name="training", kinds={"pytorch", "ray"})
 def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, ray_cluster: RayResource,
                lakehouse: LakehouseResource, training: TrainingResource) -> ModelArtifact:
-    """A wide-and-deep neural text classifier (bag of hashed n-gram embeddings plus platform
-    context) trained with Ray's TorchTrainer, on GPU when the cluster has one."""
+    """The deep text model, trained with Ray's TorchTrainer on GPU when the cluster has one.
+    Profile `compact` (CPU default): a wide-and-deep net over hashed n-gram embeddings plus
+    platform context. Profile `minilm` (GPU default): the packaged all-MiniLM-L6-v2 encoder,
+    fine-tuned, plus platform context."""
     storage = ray_cluster.connect()
-    params = TextModelParams(epochs=training.text_epochs, cpus_per_worker=training.text_cpus_per_worker)
-    artifact = fit.fit_text_model(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
-                                  storage, params)
+    frame = pl.read_parquet(training_set.path)
+    profile = resolve_text_profile(training.text_profile, cluster_has_gpu())
+    if profile == "minilm":
+        artifact = fit.fit_minilm(frame, training_set.version, lakehouse.lake.models, storage,
+                                  MiniLMParams(cpus_per_worker=training.text_cpus_per_worker))
+    else:
+        params = TextModelParams(epochs=training.text_epochs, cpus_per_worker=training.text_cpus_per_worker)
+        artifact = fit.fit_text_model(frame, training_set.version, lakehouse.lake.models, storage, params)
     context.add_output_metadata(model_metadata(artifact))
     return artifact
 

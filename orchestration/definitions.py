@@ -39,7 +39,8 @@ defs = dg.Definitions(
         "training": TrainingResource(lightgbm_workers=settings.lightgbm_workers,
                                      lightgbm_threads_per_worker=settings.lightgbm_threads,
                                      text_epochs=settings.text_epochs,
-                                     gate_min_pr_auc=settings.gate_min_pr_auc),
+                                     gate_min_pr_auc=settings.gate_min_pr_auc,
+                                     text_profile=settings.text_profile),
         # Models and training sets pass between assets as real inputs, stored under the home.
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage")),
     },

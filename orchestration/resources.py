@@ -65,6 +65,9 @@ class TrainingResource(dg.ConfigurableResource):
     lightgbm_threads_per_worker: int = 2
     text_epochs: int = 4
     text_cpus_per_worker: int = 2
+    # compact: hashed n-gram wide-and-deep net (CPU default); minilm: fine-tune all-MiniLM-L6-v2
+    # (GPU default); auto: minilm when the Ray cluster has a GPU, else compact.
+    text_profile: str = "auto"
     # Quality gates (ml.evaluation.GateConfig): a candidate failing any is never promoted.
     gate_min_pr_auc: float = 0.3
     gate_max_regression: float = 0.02

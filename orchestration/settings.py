@@ -27,6 +27,7 @@ class Settings:
     lightgbm_threads: int
     text_epochs: int
     gate_min_pr_auc: float
+    text_profile: str
 
     @property
     def dagster_home(self) -> Path:
@@ -55,6 +56,7 @@ class Settings:
             lightgbm_threads=int(env.get("TRUSTLAKE_LIGHTGBM_THREADS", "2")),
             text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "4")),
             gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", "0.3")),
+            text_profile=env.get("TRUSTLAKE_TEXT_PROFILE", "auto"),
         )
 
 

@@ -86,3 +86,18 @@ def test_every_model_records_the_dataset_version_it_was_trained_on(lightgbm_arti
     changed = training_frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("spam"))
                                           .otherwise("label").alias("label"))
     assert dataset_version(changed) != dataset_version(training_frame)
+
+
+def test_minilm_profile_fine_tunes_a_few_steps_on_cpu_and_shares_the_schema(ray_cluster, training_frame, tmp_path):
+    from ml.training.minilm_model import MiniLMParams
+    from ml.training.text_model import cluster_has_gpu, resolve_text_profile
+
+    assert resolve_text_profile("auto", cluster_has_gpu()) == "compact"  # no GPU here
+    assert resolve_text_profile("auto", True) == "minilm"
+    small = pl.concat([training_frame.filter(pl.col("split") == s).head(64) for s in ("train", "validation", "test")])
+    artifact = fit.fit_minilm(small, dataset_version(small), tmp_path / "models", tmp_path / "ray",
+                              MiniLMParams(epochs=1, max_steps=2, batch_size=8, cpus_per_worker=1))
+    assert artifact.metrics["use_gpu"] is False and artifact.metrics["steps"] == 2
+    scores = Scorer.load(artifact.path).score(small.head(5))
+    assert scores.columns == ["content_id", *PROBA_COLUMNS]
+    assert np.allclose(scores.select(PROBA_COLUMNS).to_numpy().sum(axis=1), 1.0, atol=1e-6)

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 
 from ml.features.text import hashed_ngrams
-from ml.training import lightgbm_model, text_model
+from ml.training import lightgbm_model, minilm_model, text_model
 from ml.training.artifacts import ModelArtifact
 from ml.training.baseline import baseline_logits, train_baseline
 from ml.training.calibration import fit_temperature, softmax
@@ -99,7 +99,8 @@ def fit_text_model(training_set: pl.DataFrame, dataset_version: str, models_dir:
     out.mkdir(parents=True)
     torch.save(net.state_dict(), out / "model.pt")
     return _finish("text_model", out, version, dataset_version,
-                   {"model": asdict(params), "n_dense": len(DENSE_COLUMNS)}, metrics, temperature)
+                   {"profile": "compact", "model": asdict(params), "n_dense": len(DENSE_COLUMNS)}, metrics,
+                   temperature)
 
 
 def fit_baseline(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, seed: int = 42) -> ModelArtifact:
@@ -118,4 +119,30 @@ def fit_baseline(training_set: pl.DataFrame, dataset_version: str, models_dir: P
     out.mkdir(parents=True)
     joblib.dump(pipeline, out / "model.joblib")
     return _finish("baseline", out, version, dataset_version, {"model": {"C": 4.0, "seed": seed}}, metrics,
+                   temperature)
+
+
+def fit_minilm(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, ray_storage: Path,
+               params: minilm_model.MiniLMParams) -> ModelArtifact:
+    """The GPU profile of the text model: fine-tuned MiniLM encoder plus platform context."""
+    train, val, test = splits(training_set)
+    train = mask_context(train, CONTEXT_DROPOUT, params.seed)
+    texts = {k: f["text"].to_list() for k, f in (("train", train), ("val", val), ("test", test))}
+    dn = {k: dense_matrix(f) for k, f in (("train", train), ("val", val), ("test", test))}
+    y, y_val, y_test = label_array(train), label_array(val), label_array(test)
+    net, info = minilm_model.train_ray(texts["train"], dn["train"], y, (texts["val"], dn["val"], y_val), params,
+                                       ray_storage)
+    val_logits = minilm_model.predict_logits(net, texts["val"], dn["val"], max_length=params.max_length)
+    temperature = fit_temperature(val_logits, y_val)
+    test_logits = minilm_model.predict_logits(net, texts["test"], dn["test"], max_length=params.max_length)
+    metrics = _test_metrics(y_test, softmax(test_logits, temperature), y_val, softmax(val_logits, temperature))
+    metrics.update(rows_train=train.height, steps=int(info["steps"]), best_epoch=int(info["best_epoch"]),
+                   use_gpu=bool(info["use_gpu"]), examples_per_second=float(info["examples_per_second"]),
+                   train_seconds=float(info["train_seconds"]), wall_seconds=float(info["wall_seconds"]))
+    version = new_version("text_model")
+    out = models_dir / version
+    out.mkdir(parents=True)
+    torch.save(net.state_dict(), out / "model.pt")
+    return _finish("text_model", out, version, dataset_version,
+                   {"profile": "minilm", "model": asdict(params), "n_dense": len(DENSE_COLUMNS)}, metrics,
                    temperature)

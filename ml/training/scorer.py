@@ -29,6 +29,12 @@ class Scorer:
         path = Path(artifact.path)
         if artifact.kind == "lightgbm":
             self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+        elif artifact.kind == "text_model" and self.profile == "minilm":
+            from ml.training.minilm_model import MiniLMClassifier
+
+            self._net = MiniLMClassifier(int(artifact.params["n_dense"]))
+            self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
+            self._net.eval()
         elif artifact.kind == "text_model":
             params = TextModelParams(**artifact.params["model"])
             n_dense = int(artifact.params["n_dense"])
@@ -40,6 +46,10 @@ class Scorer:
         else:
             raise ValueError(f"unknown model kind {artifact.kind!r} in {path}")
 
+    @property
+    def profile(self) -> str:
+        return self.artifact.params.get("profile", "compact")
+
     @classmethod
     def load(cls, path: Path) -> "Scorer":
         return cls(ModelArtifact.read(path))
@@ -49,6 +59,11 @@ class Scorer:
         kind = self.artifact.kind
         if kind == "lightgbm":
             return self._booster.predict(design_matrix(frame, ngrams), raw_score=True)
+        if kind == "text_model" and self.profile == "minilm":
+            from ml.training import minilm_model
+
+            return minilm_model.predict_logits(self._net, frame["text"].to_list(), dense_matrix(frame),
+                                               max_length=int(self.artifact.params["model"]["max_length"]))
         if kind == "text_model":
             if ngrams is None:
                 ngrams = hashed_ngrams(frame["text"].to_list())
@@ -57,7 +72,7 @@ class Scorer:
 
     @property
     def uses_hashed_ngrams(self) -> bool:
-        return self.artifact.kind in ("lightgbm", "text_model")
+        return self.artifact.kind == "lightgbm" or (self.artifact.kind == "text_model" and self.profile == "compact")
 
     def predict_proba(self, frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> np.ndarray:
         if frame.height == 0:

@@ -164,6 +164,18 @@ def _train_worker(config: dict) -> None:
         ray.train.report(metrics)
 
 
+PROFILES = ("auto", "compact", "minilm")
+
+
+def resolve_text_profile(profile: str, has_gpu: bool) -> str:
+    """`auto` fine-tunes MiniLM where a GPU is visible and trains the compact model otherwise."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown text model profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    if profile == "auto":
+        return "minilm" if has_gpu else "compact"
+    return profile
+
+
 def cluster_has_gpu() -> bool:
     import ray
 

