@@ -89,4 +89,4 @@ def read_frame(db_path: Path, sql: str):
     if not Path(db_path).exists():
         raise FileNotFoundError(f"{db_path} does not exist yet: build the warehouse first")
     with duckdb.connect(str(db_path), read_only=True) as con:
-        return pl.from_arrow(con.execute(sql).to_arrow_table())
+        return pl.from_arrow(con.sql(sql).to_arrow_table())

@@ -118,11 +118,12 @@ def _train_worker(config: dict) -> None:
         {"params": list(raw.dense.parameters()) + list(raw.head.parameters()), "lr": p.head_learning_rate},
     ])
     tok, loss_fn = tokenizer(), nn.CrossEntropyLoss()
-    started, steps, seen = time.perf_counter(), 0, 0
+    started, steps, seen, training_seconds = time.perf_counter(), 0, 0, 0.0
     best_score, best_state, best_epoch = -1.0, None, -1
     mine = np.arange(rank, len(texts), world)
     for epoch in range(p.epochs):
         model.train()
+        epoch_started = time.perf_counter()
         order = rng.permutation(mine)
         for start in range(0, len(order), p.batch_size):
             rows = order[start:start + p.batch_size]
@@ -134,6 +135,7 @@ def _train_worker(config: dict) -> None:
             steps, seen = steps + 1, seen + len(rows)
             if p.max_steps and steps >= p.max_steps:
                 break
+        training_seconds += time.perf_counter() - epoch_started
         score = macro_pr_auc(pr_auc_by_policy(val_y, softmax(predict_logits(raw, val_texts, val_dense))))
         if score > best_score:
             best_score, best_epoch = score, epoch
@@ -142,7 +144,8 @@ def _train_worker(config: dict) -> None:
             break
     seconds = time.perf_counter() - started
     metrics = {"steps": steps, "examples_seen": seen, "train_seconds": seconds, "best_epoch": best_epoch,
-               "validation_macro_pr_auc": best_score, "examples_per_second": seen * world / max(seconds, 1e-9)}
+               "validation_macro_pr_auc": best_score,
+               "examples_per_second": seen * world / max(training_seconds, 1e-9)}
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(best_state, Path(tmp) / "model.pt")
