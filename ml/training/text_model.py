@@ -8,7 +8,6 @@ an MLP that emits one logit per policy; a temperature fitted on validation calib
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -106,20 +105,16 @@ def validation_score(model: TextClassifier, ngrams: sp.csr_matrix, dense: np.nda
 
 def _train_worker(config: dict) -> None:
     import ray
-    import ray.train
     import ray.train.torch
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    from ml.training.torch_loop import train_and_report
+
     ngrams, dense, y = ray.get(config["train"])
     val_ngrams, val_dense, val_y = ray.get(config["validation"])
     p = TextModelParams(**config["params"])
     torch.manual_seed(p.seed)
     torch.set_num_threads(max(1, p.cpus_per_worker))
-    rng = np.random.default_rng(p.seed + rank)
-    device = ray.train.torch.get_device()
-    model = build_model(dense, p)
-    model = ray.train.torch.prepare_model(model)
+    model = ray.train.torch.prepare_model(build_model(dense, p))
     raw = model.module if hasattr(model, "module") else model
     wide = [q for n, q in raw.named_parameters() if n.startswith("wide.")]
     deep = [q for n, q in raw.named_parameters() if not n.startswith("wide.")]
@@ -127,44 +122,9 @@ def _train_worker(config: dict) -> None:
         {"params": wide, "lr": p.wide_learning_rate, "weight_decay": 0.0},
         {"params": deep, "lr": p.learning_rate, "weight_decay": p.weight_decay},
     ])
-    loss_fn = nn.CrossEntropyLoss()
-    mine = np.arange(rank, ngrams.shape[0], world)  # this worker's shard
-    started, steps, seen, training_seconds = time.perf_counter(), 0, 0, 0.0
-    best_score, best_state, best_epoch = -1.0, None, -1
-    for epoch in range(p.epochs):
-        model.train()
-        epoch_started = time.perf_counter()
-        order = rng.permutation(mine)
-        for start in range(0, len(order), p.batch_size):
-            rows = order[start:start + p.batch_size]
-            ids, offsets, weights, d = batch_tensors(ngrams, dense, rows, device)
-            loss = loss_fn(model(ids, offsets, weights, d), torch.as_tensor(y[rows], dtype=torch.long, device=device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            seen += len(rows)
-            if p.max_steps and steps >= p.max_steps:
-                break
-        training_seconds += time.perf_counter() - epoch_started
-        # Keep the epoch that ranks validation best: the bag of n-grams overfits quickly.
-        score = validation_score(raw, val_ngrams, val_dense, val_y)
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
-        if p.max_steps and steps >= p.max_steps:
-            break
-    seconds = time.perf_counter() - started
-    metrics = {"steps": steps, "examples_seen": seen, "train_seconds": seconds, "best_epoch": best_epoch,
-               "validation_macro_pr_auc": best_score,
-               # throughput of the optimisation steps alone (validation passes excluded)
-               "examples_per_second": seen * world / max(training_seconds, 1e-9), "final_loss": float(loss.item())}
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(best_state, Path(tmp) / "model.pt")
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report(metrics)
+    train_and_report(model, opt, lambda rows, device: batch_tensors(ngrams, dense, rows, device), y,
+                     lambda m: validation_score(m, val_ngrams, val_dense, val_y), p.epochs, p.batch_size,
+                     p.max_steps, p.seed)
 
 
 PROFILES = ("auto", "compact", "minilm")
