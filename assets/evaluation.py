@@ -7,7 +7,7 @@ import polars as pl
 from ml.deployment import deploy
 from ml.evaluate_model import evaluate
 from ml.evaluation import quality_gates
-from ml.registry import Registry
+from ml.registry import Registry, registry_entry
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact
 from ml.training.dataset import TrainingSetRef
@@ -58,15 +58,7 @@ def evaluation_asset(model_key: str) -> dg.AssetsDefinition:
                        for g in gates}
         ev["gates_passed"] = all(g.passed for g in gates)
         if gated:
-            registry.register({
-                "version": model.version, "kind": model.kind, "path": model.path,
-                "dataset_version": model.dataset_version, "code_version": git_sha(), "params": model.params,
-                "metrics": {"test_macro_pr_auc": ev["test"]["macro_pr_auc"],
-                            "qa_gold_macro_pr_auc": ev["qa_gold"]["macro_pr_auc"] if ev["qa_gold"] else None,
-                            "test_pr_auc": {p: ev["test"]["policies"][p]["pr_auc"] for p in POLICIES},
-                            "gates_passed": ev["gates_passed"]},
-                "operating_points": ev["operating_points"],
-            })
+            registry.register(registry_entry(model, ev, git_sha()))
         headline = {
             "model_version": model.version,
             "test_macro_pr_auc": ev["test"]["macro_pr_auc"],

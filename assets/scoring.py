@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from assets.raw import _days
-from ml.features.build import author_features, content_features, network_features
+from ml.features.build import scoring_frame
 from ml.scoring import load_model, risk, score_frame
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
@@ -33,11 +33,7 @@ def content_scores(context: dg.AssetExecutionContext, deployed: dict, lakehouse:
     raw = {t: lake.read_table(t).drop("date") for t in ("content", "users", "reports", "decisions", "appeals")}
     content = raw["content"]
     todays = content.filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
-    frame = (todays.select("content_id", "text")
-             .join(content_features(todays), on="content_id")
-             .join(author_features(todays, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
-                   on="content_id")
-             .join(network_features(todays, raw["users"], raw["decisions"]).drop("component_id"), on="content_id"))
+    frame = scoring_frame(todays, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
     scores = pl.concat([frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)],
                        how="horizontal").with_columns(scored_at=pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)))
     for day in days:

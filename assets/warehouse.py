@@ -35,15 +35,18 @@ translator = TrustlakeDbtTranslator(
     settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
 )
 
-@dbt_assets(
+# Both dbt asset definitions: same manifest, translator, daily partitions and DuckDB pool.
+DBT_ASSET_ARGS = dict(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    exclude=" ".join(SCORING_MODELS),
     dagster_dbt_translator=translator,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
 )
+
+
+@dbt_assets(exclude=" ".join(SCORING_MODELS), **DBT_ASSET_ARGS)
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
     yield from run_dbt_build(context, dbt, lakehouse)
@@ -71,16 +74,7 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
     if not invocation.is_successful():
         raise dg.Failure(f"dbt build failed; see the failed models and checks above. {invocation.get_error()}")
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=" ".join(SCORING_MODELS),
-    dagster_dbt_translator=translator,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-    name="review_queue_models",
-)
+@dbt_assets(select=" ".join(SCORING_MODELS), name="review_queue_models", **DBT_ASSET_ARGS)
 def review_queue_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """The review queue from the champion's scores, then a fresh publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 from ml.corpora import load_text_pool
-from ml.features.build import author_features, content_features, network_features
+from ml.features.build import scoring_frame
 from ml.lake import Lake
 from ml.scoring import load_champion, score_frame
 from ml.simulator import SimConfig, simulate_days
@@ -41,11 +41,7 @@ def batch(settings: Settings, items: int) -> dict:
     config = SimConfig(users=max(4_000, items // 10), content_per_day=items // 30 + 1)
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=29))
     content = raw["content"].head(items)
-    frame = (content.select("content_id", "text")
-             .join(content_features(content), on="content_id")
-             .join(author_features(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
-                   on="content_id")
-             .join(network_features(content, raw["users"], raw["decisions"]).drop("component_id"), on="content_id"))
+    frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
     score_frame(champion, frame.head(1000))  # warm up
     t = time.perf_counter()
     scores = score_frame(champion, frame)

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from ml.corpora import load_text_pool
-from ml.features.build import author_features, content_features, network_features
+from ml.features.build import scoring_frame
 from ml.features.text import hashed_ngrams
 from ml.simulator import SimConfig, simulate_days
 from ml.taxonomy import POLICIES
@@ -40,12 +40,8 @@ def feature_matrix(rows: int, pool) -> tuple[np.ndarray, np.ndarray, pl.DataFram
     config = SimConfig(users=max(4_000, rows // 10), content_per_day=int(rows / days * 1.02) + 1)
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
     content = raw["content"].head(rows)
-    frame = (content.select("content_id", "text")
-             .join(content_features(content), on="content_id")
-             .join(author_features(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
-                   on="content_id")
-             .join(network_features(content, raw["users"], raw["decisions"]), on="content_id")
-             .join(raw["content_truth"].select("content_id", "true_policy"), on="content_id"))
+    frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]).join(
+        raw["content_truth"].select("content_id", "true_policy"), on="content_id")
     y = frame["true_policy"].replace_strict({p: i for i, p in enumerate(POLICIES)}, return_dtype=pl.Int32).to_numpy()
     return dense_matrix(frame), y, frame
 

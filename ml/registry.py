@@ -119,5 +119,21 @@ class Registry:
         return event
 
 
+def registry_entry(artifact, evaluation: dict, code_version: str) -> dict:
+    """The registry row of an evaluated candidate (`artifact` is an ml.training ModelArtifact)."""
+    from ml.taxonomy import POLICIES
+
+    qa = evaluation["qa_gold"]
+    return {
+        "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
+        "dataset_version": artifact.dataset_version, "code_version": code_version, "params": artifact.params,
+        "metrics": {"test_macro_pr_auc": evaluation["test"]["macro_pr_auc"],
+                    "qa_gold_macro_pr_auc": qa["macro_pr_auc"] if qa else None,
+                    "test_pr_auc": {p: evaluation["test"]["policies"][p]["pr_auc"] for p in POLICIES},
+                    "gates_passed": evaluation["gates_passed"]},
+        "operating_points": evaluation["operating_points"],
+    }
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

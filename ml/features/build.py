@@ -17,7 +17,20 @@ def content_features(content: pl.DataFrame) -> pl.DataFrame:
         pl.col("promo_words").cast(pl.Int8))
 
 
-__all__ = ["author_features", "content_features", "network_features"]
+def scoring_frame(content: pl.DataFrame, users: pl.DataFrame, reports: pl.DataFrame, decisions: pl.DataFrame,
+                  appeals: pl.DataFrame) -> pl.DataFrame:
+    """`content` with its text and every feature a model reads, point in time, one row per item.
+
+    `users`, `reports`, `decisions` and `appeals` are the full history the author and network
+    features look back over; `content` may be any subset (one day's posts, say).
+    """
+    return (content.select("content_id", "text")
+            .join(content_features(content), on="content_id")
+            .join(author_features(content, users, reports, decisions, appeals), on="content_id")
+            .join(network_features(content, users, decisions).drop("component_id"), on="content_id"))
+
+
+__all__ = ["author_features", "content_features", "network_features", "scoring_frame"]
 
 _I32 = {c: pl.Int32 for c in ("text_chars", "text_words", "url_count", "phone_count", "email_count",
                               "mention_count", "hashtag_count", "exclaim_count", "repeated_char_runs",

@@ -95,19 +95,16 @@ def predict_logits(model: MiniLMClassifier, texts: list[str], dense: np.ndarray,
 
 def _train_worker(config: dict) -> None:
     import ray
-    import ray.train.torch
 
     from ml.training.calibration import softmax
     from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
-    from ml.training.torch_loop import train_and_report
+    from ml.training.torch_loop import prepare_worker, train_and_report
 
     texts, dense, y = ray.get(config["train"])
     val_texts, val_dense, val_y = ray.get(config["validation"])
     p = MiniLMParams(**config["params"])
-    torch.manual_seed(p.seed)
-    torch.set_num_threads(max(1, p.cpus_per_worker))
-    model = ray.train.torch.prepare_model(build_model(dense))
-    raw = model.module if hasattr(model, "module") else model
+    torch.manual_seed(p.seed)  # the head's initialisation draws from it
+    model, raw = prepare_worker(build_model(dense), p.cpus_per_worker)
     opt = torch.optim.AdamW([
         {"params": raw.encoder.parameters(), "lr": p.encoder_learning_rate},
         {"params": list(raw.dense.parameters()) + list(raw.head.parameters()), "lr": p.head_learning_rate},

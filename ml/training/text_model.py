@@ -105,17 +105,14 @@ def validation_score(model: TextClassifier, ngrams: sp.csr_matrix, dense: np.nda
 
 def _train_worker(config: dict) -> None:
     import ray
-    import ray.train.torch
 
-    from ml.training.torch_loop import train_and_report
+    from ml.training.torch_loop import prepare_worker, train_and_report
 
     ngrams, dense, y = ray.get(config["train"])
     val_ngrams, val_dense, val_y = ray.get(config["validation"])
     p = TextModelParams(**config["params"])
-    torch.manual_seed(p.seed)
-    torch.set_num_threads(max(1, p.cpus_per_worker))
-    model = ray.train.torch.prepare_model(build_model(dense, p))
-    raw = model.module if hasattr(model, "module") else model
+    torch.manual_seed(p.seed)  # the embedding initialisation draws from it
+    model, raw = prepare_worker(build_model(dense, p), p.cpus_per_worker)
     wide = [q for n, q in raw.named_parameters() if n.startswith("wide.")]
     deep = [q for n, q in raw.named_parameters() if not n.startswith("wide.")]
     opt = torch.optim.AdamW([

@@ -16,6 +16,18 @@ import torch
 from torch import nn
 
 
+def prepare_worker(model: nn.Module, cpus: int) -> tuple[nn.Module, nn.Module]:
+    """Size the CPU thread pool and wrap the model for this worker (DDP when world > 1).
+
+    Seed torch before building the model; returns the wrapped model and the module inside it.
+    """
+    import ray.train.torch
+
+    torch.set_num_threads(max(1, cpus))
+    wrapped = ray.train.torch.prepare_model(model)
+    return wrapped, (wrapped.module if hasattr(wrapped, "module") else wrapped)
+
+
 def train_and_report(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Callable, y: np.ndarray,
                      validate: Callable[[nn.Module], float], epochs: int, batch_size: int,
                      max_steps: int | None, seed: int) -> None:
