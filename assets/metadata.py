@@ -39,3 +39,12 @@ def frame_metadata(frame: pl.DataFrame) -> dict:
         "dagster/column_schema": table_schema(frame),
         "preview": preview(frame),
     }
+
+
+def markdown_table(frame: pl.DataFrame, digits: int = 3) -> str:
+    """A small frame as a markdown table, floats rounded for people."""
+    def cell(v) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v))
+
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
+    return head + "".join("\n| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows())

@@ -1,24 +1,40 @@
-"""The training set and the three models trained on it (group `training`).
+"""The training set, label-noise detection and the models trained on it (group `training`).
 
-Each model asset takes the training set as an input and hands a `ModelArtifact` (where the
-model is, its dataset version, params and test metrics) to whatever evaluates it next.
+Each model asset takes its inputs as real assets and hands a `ModelArtifact` (where the model is,
+its dataset version, params and validation metrics) to whatever evaluates it next.
 """
+
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
 
+from assets.metadata import markdown_table
 from ml.features.build import SCHEMAS
+from ml.training.label_noise import label_issues as find_label_issues
 from ml.lake import write_parquet_atomic
 from ml.taxonomy import POLICIES
 from ml.training import fit
 from ml.training.artifacts import ModelArtifact
-from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version
+from ml.training.content import BASELINE_PARAMS, classifier_training_rows, fit_risk_model, fit_text_classifier
+from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version, label_array
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.minilm_model import MiniLMParams
+from ml.training.text_classifier import ClassifierParams, ngram_counts, out_of_fold_proba
 from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
 from ml.warehouse import read_frame
 from orchestration.ray_resource import RayResource
 from orchestration.resources import LakehouseResource, TrainingResource
+
+
+@dataclass(frozen=True)
+class LabelIssuesRef:
+    """What `label_issues` hands on: where the table is and what it found."""
+
+    path: str
+    dataset_version: str
+    rows: int
+    issues: int
 
 
 @dg.asset(
@@ -27,9 +43,9 @@ from orchestration.resources import LakehouseResource, TrainingResource
     deps=["training_labels", "published_marts", "content_features", "author_features", "network_features"],
 )
 def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> TrainingSetRef:
-    """`training_labels` joined with every feature table, split by time (train on the earliest days,
-    validate and test on the latest) and by text, so no text or its duplicates crosses a split.
-    Its content hash is the dataset version recorded on every model trained from it."""
+    """Every label (moderator decisions, appeal outcomes, QA gold, reference sets) joined with the platform
+    features of its content, split by text bucket (a text and its copies never cross splits, whatever their
+    source) and, for platform content, by time. Its content hash is the dataset version of every model."""
     lake = lakehouse.lake
     labels = read_frame(lake.marts_db, "select * from training_labels")
     feats = {name: pl.read_parquet(lake.features / name / "part-0.parquet") for name in SCHEMAS}
@@ -38,63 +54,59 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     version = dataset_version(frame)
     path = lake.features / "training_set" / "part-0.parquet"
     write_parquet_atomic(frame, path)
-    by_split = frame.group_by("split", "label").len().pivot(on="label", index="split", values="len").fill_null(0)
+    by_source = (frame.group_by("label_source", "split").len().pivot(on="split", index="label_source", values="len")
+                 .fill_null(0).sort("label_source"))
     context.add_output_metadata({
         "dataset_version": version, "dagster/row_count": frame.height, **facts,
         "path": dg.MetadataValue.path(str(path)),
-        "labels_by_split": dg.MetadataValue.md(_markdown(by_split)),
+        "rows_by_label_source_and_split": dg.MetadataValue.md(markdown_table(by_source)),
     })
     return TrainingSetRef(path=str(path), version=version, rows=facts)
 
 
-def _markdown(frame: pl.DataFrame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
-    return head + "".join("\n| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows())
+@dg.asset(group_name="training", kinds={"scikitlearn", "parquet"})
+def label_issues(context: dg.AssetExecutionContext, training_set: TrainingSetRef,
+                 lakehouse: LakehouseResource) -> LabelIssuesRef:
+    """Likely label errors among the training labels, by confident learning (cleanlab) on out-of-fold
+    probabilities of the content classifier's recipe (4 folds grouped by text). Flagged rows are left out
+    of the classifiers' training; QA reviews them in `mart_label_issues`. The out-of-fold scores are also
+    what the risk model is trained on."""
+    rows = classifier_training_rows(pl.read_parquet(training_set.path), None)
+    oof = out_of_fold_proba(ngram_counts(rows["text"].to_list()), label_array(rows), rows["confidence"].to_numpy(),
+                            rows["text_hash"].to_numpy(), ClassifierParams())
+    issues = find_label_issues(rows["label_id"], label_array(rows), oof)
+    path = lakehouse.lake.features / "label_issues" / "part-0.parquet"
+    write_parquet_atomic(issues, path)
+    flagged = issues.join(rows.select("label_id", "label_source"), on="label_id").filter(pl.col("is_label_issue"))
+    by_source = flagged.group_by("label_source").len().sort("label_source")
+    context.add_output_metadata({
+        "dagster/row_count": issues.height, "label_issues": flagged.height,
+        "issue_share": round(flagged.height / max(issues.height, 1), 4),
+        "issues_by_label_source": dg.MetadataValue.md(markdown_table(by_source)),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+    return LabelIssuesRef(str(path), training_set.version, issues.height, flagged.height)
 
 
 def model_metadata(artifact: ModelArtifact) -> dict:
     m = artifact.metrics
-    meta = {
-        "model_version": artifact.version, "dataset_version": artifact.dataset_version,
-        "path": dg.MetadataValue.path(artifact.path), "params": dg.MetadataValue.json(artifact.params),
-        "temperature": artifact.temperature,
-        "test_macro_pr_auc": m["test_macro_pr_auc"], "validation_macro_pr_auc": m["validation_macro_pr_auc"],
-    }
-    meta.update({f"test_pr_auc/{p}": m["test_pr_auc"][p] for p in POLICIES})
-    meta.update({k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in meta})
+    meta = {"model_version": artifact.version, "dataset_version": artifact.dataset_version,
+            "path": dg.MetadataValue.path(artifact.path), "params": dg.MetadataValue.json(artifact.params)}
+    by_policy = m.get("validation_text_only_pr_auc") or m.get("validation_pr_auc") or {}
+    meta.update({f"validation_pr_auc/{p}": round(by_policy[p], 4) for p in POLICIES if p in by_policy})
+    meta.update({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()
+                 if isinstance(v, (int, float)) and k not in meta})
     return meta
 
 
-@dg.asset(group_name="training", kinds={"lightgbm", "ray"})
-def lightgbm_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, ray_cluster: RayResource,
-                   lakehouse: LakehouseResource, training: TrainingResource) -> ModelArtifact:
-    """One multiclass LightGBM model over all policies on [platform context | hashed n-grams],
-    trained data-parallel with Ray Train V2 and early stopping on the validation split."""
-    storage = ray_cluster.connect()
-    params = LightGBMParams(num_workers=training.lightgbm_workers,
-                            threads_per_worker=training.lightgbm_threads_per_worker)
-    artifact = fit.fit_lightgbm(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
-                                storage, params)
-    context.add_output_metadata(model_metadata(artifact))
-    return artifact
-
-
-@dg.asset(group_name="training", kinds={"pytorch", "ray"})
-def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, ray_cluster: RayResource,
-               lakehouse: LakehouseResource, training: TrainingResource) -> ModelArtifact:
-    """The deep text model, trained with Ray's TorchTrainer on GPU when the cluster has one.
-    Profile `compact` (CPU default): a wide-and-deep net over hashed n-gram embeddings plus
-    platform context. Profile `minilm` (GPU default): the packaged all-MiniLM-L6-v2 encoder,
-    fine-tuned, plus platform context."""
-    storage = ray_cluster.connect()
-    frame = pl.read_parquet(training_set.path)
-    profile = resolve_text_profile(training.text_profile, cluster_has_gpu())
-    if profile == "minilm":
-        artifact = fit.fit_minilm(frame, training_set.version, lakehouse.lake.models, storage,
-                                  MiniLMParams(cpus_per_worker=training.text_cpus_per_worker))
-    else:
-        params = TextModelParams(epochs=training.text_epochs, cpus_per_worker=training.text_cpus_per_worker)
-        artifact = fit.fit_text_model(frame, training_set.version, lakehouse.lake.models, storage, params)
+@dg.asset(group_name="training", kinds={"scikitlearn"})
+def content_classifier(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
+                       lakehouse: LakehouseResource) -> ModelArtifact:
+    """The content classifier: text only, trained on every labelled text of the train split weighted by label
+    confidence, likely label errors left out; TF-IDF and NB-weighted logistic regression views averaged and
+    calibrated per policy. It answers whenever a request carries no platform context."""
+    artifact = fit_text_classifier(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
+                                   pl.read_parquet(label_issues.path), ClassifierParams(), "content_classifier")
     context.add_output_metadata(model_metadata(artifact))
     return artifact
 
@@ -102,8 +114,44 @@ def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, 
 @dg.asset(group_name="training", kinds={"scikitlearn"})
 def baseline_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef,
                    lakehouse: LakehouseResource) -> ModelArtifact:
-    """TF-IDF word and character n-grams with logistic regression, on the same split: every
-    report says how far the real models are above the obvious one."""
-    artifact = fit.fit_baseline(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models)
+    """The obvious model every report is measured against: TF-IDF word and character n-grams with logistic
+    regression, on the same training texts, every label as given, unweighted."""
+    artifact = fit_text_classifier(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
+                                   None, BASELINE_PARAMS, "baseline", weighted=False)
+    context.add_output_metadata(model_metadata(artifact))
+    return artifact
+
+
+@dg.asset(group_name="training", kinds={"pytorch", "ray"})
+def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
+               ray_cluster: RayResource, lakehouse: LakehouseResource, training: TrainingResource) -> ModelArtifact:
+    """The deep text model, a content-classifier candidate trained with Ray's TorchTrainer on the same rows
+    (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
+    (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end."""
+    storage = ray_cluster.connect()
+    frame, issues = pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path)
+    profile = resolve_text_profile(training.text_profile, cluster_has_gpu())
+    if profile == "minilm":
+        artifact = fit.fit_minilm(frame, issues, training_set.version, lakehouse.lake.models, storage,
+                                  MiniLMParams(cpus_per_worker=training.text_cpus_per_worker))
+    else:
+        params = TextModelParams(epochs=training.text_epochs, cpus_per_worker=training.text_cpus_per_worker)
+        artifact = fit.fit_text_model(frame, issues, training_set.version, lakehouse.lake.models, storage, params)
+    context.add_output_metadata(model_metadata(artifact))
+    return artifact
+
+
+@dg.asset(group_name="training", kinds={"lightgbm", "ray"})
+def risk_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
+               content_classifier: ModelArtifact, ray_cluster: RayResource, lakehouse: LakehouseResource,
+               training: TrainingResource) -> ModelArtifact:
+    """The risk model: multiclass LightGBM on Ray Train V2 over the content classifier's out-of-fold scores
+    plus behaviour, network and context features of platform content. With its content classifier it is the
+    pair that is evaluated, promoted and served together."""
+    storage = ray_cluster.connect()
+    params = LightGBMParams(num_workers=training.lightgbm_workers,
+                            threads_per_worker=training.lightgbm_threads_per_worker)
+    artifact = fit_risk_model(pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path),
+                              content_classifier, lakehouse.lake.models, storage, params)
     context.add_output_metadata(model_metadata(artifact))
     return artifact

@@ -16,6 +16,8 @@ from orchestration.warehouse_project import dbt_project, export_dbt_environment
 DUCKDB_POOL = "duckdb"
 # Models built from the champion's scores; they run after scoring, not with the warehouse.
 SCORING_MODELS = ("mart_review_queue",)
+# Models built from the training run's label-issue table; they run with training.
+TRAINING_MODELS = ("mart_label_issues",)
 
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
     """Every dbt node in group `warehouse`; sources map onto the raw lake assets by name."""
@@ -26,7 +28,8 @@ class TrustlakeDbtTranslator(DagsterDbtTranslator):
         if props["resource_type"] == "source":
             return spec.replace_attributes(key=dg.AssetKey(props["name"]))
         layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
-        group = "scoring" if props["name"] in SCORING_MODELS else "warehouse"
+        group = ("scoring" if props["name"] in SCORING_MODELS else
+                 "training" if props["name"] in TRAINING_MODELS else "warehouse")
         return spec.replace_attributes(
             key=dg.AssetKey(props["name"]), group_name=group
         ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer})
@@ -46,7 +49,7 @@ DBT_ASSET_ARGS = dict(
 )
 
 
-@dbt_assets(exclude=" ".join(SCORING_MODELS), **DBT_ASSET_ARGS)
+@dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS), **DBT_ASSET_ARGS)
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
     yield from run_dbt_build(context, dbt, lakehouse)
@@ -56,10 +59,12 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
     """`dbt build` of this asset's selection for the partition window, with row counts and schemas."""
     lake = lakehouse.lake
     export_dbt_environment(lake)
-    window = context.partition_time_window
-    dbt_vars = {"min_date": window.start.date().isoformat(),
-                "max_date": (window.end.date() - timedelta(days=1)).isoformat()}
-    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, raise_on_error=False)
+    args = ["build"]
+    if context.has_partition_key_range or context.has_partition_key:
+        window = context.partition_time_window
+        args += ["--vars", json.dumps({"min_date": window.start.date().isoformat(),
+                                       "max_date": (window.end.date() - timedelta(days=1)).isoformat()})]
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
     # Collect first: row counts are read after dbt has released the DuckDB file lock.
     events = list(invocation.stream())
     names = {e.output_name: context.asset_key_for_output(e.output_name).path[-1]
@@ -77,6 +82,16 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
 @dbt_assets(select=" ".join(SCORING_MODELS), name="review_queue_models", **DBT_ASSET_ARGS)
 def review_queue_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """The review queue from the champion's scores, then a fresh publication of marts.duckdb."""
+    yield from run_dbt_build(context, dbt, lakehouse)
+    lake = lakehouse.lake
+    publish_marts(lake.warehouse_db, lake.marts_db)
+
+
+@dbt_assets(select=" ".join(TRAINING_MODELS), name="label_quality_models", manifest=dbt_project.manifest_path,
+            project=dbt_project, dagster_dbt_translator=translator, pool=DUCKDB_POOL)
+def label_quality_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                         lakehouse: LakehouseResource) -> Iterator:
+    """mart_label_issues from the training run's label issues, then a fresh publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)
     lake = lakehouse.lake
     publish_marts(lake.warehouse_db, lake.marts_db)

@@ -25,7 +25,8 @@ from ml.text import with_text_identity
 log = logging.getLogger(__name__)
 
 # How each corpus is read: (relative glob, reader, surface style).
-RAW_SCHEMA = {"corpus": pl.String, "source_label": pl.String, "policy": pl.String, "text": pl.String}
+RAW_SCHEMA = {"corpus": pl.String, "source": pl.String, "record_id": pl.String, "source_label": pl.String,
+              "policy": pl.String, "text": pl.String, "confidence": pl.Float64}
 
 
 class CorpusError(ValueError):
@@ -42,84 +43,103 @@ def _decode(path: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _davidson(path: Path) -> list[tuple[str, str, str]]:
+# A reader yields (record_id, source_label, policy, text, confidence) per record. Confidence is
+# the share of annotators who chose the label where the corpus publishes votes (Davidson), else
+# the corpus-level default in CorpusSpec (docs/policy_taxonomy.md says why each value).
+Record = tuple[str, str, str, str, float | None]
+
+
+def _davidson(path: Path) -> list[Record]:
     mapping = {"0": "hate_speech", "1": "harassment", "2": "benign"}
+    votes = {"0": "hate_speech", "1": "offensive_language", "2": "neither"}
     reader = csv.DictReader(io.StringIO(_decode(path)))
-    return [(r["class"], mapping[r["class"]], r["tweet"]) for r in reader]
+    return [(r[""], r["class"], mapping[r["class"]], r["tweet"], int(r[votes[r["class"]]]) / max(int(r["count"]), 1))
+            for r in reader]
 
 
-def _olid(path: Path) -> list[tuple[str, str, str]]:
+def _olid(path: Path) -> list[Record]:
     mapping = {"OFF": "harassment", "NOT": "benign"}
     # Tweets contain bare quote characters; the TSV uses no quoting at all.
     reader = csv.DictReader(io.StringIO(_decode(path)), delimiter="\t", quoting=csv.QUOTE_NONE)
-    return [(r["subtask_a"], mapping[r["subtask_a"]], r["tweet"]) for r in reader]
+    return [(r["id"], r["subtask_a"], mapping[r["subtask_a"]], r["tweet"], None) for r in reader]
 
 
-def _sms_spam(path: Path) -> list[tuple[str, str, str]]:
+def _sms_spam(path: Path) -> list[Record]:
     mapping = {"ham": "benign", "spam": "spam"}
     rows = []
-    for line in _decode(path).splitlines():
+    for n, line in enumerate(_decode(path).splitlines()):
         if not line.strip():
             continue
         label, text = line.split("\t", 1)
-        rows.append((label, mapping[label], text))
+        rows.append((str(n + 1), label, mapping[label], text, None))
     return rows
 
 
-def _smishing(path: Path) -> list[tuple[str, str, str]]:
+def _smishing(path: Path) -> list[Record]:
     mapping = {"ham": "benign", "spam": "spam", "smishing": "scam"}
     reader = csv.DictReader(io.StringIO(_decode(path)))
-    return [(r["label"], mapping[r["label"].strip().lower()], r["TEXT"]) for r in reader]
+    return [(str(n + 1), r["label"], mapping[r["label"].strip().lower()], r["TEXT"], None)
+            for n, r in enumerate(reader)]
 
 
-def _youtube(path: Path) -> list[tuple[str, str, str]]:
+def _youtube(path: Path) -> list[Record]:
     mapping = {"1": "spam", "0": "benign"}
     reader = csv.DictReader(io.StringIO(_decode(path)))
-    return [(r["CLASS"], mapping[r["CLASS"]], r["CONTENT"]) for r in reader]
+    return [(r["COMMENT_ID"], r["CLASS"], mapping[r["CLASS"]], r["CONTENT"], None) for r in reader]
 
 
 @dataclass(frozen=True)
 class CorpusSpec:
     name: str
     pattern: str
-    reader: Callable[[Path], list[tuple[str, str, str]]]
+    reader: Callable[[Path], list[Record]]
     style: str  # which surfaces its texts look like they came from
+    confidence: float  # label confidence when the corpus publishes no per-record agreement
+    per_file_source: bool = False  # each file is its own source (each YouTube video)
+
+    def source_of(self, path: Path) -> str:
+        if not self.per_file_source:
+            return self.name
+        # Youtube01-Psy.csv -> youtube_psy: a video is a platform the model may never have seen.
+        return f"youtube_{path.stem.split('-', 1)[-1].lower()}"
 
 
 CORPORA: tuple[CorpusSpec, ...] = (
-    CorpusSpec("davidson_hate_offensive", "davidson_hate_offensive/labeled_data.csv", _davidson, "tweet"),
-    CorpusSpec("olid_offenseval2019", "olid_offenseval2019/olid-training-v1.0.tsv", _olid, "tweet"),
-    CorpusSpec("sms_spam_collection", "sms_spam_collection/SMSSpamCollection", _sms_spam, "sms"),
-    CorpusSpec("sms_smishing", "sms_smishing/Dataset_5971.csv", _smishing, "sms"),
-    CorpusSpec("youtube_spam", "youtube_spam/Youtube*.csv", _youtube, "youtube"),
+    CorpusSpec("davidson_hate_offensive", "davidson_hate_offensive/labeled_data.csv", _davidson, "tweet", 0.8),
+    # OLID's level-A labels were adjudicated by a third annotator where two disagreed.
+    CorpusSpec("olid_offenseval2019", "olid_offenseval2019/olid-training-v1.0.tsv", _olid, "tweet", 0.9),
+    CorpusSpec("sms_spam_collection", "sms_spam_collection/SMSSpamCollection", _sms_spam, "sms", 0.95),
+    CorpusSpec("sms_smishing", "sms_smishing/Dataset_5971.csv", _smishing, "sms", 0.9),
+    CorpusSpec("youtube_spam", "youtube_spam/Youtube*.csv", _youtube, "youtube", 0.95, per_file_source=True),
 )
 STYLE_OF = {c.name: c.style for c in CORPORA}
 
 
 def read_corpora(directory: Path) -> pl.DataFrame:
-    """Every record of every corpus, one row each: corpus, source_label, policy, text."""
+    """Every record of every corpus, one row each (RAW_SCHEMA): corpus, source (the corpus, or the
+    video for YouTube), record_id, source_label, policy, text and label confidence."""
     frames = []
     for spec in CORPORA:
         paths = sorted(Path(directory).glob(spec.pattern))
         if not paths:
             raise CorpusError(f"corpus {spec.name}: no file matches {directory}/{spec.pattern}")
-        rows: list[tuple[str, str, str]] = []
         for path in paths:
             try:
-                rows.extend(spec.reader(path))
+                rows = spec.reader(path)
             except (KeyError, ValueError, csv.Error) as exc:
                 raise CorpusError(f"corpus {spec.name}: cannot parse {path}: {exc!r}") from exc
-        frames.append(
-            pl.DataFrame(
+            frames.append(pl.DataFrame(
                 {
                     "corpus": [spec.name] * len(rows),
-                    "source_label": [r[0] for r in rows],
-                    "policy": [r[1] for r in rows],
-                    "text": [r[2] for r in rows],
+                    "source": [spec.source_of(path)] * len(rows),
+                    "record_id": [r[0] for r in rows],
+                    "source_label": [r[1] for r in rows],
+                    "policy": [r[2] for r in rows],
+                    "text": [r[3] for r in rows],
+                    "confidence": [spec.confidence if r[4] is None else r[4] for r in rows],
                 },
                 schema=RAW_SCHEMA,
-            )
-        )
+            ))
     return pl.concat(frames)
 
 
@@ -183,8 +203,8 @@ _TEMPLATES: dict[str, tuple[str, list[str], list[str]]] = {
 }
 
 
-def builtin_pool(seed: int = 7, per_policy: int = 600) -> pl.DataFrame:
-    """A deterministic synthetic corpus, used only when no corpora directory is available."""
+def builtin_records(seed: int = 7, per_policy: int = 600) -> pl.DataFrame:
+    """Deterministic synthetic records (RAW_SCHEMA), used only when no corpora directory is available."""
     rng = np.random.default_rng(seed)
     rows = []
     for policy, (style, templates, words) in _TEMPLATES.items():
@@ -196,26 +216,46 @@ def builtin_pool(seed: int = 7, per_policy: int = 600) -> pl.DataFrame:
             )
             rows.append(("builtin", policy, text + " " + "".join(rng.choice(list("!?. "), 2))))
     records = pl.DataFrame(
-        {"corpus": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows], "source_label": [r[1] for r in rows],
-         "policy": [r[1] for r in rows], "text": [r[2] for r in rows]},
+        {"corpus": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows],
+         "source": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows],
+         "record_id": [str(i) for i in range(len(rows))], "source_label": [r[1] for r in rows],
+         "policy": [r[1] for r in rows], "text": [r[2] for r in rows], "confidence": [1.0] * len(rows)},
         schema=RAW_SCHEMA,
     )
-    pool = deduplicate(records)
+    return records
+
+
+def builtin_pool(seed: int = 7, per_policy: int = 600) -> pl.DataFrame:
+    """The built-in records deduplicated into a text pool."""
+    pool = deduplicate(builtin_records(seed, per_policy))
     return pool.with_columns(style=pl.col("corpus").str.strip_prefix("builtin_"))
+
+
+def load_records(directory: Path | None, seed: int = 7) -> tuple[pl.DataFrame, str]:
+    """Every labelled record and where it came from ('corpora:<dir>' or 'builtin', with the same warning)."""
+    if directory is not None and Path(directory).is_dir():
+        return read_corpora(Path(directory)), f"corpora:{directory}"
+    _warn_builtin(directory)
+    return builtin_records(seed), "builtin"
+
+
+def _warn_builtin(directory: Path | None) -> None:
+    msg = (
+        f"NO CORPORA DIRECTORY ({directory!s}): falling back to trustlake's small built-in "
+        "template texts. Models trained on them mean nothing; set TRUSTLAKE_CORPORA to the "
+        "labelled corpora folder for real data."
+    )
+    warnings.warn(msg, stacklevel=3)
+    log.warning(msg)
 
 
 def load_text_pool(directory: Path | None, seed: int = 7) -> tuple[pl.DataFrame, str]:
     """The deduplicated text pool and where it came from ('corpora:<dir>' or 'builtin')."""
     if directory is not None and Path(directory).is_dir():
         return deduplicate(read_corpora(Path(directory))), f"corpora:{directory}"
-    msg = (
-        f"NO CORPORA DIRECTORY ({directory!s}): falling back to trustlake's small built-in "
-        "template texts. Models trained on them mean nothing; set TRUSTLAKE_CORPORA to the "
-        "labelled corpora folder for real data."
-    )
-    warnings.warn(msg, stacklevel=2)
-    log.warning(msg)
+    _warn_builtin(directory)
     return builtin_pool(seed), "builtin"
 
 
-__all__ = ["CORPORA", "CorpusError", "POLICIES", "builtin_pool", "deduplicate", "load_text_pool", "read_corpora"]
+__all__ = ["CORPORA", "CorpusError", "POLICIES", "builtin_pool", "builtin_records", "deduplicate", "load_records",
+           "load_text_pool", "read_corpora"]

@@ -1,29 +1,32 @@
-"""Choosing and recording a promotion: the best candidate that passed every gate, or nothing."""
+"""Choosing and recording a promotion: the evaluated pair when every gate passed, or nothing."""
 
 from __future__ import annotations
 
 from ml.registry import Registry
 
 
-def choose_candidate(evaluations: list[dict]) -> dict | None:
-    """The passing evaluation with the best test macro PR-AUC, or None when none passed."""
-    passed = [ev for ev in evaluations if ev.get("gates_passed")]
-    return max(passed, key=lambda ev: ev["test"]["macro_pr_auc"]) if passed else None
+def deploy(registry: Registry, pair: dict, other_classifiers: list[dict], actor: str) -> dict:
+    """Promote the pair (recording who and why) or leave the champion untouched.
 
-
-def deploy(registry: Registry, evaluations: list[dict], actor: str) -> dict:
-    """Promote the chosen candidate (recording who and why) or leave the champion untouched."""
+    `pair` is the risk model's evaluation (it embeds its content classifier's); `other_classifiers` are
+    evaluations of competing content-classifier candidates, named in the reason when they ranked better
+    on text-only held-out but could not be promoted.
+    """
     before = registry.champion()
-    best = choose_candidate(evaluations)
-    if best is None:
-        failed = "; ".join(f"{ev['version']}: " + ", ".join(n for n, g in ev.get("gates", {}).items() if not g["passed"])
-                           for ev in evaluations)
+    text_only = pair["classifier"]["text_only"]["macro_pr_auc"]
+    better = [ev for ev in other_classifiers if ev["text_only"]["macro_pr_auc"] > text_only]
+    note = "".join(f"; {ev['version']} ranks better on text-only held-out ({ev['text_only']['macro_pr_auc']:.3f}) "
+                   f"but failed {', '.join(n for n, g in ev['gates'].items() if not g['passed'])}" for ev in better)
+    if not pair.get("gates_passed"):
+        failed = ", ".join(n for n, g in pair.get("gates", {}).items() if not g["passed"])
         return {"promoted": None, "champion": before["version"] if before else None,
-                "reason": f"no candidate passed its quality gates ({failed}); champion unchanged"}
-    if before and before["version"] == best["version"]:
-        return {"promoted": None, "champion": best["version"], "reason": "best candidate is already champion"}
-    reason = (f"best candidate that passed every gate: test macro PR-AUC {best['test']['macro_pr_auc']:.3f}"
-              + (f" vs champion {best['champion_test']['macro_pr_auc']:.3f} on the same rows"
-                 if best.get("champion_test") else " (first champion)"))
-    registry.promote(best["version"], reason=reason, actor=actor)
-    return {"promoted": best["version"], "champion": best["version"], "reason": reason}
+                "reason": f"{pair['version']} failed its gates ({failed}); champion unchanged{note}"}
+    if before and before["version"] == pair["version"]:
+        return {"promoted": None, "champion": pair["version"], "reason": "the pair is already champion"}
+    reason = (f"every gate passed: text-only held-out macro PR-AUC {text_only:.3f} vs baseline "
+              f"{pair['classifier']['baseline_text_only']['macro_pr_auc']:.3f}, simulated test macro PR-AUC "
+              f"{pair['test']['macro_pr_auc']:.3f}"
+              + (f" vs champion {pair['champion_test']['macro_pr_auc']:.3f} on the same rows"
+                 if pair.get("champion_test") else " (first champion)") + note)
+    registry.promote(pair["version"], reason=reason, actor=actor)
+    return {"promoted": pair["version"], "champion": pair["version"], "reason": reason}

@@ -1,4 +1,12 @@
-"""Run a full evaluation of one model artifact: the function the evaluation assets call."""
+"""Full evaluations of trained models: the functions the evaluation assets call.
+
+- `evaluate_text_model`: a content-classifier candidate (text only) on the text-only held-out
+  set, QA gold scored with text alone, and leave-one-source-out, with the baseline and the
+  champion's content classifier on the same rows.
+- `evaluate_risk_model`: the pair on platform content of the test period (the simulated split)
+  and its QA-gold subset, per slice, beside its own classifier alone and the champion pair.
+Operating points are chosen on validation rows, never on the rows they are judged on.
+"""
 
 from __future__ import annotations
 
@@ -11,55 +19,110 @@ import polars as pl
 
 from ml.evaluation import choose_operating_points, policy_metrics, slice_metrics, with_slices
 from ml.evaluation_plots import calibration_plot, pr_curves
+from ml.generalisation import leave_one_source_out
 from ml.training.artifacts import ModelArtifact
-from ml.training.dataset import label_array
+from ml.training.content import BASELINE_PARAMS, classifier_training_rows
+from ml.training.dataset import held_out_texts, label_array, platform_rows
 from ml.training.scorer import Scorer
-
-
-def evaluate(artifact: ModelArtifact, training_set: pl.DataFrame, users: pl.DataFrame,
-             champion: ModelArtifact | None, target_precision: float = 0.95, target_recall: float = 0.7) -> dict:
-    """Metrics on the test split and on its QA-gold subset, slices, champion comparison, plots.
-
-    Writes operating_points.json and the PNG plots into the model's directory.
-    """
-    scorer = Scorer(artifact)
-    frame = with_slices(training_set.join(users.select(pl.col("user_id").alias("author_id"), "country"),
-                                          on="author_id", how="left"))
-    val, test = frame.filter(pl.col("split") == "validation"), frame.filter(pl.col("split") == "test")
-    gold = test.filter(pl.col("label_source") == "qa_audit")
-    points = choose_operating_points(label_array(val), scorer.predict_proba(val), target_precision, target_recall)
-    y_test, p_test = label_array(test), scorer.predict_proba(test)
-    out = {
-        "version": artifact.version, "kind": artifact.kind, "dataset_version": artifact.dataset_version,
-        "operating_points": {p: asdict(op) for p, op in points.items()},
-        "test": policy_metrics(y_test, p_test, points),
-        "qa_gold": policy_metrics(label_array(gold), scorer.predict_proba(gold), points) if gold.height else None,
-        "slices": slice_metrics(test, y_test, p_test),
-        "champion_version": None, "champion_test": None, "champion_qa_gold": None,
-    }
-    p_champ = None
-    if champion is not None and champion.version != artifact.version:
-        champ = Scorer(champion)
-        # The champion is judged with its own operating points, on exactly the same rows.
-        champ_points = choose_operating_points(label_array(val), champ.predict_proba(val), target_precision,
-                                               target_recall)
-        p_champ = champ.predict_proba(test)
-        out.update(champion_version=champion.version, champion_test=policy_metrics(y_test, p_champ, champ_points))
-        if gold.height:
-            out["champion_qa_gold"] = policy_metrics(label_array(gold), champ.predict_proba(gold), champ_points)
-    model_dir = Path(artifact.path)
-    (model_dir / "operating_points.json").write_text(json.dumps(out["operating_points"], indent=2))
-    out["plots"] = {
-        "pr_curves": str(pr_curves(y_test, p_test, model_dir / "pr_curves.png", f"{artifact.version}: test split",
-                                   p_champ)),
-        "calibration": str(calibration_plot(y_test, p_test, model_dir / "calibration.png",
-                                            f"{artifact.version}: calibration")),
-    }
-    (model_dir / "evaluation.json").write_text(json.dumps(out, indent=2, default=_json))
-    return out
+from ml.training.text_classifier import ClassifierParams, LinearTextClassifier
 
 
 def _json(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     raise TypeError(type(value))
+
+
+def _write(model_dir: Path, name: str, payload: dict) -> None:
+    (model_dir / name).write_text(json.dumps(payload, indent=2, default=_json))
+
+
+def linear_recipe(params: ClassifierParams):
+    return lambda counts, y, w: LinearTextClassifier(params).fit(counts, y, w)
+
+
+def evaluate_text_model(artifact: ModelArtifact, training_set: pl.DataFrame, baseline: ModelArtifact,
+                        champion_classifier: ModelArtifact | None, issues: pl.DataFrame | None,
+                        run_loso: bool) -> dict:
+    """Text-only held-out, QA gold (text only) and leave-one-source-out figures of a classifier."""
+    scorer, base = Scorer(artifact), Scorer(baseline)
+    val, test = held_out_texts(training_set, "validation"), held_out_texts(training_set, "test")
+    gold = platform_rows(training_set).filter((pl.col("split") == "test") & (pl.col("label_source") == "qa_audit"))
+    points = choose_operating_points(label_array(val), scorer.predict_proba(val.select("text")))
+    base_points = choose_operating_points(label_array(val), base.predict_proba(val.select("text")))
+    y_test, p_test = label_array(test), scorer.predict_proba(test.select("text"))
+    p_base = base.predict_proba(test.select("text"))
+    out = {
+        "version": artifact.version, "kind": artifact.kind, "dataset_version": artifact.dataset_version,
+        "operating_points": {p: asdict(op) for p, op in points.items()},
+        "text_only": policy_metrics(y_test, p_test, points),
+        "baseline_version": baseline.version,
+        "baseline_text_only": policy_metrics(y_test, p_base, base_points),
+        "qa_gold_text_only": (policy_metrics(label_array(gold), scorer.predict_proba(gold.select("text")), points)
+                              if gold.height else None),
+        "champion_version": None, "champion_text_only": None,
+    }
+    if champion_classifier is not None and champion_classifier.version != artifact.version:
+        champ = Scorer(champion_classifier)
+        champ_points = choose_operating_points(label_array(val), champ.predict_proba(val.select("text")))
+        out.update(champion_version=champion_classifier.version,
+                   champion_text_only=policy_metrics(y_test, champ.predict_proba(test.select("text")), champ_points))
+    if run_loso:
+        recipe = ClassifierParams(**artifact.params["model"])
+        loso = leave_one_source_out(
+            classifier_training_rows(training_set, issues if artifact.params.get("drops_label_issues") else None),
+            training_set, {"candidate": linear_recipe(recipe)}, {"candidate": bool(artifact.params.get("weighted"))})
+        base_loso = leave_one_source_out(classifier_training_rows(training_set, None), training_set,
+                                         {"baseline": linear_recipe(BASELINE_PARAMS)}, {"baseline": False})
+        out["loso"], out["baseline_loso"] = loso["candidate"], base_loso["baseline"]
+    else:
+        out["loso"], out["baseline_loso"] = None, None
+    model_dir = Path(artifact.path)
+    out["plots"] = {
+        "pr_curves": str(pr_curves(y_test, p_test, model_dir / "pr_curves.png",
+                                   f"{artifact.version}: text-only held-out", p_base, "baseline")),
+        "calibration": str(calibration_plot(y_test, p_test, model_dir / "calibration.png",
+                                            f"{artifact.version}: calibration, text-only held-out")),
+    }
+    _write(model_dir, "operating_points.json", out["operating_points"])
+    _write(model_dir, "evaluation.json", out)
+    return out
+
+
+def evaluate_risk_model(artifact: ModelArtifact, training_set: pl.DataFrame, users: pl.DataFrame,
+                        champion: ModelArtifact | None) -> dict:
+    """The pair on the simulated test split (platform content, test period) and its QA-gold subset."""
+    scorer = Scorer(artifact)
+    frame = with_slices(platform_rows(training_set).join(
+        users.select(pl.col("user_id").alias("author_id"), "country"), on="author_id", how="left"))
+    val, test = frame.filter(pl.col("split") == "validation"), frame.filter(pl.col("split") == "test")
+    gold = test.filter(pl.col("label_source") == "qa_audit")
+    points = choose_operating_points(label_array(val), scorer.predict_proba(val))
+    y_test, p_test = label_array(test), scorer.predict_proba(test)
+    p_text = scorer.classifier.predict_proba(test.select("text"))
+    out = {
+        "version": artifact.version, "kind": artifact.kind, "dataset_version": artifact.dataset_version,
+        "content_classifier_version": scorer.classifier.version,
+        "operating_points": {p: asdict(op) for p, op in points.items()},
+        "test": policy_metrics(y_test, p_test, points),
+        "classifier_alone_test": policy_metrics(y_test, p_text, points),
+        "qa_gold": policy_metrics(label_array(gold), scorer.predict_proba(gold), points) if gold.height else None,
+        "slices": slice_metrics(test, y_test, p_test),
+        "champion_version": None, "champion_test": None,
+    }
+    p_champ = None
+    if champion is not None and champion.version != artifact.version:
+        champ = Scorer(champion)
+        champ_points = choose_operating_points(label_array(val), champ.predict_proba(val))
+        p_champ = champ.predict_proba(test)
+        out.update(champion_version=champion.version, champion_test=policy_metrics(y_test, p_champ, champ_points))
+    model_dir = Path(artifact.path)
+    out["plots"] = {
+        "pr_curves": str(pr_curves(y_test, p_test, model_dir / "pr_curves.png",
+                                   f"{artifact.version}: simulated test split", p_champ, "champion")),
+        "calibration": str(calibration_plot(y_test, p_test, model_dir / "calibration.png",
+                                            f"{artifact.version}: calibration")),
+    }
+    _write(model_dir, "operating_points.json", out["operating_points"])
+    _write(model_dir, "evaluation.json", out)
+    return out

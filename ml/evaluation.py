@@ -134,7 +134,7 @@ def largest_slice_gap(overall: float, slices: dict[str, dict[str, dict]]) -> tup
 
 @dataclass(frozen=True)
 class GateConfig:
-    min_pr_auc: float = 0.3  # every violating policy, test split
+    min_pr_auc: float = 0.3  # every violating policy (text-only held-out for classifiers; test split for the pair)
     max_regression: float = 0.02  # macro PR-AUC below the champion on the same rows
     max_calibration_error: float = 0.1
     max_slice_gap: float = 0.15  # macro ROC-AUC of the worst slice below the whole test split
@@ -149,30 +149,89 @@ class GateResult:
     bound: float
 
 
-def quality_gates(evaluation: dict, config: GateConfig = GateConfig()) -> list[GateResult]:
-    test = evaluation["test"]
-    worst_policy = min(VIOLATING, key=lambda p: np.nan_to_num(test["policies"][p]["pr_auc"], nan=-1))
-    worst = float(np.nan_to_num(test["policies"][worst_policy]["pr_auc"], nan=0.0))
-    gates = [GateResult("min_pr_auc", worst >= config.min_pr_auc,
-                        f"lowest policy PR-AUC {worst:.3f} ({worst_policy}) vs minimum {config.min_pr_auc}"
-                        + ("" if worst >= config.min_pr_auc else f": short by {config.min_pr_auc - worst:.3f}"),
-                        worst, config.min_pr_auc)]
-    champ = evaluation.get("champion_test")
-    if champ is None:
-        gates.append(GateResult("no_regression_vs_champion", True, "no champion yet: nothing to regress from",
-                                0.0, config.max_regression))
+TEXT_GATES = ("beats_baseline_text_only", "beats_baseline_every_held_out_source", "no_regression_vs_champion",
+              "min_pr_auc", "calibration")
+PAIR_GATES = ("content_classifier_gates", "min_pr_auc", "no_regression_vs_champion", "calibration", "slice_gap")
+
+
+def _min_pr_auc(metrics: dict, config: GateConfig, where: str) -> GateResult:
+    worst_policy = min(VIOLATING, key=lambda p: np.nan_to_num(metrics["policies"][p]["pr_auc"], nan=-1))
+    worst = float(np.nan_to_num(metrics["policies"][worst_policy]["pr_auc"], nan=0.0))
+    return GateResult("min_pr_auc", worst >= config.min_pr_auc,
+                      f"lowest policy PR-AUC on {where} {worst:.3f} ({worst_policy}) vs minimum {config.min_pr_auc}"
+                      + ("" if worst >= config.min_pr_auc else f": short by {config.min_pr_auc - worst:.3f}"),
+                      worst, config.min_pr_auc)
+
+
+def _no_regression(metrics: dict, champion: dict | None, config: GateConfig, where: str) -> GateResult:
+    if champion is None:
+        return GateResult("no_regression_vs_champion", True, "no champion yet: nothing to regress from",
+                          0.0, config.max_regression)
+    drop = champion["macro_pr_auc"] - metrics["macro_pr_auc"]
+    return GateResult("no_regression_vs_champion", drop <= config.max_regression,
+                      f"{where} macro PR-AUC {metrics['macro_pr_auc']:.3f} vs champion {champion['macro_pr_auc']:.3f} "
+                      f"on the same rows (drop {drop:+.3f}, tolerance {config.max_regression})",
+                      drop, config.max_regression)
+
+
+def _calibration(metrics: dict, config: GateConfig, where: str) -> GateResult:
+    ece = metrics["max_calibration_error"]
+    return GateResult("calibration", ece <= config.max_calibration_error,
+                      f"worst policy calibration error on {where} {ece:.3f} vs bound {config.max_calibration_error}",
+                      ece, config.max_calibration_error)
+
+
+def text_gates(evaluation: dict, config: GateConfig = GateConfig()) -> list[GateResult]:
+    """Blocking gates of a content-classifier candidate: it must beat the baseline on text it never saw."""
+    ours, base = evaluation["text_only"], evaluation["baseline_text_only"]
+    margin = ours["macro_pr_auc"] - base["macro_pr_auc"]
+    gates = [GateResult("beats_baseline_text_only", margin > 0,
+                        f"text-only held-out macro PR-AUC {ours['macro_pr_auc']:.3f} vs baseline "
+                        f"{base['macro_pr_auc']:.3f} on the same {ours['rows']} texts ({margin:+.3f})",
+                        margin, 0.0)]
+    loso, base_loso = evaluation.get("loso"), evaluation.get("baseline_loso")
+    if not loso or not base_loso:
+        gates.append(GateResult("beats_baseline_every_held_out_source", False,
+                                "leave-one-source-out was not measured for this candidate, so it cannot be promoted",
+                                float("nan"), 0.0))
     else:
-        drop = champ["macro_pr_auc"] - test["macro_pr_auc"]
-        gates.append(GateResult("no_regression_vs_champion", drop <= config.max_regression,
-                                f"macro PR-AUC {test['macro_pr_auc']:.3f} vs champion {champ['macro_pr_auc']:.3f} "
-                                f"on the same rows (drop {drop:+.3f}, tolerance {config.max_regression})",
-                                drop, config.max_regression))
-    ece = test["max_calibration_error"]
-    gates.append(GateResult("calibration", ece <= config.max_calibration_error,
-                            f"worst policy calibration error {ece:.3f} vs bound {config.max_calibration_error}",
-                            ece, config.max_calibration_error))
+        gaps = {s: loso[s]["macro_pr_auc"] - base_loso[s]["macro_pr_auc"] for s in loso}
+        worst = min(gaps, key=gaps.get)
+        losing = sorted(s for s, g in gaps.items() if g < 0)
+        gates.append(GateResult("beats_baseline_every_held_out_source", not losing,
+                                f"held-out sources where the baseline ranks better: {', '.join(losing) or 'none'}; "
+                                f"narrowest margin {gaps[worst]:+.3f} on {worst}", gaps[worst], 0.0))
+    gates.append(_no_regression(ours, evaluation.get("champion_text_only"), config, "text-only held-out"))
+    gates.append(_min_pr_auc(ours, config, "text-only held-out"))
+    gates.append(_calibration(ours, config, "text-only held-out"))
+    return gates
+
+
+def pair_gates(evaluation: dict, classifier_gates_passed: bool, classifier_version: str,
+               config: GateConfig = GateConfig()) -> list[GateResult]:
+    """Blocking gates of the pair (content classifier + risk model) on platform content."""
+    test = evaluation["test"]
+    gates = [GateResult("content_classifier_gates", classifier_gates_passed,
+                        f"content classifier {classifier_version} "
+                        + ("passed every text gate" if classifier_gates_passed else "failed a text gate"),
+                        float(classifier_gates_passed), 1.0),
+             _min_pr_auc(test, config, "the simulated test split"),
+             _no_regression(test, evaluation.get("champion_test"), config, "simulated test split"),
+             _calibration(test, config, "the simulated test split")]
     gap, where = largest_slice_gap(test["macro_roc_auc"], evaluation["slices"])
     gates.append(GateResult("slice_gap", gap <= config.max_slice_gap,
                             f"largest slice gap in macro ROC-AUC {gap:.3f} at {where} vs bound {config.max_slice_gap}",
                             gap, config.max_slice_gap))
     return gates
+
+
+GATE_DESCRIPTIONS = {
+    "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline on the same texts.",
+    "beats_baseline_every_held_out_source": "Leave-one-source-out: no held-out source where the baseline recipe "
+                                            "ranks better.",
+    "no_regression_vs_champion": "Macro PR-AUC no more than the tolerance below the champion on the same rows.",
+    "min_pr_auc": "Every violating policy's PR-AUC at or above the minimum.",
+    "calibration": "Worst policy expected calibration error within the bound.",
+    "content_classifier_gates": "The paired content classifier passed every text gate.",
+    "slice_gap": "No slice's macro ROC-AUC more than the bound below the whole test split.",
+}

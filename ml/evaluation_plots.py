@@ -15,7 +15,7 @@ from ml.taxonomy import POLICIES, VIOLATING  # noqa: E402
 
 
 def pr_curves(labels: np.ndarray, proba: np.ndarray, path: Path, title: str,
-              champion: np.ndarray | None = None) -> Path:
+              reference: np.ndarray | None = None, reference_name: str = "champion") -> Path:
     fig, axes = plt.subplots(1, len(VIOLATING), figsize=(4 * len(VIOLATING), 3.6), sharey=True)
     for ax, policy in zip(axes, VIOLATING):
         k = POLICIES.index(policy)
@@ -23,9 +23,9 @@ def pr_curves(labels: np.ndarray, proba: np.ndarray, path: Path, title: str,
         if y.any():
             p, r, _ = precision_recall_curve(y, proba[:, k])
             ax.plot(r, p, label="candidate")
-            if champion is not None:
-                p2, r2, _ = precision_recall_curve(y, champion[:, k])
-                ax.plot(r2, p2, label="champion", linestyle="--")
+            if reference is not None:
+                p2, r2, _ = precision_recall_curve(y, reference[:, k])
+                ax.plot(r2, p2, label=reference_name, linestyle="--")
         ax.set_title(policy)
         ax.set_xlabel("recall")
         ax.set_ylim(0, 1.02)

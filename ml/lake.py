@@ -31,6 +31,16 @@ class Lake:
         return self.home / "lake" / "ground_truth"
 
     @property
+    def reference(self) -> Path:
+        """Labelled reference sets, one folder per source (ml/reference.py)."""
+        return self.home / "lake" / "reference"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rejected files and rows, each with the reason a person can act on."""
+        return self.home / "lake" / "quarantine"
+
+    @property
     def features(self) -> Path:
         return self.home / "lake" / "features"
 

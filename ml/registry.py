@@ -65,6 +65,10 @@ class Registry:
     def champion(self) -> dict | None:
         return next((e for e in self._read()["models"].values() if e["status"] == "champion"), None)
 
+    def artifact_dir(self, entry: dict) -> Path:
+        path = Path(entry["path"])
+        return path if path.is_absolute() else self.dir / path
+
     def history(self) -> list[dict]:
         return self._read()["history"]
 
@@ -120,14 +124,21 @@ class Registry:
 
 
 def registry_entry(artifact, evaluation: dict, code_version: str) -> dict:
-    """The registry row of an evaluated candidate (`artifact` is an ml.training ModelArtifact)."""
+    """The registry row of an evaluated pair (`artifact` is the risk model's ModelArtifact): what made it,
+    its text-only, leave-one-source-out, simulated and QA-gold figures, and its gates."""
     from ml.taxonomy import POLICIES
 
-    qa = evaluation["qa_gold"]
+    qa, clf = evaluation["qa_gold"], evaluation["classifier"]
+    loso = clf.get("loso") or {}
     return {
         "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
+        "content_classifier": evaluation["content_classifier_version"],
         "dataset_version": artifact.dataset_version, "code_version": code_version, "params": artifact.params,
-        "metrics": {"test_macro_pr_auc": evaluation["test"]["macro_pr_auc"],
+        "metrics": {"text_only_macro_pr_auc": clf["text_only"]["macro_pr_auc"],
+                    "baseline_text_only_macro_pr_auc": clf["baseline_text_only"]["macro_pr_auc"],
+                    "text_only_pr_auc": {p: clf["text_only"]["policies"][p]["pr_auc"] for p in POLICIES},
+                    "held_out_source_macro_pr_auc": {s: m["macro_pr_auc"] for s, m in loso.items()},
+                    "test_macro_pr_auc": evaluation["test"]["macro_pr_auc"],
                     "qa_gold_macro_pr_auc": qa["macro_pr_auc"] if qa else None,
                     "test_pr_auc": {p: evaluation["test"]["policies"][p]["pr_auc"] for p in POLICIES},
                     "gates_passed": evaluation["gates_passed"]},

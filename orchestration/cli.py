@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
             raise_on_error=False,
         )
-        models = {key: result.output_for_node(key) for key in ("lightgbm_model", "text_model", "baseline_model")}
+        models = {key: result.output_for_node(key) for key in EVALUATIONS if _has_output(result, key)}
         gate_failures = [e for e in result.get_asset_check_evaluations() if not e.passed]
         for e in gate_failures:
             print(f"  check failed: {e.asset_key.to_user_string()} {e.check_name}: {e.description}")
@@ -117,17 +117,54 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
         n = query(lake.marts_db, f'select count(*) from "{name}"')[1][0][0]
         print(f"  {name:<24} {n:>10,} rows")
     if models:
-        from ml.taxonomy import POLICIES
-
-        print(f"models     {lake.models}   (test split PR-AUC per policy; macro = mean over violating policies)")
-        print(f"  {'model':<16} {'macro':>6} " + " ".join(f"{p:>11}" for p in POLICIES) + "  version")
-        for name, art in models.items():
-            m = art.metrics["test_pr_auc"]
-            print(f"  {name:<16} {art.metrics['test_macro_pr_auc']:>6.3f} "
-                  + " ".join(f"{m[p]:>11.3f}" for p in POLICIES) + f"  {art.version}")
-    if models:
+        print_model_report(models)
         print_champion(lake)
     print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
+
+
+EVALUATIONS = ("content_classifier_evaluation", "text_evaluation", "risk_model_evaluation")
+
+
+def _has_output(result, key: str) -> bool:
+    try:
+        result.output_for_node(key)
+    except Exception:  # a step that failed or was skipped has no output: nothing to report
+        return False
+    return True
+
+
+def print_model_report(evaluations: dict) -> None:
+    """Text-only held-out and leave-one-source-out figures (macro PR-AUC over the violating policies)."""
+    from ml.taxonomy import VIOLATING
+
+    def f(v) -> str:
+        return "   n/a" if v is None or v != v else f"{v:6.3f}"
+
+    print("models     text-only held-out PR-AUC (texts never trained on, scored without context)")
+    print(f"  {'model':<22} {'macro':>6} " + " ".join(f"{p:>11}" for p in VIOLATING) + "  gates")
+    rows = []
+    for key in ("content_classifier_evaluation", "text_evaluation"):
+        if key in evaluations:
+            ev = evaluations[key]
+            rows.append((ev["kind"], ev["text_only"], "passed" if ev["gates_passed"] else "FAILED: " + ", ".join(
+                n for n, g in ev["gates"].items() if not g["passed"])))
+    if "content_classifier_evaluation" in evaluations:
+        rows.append(("baseline", evaluations["content_classifier_evaluation"]["baseline_text_only"], "reference"))
+    for name, m, gates in rows:
+        print(f"  {name:<22} {f(m['macro_pr_auc'])} "
+              + " ".join(f"{f(m['policies'][p]['pr_auc']):>11}" for p in VIOLATING) + f"  {gates}")
+    ev = evaluations.get("content_classifier_evaluation")
+    if ev and ev.get("loso"):
+        print("  leave-one-source-out macro PR-AUC (a model of the same recipe trained without the source):")
+        print(f"  {'held-out source':<26} {'classifier':>10} {'baseline':>9}")
+        for source, m in sorted(ev["loso"].items()):
+            print(f"  {source:<26} {f(m['macro_pr_auc']):>10} {f(ev['baseline_loso'][source]['macro_pr_auc']):>9}")
+    pair = evaluations.get("risk_model_evaluation")
+    if pair:
+        qa = pair["qa_gold"]["macro_pr_auc"] if pair["qa_gold"] else None
+        print(f"  pair {pair['version']}: simulated test macro PR-AUC {f(pair['test']['macro_pr_auc']).strip()} "
+              f"(classifier alone {f(pair['classifier_alone_test']['macro_pr_auc']).strip()}), "
+              f"QA gold {f(qa).strip()}, gates {'passed' if pair['gates_passed'] else 'FAILED'}")
 
 
 def print_champion(lake) -> None:
@@ -140,13 +177,15 @@ def print_champion(lake) -> None:
         return
     m = champ["metrics"]
     qa = m.get("qa_gold_macro_pr_auc")
-    print(f"champion   {champ['version']}  test macro PR-AUC {m['test_macro_pr_auc']:.3f}"
-          + (f", QA-gold macro PR-AUC {qa:.3f}" if qa is not None else ""))
+    print(f"champion   {champ['version']} with content classifier {champ.get('content_classifier')}: "
+          f"text-only macro PR-AUC {m['text_only_macro_pr_auc']:.3f}, simulated test {m['test_macro_pr_auc']:.3f}"
+          + (f", QA gold {qa:.3f}" if qa is not None else ""))
     ops = champ["operating_points"]
     for p in VIOLATING:
         op = ops[p]
         auto = f"{op['auto_action_threshold']:.3f}" if op["reachable"] else "unreachable"
-        print(f"  {p:<12} PR-AUC {m['test_pr_auc'][p]:.3f}  auto-action at {auto}  review at {op['review_threshold']:.3f}")
+        print(f"  {p:<12} text-only PR-AUC {m['text_only_pr_auc'][p]:.3f}  auto-action at {auto}  "
+              f"review at {op['review_threshold']:.3f}")
 
 
 def query_lake_count(lake, table: str) -> tuple[int, int]:
@@ -256,6 +295,42 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
+    """`trustlake labels import FILE ...`: validate a labelled set and land it as a reference source."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from ml.lake import Lake, write_parquet_atomic
+    from ml.reference import LabelImportError, import_labels, read_mapping
+
+    lake = Lake(settings.home)
+    try:
+        mapping = read_mapping(Path(args.mapping)) if args.mapping else None
+        result = import_labels(Path(args.file), args.text_column, args.label_column, args.source, mapping)
+    except LabelImportError as exc:
+        print(f"trustlake labels import: {exc}", file=sys.stderr)
+        return 2
+    for label, n in sorted(result.unmapped_labels.items()):
+        print(f"trustlake labels import: label {label!r} has no policy in the mapping ({n} rows quarantined)",
+              file=sys.stderr)
+    if result.rejected.height:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        out = lake.quarantine / "labels" / f"{args.source}-{stamp}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.rejected.write_csv(out)
+        reasons = result.rejected.group_by("reason").len().sort("len", descending=True)
+        print(f"trustlake labels import: {result.rejected.height} rows quarantined in {out}:", file=sys.stderr)
+        for reason, n in reasons.iter_rows():
+            print(f"  {n:>7,}  {reason}", file=sys.stderr)
+    if result.good.height == 0:
+        print("trustlake labels import: no usable rows; nothing landed", file=sys.stderr)
+        return 2
+    target = write_parquet_atomic(result.good, lake.reference / args.source / "part-0.parquet")
+    print(f"trustlake labels import: {result.good.height:,} labelled texts landed as source {args.source!r} "
+          f"in {target}; the next training run uses them (trustlake run)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trustlake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -287,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("labels", help="bring a labelled set: labels import FILE --text-column C --label-column L")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("file")
+    p.add_argument("--text-column", required=True)
+    p.add_argument("--label-column", required=True)
+    p.add_argument("--mapping", default=None, help="YAML of `original label: policy` lines")
+    p.add_argument("--source", required=True, help="name of the labelled set (lower-case letters, digits, _)")
+    p.set_defaults(func=cmd_labels)
     p = sub.add_parser("prepare", help="create the home directory and parse the dbt manifest")
     p.set_defaults(func=cmd_prepare)
     return parser

@@ -18,17 +18,20 @@ from assets.evaluation import deployed_model, evaluation_assets  # noqa: E402  (
 from assets.features import feature_assets  # noqa: E402
 from assets.scoring import content_scores  # noqa: E402
 from assets.raw import raw_platform_tables  # noqa: E402
-from assets.training import baseline_model, lightgbm_model, text_model, training_set  # noqa: E402
-from assets.warehouse import published_marts, review_queue_models, warehouse_models  # noqa: E402
+from assets.reference import reference_labels  # noqa: E402
+from assets.training import (baseline_model, content_classifier, label_issues, risk_model, text_model,  # noqa: E402
+                             training_set)
+from assets.warehouse import (label_quality_models, published_marts, review_queue_models,  # noqa: E402
+                              warehouse_models)
 from orchestration.jobs import deploy_job, ingest_job, score_job, train_job  # noqa: E402
 from orchestration.ray_resource import RayResource  # noqa: E402
 from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
 from orchestration.schedules import daily_ingest_schedule  # noqa: E402
 
 defs = dg.Definitions(
-    assets=[raw_platform_tables, warehouse_models, published_marts, *feature_assets, training_set,
-            lightgbm_model, text_model, baseline_model, *evaluation_assets, deployed_model, content_scores,
-            review_queue_models],
+    assets=[raw_platform_tables, reference_labels, warehouse_models, published_marts, *feature_assets, training_set,
+            label_issues, label_quality_models, content_classifier, baseline_model, text_model, risk_model,
+            *evaluation_assets, deployed_model, content_scores, review_queue_models],
     jobs=[ingest_job, train_job, deploy_job, score_job],
     schedules=[daily_ingest_schedule],
     resources={

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ml.corpora import load_text_pool
+from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
 from ml.simulator import SimConfig
 from orchestration.settings import Settings
@@ -56,6 +56,10 @@ class LakehouseResource(dg.ConfigurableResource):
 
     def text_pool(self) -> tuple[pl.DataFrame, str]:
         return _text_pool(self.corpora_dir or None, self.seed)
+
+    def labelled_records(self) -> tuple[pl.DataFrame, str]:
+        """Every labelled corpus record (not deduplicated): what `reference_labels` lands."""
+        return load_records(Path(self.corpora_dir) if self.corpora_dir else None, seed=self.seed)
 
 
 class TrainingResource(dg.ConfigurableResource):

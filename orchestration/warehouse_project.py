@@ -28,6 +28,8 @@ def dbt_environment(lake: Lake) -> dict[str, str]:
         "TRUSTLAKE_WAREHOUSE_DB": str(lake.warehouse_db),
         "TRUSTLAKE_LAKE_RAW": str(lake.raw),
         "TRUSTLAKE_LAKE_SCORES": str(lake.scores),
+        "TRUSTLAKE_LAKE_REFERENCE": str(lake.reference),
+        "TRUSTLAKE_LAKE_FEATURES": str(lake.features),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }

@@ -76,10 +76,12 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
     source = (pl.when(pl.int_range(pl.len()) % qa_every == 0).then(pl.lit("qa_audit"))
               .otherwise(pl.lit("moderator_decision")) if qa_every else pl.lit("moderator_decision"))
     labels = content.sample(n=rows, seed=seed).select(
+        (pl.lit("content:") + pl.col("content_id").cast(pl.String)).alias("label_id"),
         "content_id", "author_id", "created_at", pl.col("created_at").dt.date().alias("created_date"), "surface",
         "language", "text", "text_hash",
         pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
-        pl.col("true_policy").alias("label"), source.alias("label_source"))
+        pl.col("true_policy").alias("label"), source.alias("label_source"), pl.lit("platform").alias("source"),
+        pl.lit(1.0).alias("confidence"))
     frame, _ = build_training_set(
         labels, content_features(raw["content"]),
         author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),

@@ -32,7 +32,10 @@ def test_lineage_runs_raw_to_staging_to_intermediate_to_marts(graph):
     assert {"stg_platform__decisions", "stg_platform__appeals", "stg_platform__qa_audits"} <= parents(
         "int_resolved_content_labels")
     assert "int_resolved_content_labels" in parents("fct_content")
-    assert parents("training_labels") == {"int_resolved_content_labels", "stg_platform__content"}
+    assert parents("training_labels") == {"int_resolved_content_labels", "stg_platform__content",
+                                          "int_moderator_qa_agreement", "stg_reference__labelled_texts"}
+    assert parents("stg_reference__labelled_texts") == {"reference_labels"}
+    assert parents("mart_label_issues") == {"label_issues", "training_labels"}
     assert set(MARTS) <= parents("published_marts")
     for mart in MARTS:
         assert graph.get(dg.AssetKey(mart)).group_name == "warehouse"
@@ -74,10 +77,23 @@ def test_feature_assets_carry_blocking_quality_checks_and_drift(graph):
 
 
 def test_models_take_the_training_set_as_a_real_input(graph):
-    from assets.training import baseline_model, lightgbm_model, text_model
+    from assets.training import baseline_model, content_classifier, risk_model, text_model
 
-    for asset in (lightgbm_model, text_model, baseline_model):
+    for asset in (content_classifier, text_model, baseline_model, risk_model):
         assert dg.AssetKey("training_set") in asset.keys_by_input_name.values()
         assert graph.get(asset.key).group_name == "training"
     assert {"content_features", "author_features", "network_features", "training_labels"} <= {
         k.to_user_string() for k in graph.get(dg.AssetKey("training_set")).parent_keys}
+
+
+def test_the_risk_model_is_stacked_on_the_content_classifier_and_evaluated_as_a_pair(graph):
+    def parents(key):
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}
+
+    assert {"content_classifier", "label_issues"} <= parents("risk_model")
+    assert {"content_classifier", "baseline_model", "training_set"} <= parents("content_classifier_evaluation")
+    assert {"risk_model", "content_classifier_evaluation"} <= parents("risk_model_evaluation")
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    for gate in ("beats_baseline_text_only", "beats_baseline_every_held_out_source", "no_regression_vs_champion"):
+        assert ("content_classifier_evaluation", gate) in checks
+    assert ("risk_model_evaluation", "content_classifier_gates") in checks

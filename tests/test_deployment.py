@@ -1,7 +1,7 @@
 """Evaluation, gates, registry, deployment, enforcement policy, and the CLI and HTTP scoring paths.
 
-Models here are the TF-IDF baseline kind (no Ray needed): the gate, registry and serving code
-treats every model kind the same way through its artifact.
+Models here are content classifiers (no Ray needed): the gate, registry and serving code treats
+every model kind the same way through its artifact.
 """
 
 import threading
@@ -13,20 +13,15 @@ import pytest
 
 from ml.deployment import deploy
 from ml.enforcement import PolicyError, load_policy, parse_policy
-from ml.evaluate_model import evaluate
-from ml.evaluation import GateConfig, quality_gates
 from ml.registry import Registry, RegistryError
 from ml.scoring import load_champion
 from ml.scoring_io import ScoringInputError, score_file
-from ml.training import fit
 from ml.training.artifacts import PROBA_COLUMNS
-from ml.training.dataset import dataset_version
+from ml.training.dataset import held_out_texts, label_array
+from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.scorer import Scorer
 from tests.conftest import labelled_training_frame
-
-# The baseline on this small sample reaches about 0.3 PR-AUC on its weakest policy; a model
-# trained on shuffled labels sits near the base rate (under 0.1), far below this bar.
-GATES = GateConfig(min_pr_auc=0.2)
+from tests.helpers import small_champion, text_classifier_candidate
 
 
 @pytest.fixture(scope="module")
@@ -34,74 +29,54 @@ def world(pool):
     return labelled_training_frame(pool, seed=5, days=14, rows=6000, qa_every=4)
 
 
-def candidate(world, models: Path, shuffle: bool = False):
-    frame, users = world
-    if shuffle:
-        labels = frame["label"].sample(fraction=1.0, shuffle=True, seed=3)
-        frame = frame.with_columns(labels.alias("label"))
-    artifact = fit.fit_baseline(frame, dataset_version(frame), models)
-    registry = Registry(models)
-    champ = registry.champion()
-    from ml.training.artifacts import ModelArtifact
-
-    ev = evaluate(artifact, world[0], users, ModelArtifact.read(champ["path"]) if champ else None)
-    gates = quality_gates(ev, GATES)
-    ev["gates"] = {g.name: {"passed": g.passed, "message": g.message} for g in gates}
-    ev["gates_passed"] = all(g.passed for g in gates)
-    registry.register({"version": artifact.version, "kind": artifact.kind, "path": artifact.path,
-                       "dataset_version": artifact.dataset_version, "code_version": "test", "params": {},
-                       "metrics": {"test_macro_pr_auc": ev["test"]["macro_pr_auc"], "gates_passed": ev["gates_passed"]},
-                       "operating_points": ev["operating_points"]})
-    return artifact, ev
-
-
 @pytest.fixture(scope="module")
 def deployed(world, tmp_path_factory):
     models = tmp_path_factory.mktemp("home") / "models"
-    artifact, ev = candidate(world, models)
-    decision = deploy(Registry(models), [ev], actor="test")
-    return models, artifact, ev, decision
+    artifact = small_champion(world[0], models)
+    return models, artifact
 
 
-def test_a_real_model_passes_its_gates_and_becomes_champion(deployed):
-    models, artifact, ev, decision = deployed
-    assert ev["gates_passed"], ev["gates"]
-    assert decision["promoted"] == artifact.version
-    assert Registry(models).champion()["version"] == artifact.version
-    assert Registry(models).history()[-1]["actor"] == "test" and "first champion" in decision["reason"]
+def test_a_classifier_learned_from_text_beats_the_baseline_and_one_on_shuffled_labels_does_not(world, tmp_path):
+    _, ev = text_classifier_candidate(world[0], tmp_path / "a")
+    assert ev["gates"]["beats_baseline_text_only"]["passed"], ev["gates"]
+    _, shuffled = text_classifier_candidate(world[0], tmp_path / "b", shuffle_labels=True)
+    assert not shuffled["gates"]["beats_baseline_text_only"]["passed"]
+    assert not shuffled["gates"]["min_pr_auc"]["passed"] and "short by" in shuffled["gates"]["min_pr_auc"]["message"]
 
 
-def test_a_model_trained_on_shuffled_labels_fails_its_gates_and_is_not_promoted(world, deployed):
-    models, champion_artifact, _, _ = deployed
-    shuffled, ev = candidate(world, models, shuffle=True)
-    failed = {n for n, g in ev["gates"].items() if not g["passed"]}
-    assert "min_pr_auc" in failed and "no_regression_vs_champion" in failed
-    assert "short by" in ev["gates"]["min_pr_auc"]["message"]
-    decision = deploy(Registry(models), [ev], actor="test")
+def test_evaluation_scores_the_model_it_was_given(world, tmp_path):
+    a, ev_a = text_classifier_candidate(world[0], tmp_path / "a")
+    b, _ = text_classifier_candidate(world[0], tmp_path / "b", shuffle_labels=True)
+    test = held_out_texts(world[0], "test")
+    direct = {m.version: macro_pr_auc(pr_auc_by_policy(label_array(test), Scorer(m).predict_proba(test)))
+              for m in (a, b)}
+    assert abs(direct[a.version] - direct[b.version]) > 0.05  # the two models are told apart
+    assert ev_a["version"] == a.version
+    assert ev_a["text_only"]["macro_pr_auc"] == pytest.approx(direct[a.version])
+    assert Path(a.path, "pr_curves.png").stat().st_size > 1000
+
+
+def _pair(version: str, passed: bool, text_only: float) -> dict:
+    metrics = {"macro_pr_auc": text_only}
+    return {"version": version, "gates_passed": passed,
+            "gates": {"min_pr_auc": {"passed": passed, "message": ""}},
+            "classifier": {"text_only": metrics, "baseline_text_only": {"macro_pr_auc": 0.5}},
+            "test": {"macro_pr_auc": 0.7}, "champion_test": None}
+
+
+def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
+    registry = Registry(tmp_path)
+    for v in ("good", "bad"):
+        registry.register({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
+                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}})
+    assert deploy(registry, _pair("good", True, 0.8), [], actor="t")["promoted"] == "good"
+    decision = deploy(registry, _pair("bad", False, 0.9), [], actor="t")
     assert decision["promoted"] is None and "champion unchanged" in decision["reason"]
-    assert Registry(models).champion()["version"] == champion_artifact.version
-
-
-def test_evaluation_uses_the_model_it_was_given(world, deployed, tmp_path):
-    models, champion_artifact, _, _ = deployed
-    other, _ = candidate(world, tmp_path / "models")  # a newer model exists on disk
-    ev = evaluate(champion_artifact, world[0], world[1], None)
-    assert ev["version"] == champion_artifact.version
-    test = world[0].filter(pl.col("split") == "test")
-    from ml.training.dataset import label_array
-    from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
-
-    direct = macro_pr_auc(pr_auc_by_policy(label_array(test), Scorer(champion_artifact).predict_proba(test)))
-    assert ev["test"]["macro_pr_auc"] == pytest.approx(direct)
-    assert other.version != champion_artifact.version
-    assert Path(champion_artifact.path, "pr_curves.png").stat().st_size > 1000
-
-
-def test_qa_gold_metrics_cover_only_audited_test_rows(deployed, world):
-    _, _, ev, _ = deployed
-    test = world[0].filter(pl.col("split") == "test")
-    assert ev["qa_gold"]["rows"] == test.filter(pl.col("label_source") == "qa_audit").height
-    assert set(ev["slices"]) >= {"surface", "language", "country", "account_age_bucket"}
+    assert registry.champion()["version"] == "good"
+    other = {"version": "text_model-x", "text_only": {"macro_pr_auc": 0.95},
+             "gates": {"beats_baseline_every_held_out_source": {"passed": False}}}
+    note = deploy(registry, _pair("bad", False, 0.9), [other], actor="t")["reason"]
+    assert "text_model-x ranks better on text-only held-out" in note
 
 
 def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
@@ -157,7 +132,7 @@ def test_enforcement_policy_rejects_malformed_files_naming_the_line(tmp_path):
         load_policy(tmp_path / "missing.yaml")
 
 
-def test_enforcement_policy_applies_context_rules(deployed):
+def test_enforcement_policy_applies_context_rules():
     policy = parse_policy("version: 1\nrules:\n  - name: ring\n    policy: scam\n    score_at_least: 0.2\n"
                           "    context: {component_size_at_least: 3}\n    action: remove\n"
                           "  - name: rest\n    policy: any\n    score_at_least: 0.5\n    action: review\n")
@@ -169,7 +144,7 @@ def test_enforcement_policy_applies_context_rules(deployed):
 
 def test_cli_scoring_keeps_every_row_in_order_and_names_bad_input(deployed, tmp_path):
     models = deployed[0]
-    texts = ["WINNER!! claim your prize, call 09061701461 now", "see you at lunch", "", "you are a pathetic loser"]
+    texts = ["WINNER!! claim your prize, call 09061701461 now", "see you at lunch", "x", "you are a pathetic loser"]
     src = tmp_path / "in.parquet"
     pl.DataFrame({"id": [1, 2, 3, 4], "body": texts}).write_parquet(src)
     out = score_file(models, src, "body", tmp_path / "out.csv")
@@ -238,7 +213,7 @@ def test_service_scores_equal_the_cli_scores(client, deployed, tmp_path):
 def test_service_picks_up_a_new_champion_without_restart(client, world, deployed):
     models = deployed[0]
     before = client.get("/v1/model").json()["model_version"]
-    newer, ev = candidate(world, models)
+    newer, _ = text_classifier_candidate(world[0], models)
     Registry(models).promote(newer.version, "test", "test")
     try:
         assert client.get("/v1/model").json()["model_version"] == newer.version

@@ -1,14 +1,16 @@
 """Training on a real local Ray cluster (one per module): LightGBM on 1 and 2 workers, the Torch
-text model on CPU, the baseline, and the one score schema they all share."""
+text model on CPU, the content classifier and the risk model, and the one score schema they share."""
 
-from dataclasses import replace
 import numpy as np
 import polars as pl
 import pytest
 
 from ml.training import fit, lightgbm_model
 from ml.training.artifacts import PROBA_COLUMNS
+from ml.training.content import fit_risk_model, fit_text_classifier
 from ml.training.dataset import dataset_version, label_array
+from ml.training.label_noise import label_issues
+from ml.training.text_classifier import ClassifierParams, ngram_counts, out_of_fold_proba
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.matrix import design_matrix
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
@@ -37,20 +39,26 @@ def training_frame(pool):
     return labelled_training_frame(pool, seed=11, days=16, rows=7000)[0]
 
 
+def splits(frame):
+    return tuple(frame.filter(pl.col("split") == s) for s in ("train", "validation", "test"))
+
+
 @pytest.fixture(scope="module")
-def lightgbm_artifact(ray_cluster, training_frame, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("models")
+def lightgbm_one_worker(ray_cluster, training_frame, tmp_path_factory):
+    train, val, test = splits(training_frame)
     params = LightGBMParams(num_workers=1, threads_per_worker=2, **COMPARABLE)
-    return fit.fit_lightgbm(training_frame, dataset_version(training_frame), tmp / "models", tmp / "ray", params)
+    booster, info = lightgbm_model.train_ray(design_matrix(train), label_array(train), design_matrix(val),
+                                            label_array(val), params, tmp_path_factory.mktemp("ray"))
+    return macro_pr_auc(pr_auc_by_policy(label_array(test), booster.predict(design_matrix(test)))), info
 
 
-def test_ray_lightgbm_on_two_workers_matches_one_worker(ray_cluster, training_frame, lightgbm_artifact, tmp_path):
-    train, val, test = fit.splits(training_frame)
+def test_ray_lightgbm_on_two_workers_matches_one_worker(ray_cluster, training_frame, lightgbm_one_worker, tmp_path):
+    train, val, test = splits(training_frame)
     params = LightGBMParams(num_workers=2, threads_per_worker=1, **COMPARABLE)
     booster, info = lightgbm_model.train_ray(design_matrix(train), label_array(train), design_matrix(val),
                                             label_array(val), params, tmp_path / "ray")
     two = macro_pr_auc(pr_auc_by_policy(label_array(test), booster.predict(design_matrix(test))))
-    one = lightgbm_artifact.metrics["test_macro_pr_auc"]
+    one = lightgbm_one_worker[0]
     assert info["best_iteration"] > 5
     assert one > 0.5 and two > 0.5  # both learned something real
     assert abs(one - two) < 0.05
@@ -58,34 +66,50 @@ def test_ray_lightgbm_on_two_workers_matches_one_worker(ray_cluster, training_fr
 
 def test_torch_text_model_trains_a_few_steps_on_cpu(ray_cluster, training_frame, tmp_path):
     params = TextModelParams(epochs=1, max_steps=5, cpus_per_worker=1)
-    artifact = fit.fit_text_model(training_frame, dataset_version(training_frame), tmp_path / "models",
+    artifact = fit.fit_text_model(training_frame, None, dataset_version(training_frame), tmp_path / "models",
                                   tmp_path / "ray", params)
     assert artifact.metrics["use_gpu"] is False  # no GPU on this cluster, so none is asked for
     assert artifact.metrics["steps"] == 5
     assert (tmp_path / "models" / artifact.version / "model.pt").exists()
 
 
-def test_all_models_emit_the_same_calibrated_score_schema(ray_cluster, training_frame, lightgbm_artifact, tmp_path):
-    text = fit.fit_text_model(training_frame, dataset_version(training_frame), tmp_path / "m", tmp_path / "ray",
-                              TextModelParams(epochs=1, max_steps=20, cpus_per_worker=1))
-    base = fit.fit_baseline(training_frame, dataset_version(training_frame), tmp_path / "m")
+@pytest.fixture(scope="module")
+def pair(ray_cluster, training_frame, tmp_path_factory):
+    """A content classifier and the risk model stacked on its out-of-fold scores."""
+    tmp = tmp_path_factory.mktemp("pair")
+    version = dataset_version(training_frame)
+    rows = training_frame.filter(pl.col("split") == "train")
+    oof = out_of_fold_proba(ngram_counts(rows["text"].to_list()), label_array(rows), rows["confidence"].to_numpy(),
+                            rows["text_hash"].to_numpy(), ClassifierParams())
+    issues = label_issues(rows["label_id"], label_array(rows), oof)
+    classifier = fit_text_classifier(training_frame, version, tmp / "models", issues, ClassifierParams(),
+                                     "content_classifier")
+    risk = fit_risk_model(training_frame, issues, classifier, tmp / "models", tmp / "ray",
+                          LightGBMParams(num_workers=1, threads_per_worker=2))
+    return classifier, risk
+
+
+def test_all_models_emit_the_same_calibrated_score_schema(ray_cluster, training_frame, pair, tmp_path):
+    text = fit.fit_text_model(training_frame, None, dataset_version(training_frame), tmp_path / "m",
+                              tmp_path / "ray", TextModelParams(epochs=1, max_steps=20, cpus_per_worker=1))
     sample = training_frame.filter(pl.col("split") == "test").head(50)
-    frames = [Scorer.load(a.path).score(sample) for a in (lightgbm_artifact, text, base)]
+    frames = [Scorer.load(a.path).score(sample) for a in (*pair, text)]
     for f in frames:
         assert f.columns == ["content_id", *PROBA_COLUMNS]
         assert f.schema == frames[0].schema
         assert np.allclose(f.select(PROBA_COLUMNS).to_numpy().sum(axis=1), 1.0, atol=1e-6)
-    # Scoring works with nothing but text (platform context unknown).
-    only_text = Scorer.load(lightgbm_artifact.path).score(sample.select("text"))
-    assert only_text.columns == list(PROBA_COLUMNS) and only_text.height == 50
 
 
-def test_every_model_records_the_dataset_version_it_was_trained_on(lightgbm_artifact, training_frame):
-    assert lightgbm_artifact.dataset_version == dataset_version(training_frame)
-    assert replace(lightgbm_artifact, dataset_version="x").dataset_version != dataset_version(training_frame)
-    changed = training_frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("spam"))
-                                          .otherwise("label").alias("label"))
-    assert dataset_version(changed) != dataset_version(training_frame)
+def test_the_pair_answers_with_the_classifier_when_context_is_unknown(pair, training_frame):
+    classifier, risk = pair
+    sample = training_frame.filter(pl.col("split") == "test").head(200)
+    pair_scorer, text_scorer = Scorer.load(risk.path), Scorer.load(classifier.path)
+    only_text = pair_scorer.predict_proba(sample.select("text"))
+    assert np.allclose(only_text, text_scorer.predict_proba(sample.select("text")))
+    with_context = pair_scorer.predict_proba(sample)
+    assert not np.allclose(with_context, only_text)  # the risk model answers where context is known
+    assert risk.params["content_classifier"] == classifier.version
+    assert risk.dataset_version == classifier.dataset_version == dataset_version(training_frame)
 
 
 def test_minilm_profile_fine_tunes_a_few_steps_on_cpu_and_shares_the_schema(ray_cluster, training_frame, tmp_path):
@@ -95,7 +119,7 @@ def test_minilm_profile_fine_tunes_a_few_steps_on_cpu_and_shares_the_schema(ray_
     assert resolve_text_profile("auto", cluster_has_gpu()) == "compact"  # no GPU here
     assert resolve_text_profile("auto", True) == "minilm"
     small = pl.concat([training_frame.filter(pl.col("split") == s).head(64) for s in ("train", "validation", "test")])
-    artifact = fit.fit_minilm(small, dataset_version(small), tmp_path / "models", tmp_path / "ray",
+    artifact = fit.fit_minilm(small, None, dataset_version(small), tmp_path / "models", tmp_path / "ray",
                               MiniLMParams(epochs=1, max_steps=2, batch_size=8, cpus_per_worker=1))
     assert artifact.metrics["use_gpu"] is False and artifact.metrics["steps"] == 2
     scores = Scorer.load(artifact.path).score(small.head(5))

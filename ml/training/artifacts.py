@@ -12,7 +12,7 @@ import polars as pl
 from ml.taxonomy import POLICIES
 
 PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{p}" for p in POLICIES)
-MODEL_KINDS = ("lightgbm", "text_model", "baseline")
+MODEL_KINDS = ("content_classifier", "baseline", "text_model", "risk_model")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""The training set: labels joined with features, split by time and by text.
+"""The training set: every label source joined with platform features, split by text and time.
 
-Rows are split by creation day (train on the earliest days, validate on the next, test on
-the latest). Then every text belongs to exactly one split: texts whose evaluation bucket is
-held out never train, and a text that appears in an earlier split is removed from the later
-ones, so no text or its duplicates is ever both trained on and evaluated on.
+The text decides the split, for every source: a text's evaluation bucket (a function of its
+hash, so every copy of it, on the platform or in a reference set, shares it) puts it in train
+(buckets below 80), validation (80-89) or test (90-99). No text or its duplicates is ever both
+trained on and evaluated on. Platform content is split by time as well, so the context-aware
+risk model is trained on the past and judged on the future: platform rows train only from the
+earlier days and are evaluated only from the later ones; the rows each rule removes are
+counted and reported, never silent.
 """
 
 from __future__ import annotations
@@ -22,37 +25,39 @@ LABEL_INDEX = {p: i for i, p in enumerate(POLICIES)}
 
 @dataclass(frozen=True)
 class SplitRule:
-    validation_share: float = 0.2  # share of days, the latest after train
-    test_share: float = 0.2  # share of days, the latest
-    holdout_buckets_from: int = 90  # texts in buckets >= this never train
+    validation_buckets_from: int = 80  # texts in buckets >= this never train
+    test_buckets_from: int = 90
+    evaluation_days_share: float = 0.4  # platform content: the latest share of days is evaluated
+
+
+def text_split(bucket: pl.Expr, rule: SplitRule) -> pl.Expr:
+    return (pl.when(bucket >= rule.test_buckets_from).then(pl.lit("test"))
+            .when(bucket >= rule.validation_buckets_from).then(pl.lit("validation"))
+            .otherwise(pl.lit("train")))
 
 
 def assign_splits(labels: pl.DataFrame, rule: SplitRule = SplitRule()) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Add `split` to labelled rows and drop rows whose text already sits in an earlier split.
+    """Add `split` to every label row; drop platform rows whose text split and time disagree.
 
-    Returns the split frame and how many rows each rule removed (reported, never silent).
+    Returns the split frame and how many rows each rule removed.
     """
-    days = labels["created_date"].unique().sort()
-    n = len(days)
-    n_test = max(1, round(n * rule.test_share))
-    n_val = max(1, round(n * rule.validation_share))
-    val_start, test_start = days[n - n_test - n_val], days[n - n_test]
-    period = (
-        pl.when(pl.col("created_date") >= test_start).then(2)
-        .when(pl.col("created_date") >= val_start).then(1)
-        .otherwise(0)
-    )
-    df = labels.with_columns(_period=period)
-    held_out_train = df.filter((pl.col("_period") == 0) & (pl.col("eval_bucket") >= rule.holdout_buckets_from))
-    df = df.filter(~((pl.col("_period") == 0) & (pl.col("eval_bucket") >= rule.holdout_buckets_from)))
-    first = df.group_by("text_hash").agg(pl.col("_period").min().alias("_home"))
-    df = df.join(first, on="text_hash")
-    crossing = df.filter(pl.col("_period") != pl.col("_home"))
-    df = df.filter(pl.col("_period") == pl.col("_home"))
-    out = df.with_columns(split=pl.col("_period").replace_strict(dict(enumerate(SPLITS)), return_dtype=pl.String)
-                          ).drop("_period", "_home")
-    return out, {"held_out_bucket_rows_removed_from_train": held_out_train.height,
-                 "duplicate_text_rows_removed_from_later_splits": crossing.height}
+    df = labels.with_columns(split=text_split(pl.col("eval_bucket"), rule))
+    platform = pl.col("content_id").is_not_null()
+    days = df.filter(platform)["created_date"].unique().sort()
+    if len(days):
+        n_eval = max(2, round(len(days) * rule.evaluation_days_share)) if len(days) > 2 else 1
+        cut = days[max(len(days) - n_eval, 0)]
+        late = pl.col("created_date") >= cut
+        keep = ~platform | ((pl.col("split") == "train") & ~late) | ((pl.col("split") != "train") & late)
+    else:
+        keep = pl.lit(True)
+    removed = df.filter(~keep)
+    out = df.filter(keep)
+    facts = {
+        "platform_rows_removed_late_train_text": removed.filter(pl.col("split") == "train").height,
+        "platform_rows_removed_early_evaluation_text": removed.filter(pl.col("split") != "train").height,
+    }
+    return out, facts
 
 
 def dataset_version(frame: pl.DataFrame) -> str:
@@ -79,16 +84,38 @@ class TrainingSetRef:
 
 def build_training_set(labels: pl.DataFrame, content: pl.DataFrame, author: pl.DataFrame,
                        network: pl.DataFrame, rule: SplitRule = SplitRule()) -> tuple[pl.DataFrame, dict]:
-    """Labels joined with every feature table, split. Returns the frame and split facts."""
+    """Every label joined with the platform features of its content (null for reference records),
+    split. Returns the frame and split facts."""
     split, removed = assign_splits(labels, rule)
     frame = (
-        split.join(content.drop("created_at", "surface", "language", "text_hash"), on="content_id", how="inner")
-        .join(author, on="content_id", how="inner")
-        .join(network.drop("component_id"), on="content_id", how="inner")
-        .sort("created_at", "content_id")
+        split.join(content.drop("created_at", "surface", "language", "text_hash"), on="content_id", how="left")
+        .join(author, on="content_id", how="left")
+        .join(network.drop("component_id"), on="content_id", how="left")
+        .sort("label_id")
     )
-    missing = split.height - frame.height
+    missing = frame.filter(pl.col("content_id").is_not_null() & pl.col("account_age_days").is_null()).height
     if missing:
         raise ValueError(f"{missing} labelled content items have no feature rows: rebuild the features")
-    facts = {**removed, **{f"rows_{s}": int((frame["split"] == s).sum()) for s in SPLITS}}
+    facts = {**removed, **{f"rows_{s}": int((frame["split"] == s).sum()) for s in SPLITS},
+             "platform_rows": int(frame["content_id"].is_not_null().sum()),
+             "reference_rows": int(frame["content_id"].is_null().sum()),
+             "distinct_texts": frame["text_hash"].n_unique()}
     return frame, facts
+
+
+def platform_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.filter(pl.col("content_id").is_not_null())
+
+
+def held_out_texts(frame: pl.DataFrame, split: str = "test") -> pl.DataFrame:
+    """One row per distinct text of a split, with its resolved label: the text-only evaluation set.
+
+    Copies of a text from several sources keep the most trusted label (highest confidence; ties to
+    the more severe policy, ml.taxonomy.CONFLICT_PRECEDENCE).
+    """
+    from ml.taxonomy import CONFLICT_PRECEDENCE
+
+    rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
+    return (frame.filter(pl.col("split") == split).with_columns(_rank=rank)
+            .sort("confidence", "_rank", "label_id", descending=[True, True, False])
+            .unique("text_hash", keep="first", maintain_order=True).drop("_rank").sort("label_id"))

@@ -1,7 +1,11 @@
 """Load any trained model from its artifact directory and score frames with it.
 
-Every model kind takes the same input frame (text plus whatever platform context is known)
-and returns calibrated probabilities in the shared `p_<policy>` schema.
+Every model kind takes the same input frame (text plus whatever platform context is known) and
+returns calibrated probabilities in the shared `p_<policy>` schema. Text-only kinds (the content
+classifier, the baseline, the deep text model) ignore context. A `risk_model` artifact is the
+champion pair: it loads its content classifier from the sibling directory its params name, and
+answers with the risk model for rows that carry platform context and with the classifier for
+rows that carry none (an external file, an API call without context).
 """
 
 from __future__ import annotations
@@ -15,69 +19,102 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
-from ml.training.artifacts import ModelArtifact, proba_frame
-from ml.training.baseline import baseline_logits
-from ml.training.calibration import softmax
-from ml.training.matrix import dense_matrix, design_matrix
-from ml.training.text_model import TextClassifier, TextModelParams, predict_logits
 from ml.features.text import hashed_ngrams
+from ml.taxonomy import POLICIES
+from ml.training.artifacts import ModelArtifact, proba_frame
+from ml.training.calibration import softmax
+from ml.training.matrix import CONTEXT_COLUMNS
+from ml.training.text_classifier import ngram_counts
+
+TEXT_ONLY_KINDS = ("content_classifier", "baseline", "text_model")
+
+
+def has_context(frame: pl.DataFrame) -> np.ndarray:
+    """Rows that carry any platform context (surface, account history, network)."""
+    cols = [c for c in CONTEXT_COLUMNS if c in frame.columns]
+    if not cols or frame.height == 0:
+        return np.zeros(frame.height, dtype=bool)
+    return frame.select(pl.any_horizontal(pl.col(c).is_not_null() for c in cols)).to_series().to_numpy()
 
 
 class Scorer:
     def __init__(self, artifact: ModelArtifact):
         self.artifact = artifact
         path = Path(artifact.path)
-        if artifact.kind == "lightgbm":
-            self._booster = lgb.Booster(model_file=str(path / "model.txt"))
-        elif artifact.kind == "text_model" and self.profile == "minilm":
+        kind = artifact.kind
+        self.classifier: Scorer | None = None
+        if kind in ("content_classifier", "baseline"):
+            saved = joblib.load(path / "model.joblib")
+            self._linear, self._calibration = saved["model"], saved["calibration"]
+        elif kind == "text_model" and self.profile == "minilm":
             from ml.training.minilm_model import MiniLMClassifier
 
             self._net = MiniLMClassifier(int(artifact.params["n_dense"]))
             self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
             self._net.eval()
-        elif artifact.kind == "text_model":
+        elif kind == "text_model":
+            from ml.training.text_model import TextClassifier, TextModelParams
+
             params = TextModelParams(**artifact.params["model"])
-            n_dense = int(artifact.params["n_dense"])
-            self._net = TextClassifier(n_dense, params.embedding_dim, params.hidden_dim)
+            self._net = TextClassifier(int(artifact.params["n_dense"]), params.embedding_dim, params.hidden_dim)
             self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
             self._net.eval()
-        elif artifact.kind == "baseline":
-            self._pipeline = joblib.load(path / "model.joblib")
+        elif kind == "risk_model":
+            self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+            self.classifier = Scorer(ModelArtifact.read(path.parent / artifact.params["content_classifier"]))
         else:
-            raise ValueError(f"unknown model kind {artifact.kind!r} in {path}")
+            raise ValueError(f"unknown model kind {kind!r} in {path}")
 
     @property
     def profile(self) -> str:
         return self.artifact.params.get("profile", "compact")
 
+    @property
+    def version(self) -> str:
+        return self.artifact.version
+
     @classmethod
     def load(cls, path: Path) -> "Scorer":
         return cls(ModelArtifact.read(path))
 
-    def logits(self, frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> np.ndarray:
-        """Raw scores; `ngrams` (hashed n-grams of frame's texts) may be passed precomputed."""
-        kind = self.artifact.kind
-        if kind == "lightgbm":
-            return self._booster.predict(design_matrix(frame, ngrams), raw_score=True)
-        if kind == "text_model" and self.profile == "minilm":
-            from ml.training import minilm_model
-
-            return minilm_model.predict_logits(self._net, frame["text"].to_list(), dense_matrix(frame),
-                                               max_length=int(self.artifact.params["model"]["max_length"]))
-        if kind == "text_model":
-            if ngrams is None:
-                ngrams = hashed_ngrams(frame["text"].to_list())
-            return predict_logits(self._net, ngrams, dense_matrix(frame))
-        return baseline_logits(self._pipeline, frame["text"].to_list())
-
     @property
     def uses_hashed_ngrams(self) -> bool:
-        return self.artifact.kind == "lightgbm" or (self.artifact.kind == "text_model" and self.profile == "compact")
+        """Whether `predict_proba` accepts precomputed `ml.features.text.hashed_ngrams` of the texts."""
+        return self.artifact.kind == "text_model" and self.profile == "compact"
 
     def predict_proba(self, frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> np.ndarray:
         if frame.height == 0:
-            return np.zeros((0, 5))
-        return softmax(self.logits(frame, ngrams), self.artifact.temperature)
+            return np.zeros((0, len(POLICIES)))
+        kind = self.artifact.kind
+        texts = frame["text"].cast(pl.String).fill_null("").to_list()
+        if kind in ("content_classifier", "baseline"):
+            return self._calibration.apply(self._linear.proba(ngram_counts(texts)))
+        if kind == "text_model":
+            from ml.training.fit import text_inputs
+
+            dense = text_inputs(frame)
+            if self.profile == "minilm":
+                from ml.training import minilm_model
+
+                logits = minilm_model.predict_logits(self._net, texts, dense,
+                                                     max_length=int(self.artifact.params["model"]["max_length"]))
+            else:
+                from ml.training.text_model import predict_logits
+
+                logits = predict_logits(self._net, hashed_ngrams(texts) if ngrams is None else ngrams, dense)
+            return softmax(logits, self.artifact.temperature)
+        # risk_model: the classifier answers alone where the platform context is unknown.
+        from ml.training.content import risk_features
+
+        text_proba = self.classifier.predict_proba(frame)
+        context = has_context(frame)
+        if not context.any():
+            return text_proba
+        with_ctx = frame.filter(pl.Series(context))
+        logits = self._booster.predict(risk_features(with_ctx, text_proba[context]), raw_score=True)
+        out = text_proba.copy()
+        out[context] = softmax(logits, self.artifact.temperature)
+        return out
 
     def score(self, frame: pl.DataFrame) -> pl.DataFrame:
         ids = frame["content_id"] if "content_id" in frame.columns else None

@@ -21,6 +21,7 @@ judged as (
 select
     j.content_id,
     d.decision_id,
+    d.moderator_id,
     d.decided_policy,
     d.action,
     d.decided_at,

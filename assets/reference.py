@@ -1,0 +1,38 @@
+"""Labelled reference sets landed as their own raw asset (not through the simulator)."""
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import markdown_table
+from ml.lake import write_parquet_atomic
+from ml.reference import reference_frame
+from orchestration.resources import LakehouseResource
+
+
+@dg.asset(
+    group_name="raw",
+    kinds={"parquet", "polars"},
+    description="Human-labelled reference sets, one folder per source under `lake/reference/`: the public "
+    "corpora (each YouTube video is its own source) plus any set a team brought with `trustlake labels import`. "
+    "One row per labelled record with source, original label, policy, text hash and label confidence.",
+)
+def reference_labels(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    lake = lakehouse.lake
+    records, origin = lakehouse.labelled_records()
+    if origin == "builtin":
+        context.log.warning("No corpora directory: the reference set is the built-in template texts.")
+    frame = reference_frame(records)
+    for (source,), part in frame.group_by("source"):
+        write_parquet_atomic(part.sort("record_id"), lake.reference / source / "part-0.parquet")
+    # Imported sets live beside the corpora; everything under lake/reference/ is what dbt reads.
+    landed = pl.read_parquet(str(lake.reference / "*" / "*.parquet"))
+    summary = (landed.group_by("source", "policy").len().pivot(on="policy", index="source", values="len")
+               .fill_null(0).sort("source"))
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": landed.height,
+        "sources": landed["source"].n_unique(),
+        "distinct_texts": landed["text_hash"].n_unique(),
+        "text_origin": origin,
+        "rows_by_source_and_policy": dg.MetadataValue.md(markdown_table(summary)),
+        "path": dg.MetadataValue.path(str(lake.reference)),
+    })

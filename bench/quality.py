@@ -1,0 +1,128 @@
+"""Model quality on text and sources never trained on: one table for champion, candidates, baseline.
+
+    .venv/bin/python bench/quality.py [--encoder-texts 500]
+
+Reads the latest training run in TRUSTLAKE_HOME (run `make run` first): every model's evaluation
+(evaluation.json beside its artifact) gives the simulated test split, QA gold, the text-only
+held-out set and every leave-one-source-out set, per policy. Also measured here, never in the
+pipeline: label-issue detection precision and recall against the simulator's ground truth (the
+true policy of each platform content item; reference labels have no ground truth), and the
+all-MiniLM-L6-v2 encoder's throughput on this machine (what a `text_embeddings` asset would cost).
+Writes bench/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+
+from ml.lake import Lake
+from ml.registry import Registry
+from ml.taxonomy import VIOLATING
+from orchestration.settings import PROJECT_ROOT, Settings
+
+
+def latest(models: Path, kind: str) -> dict | None:
+    runs = sorted(p for p in models.glob(f"{kind}-*") if (p / "evaluation.json").exists())
+    return json.loads((runs[-1] / "evaluation.json").read_text()) if runs else None
+
+
+def rows_for(name: str, ev: dict, prefix: str = "") -> list[dict]:
+    out = []
+
+    def add(set_name: str, metrics: dict | None) -> None:
+        if not metrics:
+            return
+        for p, m in metrics["policies"].items():
+            if p in VIOLATING:
+                out.append({"model": name, "set": set_name, "policy": p, "pr_auc": m["pr_auc"],
+                            "roc_auc": m["roc_auc"]})
+        out.append({"model": name, "set": set_name, "policy": "macro", "pr_auc": metrics["macro_pr_auc"],
+                    "roc_auc": metrics.get("macro_roc_auc")})
+
+    add("simulated test", ev.get(f"{prefix}test"))
+    add("QA gold", ev.get(f"{prefix}qa_gold"))
+    add("text-only held-out", ev.get(f"{prefix}text_only"))
+    add("QA gold (text only)", ev.get(f"{prefix}qa_gold_text_only"))
+    for source, m in sorted((ev.get(f"{prefix}loso") or {}).items()):
+        add(f"held-out source {source}", m)
+    return out
+
+
+def label_issue_truth(lake: Lake) -> dict:
+    """Precision and recall of flagged platform labels against the simulator's true policies."""
+    issues = pl.read_parquet(lake.features / "label_issues" / "part-0.parquet")
+    truth = pl.read_parquet(str(lake.ground_truth / "content_truth" / "date=*" / "*.parquet"))
+    platform = issues.filter(pl.col("label_id").str.starts_with("content:")).with_columns(
+        pl.col("label_id").str.strip_prefix("content:").cast(pl.Int64).alias("content_id"))
+    joined = platform.join(truth.select("content_id", "true_policy"), on="content_id")
+    wrong = joined["given_label"] != joined["true_policy"]
+    flagged = joined["is_label_issue"]
+    return {"platform_labels": joined.height, "wrong_labels": int(wrong.sum()), "flagged": int(flagged.sum()),
+            "precision": round(float((wrong & flagged).sum() / max(flagged.sum(), 1)), 3),
+            "recall": round(float((wrong & flagged).sum() / max(wrong.sum(), 1)), 3),
+            "suggested_label_right_when_flagged": round(float(
+                (joined.filter(flagged & wrong)["suggested_label"] == joined.filter(flagged & wrong)["true_policy"])
+                .mean() or 0.0), 3)}
+
+
+def encoder_speed(lake: Lake, n: int) -> dict:
+    """Texts/s of all-MiniLM-L6-v2 mean-pooled embeddings on this machine, real texts, batch 64."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from ml.training.minilm_model import encoder_dir
+
+    texts = pl.read_parquet(str(lake.reference / "*" / "*.parquet"))["text"].sample(n=n, seed=0).to_list()
+    tok = AutoTokenizer.from_pretrained(str(encoder_dir()), local_files_only=True)
+    model = AutoModel.from_pretrained(str(encoder_dir()), local_files_only=True).eval()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, n, 64):
+            enc = tok(texts[i:i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            model(**enc)
+    seconds = time.perf_counter() - started
+    return {"texts": n, "seconds": round(seconds, 1), "texts_per_second": round(n / seconds, 1), "threads": 2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--encoder-texts", type=int, default=500, help="0 skips the encoder measurement")
+    args = parser.parse_args()
+    lake = Lake(Settings.from_env().home)
+    champion = Registry(lake.models).champion()
+    rows: list[dict] = []
+    classifier = latest(lake.models, "content_classifier")
+    if classifier:
+        rows += rows_for("content_classifier", classifier)
+        rows += rows_for("baseline", classifier, prefix="baseline_")
+    text = latest(lake.models, "text_model")
+    if text:
+        rows += rows_for("text_model", text)
+    pair = latest(lake.models, "risk_model")
+    if pair:
+        rows += rows_for("risk_model (pair)", pair)
+        rows += rows_for("content_classifier alone", {"test": pair["classifier_alone_test"]})
+    if champion:
+        path = Registry(lake.models).artifact_dir(champion)
+        ev = json.loads((path / "evaluation.json").read_text())
+        rows += [{**r, "model": f"champion {champion['version']}"} for r in rows_for("champion", ev)]
+    table = pl.DataFrame(rows).with_columns(pl.col("pr_auc", "roc_auc").round(3))
+    with pl.Config(tbl_rows=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        print(table.pivot(on="policy", index=["set", "model"], values="pr_auc").sort("set", "model"))
+    report = {"per_policy": rows, "label_issues_vs_truth": label_issue_truth(lake)}
+    if args.encoder_texts:
+        report["minilm_encoder"] = encoder_speed(lake, args.encoder_texts)
+    print(json.dumps({k: v for k, v in report.items() if k != "per_policy"}, indent=2))
+    out = PROJECT_ROOT / "bench" / "results" / "quality.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Likely label errors, found by confident learning (cleanlab) on out-of-fold probabilities.
+
+A label is suspect when a model that never saw its text is confident it belongs elsewhere,
+beyond what the per-class noise rates estimated from the whole set explain (Northcutt et al.,
+"Confident Learning", JAIR 2021). Suspect rows are dropped from the classifiers' training and
+published to QA through `mart_label_issues`; nothing here knows the true labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+
+from ml.taxonomy import POLICIES
+
+
+def label_issues(label_ids: pl.Series, labels: np.ndarray, oof_proba: np.ndarray) -> pl.DataFrame:
+    """One row per labelled row: whether its label is a likely error, the suggested label and scores."""
+    issue = find_label_issues(labels, oof_proba, filter_by="prune_by_noise_rate", n_jobs=1)
+    quality = get_label_quality_scores(labels, oof_proba, method="self_confidence")
+    suggested = oof_proba.argmax(axis=1)
+    return pl.DataFrame({
+        "label_id": label_ids,
+        "given_label": np.array(POLICIES)[labels],
+        "suggested_label": np.array(POLICIES)[suggested],
+        "suggested_probability": oof_proba[np.arange(len(labels)), suggested],
+        "label_quality": quality,
+        "is_label_issue": issue,
+        **{f"oof_p_{p}": oof_proba[:, k] for k, p in enumerate(POLICIES)},
+    })
