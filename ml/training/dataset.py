@@ -110,12 +110,12 @@ def platform_rows(frame: pl.DataFrame) -> pl.DataFrame:
 def held_out_texts(frame: pl.DataFrame, split: str = "test") -> pl.DataFrame:
     """One row per distinct text of a split, with its resolved label: the text-only evaluation set.
 
-    Copies of a text from several sources keep the most trusted label (highest confidence; ties to
-    the more severe policy, ml.taxonomy.CONFLICT_PRECEDENCE).
+    Copies of a text from several sources keep the most specific label (ml.taxonomy.CONFLICT_PRECEDENCE:
+    smishing's "scam" over the SMS set's "spam" for the same message), then the most trusted one.
     """
     from ml.taxonomy import CONFLICT_PRECEDENCE
 
     rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
     return (frame.filter(pl.col("split") == split).with_columns(_rank=rank)
-            .sort("confidence", "_rank", "label_id", descending=[True, True, False])
+            .sort("_rank", "confidence", "label_id", descending=[True, True, False])
             .unique("text_hash", keep="first", maintain_order=True).drop("_rank").sort("label_id"))
