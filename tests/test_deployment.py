@@ -44,7 +44,7 @@ def candidate(world, models: Path, shuffle: bool = False):
     champ = registry.champion()
     from ml.training.artifacts import ModelArtifact
 
-    ev = evaluate(artifact, world[0], users, ModelArtifact.read(champ["path"]) if champ else None)
+    ev = evaluate(artifact, world[0], users, ModelArtifact.read(registry.artifact_dir(champ)) if champ else None)
     gates = quality_gates(ev, GATES)
     ev["gates"] = {g.name: {"passed": g.passed, "message": g.message} for g in gates}
     ev["gates_passed"] = all(g.passed for g in gates)
