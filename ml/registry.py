@@ -4,6 +4,14 @@ Every entry records what made a model (kind, dataset version, code version, para
 good it is (metrics, operating points) and its status: candidate, champion or retired.
 Promotion and rollback rewrite the whole table through a temporary file and a rename while
 holding an exclusive lock, so readers see the old champion or the new one, never neither.
+
+Invariants that let a registry survive being copied, moved or damaged:
+- artifact paths are stored relative to the models directory and resolved on read
+  (`Registry.artifact_dir`), so a copied or moved home serves its own models;
+- every read is validated: a truncated or hand-broken registry.json raises `RegistryError`
+  naming the file and the command that restores it, never a JSON traceback;
+- after each successful change the table is also written to `registry.json.last-good`, the
+  copy that restore command puts back; a damaged table is never written over.
 """
 
 from __future__ import annotations
@@ -11,12 +19,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import tempfile
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 STATUSES = ("candidate", "champion", "retired")
+# The fields every reader (CLI, HTTP service, deployment) relies on; an entry without them is damage.
+ENTRY_FIELDS = ("version", "kind", "path", "status", "created_at", "dataset_version", "code_version", "metrics",
+                "operating_points")
 
 
 class RegistryError(ValueError):
@@ -27,6 +39,7 @@ class Registry:
     def __init__(self, models_dir: Path):
         self.dir = Path(models_dir)
         self.path = self.dir / "registry.json"
+        self.last_good = self.dir / "registry.json.last-good"
 
     @contextmanager
     def _locked(self):
@@ -39,17 +52,62 @@ class Registry:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read(self) -> dict:
-        if not self.path.exists():
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            if self.last_good.exists():
+                # A fresh home has neither file; losing only registry.json is damage, and starting an
+                # empty table here would overwrite the last good copy on the next write.
+                raise self._damaged("the file is missing") from None
             return {"models": {}, "history": []}
-        return json.loads(self.path.read_text())
+        except OSError as exc:
+            raise self._damaged(f"cannot read it ({exc.strerror or exc})") from exc
+        table, problem = _parse(text)
+        if problem:
+            raise self._damaged(problem)
+        return table
+
+    def _damaged(self, problem: str) -> RegistryError:
+        restore = f"cp {shlex.quote(str(self.last_good))} {shlex.quote(str(self.path))}"
+        try:
+            _, last_problem = _parse(self.last_good.read_bytes())
+        except OSError:
+            last_problem = "missing"
+        if last_problem is None:
+            saved = datetime.fromtimestamp(self.last_good.stat().st_mtime, UTC).isoformat(timespec="seconds")
+            hint = f"restore the last good copy (saved {saved}) with: {restore}"
+        else:
+            hint = (f"there is no usable last good copy ({self.last_good.name}: {last_problem}); restore "
+                    f"{self.path.name} from a backup")
+        return RegistryError(f"model registry {self.path} is damaged ({problem}); {hint}")
 
     def _write(self, table: dict) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".registry.", suffix=".tmp", dir=self.dir)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(table, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        problem = _table_problem(table)
+        if problem:
+            raise RegistryError(f"refusing to write an invalid registry to {self.path}: {problem}")
+        data = json.dumps(table, indent=2, sort_keys=True).encode()
+        # registry.json first: the last good copy only ever holds a table that was committed.
+        for target in (self.path, self.last_good):
+            fd, tmp = tempfile.mkstemp(prefix=".registry.", suffix=".tmp", dir=self.dir)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def _stored_path(self, path: str) -> str:
+        """How an artifact path is stored: relative to the models directory when it lies inside it."""
+        p = Path(path)
+        if not p.is_absolute():
+            return p.as_posix()
+        try:
+            return p.resolve().relative_to(self.dir.resolve()).as_posix()
+        except ValueError:
+            return str(p)  # kept outside the models directory on purpose; stored as given
 
     # -- reads ------------------------------------------------------------------------
     def list(self) -> list[dict]:
@@ -72,13 +130,37 @@ class Registry:
     def history(self) -> list[dict]:
         return self._read()["history"]
 
+    def artifact_dir(self, entry: dict) -> Path:
+        """The directory holding `entry`'s artifact in this home.
+
+        Relative paths are resolved against the models directory. Absolute paths come from
+        registries written before paths were relative: one inside this models directory is used
+        as is; one pointing into another home (a copied or moved home) resolves to the version
+        directory of the same name here, so a copy never serves the original's files; an
+        artifact kept outside any models directory is used where it is.
+        """
+        stored = Path(entry["path"])
+        if not stored.is_absolute():
+            candidates = [self.dir / stored]
+        elif _inside(stored, self.dir):
+            candidates = [stored]
+        else:
+            candidates = [self.dir / stored.name, stored]
+        for candidate in candidates:
+            if candidate.is_dir():
+                return candidate
+        tried = " or ".join(str(c) for c in candidates)
+        raise RegistryError(f"model {entry['version']}: its artifact directory is missing ({tried}); restore it "
+                            "from a backup or promote another version (`trustlake models list`, "
+                            "`trustlake models promote VERSION`)")
+
     # -- writes -----------------------------------------------------------------------
     def register(self, entry: dict) -> dict:
         """Add (or refresh) a candidate; never changes which model is champion."""
         with self._locked():
             table = self._read()
             current = table["models"].get(entry["version"], {})
-            entry = {**entry, "status": current.get("status", "candidate"),
+            entry = {**entry, "path": self._stored_path(entry["path"]), "status": current.get("status", "candidate"),
                      "created_at": current.get("created_at", entry.get("created_at") or _now())}
             table["models"][entry["version"]] = entry
             self._write(table)
@@ -123,6 +205,55 @@ class Registry:
         return event
 
 
+def _parse(data: bytes) -> tuple[dict, str | None]:
+    """The table in `data` and None, or (empty, what is wrong with it)."""
+    if not data.strip():
+        return {}, "the file is empty"
+    try:
+        table = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return {}, f"not UTF-8 text at byte {exc.start}"
+    except json.JSONDecodeError as exc:
+        return {}, f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+    return table, _table_problem(table)
+
+
+def _table_problem(table) -> str | None:
+    if not isinstance(table, dict) or not isinstance(table.get("models"), dict) \
+            or not isinstance(table.get("history"), list):
+        return "expected an object with a 'models' object and a 'history' list"
+    for version, entry in table["models"].items():
+        if not isinstance(entry, dict):
+            return f"model {version!r} is not an object"
+        missing = [f for f in ENTRY_FIELDS if f not in entry]
+        if missing:
+            return f"model {version!r} lacks {', '.join(missing)}"
+        if entry["version"] != version:
+            return f"model {version!r} records version {entry['version']!r}"
+        if entry["status"] not in STATUSES:
+            return f"model {version!r} has unknown status {entry['status']!r}"
+        if not isinstance(entry["path"], str) or not entry["path"]:
+            return f"model {version!r} has no artifact path"
+    champions = [v for v, e in table["models"].items() if e["status"] == "champion"]
+    if len(champions) > 1:
+        return f"more than one champion ({', '.join(sorted(champions))})"
+    for k, event in enumerate(table["history"]):
+        if not isinstance(event, dict) or "action" not in event or "version" not in event:
+            return f"history event {k} lacks action or version"
+        unknown = [v for v in (event["version"], event.get("previous")) if v is not None and v not in table["models"]]
+        if unknown:
+            return f"history event {k} names unknown model {unknown[0]!r}"
+    return None
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def registry_entry(artifact, evaluation: dict, code_version: str) -> dict:
     """The registry row of an evaluated pair (`artifact` is the risk model's ModelArtifact): what made it,
     its text-only, leave-one-source-out, simulated and QA-gold figures, and its gates."""
@@ -147,4 +278,4 @@ def registry_entry(artifact, evaluation: dict, code_version: str) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

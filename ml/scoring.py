@@ -44,10 +44,11 @@ def load_model(model_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH) -> Cham
 
 
 def load_champion(models_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH) -> Champion:
-    entry = Registry(models_dir).champion()
+    registry = Registry(models_dir)
+    entry = registry.champion()
     if entry is None:
         raise RegistryError(f"no champion in {models_dir}: run `trustlake run` (or promote a model) first")
-    return load_model(Path(entry["path"]), policy_path)
+    return load_model(registry.artifact_dir(entry), policy_path)
 
 
 def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 50_000,

@@ -3,19 +3,31 @@
 `POST /v1/score` scores up to MAX_ITEMS texts per request; `GET /health`, `GET /v1/model`.
 The champion is reloaded when the registry file changes, so a promotion or rollback takes
 effect without a restart. Input errors are 4xx with a message that says what is wrong.
+
+The service protects itself (`ServingLimits`): a body is counted as it streams in, so a
+chunked body over the limit is refused with 413 without being read to the end; a body that
+does not arrive within the body timeout is cut off with 408; more than `max_in_flight`
+requests at once are answered 503 with Retry-After instead of queueing without end. A loaded
+champion keeps serving when the registry becomes unreadable or a newly promoted model cannot
+be loaded; `/health` then says `degraded`, and is 503 only when no model can be served.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from ml.registry import Registry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
@@ -23,7 +35,34 @@ from ml.training.artifacts import PROBA_COLUMNS
 
 MAX_ITEMS = 256
 MAX_TEXT_CHARS = 10_000
-MAX_BODY_BYTES = 4 * 1024 * 1024
+# Counts beyond this are not platform data; the bound keeps every context column a plain Int64.
+MAX_COUNT = 10**12
+# Paths that never count against max_in_flight: a busy server is not an unhealthy one.
+UNLIMITED_PATHS = frozenset({"/health"})
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What the service accepts before it refuses work; `trustlake serve` fills it from settings.
+
+    `keep_alive_s` is applied by the HTTP server that runs the app (uvicorn in `trustlake serve`).
+    """
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout_s: float = 10.0  # the whole body must arrive within this many seconds
+    max_in_flight: int = 16  # requests being read or scored at once; more get 503
+    retry_after_s: int = 1
+    keep_alive_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "body_timeout_s", "max_in_flight", "retry_after_s", "keep_alive_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"serving limit {name} must be positive, got {getattr(self, name)!r}")
+
+
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
 
 
 class Context(BaseModel):
@@ -31,13 +70,14 @@ class Context(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     surface: StrictStr | None = None
-    account_age_days: StrictFloat | StrictInt | None = Field(default=None, ge=0)
-    follower_count: StrictInt | None = Field(default=None, ge=0)
+    # Strict floats still accept JSON integers; 1e999 (infinity) and NaN are refused by name.
+    account_age_days: Annotated[float, Field(strict=True, ge=0, le=MAX_COUNT, allow_inf_nan=False)] | None = None
+    follower_count: Count | None = None
     verified: StrictBool | None = None
-    prior_posts: StrictInt | None = Field(default=None, ge=0)
-    prior_reports_received: StrictInt | None = Field(default=None, ge=0)
-    prior_enforcements: StrictInt | None = Field(default=None, ge=0)
-    component_size: StrictInt | None = Field(default=None, ge=1)
+    prior_posts: Count | None = None
+    prior_reports_received: Count | None = None
+    prior_enforcements: Count | None = None
+    component_size: Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)] | None = None
 
 
 class Item(BaseModel):
@@ -52,27 +92,169 @@ class ScoreRequest(BaseModel):
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
+@dataclass(frozen=True)
+class Served:
+    """The champion being served and its registry entry as of when it was loaded."""
+
+    champion: Champion
+    entry: dict
+
+
 class ChampionCache:
-    """The champion, reloaded when registry.json changes (a stat per request)."""
+    """The champion, reloaded when registry.json changes (a stat per request).
+
+    Once a champion is loaded it is only replaced by another champion that loads: a damaged
+    registry, a missing artifact or a model that fails to load leaves it serving and is
+    reported in `problem`. A failed reload is retried when the registry changes again, or
+    after RETRY_S (an artifact may be restored without touching the registry).
+    """
+
+    RETRY_S = 5.0
 
     def __init__(self, models_dir: Path):
         self.registry = Registry(models_dir)
         self._lock = threading.Lock()
-        self._stamp: float | None = None
-        self._champion: Champion | None = None
+        self._stamp: tuple | None = ("never read",)
+        self._served: Served | None = None
+        self.problem: str | None = None
+        self._retry_at = 0.0
 
-    def get(self) -> Champion:
-        path = self.registry.path
-        stamp = path.stat().st_mtime_ns if path.exists() else None
-        with self._lock:
-            if stamp != self._stamp or self._champion is None:
-                entry = self.registry.champion()
-                if entry is None:
-                    raise RegistryError("no champion model is deployed")
-                if self._champion is None or self._champion.version != entry["version"]:
-                    self._champion = load_model(Path(entry["path"]))
-                self._stamp = stamp
-            return self._champion
+    def _registry_stamp(self) -> tuple | None:
+        try:
+            st = self.registry.path.stat()
+        except OSError:
+            return None
+        # The inode changes on every atomic replace, even within one mtime tick.
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _stale(self, stamp: tuple | None) -> bool:
+        if stamp != self._stamp:
+            return True
+        return self.problem is not None and time.monotonic() >= self._retry_at
+
+    def get(self) -> Served:
+        stamp = self._registry_stamp()
+        # While one request reloads, the others keep being served by the loaded champion.
+        if self._stale(stamp) and self._lock.acquire(blocking=self._served is None):
+            try:
+                if self._stale(stamp):
+                    self._reload(stamp)
+            finally:
+                self._lock.release()
+        served = self._served
+        if served is None:
+            raise RegistryError(self.problem or "no champion model is loaded")
+        return served
+
+    def _reload(self, stamp: tuple | None) -> None:
+        self._stamp = stamp
+        try:
+            entry = self.registry.champion()
+            if entry is None:
+                raise RegistryError(f"no champion in {self.registry.dir}: run `trustlake run` (or promote a model)")
+            served = self._served
+            if served is None or served.champion.version != entry["version"]:
+                served = Served(load_model(self.registry.artifact_dir(entry)), entry)
+            self._served = Served(served.champion, entry)
+            self.problem = None
+        except Exception as exc:  # whatever broke, a loaded champion keeps serving; the reason is reported
+            self.problem = str(exc) if isinstance(exc, RegistryError) else f"cannot load the champion: {exc!r}"
+            self._retry_at = time.monotonic() + self.RETRY_S
+            logger.warning("model registry: %s%s", self.problem,
+                           "; still serving " + self._served.champion.version if self._served else "",
+                           exc_info=not isinstance(exc, RegistryError))
+
+
+@dataclass
+class GuardState:
+    """What the request guard is doing right now and has refused so far (shown by /health)."""
+
+    in_flight: int = 0
+    refused: dict[int, int] = field(default_factory=lambda: {408: 0, 413: 0, 503: 0})
+
+
+class RequestGuard:
+    """ASGI middleware bounding each request's body size and read time and the requests in flight.
+
+    Pure ASGI rather than an `@app.middleware("http")` function: it sees the body as it streams
+    in through `receive`, which is the only place a chunked body's size can be counted.
+    """
+
+    def __init__(self, app, limits: ServingLimits, state: GuardState):
+        self.app, self.limits, self.state = app, limits, state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limits, state = self.limits, self.state
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"").strip()
+        if length.isdigit() and int(length) > limits.max_body_bytes:
+            await self._refuse(send, 413, f"request body over {limits.max_body_bytes} bytes")
+            return
+        limited = scope["path"] not in UNLIMITED_PATHS
+        if limited and state.in_flight >= limits.max_in_flight:
+            # An unread body of declared length is skipped by the server and the connection kept;
+            # one of unknown length (chunked) is not worth reading, so that connection is closed.
+            await self._refuse(send, 503, f"server busy: {limits.max_in_flight} requests in flight; retry later",
+                               extra=[(b"retry-after", str(limits.retry_after_s).encode())],
+                               close=b"transfer-encoding" in headers)
+            return
+        if limited:
+            state.in_flight += 1
+        try:
+            body = await self._read_body(receive, send)
+            if body is not None:
+                await self.app(scope, _replay(body, receive), send)
+        finally:
+            if limited:
+                state.in_flight -= 1
+
+    async def _read_body(self, receive, send) -> bytes | None:
+        """The whole body, or None once the client was answered 408/413 or went away."""
+        limits = self.limits
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(limits.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limits.max_body_bytes:
+                        await self._refuse(send, 413, f"request body over {limits.max_body_bytes} bytes")
+                        return None
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            await self._refuse(send, 408, f"request body not received within {limits.body_timeout_s:g} s "
+                                          f"({size} bytes arrived)")
+            return None
+
+    async def _refuse(self, send, status: int, error: str, extra: list | None = None, close: bool = True) -> None:
+        self.state.refused[status] += 1
+        body = json.dumps({"error": error}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   *(extra or [])]
+        if close:
+            # The rest of the body is never read: closing is the only way to stop the client sending it.
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that hands the app the body already read, then the client's later messages."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def items_frame(items: list[Item]) -> pl.DataFrame:
@@ -85,45 +267,47 @@ def items_frame(items: list[Item]) -> pl.DataFrame:
     return pl.from_dicts(rows, infer_schema_length=None)
 
 
-def create_app(models_dir: Path) -> FastAPI:
+def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI:
+    limits = limits or ServingLimits()
     app = FastAPI(title="trustlake scoring", version="1")
     cache = ChampionCache(Path(models_dir))
+    guard = GuardState()
+    app.add_middleware(RequestGuard, limits=limits, state=guard)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(status_code=422, content={"error": "invalid request", "problems": problems})
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(status_code=413, content={"error": f"request body over {MAX_BODY_BYTES} bytes"})
-        return await call_next(request)
-
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    def health() -> JSONResponse:
+        load = {"in_flight": guard.in_flight, "max_in_flight": limits.max_in_flight,
+                "refused": {str(k): v for k, v in guard.refused.items()}}
         try:
-            version = cache.get().version
+            served = cache.get()
         except RegistryError as exc:
-            return {"status": "no_model", "detail": str(exc)}
-        return {"status": "ok", "model_version": version}
+            return JSONResponse(status_code=503, content={"status": "no_model", "detail": str(exc), **load})
+        body = {"status": "ok", "model_version": served.champion.version, **load}
+        if cache.problem:
+            body.update(status="degraded", detail=cache.problem)
+        return JSONResponse(content=body)
 
     @app.get("/v1/model")
     def model() -> dict[str, Any]:
         try:
-            champion = cache.get()
+            served = cache.get()
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
-        entry = cache.registry.get(champion.version)
+        champion, entry = served.champion, served.entry
         return {"model_version": champion.version, "kind": entry["kind"], "dataset_version": entry["dataset_version"],
                 "code_version": entry["code_version"], "metrics": entry["metrics"],
-                "operating_points": champion.thresholds, "max_items": MAX_ITEMS, "max_text_chars": MAX_TEXT_CHARS}
+                "operating_points": champion.thresholds, "max_items": MAX_ITEMS, "max_text_chars": MAX_TEXT_CHARS,
+                "max_body_bytes": limits.max_body_bytes}
 
     @app.post("/v1/score")
     def score(request: ScoreRequest) -> dict[str, Any]:
         try:
-            champion = cache.get()
+            champion = cache.get().champion
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         scored = score_frame(champion, items_frame(request.items))

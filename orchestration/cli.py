@@ -288,10 +288,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from ml.lake import Lake
-    from ml.serving import create_app
+    from ml.serving import ServingLimits, create_app
 
-    app = create_app(Lake(settings.home).models)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # A flag wins over its TRUSTLAKE_SERVE_* variable; neither set keeps the service's default.
+    chosen = {"max_body_bytes": (args.max_body_bytes, settings.serve_max_body_bytes),
+              "body_timeout_s": (args.body_timeout, settings.serve_body_timeout_s),
+              "max_in_flight": (args.max_in_flight, settings.serve_max_in_flight),
+              "keep_alive_s": (args.keep_alive, settings.serve_keep_alive_s)}
+    overrides = {name: next((v for v in values if v is not None), None) for name, values in chosen.items()}
+    try:
+        limits = ServingLimits(**{name: v for name, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        print(f"trustlake serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(Lake(settings.home).models, limits)
+    # Above max_in_flight the app answers 503 itself; uvicorn's own limit_concurrency would answer
+    # 503 without Retry-After, so it is left unset.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=limits.keep_alive_s)
     return 0
 
 
@@ -361,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="HTTP scoring service (FastAPI on uvicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-body-bytes", type=int, default=None,
+                   help="larger bodies get 413, chunked ones too (env TRUSTLAKE_SERVE_MAX_BODY_BYTES)")
+    p.add_argument("--body-timeout", type=float, default=None,
+                   help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)")
+    p.add_argument("--max-in-flight", type=int, default=None,
+                   help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)")
+    p.add_argument("--keep-alive", type=float, default=None,
+                   help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("labels", help="bring a labelled set: labels import FILE --text-column C --label-column L")
     p.add_argument("action", choices=["import"])

@@ -28,6 +28,11 @@ class Settings:
     text_epochs: int
     gate_min_pr_auc: float
     text_profile: str
+    # Limits of `trustlake serve`; None keeps the service's own default (ml.serving.ServingLimits).
+    serve_max_body_bytes: int | None = None
+    serve_body_timeout_s: float | None = None
+    serve_max_in_flight: int | None = None
+    serve_keep_alive_s: float | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -57,7 +62,22 @@ class Settings:
             text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "4")),
             gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", "0.3")),
             text_profile=env.get("TRUSTLAKE_TEXT_PROFILE", "auto"),
+            serve_max_body_bytes=_optional(env, "TRUSTLAKE_SERVE_MAX_BODY_BYTES", int),
+            serve_body_timeout_s=_optional(env, "TRUSTLAKE_SERVE_BODY_TIMEOUT_S", float),
+            serve_max_in_flight=_optional(env, "TRUSTLAKE_SERVE_MAX_IN_FLIGHT", int),
+            serve_keep_alive_s=_optional(env, "TRUSTLAKE_SERVE_KEEP_ALIVE_S", float),
         )
+
+
+def _optional(env, name: str, kind: type):
+    """`kind(env[name])`, or None when the variable is unset or empty."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a valid {kind.__name__}") from None
 
 
 def prepare_environment(settings: Settings) -> None:

@@ -32,7 +32,7 @@ class ModelArtifact:
 
     @classmethod
     def read(cls, path: Path) -> "ModelArtifact":
-        return cls(**json.loads(Path(path, "artifact.json").read_text()))
+        return cls(**{**json.loads(Path(path, "artifact.json").read_text()), "path": str(path)})
 
 
 def proba_frame(content_ids: pl.Series | None, proba: np.ndarray) -> pl.DataFrame:
