@@ -1,7 +1,9 @@
 """Score content with the champion: calibrated probabilities, an action, the model version.
 
 Batch scoring, the offline CLI and the HTTP service all go through `score_frame`, so the
-same text with the same context gets the same scores and action everywhere.
+same text with the same context gets the same scores and action everywhere. Memory is bounded
+by the batch size, never by the input: hashed n-grams (several KB per text) are built one
+batch at a time and dropped before the next.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml.features.text import distinct, hashed_ngrams
 from ml.enforcement import DEFAULT_POLICY_PATH, EnforcementPolicy, load_policy
+from ml.features.text import hashed_ngrams
 from ml.registry import Registry, RegistryError
 from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact
 from ml.training.scorer import Scorer
 
-OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version")
+# Why a row's score deserves a second look; null when nothing is wrong with the input text.
+# "empty_text": the text is missing, empty or only whitespace; it is scored like any text (the
+#   model then answers from context alone, usually `allow`), but that answer says nothing about
+#   content nobody wrote, so callers can route it separately.
+# "invalid_utf8": the text held bytes that are not UTF-8 and was scored with U+FFFD in their
+#   place (set by `ml.scoring_io.score_file`, the only path that reads raw bytes).
+TEXT_FLAGS = ("empty_text", "invalid_utf8")
+OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version", "text_flag")
+OUTPUT_SCHEMA = {**{c: pl.Float64 for c in PROBA_COLUMNS}, "action": pl.String, "model_version": pl.String,
+                 "text_flag": pl.String}
 
 
 @dataclass
@@ -50,33 +61,35 @@ def load_champion(models_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH) -> 
     return load_model(Path(entry["path"]), policy_path)
 
 
-def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 50_000,
+def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 20_000,
                 progress=None) -> pl.DataFrame:
-    """One output row per input row, in order: p_<policy> columns, action, model_version.
+    """One output row per input row, in order: p_<policy> columns, action, model_version, text_flag.
 
     `frame` needs `text`; any platform context columns it has (surface, account_age_days, ...)
-    are used and missing ones are treated as unknown. Each distinct text is featurised once
-    for the whole call, since reposts are common; batches then only gather its rows.
+    are used and missing ones are treated as unknown. Hashed n-grams are built per batch of
+    `batch_size` rows (each distinct text once within its batch, since reposts are common), so
+    peak memory depends on the batch size and not on how many texts the call has.
     """
     frame = frame.with_columns(pl.col("text").cast(pl.String).fill_null(""))
     scorer = champion.scorer
-    if scorer.uses_hashed_ngrams and frame.height:
-        unique, rows = distinct(frame["text"].to_list())
-        unique_ngrams = hashed_ngrams(unique)
     parts = []
     for start in range(0, frame.height, batch_size):
         chunk = frame.slice(start, batch_size)
-        ngrams = unique_ngrams[rows[start:start + batch_size]] if scorer.uses_hashed_ngrams else None
+        ngrams = hashed_ngrams(chunk["text"].to_list()) if scorer.uses_hashed_ngrams else None
         proba = scorer.predict_proba(chunk, ngrams)
+        del ngrams  # the largest object of the batch: free it before the next one is built
         scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
         actions = champion.policy.decide(scores, champion.thresholds, chunk)
-        parts.append(scores.with_columns(pl.Series("action", actions, dtype=pl.String),
-                                         pl.lit(champion.version).alias("model_version")))
+        empty = chunk["text"].str.strip_chars().str.len_chars() == 0
+        parts.append(scores.with_columns(
+            pl.Series("action", actions, dtype=pl.String),
+            pl.lit(champion.version, dtype=pl.String).alias("model_version"),
+            pl.when(empty).then(pl.lit("empty_text")).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
+        ))
         if progress is not None:
             progress(chunk.height)
     if not parts:
-        return pl.DataFrame(schema={**{c: pl.Float64 for c in PROBA_COLUMNS}, "action": pl.String,
-                                    "model_version": pl.String})
+        return pl.DataFrame(schema=OUTPUT_SCHEMA)
     return pl.concat(parts)
 
 

@@ -286,14 +286,25 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
     from ml.lake import Lake
     from ml.registry import RegistryError
     from ml.scoring_io import ScoringInputError, score_file
 
+    def warn(message: str) -> None:
+        print(f"trustlake score: {message}", file=sys.stderr)
+
     try:
-        out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output)
+        out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output, warn=warn)
     except (ScoringInputError, RegistryError) as exc:
-        print(f"trustlake score: {exc}", file=sys.stderr)
+        warn(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        warn("interrupted; no output written")
+        return 130
+    except Exception as exc:  # noqa: BLE001  a damaged model or full disk is still one line, not a traceback
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        warn(f"failed: {exc.__class__.__name__}: {detail}; no output written")
         return 2
     print(f"trustlake score: wrote {out}")
     return 0
