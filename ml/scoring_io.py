@@ -1,10 +1,11 @@
 """Offline scoring of a CSV or Parquet file of texts with the champion (`trustlake score`).
 
 The file is streamed: read in batches (Parquet row groups through `pyarrow.parquet.ParquetFile`,
-CSV blocks through `pyarrow.csv.open_csv`), each batch scored by `ml.scoring.score_frame` and
-appended to a hidden temporary file beside the output, which is renamed over the output only
-once every row is written. Peak memory is one batch whatever the file size, and an error at any
-point leaves no partial output (the temporary file is removed, an older output stays as it was).
+CSV blocks through `pyarrow.csv.open_csv`), each batch scored by `ml.scoring.score_frame` (with
+one bounded `NgramCache` for the whole file) and appended to a hidden temporary file beside the
+output, which is renamed over the output only once every row is written. Peak memory is one
+batch plus the cache whatever the file size, and an error at any point leaves no partial output
+(the temporary file is removed, an older output stays as it was).
 
 Invariants: one output row per input row, in input order; input columns pass through unchanged
 (CSV columns are read as text, as written); every problem with the input or output is a
@@ -31,7 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ml.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, load_champion, score_frame
+from ml.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NgramCache, load_champion, score_frame
 
 SUFFIXES = (".csv", ".parquet")
 BATCH_ROWS = 20_000  # rows per Parquet batch and per featurisation batch: ~100-300 MB of n-grams at most
@@ -213,6 +214,7 @@ def _output_path(input_path: Path, output_path: Path | None) -> Path:
 def _scored_tables(source: _Input, champion, problems: _Utf8Problems, progress) -> Iterator[pa.Table]:
     """Each input batch with its score columns appended; read errors become ScoringInputError."""
     batches = source.batches(problems)
+    cache = NgramCache()  # one for the file: a repost is featurised once while it stays cached
     rows = 0
     while True:
         try:
@@ -224,7 +226,8 @@ def _scored_tables(source: _Input, champion, problems: _Utf8Problems, progress) 
             return
         batch, text_bad = item
         text = pl.from_arrow(batch.column(source.text_column)).cast(pl.String)
-        scores = score_frame(champion, pl.DataFrame({"text": text}), batch_size=BATCH_ROWS, progress=progress)
+        scores = score_frame(champion, pl.DataFrame({"text": text}), batch_size=BATCH_ROWS, progress=progress,
+                             cache=cache)
         if text_bad:
             bad = pl.Series(range(batch.num_rows)).is_in(text_bad)
             scores = scores.with_columns(

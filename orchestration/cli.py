@@ -287,6 +287,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
+    import signal
+
     from ml.lake import Lake
     from ml.registry import RegistryError
     from ml.scoring_io import ScoringInputError, score_file
@@ -294,6 +296,10 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     def warn(message: str) -> None:
         print(f"trustlake score: {message}", file=sys.stderr)
 
+    def terminated(signum, frame) -> None:
+        raise KeyboardInterrupt  # unwinds score_file, which then removes its temporary file
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output, warn=warn)
     except (ScoringInputError, RegistryError) as exc:

@@ -221,9 +221,11 @@ def test_a_read_error_mid_file_leaves_the_previous_output_and_no_temp_file(home,
     assert leftovers(tmp_path) == []
 
 
-def test_featurisation_never_holds_more_than_one_batch_of_texts(home, texts, monkeypatch):
-    """Bounded memory, structurally: hashed n-grams (KBs per text) are built per batch, never
-    for the whole call, and the scorer gets exactly the n-grams of its chunk."""
+@pytest.mark.parametrize("budget", [None, 20_000])
+def test_featurisation_is_per_batch_and_the_repost_cache_stays_within_its_budget(home, texts, monkeypatch, budget):
+    """Bounded memory, structurally: hashed n-grams (KBs per text) are built per batch, never for
+    the whole call; reposts from earlier batches come from a cache that never outgrows its
+    budget; and the scorer always gets exactly `hashed_ngrams` of its chunk."""
     champion = load_champion(home / "models")
     calls: list[int] = []
 
@@ -231,19 +233,27 @@ def test_featurisation_never_holds_more_than_one_batch_of_texts(home, texts, mon
         calls.append(len(batch_texts))
         return hashed_ngrams(batch_texts)
 
+    cache = scoring.NgramCache() if budget is None else scoring.NgramCache(max_values=budget)
+    sizes: list[int] = []
+
     class NgramScorer:  # the real baseline, asked to take the hashed n-gram path of the other kinds
         uses_hashed_ngrams = True
 
         def predict_proba(self, chunk, ngrams):
             assert ngrams.shape[0] == chunk.height
             assert (ngrams != hashed_ngrams(chunk["text"].to_list())).nnz == 0
+            sizes.append(cache.values)
             return champion.scorer.predict_proba(chunk)
 
     monkeypatch.setattr(scoring, "hashed_ngrams", recording)
     ngram_champion = scoring.Champion(champion.version, NgramScorer(), champion.thresholds, champion.policy)
-    frame = pl.DataFrame({"text": texts * 3})  # reposts across batches too
-    scores = score_frame(ngram_champion, frame, batch_size=64)
-    assert scores.height == frame.height
-    assert calls and max(calls) <= 64 and sum(calls) == frame.height
+    frame = pl.DataFrame({"text": texts * 3})  # every text reposted in later batches
+    scores = score_frame(ngram_champion, frame, batch_size=64, cache=cache)
+    assert scores.height == frame.height and len(sizes) == -(-frame.height // 64)
+    assert calls and max(calls) <= 64
+    if budget is None:  # all fit: each distinct text featurised once for the whole call
+        assert sum(calls) == len(set(texts))
+    else:  # a small cache forgets, so reposts are featurised again, but it never grows past its budget
+        assert sum(calls) > len(set(texts)) and max(sizes) <= budget
     assert np.array_equal(scores.select(PROBA_COLUMNS).to_numpy(),
                           score_frame(champion, frame).select(PROBA_COLUMNS).to_numpy())
