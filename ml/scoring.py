@@ -1,7 +1,10 @@
 """Score content with the champion: calibrated probabilities, an action, the model version.
 
 Batch scoring, the offline CLI and the HTTP service all go through `score_frame`, so the
-same text with the same context gets the same scores and action everywhere.
+same text with the same context gets the same scores and action everywhere. Memory is bounded
+by the batch size and a fixed cache, never by the input: hashed n-grams (a few KB per text) are
+built one batch at a time, and an `NgramCache` of bounded size keeps recent texts' rows so a
+repost seen a batch earlier is not featurised again.
 """
 
 from __future__ import annotations
@@ -12,14 +15,24 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
-from ml.features.text import distinct, hashed_ngrams
 from ml.enforcement import DEFAULT_POLICY_PATH, EnforcementPolicy, load_policy
+from ml.features.text import NGRAM_DIM, distinct, hashed_ngrams
 from ml.registry import Registry, RegistryError
 from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact
 from ml.training.scorer import Scorer
 
-OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version")
+# Why a row's score deserves a second look; null when nothing is wrong with the input text.
+# "empty_text": the text is missing, empty or only whitespace; it is scored like any text (the
+#   model then answers from context alone, usually `allow`), but that answer says nothing about
+#   content nobody wrote, so callers can route it separately.
+# "invalid_utf8": the text held bytes that are not UTF-8 and was scored with U+FFFD in their
+#   place (set by `ml.scoring_io.score_file`, the only path that reads raw bytes).
+TEXT_FLAGS = ("empty_text", "invalid_utf8")
+OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version", "text_flag")
+OUTPUT_SCHEMA = {**{c: pl.Float64 for c in PROBA_COLUMNS}, "action": pl.String, "model_version": pl.String,
+                 "text_flag": pl.String}
 
 
 @dataclass
@@ -51,33 +64,99 @@ def load_champion(models_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH) -> 
     return load_model(registry.artifact_dir(entry), policy_path)
 
 
-def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 50_000,
-                progress=None) -> pl.DataFrame:
-    """One output row per input row, in order: p_<policy> columns, action, model_version.
+class NgramCache:
+    """Hashed n-gram rows of recently featurised texts, at most `max_values` stored values.
+
+    Reposts are common (the same spam from a ring of accounts, a viral text quoted all day), and
+    featurising is most of the cost of scoring, so texts seen in earlier batches are looked up
+    rather than featurised again. Rows are kept in per-batch blocks and the oldest block is
+    dropped when the budget is exceeded: memory stays bounded (about 8 bytes per stored value,
+    ~2 KB per tweet-sized text) however many distinct texts pass through. A row from the cache
+    equals `hashed_ngrams` of its text, since hashing and per-row normalisation are stateless.
+    """
+
+    def __init__(self, max_values: int = 24_000_000):  # ~200 MB, ~100k tweet-sized texts
+        self.max_values = max_values
+        self._blocks: dict[int, tuple[sp.csr_matrix, list[str]]] = {}
+        self._where: dict[str, tuple[int, int]] = {}
+        self._next = 0
+        self.values = 0  # stored values now, never above max_values after a call
+
+    def ngrams(self, texts: list[str]) -> sp.csr_matrix:
+        """`hashed_ngrams(texts)`, featurising only the texts the cache does not hold."""
+        if not texts:
+            return sp.csr_matrix((0, NGRAM_DIM), dtype=np.float32)
+        unique, rows = distinct(texts)
+        missing = [t for t in unique if t not in self._where]
+        blocks = {b: m for b, (m, _) in self._blocks.items()}
+        once: dict[str, tuple[int, int]] = {}
+        if missing:
+            block = hashed_ngrams(missing)
+            if block.nnz <= self.max_values:
+                self._add(block, missing)
+                blocks[self._next - 1] = block
+            else:  # one batch larger than the whole budget: use it, keep none of it
+                blocks[-1] = block
+                once = {t: (-1, i) for i, t in enumerate(missing)}
+        located = np.array([once.get(t) or self._where[t] for t in unique], dtype=np.int64).reshape(-1, 2)
+        pieces, order = [], []
+        for b in np.unique(located[:, 0]):
+            at = np.flatnonzero(located[:, 0] == b)
+            pieces.append(blocks[int(b)][located[at, 1]])
+            order.append(at)
+        matrix = sp.vstack(pieces, format="csr") if len(pieces) > 1 else pieces[0]
+        order = np.concatenate(order)
+        if not np.array_equal(order, np.arange(len(unique))):
+            matrix = matrix[np.argsort(order)]  # back to first-seen order
+        self._evict()
+        return matrix if len(unique) == len(texts) else matrix[rows]
+
+    def _add(self, block: sp.csr_matrix, texts: list[str]) -> None:
+        self._blocks[self._next] = (block, texts)
+        self._where.update((t, (self._next, i)) for i, t in enumerate(texts))
+        self._next += 1
+        self.values += block.nnz
+
+    def _evict(self) -> None:
+        while self.values > self.max_values and len(self._blocks) > 1:
+            block, texts = self._blocks.pop(next(iter(self._blocks)))  # the oldest
+            for t in texts:
+                del self._where[t]
+            self.values -= block.nnz
+
+
+def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 20_000,
+                progress=None, cache: NgramCache | None = None) -> pl.DataFrame:
+    """One output row per input row, in order: p_<policy> columns, action, model_version, text_flag.
 
     `frame` needs `text`; any platform context columns it has (surface, account_age_days, ...)
-    are used and missing ones are treated as unknown. Each distinct text is featurised once
-    for the whole call, since reposts are common; batches then only gather its rows.
+    are used and missing ones are treated as unknown. Hashed n-grams are built per batch of
+    `batch_size` rows, each distinct text once per batch and at most once while `cache` (one
+    per call unless the caller passes one to share across calls) still holds it. Peak memory
+    depends on the batch size and the cache budget, not on how many texts the call has.
     """
     frame = frame.with_columns(pl.col("text").cast(pl.String).fill_null(""))
     scorer = champion.scorer
-    if scorer.uses_hashed_ngrams and frame.height:
-        unique, rows = distinct(frame["text"].to_list())
-        unique_ngrams = hashed_ngrams(unique)
+    if scorer.uses_hashed_ngrams and cache is None:
+        cache = NgramCache()
     parts = []
     for start in range(0, frame.height, batch_size):
         chunk = frame.slice(start, batch_size)
-        ngrams = unique_ngrams[rows[start:start + batch_size]] if scorer.uses_hashed_ngrams else None
+        ngrams = cache.ngrams(chunk["text"].to_list()) if scorer.uses_hashed_ngrams else None
         proba = scorer.predict_proba(chunk, ngrams)
+        del ngrams  # the largest object of the batch: free it before the next one is built
         scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
         actions = champion.policy.decide(scores, champion.thresholds, chunk)
-        parts.append(scores.with_columns(pl.Series("action", actions, dtype=pl.String),
-                                         pl.lit(champion.version).alias("model_version")))
+        empty = chunk["text"].str.strip_chars().str.len_chars() == 0
+        parts.append(scores.with_columns(
+            pl.Series("action", actions, dtype=pl.String),
+            pl.lit(champion.version, dtype=pl.String).alias("model_version"),
+            pl.when(empty).then(pl.lit("empty_text")).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
+        ))
         if progress is not None:
             progress(chunk.height)
     if not parts:
-        return pl.DataFrame(schema={**{c: pl.Float64 for c in PROBA_COLUMNS}, "action": pl.String,
-                                    "model_version": pl.String})
+        return pl.DataFrame(schema=OUTPUT_SCHEMA)
     return pl.concat(parts)
 
 

@@ -2,7 +2,8 @@
 
 DuckDB allows one writing process or many readers, never both: these functions open the
 warehouse only when no writer runs (after dbt exits, inside the Dagster `duckdb` pool), and
-analysts only ever open the published copy.
+analysts only ever open the published copy, through `analyst_query`, which cannot write
+anything anywhere (see its docstring for what DuckDB itself enforces).
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from pathlib import Path
 import duckdb
 
 MARTS_SCHEMA = "marts"
+# Statement kinds an analyst may run: they read, and DuckDB runs them on a read-only file with
+# file access off anyway; the list only turns "you may not" into a clear message up front.
+ANALYST_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL"})
+# Locked for the connection's lifetime, so no statement can switch them back on.
+ANALYST_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+
+class AnalystQueryError(ValueError):
+    """An analyst's SQL was refused or failed; the message is one line that says why."""
 
 
 def describe_tables(db_path: Path, names: list[str]) -> dict[str, tuple[int, list[tuple[str, str]]]]:
@@ -80,6 +90,52 @@ def query(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
         columns = [d[0] for d in cur.description] if cur.description else []
         rows = cur.fetchall()
     return columns, rows
+
+
+def analyst_connection(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """`db_path` opened read-only with file access off and the configuration locked."""
+    return duckdb.connect(str(db_path), read_only=True, config=ANALYST_CONFIG)
+
+
+def analyst_query(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
+    """One read-only statement from an analyst on `db_path`; returns column names and rows.
+
+    Three locks, each enough for the attacks it names (checked by tests/test_sql_readonly.py):
+    the file is opened read-only (no CREATE/INSERT/DROP on it); `enable_external_access=false`
+    (no ATTACH of another database, no COPY ... TO / EXPORT, no read_text/read_csv/glob of other
+    files, no INSTALL/LOAD of extensions); `lock_configuration=true` (no SET turns either back on).
+    One statement per call, of a reading kind, so nothing rides along after a harmless SELECT.
+    """
+    if not Path(db_path).exists():
+        raise FileNotFoundError(f"{db_path} does not exist yet: run `trustlake run` (or `make run`) first")
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise AnalystQueryError(_one_line(exc)) from exc
+    if not statements:
+        raise AnalystQueryError("no SQL statement given")
+    if len(statements) > 1:
+        raise AnalystQueryError(f"one statement per call, got {len(statements)}; run them one at a time")
+    kind = statements[0].type.name
+    if kind not in ANALYST_STATEMENTS:
+        raise AnalystQueryError(f"{kind} statements are refused: the marts are read-only "
+                                "(SELECT, EXPLAIN, PRAGMA and CALL are allowed)")
+    try:
+        with analyst_connection(db_path) as con:
+            cur = con.execute(statements[0])
+            columns = [d[0] for d in cur.description] if cur.description else []
+            rows = cur.fetchall()
+    except duckdb.PermissionException as exc:
+        raise AnalystQueryError(f"only the marts in {Path(db_path).name} can be read; other files, databases "
+                                f"and extensions are off ({_one_line(exc)})") from exc
+    except duckdb.Error as exc:
+        raise AnalystQueryError(_one_line(exc)) from exc
+    return columns, rows
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def read_frame(db_path: Path, sql: str):

@@ -208,20 +208,39 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    """One read-only statement on marts.duckdb; errors are one line on stderr and exit code 2."""
     from ml.lake import Lake
-    from ml.warehouse import query
+    from ml.warehouse import AnalystQueryError, analyst_query
 
     try:
-        columns, rows = query(Lake(settings.home).marts_db, args.query)
-    except FileNotFoundError as exc:
+        columns, rows = analyst_query(Lake(settings.home).marts_db, args.query)
+    except (FileNotFoundError, AnalystQueryError) as exc:
         print(f"trustlake sql: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # duckdb errors carry the message an analyst needs
-        print(f"trustlake sql: {exc}", file=sys.stderr)
+    # A table is for reading on screen, so it stops at 50 rows unless told; csv and json are for
+    # other programs, so they get every row unless --limit says otherwise.
+    limit = args.limit if args.limit is not None else (50 if args.format == "table" else None)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if args.format == "json" and repeated:
+        print(f"trustlake sql: column name(s) {', '.join(repeated)} repeat; a JSON object keeps only one: "
+              "give each column its own alias", file=sys.stderr)
         return 2
-    print(format_table(columns, rows[: args.limit]))
-    if len(rows) > args.limit:
-        print(f"({len(rows) - args.limit} more rows; use --limit)")
+    shown = rows if limit is None else rows[:limit]
+    try:
+        if args.format == "csv":
+            format_csv(columns, shown, sys.stdout)
+        elif args.format == "json":
+            print(format_json(columns, shown))
+        else:
+            print(format_table(columns, shown))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `trustlake sql ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if len(rows) > len(shown):
+        # stderr for machine formats, so a note never ends up inside the CSV or JSON
+        print(f"({len(rows) - len(shown)} more rows; use --limit)",
+              file=sys.stdout if args.format == "table" else sys.stderr)
     return 0
 
 
@@ -236,6 +255,41 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
     line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line, rule] + ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body])
+
+
+def format_csv(columns: list[str], rows: list[tuple], out) -> None:
+    """RFC 4180 CSV with a header; NULL is an empty field, values at full precision."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(["" if v is None else v for v in r] for r in rows)
+
+
+def format_json(columns: list[str], rows: list[tuple]) -> str:
+    """A JSON array with one object per row; dates as ISO strings, NaN and infinity as null."""
+    import json
+    import math
+    from datetime import date, datetime
+    from datetime import time as clock
+    from decimal import Decimal
+
+    def value(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, (datetime, date, clock)):
+            return v.isoformat()
+        if isinstance(v, Decimal):
+            return float(v)
+        if isinstance(v, (list, tuple)):
+            return [value(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): value(x) for k, x in v.items()}
+        if isinstance(v, bytes):
+            return v.hex()
+        return v
+
+    return json.dumps([{c: value(v) for c, v in zip(columns, r)} for r in rows], default=str, allow_nan=False)
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -271,14 +325,31 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
+    import signal
+
     from ml.lake import Lake
     from ml.registry import RegistryError
     from ml.scoring_io import ScoringInputError, score_file
 
+    def warn(message: str) -> None:
+        print(f"trustlake score: {message}", file=sys.stderr)
+
+    def terminated(signum, frame) -> None:
+        raise KeyboardInterrupt  # unwinds score_file, which then removes its temporary file
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
-        out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output)
+        out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output, warn=warn)
     except (ScoringInputError, RegistryError) as exc:
-        print(f"trustlake score: {exc}", file=sys.stderr)
+        warn(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        warn("interrupted; no output written")
+        return 130
+    except Exception as exc:  # noqa: BLE001  a damaged model or full disk is still one line, not a traceback
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        warn(f"failed: {exc.__class__.__name__}: {detail}; no output written")
         return 2
     print(f"trustlake score: wrote {out}")
     return 0
@@ -357,9 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
-    p = sub.add_parser("sql", help="query the published read-only marts (marts.duckdb)")
-    p.add_argument("query")
-    p.add_argument("--limit", type=int, default=50)
+    p = sub.add_parser("sql", help="one read-only query on the published marts (marts.duckdb)")
+    p.add_argument("query", help="one SELECT (or EXPLAIN, PRAGMA, CALL) statement")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table for people (default), csv or json for programs")
+    p.add_argument("--limit", type=int, default=None,
+                   help="rows to print (default: 50 for table, all for csv and json)")
     p.set_defaults(func=cmd_sql)
     p = sub.add_parser("models", help="the model registry: list | show V | promote V | rollback")
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])

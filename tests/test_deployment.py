@@ -150,7 +150,7 @@ def test_cli_scoring_keeps_every_row_in_order_and_names_bad_input(deployed, tmp_
     out = score_file(models, src, "body", tmp_path / "out.csv")
     scored = pl.read_csv(out)
     assert scored["id"].to_list() == [1, 2, 3, 4]
-    assert scored.columns == ["id", "body", *PROBA_COLUMNS, "action", "model_version"]
+    assert scored.columns == ["id", "body", *PROBA_COLUMNS, "action", "model_version", "text_flag"]
     assert np.allclose(scored.select(PROBA_COLUMNS).to_numpy().sum(axis=1), 1.0)
     with pytest.raises(ScoringInputError, match="no column 'text'"):
         score_file(models, src, "text")
