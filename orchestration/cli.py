@@ -32,7 +32,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+    from ml.lake import Lake
     from orchestration.definitions import defs
+    from orchestration.recovery import recover_before_run
 
     days = args.days or settings.days
     first = date.fromisoformat(args.first) if args.first else settings.start_date
@@ -40,8 +42,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"trustlake run: --first {first} is before TRUSTLAKE_START_DATE {settings.start_date}", file=sys.stderr)
         return 2
     last = first + timedelta(days=days - 1)
-    print(f"trustlake: simulating and landing {days} days ({first} .. {last}) through Dagster")
     instance = dg.DagsterInstance.get()
+    # Dead runs, stuck pool slots and killed writes' temp files are dealt with before anything starts.
+    recover_before_run(instance, Lake(settings.home), say=lambda line: print(f"trustlake: {line}", flush=True))
+    print(f"trustlake: simulating and landing {days} days ({first} .. {last}) through Dagster", flush=True)
     started = time.perf_counter()
     result = defs.resolve_job_def("ingest_job").execute_in_process(
         instance=instance,
