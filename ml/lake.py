@@ -52,11 +52,6 @@ class Lake:
         return self.home / "lake" / "reference"
 
     @property
-    def quarantine(self) -> Path:
-        """Rejected files and rows, each with the reason a person can act on."""
-        return self.home / "lake" / "quarantine"
-
-    @property
     def features(self) -> Path:
         return self.home / "lake" / "features"
 

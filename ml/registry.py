@@ -123,10 +123,6 @@ class Registry:
     def champion(self) -> dict | None:
         return next((e for e in self._read()["models"].values() if e["status"] == "champion"), None)
 
-    def artifact_dir(self, entry: dict) -> Path:
-        path = Path(entry["path"])
-        return path if path.is_absolute() else self.dir / path
-
     def history(self) -> list[dict]:
         return self._read()["history"]
 

@@ -403,7 +403,7 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
     if result.rejected.height:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        out = lake.quarantine / "labels" / f"{args.source}-{stamp}.csv"
+        out = lake.quarantine_dir / "labels" / f"{args.source}-{stamp}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         result.rejected.write_csv(out)
         reasons = result.rejected.group_by("reason").len().sort("len", descending=True)

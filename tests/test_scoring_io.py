@@ -21,14 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import text_classifier_candidate
 from ml import scoring, scoring_io
 from ml.features.text import hashed_ngrams
 from ml.registry import Registry
 from ml.scoring import OUTPUT_COLUMNS, load_champion, score_frame
 from ml.taxonomy import VIOLATING
-from ml.training import fit
 from ml.training.artifacts import PROBA_COLUMNS
-from ml.training.dataset import dataset_version
 from orchestration.cli import main
 from orchestration.settings import PROJECT_ROOT
 from tests.conftest import labelled_training_frame
@@ -40,7 +39,7 @@ ROWS = 300
 def home(pool, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("scoring-home")
     frame, _ = labelled_training_frame(pool, seed=11, days=6, rows=2500)
-    artifact = fit.fit_baseline(frame, dataset_version(frame), home / "models")
+    artifact, _ = text_classifier_candidate(frame, home / "models")
     points = {p: {"auto_action_threshold": 0.9, "review_threshold": 0.5} for p in VIOLATING}
     (Path(artifact.path) / "operating_points.json").write_text(json.dumps(points))
     registry = Registry(home / "models")

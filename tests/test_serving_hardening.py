@@ -21,13 +21,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from ml.evaluate_model import evaluate
 from ml.registry import Registry
 from ml.scoring import load_champion
 from ml.serving import create_app
-from ml.training import fit
-from ml.training.dataset import dataset_version
 from orchestration.settings import PROJECT_ROOT
+from tests.helpers import small_champion
 from tests.conftest import labelled_training_frame, trustlake_env
 
 ONE_ITEM = {"items": [{"id": "a1", "text": "WIN a FREE prize, call now", "context": {"account_age_days": 1}}]}
@@ -35,17 +33,10 @@ ONE_ITEM = {"items": [{"id": "a1", "text": "WIN a FREE prize, call now", "contex
 
 @pytest.fixture(scope="module")
 def home(pool, tmp_path_factory) -> Path:
-    """A home whose registry has one champion (a small TF-IDF baseline), registered as the pipeline does."""
+    """A home whose registry has one champion (a small content classifier)."""
     home = tmp_path_factory.mktemp("serving-home")
-    frame, users = labelled_training_frame(pool, seed=11, days=10, rows=3000, qa_every=4)
-    artifact = fit.fit_baseline(frame, dataset_version(frame), home / "models")
-    ev = evaluate(artifact, frame, users, None)  # writes the operating points the service needs
-    registry = Registry(home / "models")
-    registry.register({"version": artifact.version, "kind": artifact.kind, "path": artifact.path,
-                       "dataset_version": artifact.dataset_version, "code_version": "test", "params": {},
-                       "metrics": {"test_macro_pr_auc": ev["test"]["macro_pr_auc"], "gates_passed": True},
-                       "operating_points": ev["operating_points"]})
-    registry.promote(artifact.version, "test champion", "test")
+    frame, _ = labelled_training_frame(pool, seed=11, days=10, rows=3000, qa_every=4)
+    small_champion(frame, home / "models")
     return home
 
 

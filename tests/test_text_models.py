@@ -41,12 +41,12 @@ def platform_copies(ref: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     """Platform labels on reposted reference texts, spread over 20 days (a moderator-label stand-in)."""
     rng = np.random.default_rng(seed)
     rows = ref.sample(n=n, seed=seed, with_replacement=True)
-    days = pl.Series([np.datetime64("2026-10-01") + np.timedelta64(int(d), "D") for d in rng.integers(0, 20, n)])
-    return rows.with_columns(
+    offsets = pl.Series("offset", rng.integers(0, 20, n))
+    return rows.with_columns(offsets).with_columns(
         (pl.lit("content:") + pl.int_range(pl.len()).cast(pl.String)).alias("label_id"),
         pl.int_range(pl.len()).cast(pl.Int64).alias("content_id"),
         pl.lit("moderator_decision").alias("label_source"), pl.lit("platform").alias("source"),
-        days.cast(pl.Date).alias("created_date"))
+        (pl.date(2026, 10, 1) + pl.duration(days=pl.col("offset"))).alias("created_date")).drop("offset")
 
 
 def test_no_evaluation_bucket_text_trains_from_any_source(reference_labels_frame):
