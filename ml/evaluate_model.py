@@ -89,6 +89,15 @@ def evaluate_text_model(artifact: ModelArtifact, training_set: pl.DataFrame, bas
     return out
 
 
+def pair_operating_points(scorer: Scorer, training_set: pl.DataFrame, platform_val: pl.DataFrame) -> dict:
+    """Thresholds on everything the pair will see: platform validation rows with their context and the
+    validation texts of every source without it. The platform rows alone are too few to place a
+    precision-0.95 threshold (77 rows in the 12-day test configuration)."""
+    texts = held_out_texts(training_set, "validation").select("text", "label")
+    proba = np.vstack([scorer.predict_proba(platform_val), scorer.predict_proba(texts.select("text"))])
+    return choose_operating_points(np.concatenate([label_array(platform_val), label_array(texts)]), proba)
+
+
 def evaluate_risk_model(artifact: ModelArtifact, training_set: pl.DataFrame, users: pl.DataFrame,
                         champion: ModelArtifact | None) -> dict:
     """The pair on the simulated test split (platform content, test period) and its QA-gold subset."""
@@ -97,7 +106,7 @@ def evaluate_risk_model(artifact: ModelArtifact, training_set: pl.DataFrame, use
         users.select(pl.col("user_id").alias("author_id"), "country"), on="author_id", how="left"))
     val, test = frame.filter(pl.col("split") == "validation"), frame.filter(pl.col("split") == "test")
     gold = test.filter(pl.col("label_source") == "qa_audit")
-    points = choose_operating_points(label_array(val), scorer.predict_proba(val))
+    points = pair_operating_points(scorer, training_set, val)
     y_test, p_test = label_array(test), scorer.predict_proba(test)
     p_text = scorer.classifier.predict_proba(test.select("text"))
     out = {
@@ -113,7 +122,7 @@ def evaluate_risk_model(artifact: ModelArtifact, training_set: pl.DataFrame, use
     p_champ = None
     if champion is not None and champion.version != artifact.version:
         champ = Scorer(champion)
-        champ_points = choose_operating_points(label_array(val), champ.predict_proba(val))
+        champ_points = pair_operating_points(champ, training_set, val)
         p_champ = champ.predict_proba(test)
         out.update(champion_version=champion.version, champion_test=policy_metrics(y_test, p_champ, champ_points))
     model_dir = Path(artifact.path)

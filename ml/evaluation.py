@@ -154,12 +154,21 @@ TEXT_GATES = ("beats_baseline_text_only", "beats_baseline_every_held_out_source"
 PAIR_GATES = ("content_classifier_gates", "min_pr_auc", "no_regression_vs_champion", "calibration", "slice_gap")
 
 
+MIN_GATE_POSITIVES = 20  # below this, a PR-AUC is too noisy to gate on (a few rows move it by 0.2)
+
+
 def _min_pr_auc(metrics: dict, config: GateConfig, where: str) -> GateResult:
-    worst_policy = min(VIOLATING, key=lambda p: np.nan_to_num(metrics["policies"][p]["pr_auc"], nan=-1))
+    gated = [p for p in VIOLATING if metrics["policies"][p]["positives"] >= MIN_GATE_POSITIVES]
+    skipped = sorted(set(VIOLATING) - set(gated))
+    note = (f"; not gated here, fewer than {MIN_GATE_POSITIVES} positives: {', '.join(skipped)}" if skipped else "")
+    if not gated:
+        return GateResult("min_pr_auc", True, f"no policy has {MIN_GATE_POSITIVES} positives on {where}" + note,
+                          float("nan"), config.min_pr_auc)
+    worst_policy = min(gated, key=lambda p: np.nan_to_num(metrics["policies"][p]["pr_auc"], nan=-1))
     worst = float(np.nan_to_num(metrics["policies"][worst_policy]["pr_auc"], nan=0.0))
     return GateResult("min_pr_auc", worst >= config.min_pr_auc,
                       f"lowest policy PR-AUC on {where} {worst:.3f} ({worst_policy}) vs minimum {config.min_pr_auc}"
-                      + ("" if worst >= config.min_pr_auc else f": short by {config.min_pr_auc - worst:.3f}"),
+                      + ("" if worst >= config.min_pr_auc else f": short by {config.min_pr_auc - worst:.3f}") + note,
                       worst, config.min_pr_auc)
 
 
