@@ -19,7 +19,7 @@ import polars as pl
 
 from ml.evaluation import choose_operating_points, policy_metrics, slice_metrics, with_slices
 from ml.evaluation_plots import calibration_plot, pr_curves
-from ml.generalisation import leave_one_source_out
+from ml.generalisation import SourceRecipe, leave_one_source_out
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_PARAMS, classifier_training_rows
 from ml.training.dataset import held_out_texts, label_array, platform_rows
@@ -68,13 +68,12 @@ def evaluate_text_model(artifact: ModelArtifact, training_set: pl.DataFrame, bas
         out.update(champion_version=champion_classifier.version,
                    champion_text_only=policy_metrics(y_test, champ.predict_proba(test.select("text")), champ_points))
     if run_loso:
-        recipe = ClassifierParams(**artifact.params["model"])
-        loso = leave_one_source_out(
+        candidate = SourceRecipe(
             classifier_training_rows(training_set, issues if artifact.params.get("drops_label_issues") else None),
-            training_set, {"candidate": linear_recipe(recipe)}, {"candidate": bool(artifact.params.get("weighted"))})
-        base_loso = leave_one_source_out(classifier_training_rows(training_set, None), training_set,
-                                         {"baseline": linear_recipe(BASELINE_PARAMS)}, {"baseline": False})
-        out["loso"], out["baseline_loso"] = loso["candidate"], base_loso["baseline"]
+            linear_recipe(ClassifierParams(**artifact.params["model"])), bool(artifact.params.get("weighted")))
+        baseline_recipe = SourceRecipe(classifier_training_rows(training_set, None), linear_recipe(BASELINE_PARAMS),
+                                       False)
+        out["loso"], out["baseline_loso"] = leave_one_source_out(candidate, baseline_recipe, training_set)
     else:
         out["loso"], out["baseline_loso"] = None, None
     model_dir = Path(artifact.path)

@@ -149,7 +149,7 @@ class GateResult:
     bound: float
 
 
-TEXT_GATES = ("beats_baseline_text_only", "beats_baseline_every_held_out_source", "no_regression_vs_champion",
+TEXT_GATES = ("beats_baseline_text_only", "baseline_not_better_on_any_held_out_source", "no_regression_vs_champion",
               "min_pr_auc", "calibration")
 PAIR_GATES = ("content_classifier_gates", "min_pr_auc", "no_regression_vs_champion", "calibration", "slice_gap")
 
@@ -200,16 +200,22 @@ def text_gates(evaluation: dict, config: GateConfig = GateConfig()) -> list[Gate
                         margin, 0.0)]
     loso, base_loso = evaluation.get("loso"), evaluation.get("baseline_loso")
     if not loso or not base_loso:
-        gates.append(GateResult("beats_baseline_every_held_out_source", False,
+        gates.append(GateResult("baseline_not_better_on_any_held_out_source", False,
                                 "leave-one-source-out was not measured for this candidate, so it cannot be promoted",
                                 float("nan"), 0.0))
     else:
-        gaps = {s: loso[s]["macro_pr_auc"] - base_loso[s]["macro_pr_auc"] for s in loso}
-        worst = min(gaps, key=gaps.get)
-        losing = sorted(s for s, g in gaps.items() if g < 0)
-        gates.append(GateResult("beats_baseline_every_held_out_source", not losing,
-                                f"held-out sources where the baseline ranks better: {', '.join(losing) or 'none'}; "
-                                f"narrowest margin {gaps[worst]:+.3f} on {worst}", gaps[worst], 0.0))
+        # A few hundred positives per held-out source (a YouTube video has ~175 spam comments) move
+        # macro PR-AUC by about 0.01, so the gate fails only where the baseline is better beyond that:
+        # the upper end of the 95% paired-bootstrap interval of (candidate - baseline) below zero.
+        worse = sorted(s for s, m in loso.items() if m["delta_ci_high"] < 0)
+        ahead = sorted(s for s, m in loso.items() if m["delta"] > 0)
+        worst = min(loso, key=lambda s: loso[s]["delta"])
+        gates.append(GateResult(
+            "baseline_not_better_on_any_held_out_source", not worse,
+            f"baseline significantly better on: {', '.join(worse) or 'none'}; candidate ahead on {len(ahead)} of "
+            f"{len(loso)} sources; narrowest {loso[worst]['delta']:+.3f} on {worst} (95% interval "
+            f"{loso[worst]['delta_ci_low']:+.3f} to {loso[worst]['delta_ci_high']:+.3f})",
+            loso[worst]["delta_ci_high"], 0.0))
     gates.append(_no_regression(ours, evaluation.get("champion_text_only"), config, "text-only held-out"))
     gates.append(_min_pr_auc(ours, config, "text-only held-out"))
     gates.append(_calibration(ours, config, "text-only held-out"))
@@ -236,8 +242,8 @@ def pair_gates(evaluation: dict, classifier_gates_passed: bool, classifier_versi
 
 GATE_DESCRIPTIONS = {
     "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline on the same texts.",
-    "beats_baseline_every_held_out_source": "Leave-one-source-out: no held-out source where the baseline recipe "
-                                            "ranks better.",
+    "baseline_not_better_on_any_held_out_source": "Leave-one-source-out: no held-out source where the baseline "
+                                                  "recipe ranks significantly better (95% paired bootstrap).",
     "no_regression_vs_champion": "Macro PR-AUC no more than the tolerance below the champion on the same rows.",
     "min_pr_auc": "Every violating policy's PR-AUC at or above the minimum.",
     "calibration": "Worst policy expected calibration error within the bound.",

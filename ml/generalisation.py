@@ -11,6 +11,7 @@ Both report per-policy PR-AUC and ROC-AUC for the policies a set actually contai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -23,6 +24,7 @@ from ml.training.metrics import pr_auc_by_policy, roc_auc_by_policy
 from ml.training.text_classifier import ngram_counts
 
 MIN_POSITIVES = 5  # a policy with fewer positives in a held-out set is not scored there
+BOOTSTRAP_ROUNDS = 200
 
 # fit(counts, labels, confidence) -> a model with .proba(counts)
 Recipe = Callable[[sp.csr_matrix, np.ndarray, np.ndarray], object]
@@ -50,20 +52,53 @@ def reference_sources(training_set: pl.DataFrame) -> list[str]:
     return sorted(training_set.filter(pl.col("label_source") == "reference")["source"].unique().to_list())
 
 
-def leave_one_source_out(train_rows: pl.DataFrame, training_set: pl.DataFrame, recipes: dict[str, Recipe],
-                         weighted: dict[str, bool]) -> dict[str, dict[str, dict]]:
-    """{recipe name: {source: metrics}} for every reference source; `train_rows` is what the recipe
-    trains on when nothing is held out (its label-issue rule already applied)."""
-    counts = ngram_counts(train_rows["text"].to_list())
-    y, conf = label_array(train_rows), train_rows["confidence"].to_numpy()
-    hashes = train_rows["text_hash"]
-    out: dict[str, dict[str, dict]] = {name: {} for name in recipes}
+def macro_delta_interval(labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95% paired-bootstrap interval of (ours - theirs) macro PR-AUC over the policies present."""
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        idx = rng.integers(0, len(labels), len(labels))
+        a = present_policy_metrics(labels[idx], ours[idx])["macro_pr_auc"]
+        b = present_policy_metrics(labels[idx], theirs[idx])["macro_pr_auc"]
+        if a == a and b == b:
+            deltas.append(a - b)
+    if not deltas:
+        return float("nan"), float("nan")
+    return float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))
+
+
+@dataclass(frozen=True)
+class SourceRecipe:
+    """How a recipe trains when nothing is held out: its rows (label-issue rule applied) and fit."""
+
+    rows: pl.DataFrame
+    fit: Recipe
+    weighted: bool
+
+
+def leave_one_source_out(candidate: SourceRecipe, baseline: SourceRecipe, training_set: pl.DataFrame
+                         ) -> tuple[dict[str, dict], dict[str, dict]]:
+    """({source: candidate metrics}, {source: baseline metrics}) for every reference source; the
+    candidate's entries also carry the paired-bootstrap interval of its macro PR-AUC minus the
+    baseline's on the same records (`delta`, `delta_ci_low`, `delta_ci_high`)."""
+    prepared = []
+    for recipe in (candidate, baseline):
+        rows = recipe.rows
+        conf = rows["confidence"].to_numpy() if recipe.weighted else np.ones(rows.height)
+        prepared.append((recipe, ngram_counts(rows["text"].to_list()), label_array(rows), conf, rows["text_hash"]))
+    ours: dict[str, dict] = {}
+    theirs: dict[str, dict] = {}
     for source in reference_sources(training_set):
         held = source_records(training_set, source)
-        keep = ~hashes.is_in(held["text_hash"].implode()).to_numpy()
         held_counts, held_y = ngram_counts(held["text"].to_list()), label_array(held)
-        for name, fit in recipes.items():
-            model = fit(counts[keep], y[keep], conf[keep] if weighted[name] else np.ones(int(keep.sum())))
-            metrics = present_policy_metrics(held_y, model.proba(held_counts))
-            out[name][source] = {**metrics, "rows_trained": int(keep.sum())}
-    return out
+        proba = []
+        for recipe, counts, y, conf, hashes in prepared:
+            keep = ~hashes.is_in(held["text_hash"].implode()).to_numpy()
+            proba.append((recipe.fit(counts[keep], y[keep], conf[keep]).proba(held_counts), int(keep.sum())))
+        (p_ours, n_ours), (p_theirs, n_theirs) = proba
+        ours[source] = {**present_policy_metrics(held_y, p_ours), "rows_trained": n_ours}
+        theirs[source] = {**present_policy_metrics(held_y, p_theirs), "rows_trained": n_theirs}
+        low, high = macro_delta_interval(held_y, p_ours, p_theirs)
+        ours[source].update(delta=ours[source]["macro_pr_auc"] - theirs[source]["macro_pr_auc"],
+                            delta_ci_low=low, delta_ci_high=high)
+    return ours, theirs

@@ -77,7 +77,7 @@ def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     assert decision["promoted"] is None and "champion unchanged" in decision["reason"]
     assert registry.champion()["version"] == "good"
     other = {"version": "text_model-x", "text_only": {"macro_pr_auc": 0.95},
-             "gates": {"beats_baseline_every_held_out_source": {"passed": False}}}
+             "gates": {"baseline_not_better_on_any_held_out_source": {"passed": False}}}
     note = deploy(registry, _pair("bad", False, 0.9), [other], actor="t")["reason"]
     assert "text_model-x ranks better on text-only held-out" in note
 

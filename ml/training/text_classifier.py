@@ -1,12 +1,12 @@
-"""The content classifier: text only, two linear views over hashed n-grams, calibrated per policy.
+"""Linear text classifiers over hashed n-grams: the content classifier's recipe and the baseline's.
 
-View A is logistic regression on TF-IDF weighted word 1-2-grams and character 2-5-grams; view B
-is the NB-LR of Wang & Manning (2012): the same n-grams scaled by each policy's naive-Bayes
-log-count ratio, one logistic regression per policy. Their mean ranks better than either alone
-on held-out corpus texts (docs/models.md has the measurement). Both are fitted by SGD so one fit
+View `tfidf` is logistic regression (one per policy) on TF-IDF weighted word 1-2-grams and
+character 2-5-grams. View `nb` is the NB-LR of Wang & Manning (2012): the same n-grams scaled by
+each policy's naive-Bayes log-count ratio. Averaging both ranks held-out texts of the corpora
+better (0.804 vs 0.801 macro PR-AUC) but held-out *sources* worse (SMS spam -0.025), so the
+content classifier uses `tfidf` alone and gains from its labels instead (confidence weights,
+label issues left out); docs/models.md has the measurements. Both views are fitted by SGD so a fit
 takes seconds: leave-one-source-out and out-of-fold scores need a dozen fits per training run.
-`baseline` is view A alone, unweighted: the plain TF-IDF + logistic regression every report is
-measured against.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def ngram_counts(texts: list[str]) -> sp.csr_matrix:
 class ClassifierParams:
     alpha: float = 3e-6  # L2 strength of both views (chosen on validation, docs/models.md)
     epochs: int = 10
-    views: tuple[str, ...] = ("tfidf", "nb")  # baseline: ("tfidf",)
+    views: tuple[str, ...] = ("tfidf",)  # ("tfidf", "nb") adds the NB-LR view
     seed: int = 42
 
 
