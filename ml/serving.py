@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import polars as pl
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +47,12 @@ UNLIMITED_PATHS = frozenset({"/health"})
 logger = logging.getLogger(__name__)
 
 
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may run on (cgroups, taskset)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ServingLimits:
     """What the service accepts before it refuses work; `trustlake serve` fills it from settings.
@@ -53,11 +63,15 @@ class ServingLimits:
     max_body_bytes: int = 4 * 1024 * 1024
     body_timeout_s: float = 10.0  # the whole body must arrive within this many seconds
     max_in_flight: int = 16  # requests being read or scored at once; more get 503
+    # Scoring is CPU-bound: more threads than cores only add latency, so the requests in flight
+    # beyond this wait their turn (a wait bounded by max_in_flight).
+    scoring_threads: int = field(default_factory=_usable_cpus)
     retry_after_s: int = 1
     keep_alive_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "body_timeout_s", "max_in_flight", "retry_after_s", "keep_alive_s"):
+        for name in ("max_body_bytes", "body_timeout_s", "max_in_flight", "scoring_threads", "retry_after_s",
+                     "keep_alive_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"serving limit {name} must be positive, got {getattr(self, name)!r}")
 
@@ -273,6 +287,15 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
     cache = ChampionCache(Path(models_dir))
     guard = GuardState()
     app.add_middleware(RequestGuard, limits=limits, state=guard)
+    # One limiter per event loop (a limiter is bound to the loop that first uses it).
+    scoring_slots: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("scoring_slots")
+
+    def scoring_limiter() -> anyio.CapacityLimiter:
+        try:
+            return scoring_slots.get()
+        except LookupError:
+            scoring_slots.set(anyio.CapacityLimiter(limits.scoring_threads))
+            return scoring_slots.get()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -282,6 +305,7 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
     @app.get("/health")
     def health() -> JSONResponse:
         load = {"in_flight": guard.in_flight, "max_in_flight": limits.max_in_flight,
+                "scoring_threads": limits.scoring_threads,
                 "refused": {str(k): v for k, v in guard.refused.items()}}
         try:
             served = cache.get()
@@ -304,17 +328,20 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
                 "operating_points": champion.thresholds, "max_items": MAX_ITEMS, "max_text_chars": MAX_TEXT_CHARS,
                 "max_body_bytes": limits.max_body_bytes}
 
-    @app.post("/v1/score")
-    def score(request: ScoreRequest) -> dict[str, Any]:
+    def score_items(items: list[Item]) -> dict[str, Any]:
         try:
             champion = cache.get().champion
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
-        scored = score_frame(champion, items_frame(request.items))
+        scored = score_frame(champion, items_frame(items))
         results = []
-        for item, row in zip(request.items, scored.iter_rows(named=True)):
+        for item, row in zip(items, scored.iter_rows(named=True)):
             results.append({"id": item.id, **{c: row[c] for c in PROBA_COLUMNS}, "action": row["action"],
                             "model_version": row["model_version"]})
         return {"model_version": champion.version, "results": results}
+
+    @app.post("/v1/score")
+    async def score(request: ScoreRequest) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(score_items, request.items, limiter=scoring_limiter())
 
     return app

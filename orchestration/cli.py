@@ -369,6 +369,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     chosen = {"max_body_bytes": (args.max_body_bytes, settings.serve_max_body_bytes),
               "body_timeout_s": (args.body_timeout, settings.serve_body_timeout_s),
               "max_in_flight": (args.max_in_flight, settings.serve_max_in_flight),
+              "scoring_threads": (args.scoring_threads, settings.serve_scoring_threads),
               "keep_alive_s": (args.keep_alive, settings.serve_keep_alive_s)}
     overrides = {name: next((v for v in values if v is not None), None) for name, values in chosen.items()}
     try:
@@ -458,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)")
     p.add_argument("--max-in-flight", type=int, default=None,
                    help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)")
+    p.add_argument("--scoring-threads", type=int, default=None,
+                   help="requests scored at once, the rest in flight wait (env TRUSTLAKE_SERVE_SCORING_THREADS)")
     p.add_argument("--keep-alive", type=float, default=None,
                    help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)")
     p.set_defaults(func=cmd_serve)

@@ -32,6 +32,7 @@ class Settings:
     serve_max_body_bytes: int | None = None
     serve_body_timeout_s: float | None = None
     serve_max_in_flight: int | None = None
+    serve_scoring_threads: int | None = None
     serve_keep_alive_s: float | None = None
 
     @property
@@ -65,6 +66,7 @@ class Settings:
             serve_max_body_bytes=_optional(env, "TRUSTLAKE_SERVE_MAX_BODY_BYTES", int),
             serve_body_timeout_s=_optional(env, "TRUSTLAKE_SERVE_BODY_TIMEOUT_S", float),
             serve_max_in_flight=_optional(env, "TRUSTLAKE_SERVE_MAX_IN_FLIGHT", int),
+            serve_scoring_threads=_optional(env, "TRUSTLAKE_SERVE_SCORING_THREADS", int),
             serve_keep_alive_s=_optional(env, "TRUSTLAKE_SERVE_KEEP_ALIVE_S", float),
         )
 
