@@ -1,13 +1,13 @@
 """Batch scoring of each day's content by the deployed champion (group `scoring`)."""
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from assets.raw import _days
 from ml.features.build import scoring_frame
+from ml.registry import Registry
 from ml.scoring import load_model, risk, score_frame
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
@@ -25,9 +25,11 @@ def content_scores(context: dg.AssetExecutionContext, deployed: dict, lakehouse:
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
     probabilities, the enforcement policy's action and the model version. Features are built
     point-in-time from the raw lake, so a new day needs no retraining run first."""
-    if not deployed.get("path"):
+    if not deployed.get("champion"):
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
-    champion = load_model(Path(deployed["path"]))
+    # Resolved through the registry, so a moved or copied home scores with its own files.
+    registry = Registry(lakehouse.lake.models)
+    champion = load_model(registry.artifact_dir(registry.get(deployed["champion"])))
     lake = lakehouse.lake
     days = _days(context.partition_time_window)
     raw = {t: lake.read_table(t).drop("date") for t in ("content", "users", "reports", "decisions", "appeals")}

@@ -172,10 +172,14 @@ def print_model_report(evaluations: dict) -> None:
 
 
 def print_champion(lake) -> None:
-    from ml.registry import Registry
+    from ml.registry import Registry, RegistryError
     from ml.taxonomy import VIOLATING
 
-    champ = Registry(lake.models).champion()
+    try:
+        champ = Registry(lake.models).champion()
+    except RegistryError as exc:
+        print(f"champion   unknown: {exc}")
+        return
     if champ is None:
         print("champion   none: no candidate passed its quality gates")
         return
