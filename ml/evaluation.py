@@ -184,9 +184,16 @@ def _no_regression(metrics: dict, champion: dict | None, config: GateConfig, whe
 
 
 def _calibration(metrics: dict, config: GateConfig, where: str) -> GateResult:
-    ece = metrics["max_calibration_error"]
+    gated = {p: metrics["policies"][p]["calibration_error"] for p in VIOLATING
+             if metrics["policies"][p]["positives"] >= MIN_GATE_POSITIVES}
+    if not gated:
+        return GateResult("calibration", True, f"no policy has {MIN_GATE_POSITIVES} positives on {where}",
+                          float("nan"), config.max_calibration_error)
+    worst = max(gated, key=gated.get)
+    ece = gated[worst]
     return GateResult("calibration", ece <= config.max_calibration_error,
-                      f"worst policy calibration error on {where} {ece:.3f} vs bound {config.max_calibration_error}",
+                      f"worst policy calibration error on {where} {ece:.3f} ({worst}) vs bound "
+                      f"{config.max_calibration_error}; gated on policies with {MIN_GATE_POSITIVES}+ positives",
                       ece, config.max_calibration_error)
 
 

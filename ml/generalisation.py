@@ -30,11 +30,13 @@ BOOTSTRAP_ROUNDS = 200
 Recipe = Callable[[sp.csr_matrix, np.ndarray, np.ndarray], object]
 
 
-def present_policy_metrics(labels: np.ndarray, proba: np.ndarray) -> dict:
-    """PR-AUC and ROC-AUC of each violating policy with enough positives; macro means over them."""
+def present_policy_metrics(labels: np.ndarray, proba: np.ndarray, learnable: set[str] | None = None) -> dict:
+    """PR-AUC and ROC-AUC of each violating policy with enough positives (and, when `learnable` is
+    given, that the training rows label at all); macro means over them."""
     pr, roc = pr_auc_by_policy(labels, proba), roc_auc_by_policy(labels, proba)
     policies = {p: {"positives": int((labels == POLICIES.index(p)).sum()), "pr_auc": pr[p], "roc_auc": roc[p]}
-                for p in VIOLATING if MIN_POSITIVES <= (labels == POLICIES.index(p)).sum() < len(labels)}
+                for p in VIOLATING if MIN_POSITIVES <= (labels == POLICIES.index(p)).sum() < len(labels)
+                and (learnable is None or p in learnable)}
     return {"rows": int(len(labels)), "policies": policies,
             "macro_pr_auc": float(np.mean([m["pr_auc"] for m in policies.values()])) if policies else float("nan"),
             "macro_roc_auc": float(np.mean([m["roc_auc"] for m in policies.values()])) if policies else float("nan")}
@@ -52,14 +54,15 @@ def reference_sources(training_set: pl.DataFrame) -> list[str]:
     return sorted(training_set.filter(pl.col("label_source") == "reference")["source"].unique().to_list())
 
 
-def macro_delta_interval(labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% paired-bootstrap interval of (ours - theirs) macro PR-AUC over the policies present."""
+def macro_delta_interval(labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray, learnable: set[str],
+                         seed: int = 0) -> tuple[float, float]:
+    """95% paired-bootstrap interval of (ours - theirs) macro PR-AUC over the policies scored."""
     rng = np.random.default_rng(seed)
     deltas = []
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = rng.integers(0, len(labels), len(labels))
-        a = present_policy_metrics(labels[idx], ours[idx])["macro_pr_auc"]
-        b = present_policy_metrics(labels[idx], theirs[idx])["macro_pr_auc"]
+        a = present_policy_metrics(labels[idx], ours[idx], learnable)["macro_pr_auc"]
+        b = present_policy_metrics(labels[idx], theirs[idx], learnable)["macro_pr_auc"]
         if a == a and b == b:
             deltas.append(a - b)
     if not deltas:
@@ -95,10 +98,18 @@ def leave_one_source_out(candidate: SourceRecipe, baseline: SourceRecipe, traini
         for recipe, counts, y, conf, hashes in prepared:
             keep = ~hashes.is_in(held["text_hash"].implode()).to_numpy()
             proba.append((recipe.fit(counts[keep], y[keep], conf[keep]).proba(held_counts), int(keep.sum())))
+        # A policy the remaining sources never label cannot be learned by any recipe (every scam label
+        # in the corpora comes from the smishing set): it is reported as unlearnable, not scored.
+        keep = ~prepared[0][4].is_in(held["text_hash"].implode()).to_numpy()
+        counts_left = np.bincount(prepared[0][2][keep], minlength=len(POLICIES))
+        learnable = {p for p in VIOLATING if counts_left[POLICIES.index(p)] >= MIN_POSITIVES}
+        unlearnable = sorted(p for p in VIOLATING if p not in learnable and (held_y == POLICIES.index(p)).sum())
         (p_ours, n_ours), (p_theirs, n_theirs) = proba
-        ours[source] = {**present_policy_metrics(held_y, p_ours), "rows_trained": n_ours}
-        theirs[source] = {**present_policy_metrics(held_y, p_theirs), "rows_trained": n_theirs}
-        low, high = macro_delta_interval(held_y, p_ours, p_theirs)
+        ours[source] = {**present_policy_metrics(held_y, p_ours, learnable), "rows_trained": n_ours,
+                        "unlearnable_policies": unlearnable}
+        theirs[source] = {**present_policy_metrics(held_y, p_theirs, learnable), "rows_trained": n_theirs,
+                          "unlearnable_policies": unlearnable}
+        low, high = macro_delta_interval(held_y, p_ours, p_theirs, learnable)
         ours[source].update(delta=ours[source]["macro_pr_auc"] - theirs[source]["macro_pr_auc"],
                             delta_ci_low=low, delta_ci_high=high)
     return ours, theirs

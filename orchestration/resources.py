@@ -67,7 +67,7 @@ class TrainingResource(dg.ConfigurableResource):
 
     lightgbm_workers: int = 1
     lightgbm_threads_per_worker: int = 2
-    text_epochs: int = 4
+    text_epochs: int = 3
     text_cpus_per_worker: int = 2
     # compact: hashed n-gram wide-and-deep net (CPU default); minilm: fine-tune all-MiniLM-L6-v2
     # (GPU default); auto: minilm when the Ray cluster has a GPU, else compact.

@@ -60,7 +60,7 @@ class Settings:
             ray_cpus=int(env.get("TRUSTLAKE_RAY_CPUS", str(os.cpu_count() or 2))),
             lightgbm_workers=int(env.get("TRUSTLAKE_LIGHTGBM_WORKERS", "1")),
             lightgbm_threads=int(env.get("TRUSTLAKE_LIGHTGBM_THREADS", "2")),
-            text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "4")),
+            text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "3")),
             gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", "0.3")),
             text_profile=env.get("TRUSTLAKE_TEXT_PROFILE", "auto"),
             serve_max_body_bytes=_optional(env, "TRUSTLAKE_SERVE_MAX_BODY_BYTES", int),
