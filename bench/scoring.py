@@ -13,7 +13,7 @@ as latency instead of silently lowering the rate. Goals: >= 50,000 items/s in ba
 
 Distinct (batch, all-distinct texts): pool texts suffixed with their row number, so no text
 repeats, are written to a CSV (or Parquet) file and scored through `trustlake score`'s streaming
-path (`ml.scoring_io.score_file`), each size in a fresh process so its peak RSS (ru_maxrss) is
+path (`ml.scoring_io.score_file`), each size in a fresh process so its peak RSS (VmHWM) is
 its own. Goal: peak RSS grows at most 1.5x from the smallest size to the largest (100k -> 2M).
 """
 
@@ -69,20 +69,35 @@ def distinct_input(texts, rows: int, path: Path) -> None:
     frame.write_csv(path) if path.suffix == ".csv" else frame.write_parquet(path)
 
 
+def peak_rss_mb() -> int:
+    """This process's own peak RSS in MB.
+
+    VmHWM rather than ru_maxrss: on Linux, ru_maxrss of a process started by `subprocess` starts
+    at the parent's high-water mark (exec accounts the memory of the vforked parent), so it would
+    report the bench's input-building parent instead of the scoring child.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass  # not Linux: ru_maxrss (KiB on Linux, bytes on macOS; the fallback is for Linux-likes)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def distinct_child(src: Path) -> None:
     """Score `src` with `trustlake score`'s code path and print one JSON line: time and peak RSS.
 
-    Runs in its own process (see `distinct`), so ru_maxrss covers this size alone.
+    Runs in its own process (see `distinct`), so the peak RSS is this size's alone.
     """
     settings = Settings.from_env()
-    imported_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # after imports, before scoring
+    imported = peak_rss_mb()  # after imports, before scoring
     out = src.with_name(f"{src.stem}.scored{src.suffix}")
     t = time.perf_counter()
     score_file(Lake(settings.home).models, src, "text", out)
     seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mb": round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "rss_after_imports_mb": round(imported_rss / 1024),
-        "output_bytes": out.stat().st_size}))
+    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": imported,
+                      "output_bytes": out.stat().st_size}))
 
 
 def distinct(settings: Settings, sizes: list[int], fmt: str) -> dict:
