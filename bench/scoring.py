@@ -1,6 +1,7 @@
 """Scoring speed of the champion: batch items/s and HTTP latency at a fixed request rate.
 
     .venv/bin/python bench/scoring.py [--items 1000000] [--rate 100] [--seconds 20]
+        [--sizes 100000,1000000,2000000] [--distinct-format csv|parquet] [--only batch|distinct|http]
 
 Needs a champion in TRUSTLAKE_HOME (run `make run` first). Batch: 1,000,000 simulated content
 items with their real point-in-time context features are scored by `ml.scoring.score_frame`
@@ -9,6 +10,11 @@ free loopback port; an open-loop load generator sends single-item requests at a 
 and measures latency from each request's scheduled send time, so a stalled server shows up
 as latency instead of silently lowering the rate. Goals: >= 50,000 items/s in batch on
 2 cores for the LightGBM path; p99 <= 25 ms at 100 requests/s.
+
+Distinct (batch, all-distinct texts): pool texts suffixed with their row number, so no text
+repeats, are written to a CSV (or Parquet) file and scored through `trustlake score`'s streaming
+path (`ml.scoring_io.score_file`), each size in a fresh process so its peak RSS (VmHWM) is
+its own. Goal: peak RSS grows at most 1.5x from the smallest size to the largest (100k -> 2M).
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -32,6 +40,7 @@ from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.lake import Lake
 from ml.scoring import load_champion, score_frame
+from ml.scoring_io import score_file
 from ml.simulator import SimConfig, simulate_days
 from orchestration.settings import PROJECT_ROOT, Settings
 
@@ -50,6 +59,72 @@ def batch(settings: Settings, items: int) -> dict:
     return {"model_version": champion.version, "items": scores.height, "seconds": round(seconds, 2),
             "items_per_second": round(scores.height / seconds), "distinct_texts": frame["text"].n_unique(),
             "goal_items_per_second": 50_000}
+
+
+def distinct_input(texts, rows: int, path: Path) -> None:
+    """`rows` texts drawn from `texts`, each made unique by its row number, as CSV or Parquet."""
+    import polars as pl
+
+    frame = (texts.sample(n=rows, with_replacement=True, seed=0).to_frame("text")
+             .with_row_index("id").with_columns(pl.col("text") + " #" + pl.col("id").cast(pl.String)))
+    frame.write_csv(path) if path.suffix == ".csv" else frame.write_parquet(path)
+
+
+def peak_rss_mb() -> int:
+    """This process's own peak RSS in MB.
+
+    VmHWM rather than ru_maxrss: on Linux, ru_maxrss of a process started by `subprocess` starts
+    at the parent's high-water mark (exec accounts the memory of the vforked parent), so it would
+    report the bench's input-building parent instead of the scoring child.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass  # not Linux: ru_maxrss (KiB on Linux, bytes on macOS; the fallback is for Linux-likes)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def distinct_child(src: Path) -> None:
+    """Score `src` with `trustlake score`'s code path and print one JSON line: time and peak RSS.
+
+    Runs in its own process (see `distinct`), so the peak RSS is this size's alone.
+    """
+    settings = Settings.from_env()
+    imported = peak_rss_mb()  # after imports, before scoring
+    out = src.with_name(f"{src.stem}.scored{src.suffix}")
+    t = time.perf_counter()
+    score_file(Lake(settings.home).models, src, "text", out)
+    seconds = time.perf_counter() - t
+    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": imported,
+                      "output_bytes": out.stat().st_size}))
+
+
+def distinct(settings: Settings, sizes: list[int], fmt: str) -> dict:
+    """All-distinct-text batch scoring at each size: items/s and the peak RSS of a fresh process."""
+    pool, _ = load_text_pool(settings.corpora)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="trustlake-bench-scoring-") as tmp:
+        for rows in sizes:
+            src = Path(tmp) / f"distinct-{rows}.{fmt}"
+            distinct_input(pool["text"], rows, src)
+            child = subprocess.run([sys.executable, __file__, "--distinct-child", str(src)], capture_output=True,
+                                   text=True, cwd=PROJECT_ROOT, check=False)
+            if child.returncode != 0:
+                how = f"signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
+                raise RuntimeError(f"scoring {rows:,} rows failed ({how}): {child.stderr[-2000:]}")
+            run = json.loads(child.stdout.strip().splitlines()[-1])
+            runs.append({"rows": rows, "input_bytes": src.stat().st_size,
+                         "items_per_second": round(rows / run["seconds"]), **run})
+            for f in Path(tmp).iterdir():
+                f.unlink()
+            print(f"distinct {rows:>10,} rows: {runs[-1]['items_per_second']:>7,} items/s, "
+                  f"peak RSS {run['peak_rss_mb']:,} MB", file=sys.stderr)
+    ratio = runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
+    return {"format": fmt, "runs": runs, "peak_rss_ratio": round(ratio, 2),
+            "ratio_of": f"{runs[-1]['rows']:,} vs {runs[0]['rows']:,} rows", "goal_peak_rss_ratio": 1.5,
+            "goal_met": ratio <= 1.5}
 
 
 def free_port() -> int:
@@ -230,10 +305,25 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--sizes", default="100000,1000000,2000000",
+                        help="rows of all-distinct text to score, comma-separated, each in a fresh process")
+    parser.add_argument("--distinct-format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--only", choices=["batch", "distinct", "http"], default=None, help="run one part only")
+    parser.add_argument("--distinct-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.distinct_child:
+        distinct_child(args.distinct_child)
+        return
     settings = Settings.from_env()
-    print(json.dumps({"batch": batch(settings, args.items), "http": http(settings, args.rate, args.seconds)},
-                     indent=2))
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
+    report = {}
+    if args.only in (None, "batch"):
+        report["batch"] = batch(settings, args.items)
+    if args.only in (None, "distinct"):
+        report["distinct"] = distinct(settings, sizes, args.distinct_format)
+    if args.only in (None, "http"):
+        report["http"] = http(settings, args.rate, args.seconds)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

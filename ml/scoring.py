@@ -23,13 +23,14 @@ from ml.registry import Registry, RegistryError
 from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact
 from ml.training.scorer import Scorer
 
-# Why a row's score deserves a second look; null when nothing is wrong with the input text.
-# "empty_text": the text is missing, empty or only whitespace; it is scored like any text (the
-#   model then answers from context alone, usually `allow`), but that answer says nothing about
-#   content nobody wrote, so callers can route it separately.
-# "invalid_utf8": the text held bytes that are not UTF-8 and was scored with U+FFFD in their
-#   place (set by `ml.scoring_io.score_file`, the only path that reads raw bytes).
-TEXT_FLAGS = ("empty_text", "invalid_utf8")
+# `text_flag`: why a row's score deserves a second look; null when nothing is wrong with the text.
+# The text is missing, empty or only whitespace: it is scored like any text (the model then
+# answers from context alone, usually `allow`), but that answer says nothing about content
+# nobody wrote, so callers can route it separately.
+EMPTY_TEXT = "empty_text"
+# The text held bytes that are not UTF-8 and was scored with U+FFFD in their place (set by
+# `ml.scoring_io.score_file`, the only path that reads raw bytes).
+INVALID_UTF8 = "invalid_utf8"
 OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version", "text_flag")
 OUTPUT_SCHEMA = {**{c: pl.Float64 for c in PROBA_COLUMNS}, "action": pl.String, "model_version": pl.String,
                  "text_flag": pl.String}
@@ -151,7 +152,7 @@ def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 20_00
         parts.append(scores.with_columns(
             pl.Series("action", actions, dtype=pl.String),
             pl.lit(champion.version, dtype=pl.String).alias("model_version"),
-            pl.when(empty).then(pl.lit("empty_text")).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
+            pl.when(empty).then(pl.lit(EMPTY_TEXT)).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
         ))
         if progress is not None:
             progress(chunk.height)

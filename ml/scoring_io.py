@@ -32,7 +32,15 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ml.scoring import OUTPUT_COLUMNS, OUTPUT_SCHEMA, NgramCache, load_champion, score_frame
+from ml.scoring import (
+    EMPTY_TEXT,
+    INVALID_UTF8,
+    OUTPUT_COLUMNS,
+    OUTPUT_SCHEMA,
+    NgramCache,
+    load_champion,
+    score_frame,
+)
 
 SUFFIXES = (".csv", ".parquet")
 BATCH_ROWS = 20_000  # rows per Parquet batch and per featurisation batch: ~100-300 MB of n-grams at most
@@ -231,7 +239,7 @@ def _scored_tables(source: _Input, champion, problems: _Utf8Problems, progress) 
         if text_bad:
             bad = pl.Series(range(batch.num_rows)).is_in(text_bad)
             scores = scores.with_columns(
-                pl.when(bad).then(pl.lit("invalid_utf8")).otherwise(pl.col("text_flag")).alias("text_flag"))
+                pl.when(bad).then(pl.lit(INVALID_UTF8)).otherwise(pl.col("text_flag")).alias("text_flag"))
         table = pa.Table.from_batches([batch])
         for name, column in zip(scores.columns, scores.to_arrow().columns):
             table = table.append_column(name, column)
@@ -323,11 +331,11 @@ def score_file(models_dir: Path, input_path: Path, text_column: str, output_path
         tmp.unlink(missing_ok=True)
         raise
     if problems.count:
-        flagged = ("; texts that had them are flagged text_flag=invalid_utf8"
+        flagged = (f"; texts that had them are flagged text_flag={INVALID_UTF8}"
                    if text_column in problems.columns else "")
         warn(f"{input_path}: {problems.count} row(s) hold bytes that are not UTF-8 "
              f"({_rows_text(problems.rows, problems.count)}; row 1 is the first row of data) in column(s) "
              f"{', '.join(sorted(problems.columns))}: kept, with U+FFFD in place of those bytes{flagged}")
-    if flags.get("empty_text"):
-        warn(f"{input_path}: {flags['empty_text']} row(s) have empty text: scored, and flagged text_flag=empty_text")
+    if flags.get(EMPTY_TEXT):
+        warn(f"{input_path}: {flags[EMPTY_TEXT]} row(s) have empty text: scored, and flagged text_flag={EMPTY_TEXT}")
     return output

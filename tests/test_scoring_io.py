@@ -158,6 +158,17 @@ def test_non_utf8_csv_rows_are_kept_flagged_and_named_on_stderr(home, tmp_path, 
     assert scored["action"].null_count() == 0
 
 
+def test_binary_parquet_text_is_decoded_and_its_bad_bytes_flagged(home, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "bytes.parquet"
+    pq.write_table(pa.table({"body": pa.array([b"fine text", b"caf\xe9", None], type=pa.binary())}), src)
+    code, _, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
+                             "--output", str(tmp_path / "out.parquet"))
+    assert code == 0 and "1 row(s) hold bytes that are not UTF-8 (row 2;" in err, err
+    scored = pl.read_parquet(tmp_path / "out.parquet")
+    assert scored["body"].to_list() == ["fine text", "caf\ufffd", None]
+    assert scored["text_flag"].to_list() == [None, "invalid_utf8", "empty_text"]
+
+
 def test_empty_text_is_scored_and_flagged(home, tmp_path, capsys, monkeypatch):
     champion = load_champion(home / "models")
     frame = pl.DataFrame({"text": ["", "   \n", None, "claim your free prize now"]})
