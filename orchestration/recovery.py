@@ -157,8 +157,9 @@ class RecoveredRun:
     def describe(self) -> str:
         freed = f"; freed its slot in pool {', '.join(repr(p) for p in self.pools)}" if self.pools else ""
         pids = ", ".join(str(p) for p in self.pids)
+        marked = "canceled" if self.was == DagsterRunStatus.CANCELING.value else "failed"
         return (f"recovered run {self.run_id} ({self.job_name}, {self.was}): its process (pid {pids}) is gone, "
-                f"killed or crashed; marked it failed{freed}")
+                f"killed or crashed; marked it {marked}{freed}")
 
 
 @dataclass(frozen=True)
@@ -225,11 +226,13 @@ def _recover_if_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, uses: lis
         return None  # finished meanwhile
     pids = tuple(sorted({p.pid for p in procs}))
     pools = tuple(sorted({u.pool for u in uses if u.run_id == run.run_id and u.holding}))
+    canceling = current.status == DagsterRunStatus.CANCELING
     message = (f"trustlake recovery: the process running this run (pid {', '.join(map(str, pids))}) is gone, "
-               f"killed or crashed, while the run was {current.status.value}. Marked failed"
+               f"killed or crashed, while the run was {current.status.value}. "
+               f"Marked {'canceled' if canceling else 'failed'}"
                + (f" and its slot in pool {', '.join(pools)} freed" if pools else "")
                + "; re-run it to rebuild what it was building.")
-    if current.status == DagsterRunStatus.CANCELING:
+    if canceling:
         instance.report_run_canceled(current, message)
     else:
         instance.report_run_failed(current, message)
