@@ -206,7 +206,8 @@ def recover(instance: dg.DagsterInstance, lake: Lake) -> RecoveryReport:
         report.freed_slots = _free_orphan_slots(instance, [u for u in uses if u.run_id not in recovered_ids])
         for use in pool_uses(instance):
             if use.holding:
-                report.busy_pools.append(_describe_holder(instance, use, local))
+                report.busy_pools.append(f"pool {use.pool!r} is held by {_describe_holder(instance, use, local)}: "
+                                         "steps that need it wait until it is free")
     for temp in abandoned_temp_files(lake.temp_roots):
         try:
             temp.path.unlink()
@@ -265,7 +266,7 @@ def _describe_holder(instance: dg.DagsterInstance, use: PoolUse, local: bool) ->
     record = instance.get_run_record_by_id(use.run_id)
     since = f", running for {_duration(time.time() - record.start_time)}" if record and record.start_time else ""
     who = f"process {', '.join(map(str, live))} alive" if live else "process unknown"
-    return f"pool {use.pool!r} is held by run {use.run_id} ({job}, step {use.step_key}; {who}{since})"
+    return f"run {use.run_id} ({job}, step {use.step_key}; {who}{since})"
 
 
 @contextmanager
@@ -345,10 +346,10 @@ class PoolWaitWatcher(threading.Thread):
             if key in self._told and now - self._told[key] < REPEAT_WAIT_MESSAGE_SECONDS:
                 continue
             self._told[key] = now
-            held = "; ".join(_describe_holder(instance, h, local_run_storage(instance)) for h in holders) or (
-                f"pool {wait.pool!r} has no free slot")
+            held = " and ".join(_describe_holder(instance, h, local_run_storage(instance)) for h in holders)
             message = (f"run {wait.run_id} step {wait.step_key} is waiting for pool {wait.pool!r} "
-                       f"(limit {wait.limit}): {held}. It starts as soon as a slot is free.")
+                       f"(limit {wait.limit}), held by {held or 'no run (the limit is 0)'}. "
+                       "It starts as soon as a slot is free.")
             run = instance.get_run_by_id(wait.run_id)
             if run is not None:
                 instance.report_engine_event(message, run, step_key=wait.step_key)  # INFO in the run's log
