@@ -312,13 +312,13 @@ class PoolWaitWatcher(threading.Thread):
         self._interval = interval
         self._ours: dict[str, bool] = {}
         self._told: dict[tuple[str, str], float] = {}
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
         # Its own instance object: storage connections are not shared across threads.
         instance = dg.DagsterInstance.from_ref(self._ref) if self._ref else self._instance
         last_error = None
-        while not self._stop.wait(self._interval):
+        while not self._stopping.wait(self._interval):
             try:
                 self.check(instance)
                 last_error = None
@@ -328,7 +328,7 @@ class PoolWaitWatcher(threading.Thread):
                 last_error = str(exc)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def check(self, instance: dg.DagsterInstance) -> list[str]:
         """One look at the pools; returns what it said."""
