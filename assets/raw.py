@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from assets.metadata import frame_metadata
+from ml.landing import check_raw_lake
 from ml.simulator import EVENT_TIME, GROUND_TRUTH_TABLES, RAW_TABLES, partition_date, simulate_days
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
@@ -47,7 +48,8 @@ def _days(window: dg.TimeWindow) -> list[date]:
     can_subset=False,
 )
 def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
-    """Simulate the selected days once and land every raw table, one file per day."""
+    """Simulate the selected days once and land every raw table, one file per day; then check every
+    raw file changed since it last passed the raw data rules, and quarantine any that breaks them."""
     days = _days(context.partition_time_window)
     config = lakehouse.sim_config
     pool, source = lakehouse.text_pool()
@@ -61,8 +63,17 @@ def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseR
         root = lake.ground_truth if table in GROUND_TRUTH_TABLES else lake.raw
         for day in days:
             lake.write_partition(table, day, frame.filter(part == day), root=root)
+    # Every raw file changed since it last passed, old partitions included: a bad file anywhere
+    # fails dbt's source tests on every later run, so it leaves the lake before dbt reads it.
+    checked = check_raw_lake(lake)
+    for q in checked.quarantined:
+        context.log.warning(
+            f"{q.table}: {q.source} broke the raw data rules and was moved to {q.quarantined} "
+            f"({'; '.join(p.describe(limit=5) for p in q.validation.problems)}); "
+            f"{q.rows_kept:,} good rows kept in the lake. The reason file beside it says what to do.")
     for table in RAW_TABLES:
         frame = tables[table]
+        quarantined = checked.for_table(table)
         yield dg.MaterializeResult(
             asset_key=table,
             metadata={
@@ -70,5 +81,9 @@ def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseR
                 "days": len(days),
                 "text_source": source,
                 "path": dg.MetadataValue.path(str(lake.raw / table)),
+                "quarantined_files": len(quarantined),
+                **({"quarantine": dg.MetadataValue.md("\n".join(
+                    f"- `{q.source}` -> `{q.quarantined}`: {', '.join(p.rule for p in q.validation.problems)}"
+                    for q in quarantined))} if quarantined else {}),
             },
         )

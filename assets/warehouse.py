@@ -1,14 +1,23 @@
 """The dbt warehouse as Dagster assets, and the read-only marts copy analysts use."""
 
 import json
-from datetime import timedelta
+import time
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from ml.warehouse import describe_tables, publish_marts
+from ml.warehouse import (
+    LOCK_WAIT_SECONDS,
+    describe_tables,
+    is_lock_error,
+    lock_holder,
+    publish_marts,
+    retry_while_locked,
+    wait_until_writable,
+)
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
 from orchestration.warehouse_project import dbt_project, export_dbt_environment
@@ -56,7 +65,12 @@ def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lak
 
 
 def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
-    """`dbt build` of this asset's selection for the partition window, with row counts and schemas."""
+    """`dbt build` of this asset's selection for the partition window, with row counts and schemas.
+
+    A process outside the pipeline holding trustlake.duckdb (an analyst's session, the orphaned
+    dbt of a killed run) makes the build wait for it, bounded by LOCK_WAIT_SECONDS, then fail
+    naming it; a build that lost the race for the lock to such a process is run again.
+    """
     lake = lakehouse.lake
     export_dbt_environment(lake)
     args = ["build"]
@@ -64,12 +78,25 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
         window = context.partition_time_window
         args += ["--vars", json.dumps({"min_date": window.start.date().isoformat(),
                                        "max_date": (window.end.date() - timedelta(days=1)).isoformat()})]
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
-    # Collect first: row counts are read after dbt has released the DuckDB file lock.
-    events = list(invocation.stream())
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        wait_until_writable(lake.warehouse_db, max(0.0, deadline - time.monotonic()), on_wait=context.log.warning)
+        invocation = dbt.cli(args, context=context, raise_on_error=False)
+        # Collect first: row counts are read after dbt has released the DuckDB file lock, and a
+        # build that could not lock the file yields nothing.
+        events = list(invocation.stream())
+        if invocation.is_successful() or not is_lock_error(invocation.get_error()):
+            break
+        if time.monotonic() >= deadline:
+            raise dg.Failure(f"dbt could not lock {lake.warehouse_db}: {lock_holder(invocation.get_error())} kept it "
+                             f"open for {LOCK_WAIT_SECONDS:.0f} s. Close it and run again; analysts query "
+                             f"{lake.marts_db} (docs/operations.md, 'Warehouse locks and recovery').")
+        context.log.warning(f"dbt could not lock {lake.warehouse_db} ({lock_holder(invocation.get_error())} opened "
+                            "it first); building again once it is closed.")
     names = {e.output_name: context.asset_key_for_output(e.output_name).path[-1]
              for e in events if isinstance(e, dg.Output)}
-    tables = describe_tables(lake.warehouse_db, list(names.values()))
+    tables = retry_while_locked(lambda: describe_tables(lake.warehouse_db, list(names.values())),
+                                lake.warehouse_db, on_wait=context.log.warning)
     for event in events:
         if isinstance(event, dg.Output) and names[event.output_name] in tables:
             rows, schema = tables[names[event.output_name]]
@@ -84,7 +111,7 @@ def review_queue_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
     """The review queue from the champion's scores, then a fresh publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)
     lake = lakehouse.lake
-    publish_marts(lake.warehouse_db, lake.marts_db)
+    publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
 
 
 @dbt_assets(select=" ".join(TRAINING_MODELS), name="label_quality_models", manifest=dbt_project.manifest_path,
@@ -94,7 +121,7 @@ def label_quality_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     """mart_label_issues from the training run's label issues, then a fresh publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)
     lake = lakehouse.lake
-    publish_marts(lake.warehouse_db, lake.marts_db)
+    publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
 
 
 def schema_metadata(schema: list[tuple[str, str]]) -> dg.TableSchema:
@@ -118,7 +145,7 @@ def published_marts(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
     """The analysts' read-only copy of every mart, `<home>/warehouse/marts.duckdb`, replaced
     atomically after a successful warehouse build so open readers never see half-built marts."""
     lake = lakehouse.lake
-    counts = publish_marts(lake.warehouse_db, lake.marts_db)
+    counts = publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(lake.marts_db)),

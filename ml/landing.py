@@ -341,14 +341,15 @@ def _quarantine_raw_file(lake: Lake, table: str, path: Path, result: Validation)
     day = partition.split("=", 1)[1] if "=" in partition else "?"
     keep = result.good is not None and result.good.height > 0
     rows = (f"rows:       the {result.good.height:,} good rows were written back to {path}; the "
-            f"{result.bad_rows:,} bad rows are only in this file." if keep else
+            f"{result.bad_rows:,} rows listed above are not in the lake (this file keeps every row)." if keep else
             "rows:       none of this file's rows are in the lake any more (no row passed every rule).")
-    reason = (
-        f"why:        {result.describe()}\n{rows}\n"
-        f"what to do: fix the rows listed above and put the corrected file back at {path}\n"
-        f"            (it is validated again on the next run), or re-land the day with\n"
-        f"            `trustlake run --first {day} --days 1` if trustlake's simulator wrote it."
-    )
+    if keep and all(p.rule == "duplicate_row" for p in result.problems):
+        todo = "what to do: nothing is missing from the lake (only exact copies were dropped); delete this file."
+    else:
+        todo = (f"what to do: fix the rows listed above and put the corrected file back at {path}\n"
+                f"            (it is validated again on the next run), or re-land the day with\n"
+                f"            `trustlake run --first {day} --days 1` if trustlake's simulator wrote it.")
+    reason = f"why:        {result.describe()}\n{rows}\n{todo}"
     moved: list[Path] = []
     if keep:
         # The good rows replace the file in one rename right after it moves out.

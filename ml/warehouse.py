@@ -3,14 +3,20 @@
 DuckDB allows one writing process or many readers, never both: these functions open the
 warehouse only when no writer runs (after dbt exits, inside the Dagster `duckdb` pool), and
 analysts only ever open the published copy, through `analyst_query`, which cannot write
-anything anywhere (see its docstring for what DuckDB itself enforces).
+anything anywhere (see its docstring for what DuckDB itself enforces). A process outside the
+pipeline that opens `trustlake.duckdb` anyway (even read-only) makes a writer wait, up to
+`LOCK_WAIT_SECONDS`, then fail naming that process (docs/operations.md, "Warehouse locks and recovery").
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -24,6 +30,69 @@ ANALYST_CONFIG = {"enable_external_access": False, "lock_configuration": True}
 
 class AnalystQueryError(ValueError):
     """An analyst's SQL was refused or failed; the message is one line that says why."""
+
+
+# Long enough for a stray reader's query or an orphaned dbt of a killed run to end; short
+# enough that a forgotten `duckdb trustlake.duckdb` session fails the run with its PID.
+LOCK_WAIT_SECONDS = 60.0
+LOCK_MESSAGE_EVERY_SECONDS = 15.0
+T = TypeVar("T")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process kept the warehouse file locked for longer than a writer waits."""
+
+
+def is_lock_error(error: BaseException | str | None) -> bool:
+    return error is not None and "Could not set lock on file" in str(error)
+
+
+def lock_holder(error: BaseException | str) -> str:
+    """`PID n (program)` from DuckDB's lock error, which names the process holding the file."""
+    found = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", str(error))
+    return f"PID {found.group(2)} ({found.group(1)})" if found else "another process"
+
+
+def retry_while_locked(action: Callable[[], T], db: Path, timeout_s: float = LOCK_WAIT_SECONDS,
+                       on_wait: Callable[[str], object] | None = None) -> T:
+    """Run `action`; while it fails because another process holds `db`, wait and retry for up to
+    `timeout_s`, telling `on_wait` who holds it (at once, then every LOCK_MESSAGE_EVERY_SECONDS).
+    Raises WarehouseLockedError when the lock outlasts the wait."""
+    db = Path(db)
+    start, told, delay = time.monotonic(), None, 0.25
+    while True:
+        try:
+            return action()
+        except duckdb.IOException as exc:
+            if not is_lock_error(exc):
+                raise
+            waited = time.monotonic() - start
+            if waited >= timeout_s:
+                raise WarehouseLockedError(
+                    f"{db} is still locked by {lock_holder(exc)} after {timeout_s:.0f} s. Close that process and "
+                    f"run again: only the pipeline opens {db.name}; analysts query {db.with_name('marts.duckdb')} "
+                    "(docs/operations.md, 'Warehouse locks and recovery').") from exc
+            if on_wait is not None and (told is None or waited - told >= LOCK_MESSAGE_EVERY_SECONDS):
+                on_wait(f"{db} is locked by {lock_holder(exc)}; waiting up to {timeout_s:.0f} s for it to be "
+                        f"closed ({waited:.0f} s so far). Only the pipeline opens {db.name}: analysts should query "
+                        f"{db.with_name('marts.duckdb')}, the read-only copy that never blocks the pipeline.")
+                told = waited
+            time.sleep(min(delay, max(0.05, timeout_s - waited)))
+            delay = min(delay * 2, 2.0)
+
+
+def wait_until_writable(db: Path, timeout_s: float = LOCK_WAIT_SECONDS,
+                        on_wait: Callable[[str], object] | None = None) -> float:
+    """Block until a writer could open `db` (a file that does not exist yet is writable); returns
+    the seconds waited. Raises WarehouseLockedError when it stays locked past `timeout_s`."""
+    start = time.monotonic()
+
+    def probe() -> None:
+        if Path(db).exists():
+            duckdb.connect(str(db)).close()
+
+    retry_while_locked(probe, db, timeout_s, on_wait)
+    return time.monotonic() - start
 
 
 def describe_tables(db_path: Path, names: list[str]) -> dict[str, tuple[int, list[tuple[str, str]]]]:
@@ -47,11 +116,13 @@ def describe_tables(db_path: Path, names: list[str]) -> dict[str, tuple[int, lis
     return out
 
 
-def publish_marts(warehouse_db: Path, marts_db: Path) -> dict[str, int]:
+def publish_marts(warehouse_db: Path, marts_db: Path, on_wait: Callable[[str], object] | None = None,
+                  lock_timeout_s: float = LOCK_WAIT_SECONDS) -> dict[str, int]:
     """Copy every table of the `marts` schema into a new file and rename it over `marts_db`.
 
     Readers that have the old file open keep reading the old inode; new readers see the new
-    file whole. Returns the row count of each published table.
+    file whole. The warehouse is attached read-only, which waits (telling `on_wait`) while another
+    process holds it for writing. Returns the row count of each published table.
     """
     marts_db.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{marts_db.name}.", suffix=".tmp", dir=marts_db.parent)
@@ -60,7 +131,8 @@ def publish_marts(warehouse_db: Path, marts_db: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     try:
         with duckdb.connect(tmp) as con:
-            con.execute(f"attach '{warehouse_db}' as wh (read_only)")
+            retry_while_locked(lambda: con.execute(f"attach '{warehouse_db}' as wh (read_only)"),
+                               warehouse_db, lock_timeout_s, on_wait)
             tables = [r[0] for r in con.execute(
                 "select table_name from information_schema.tables "
                 "where table_catalog = 'wh' and table_schema = ? and table_type = 'BASE TABLE' order by 1",

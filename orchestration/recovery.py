@@ -157,8 +157,9 @@ class RecoveredRun:
     def describe(self) -> str:
         freed = f"; freed its slot in pool {', '.join(repr(p) for p in self.pools)}" if self.pools else ""
         pids = ", ".join(str(p) for p in self.pids)
+        marked = "canceled" if self.was == DagsterRunStatus.CANCELING.value else "failed"
         return (f"recovered run {self.run_id} ({self.job_name}, {self.was}): its process (pid {pids}) is gone, "
-                f"killed or crashed; marked it failed{freed}")
+                f"killed or crashed; marked it {marked}{freed}")
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ def recover(instance: dg.DagsterInstance, lake: Lake) -> RecoveryReport:
         report.freed_slots = _free_orphan_slots(instance, [u for u in uses if u.run_id not in recovered_ids])
         for use in pool_uses(instance):
             if use.holding:
-                report.busy_pools.append(_describe_holder(instance, use, local))
+                report.busy_pools.append(f"pool {use.pool!r} is held by {_describe_holder(instance, use, local)}: "
+                                         "steps that need it wait until it is free")
     for temp in abandoned_temp_files(lake.temp_roots):
         try:
             temp.path.unlink()
@@ -225,11 +227,13 @@ def _recover_if_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, uses: lis
         return None  # finished meanwhile
     pids = tuple(sorted({p.pid for p in procs}))
     pools = tuple(sorted({u.pool for u in uses if u.run_id == run.run_id and u.holding}))
+    canceling = current.status == DagsterRunStatus.CANCELING
     message = (f"trustlake recovery: the process running this run (pid {', '.join(map(str, pids))}) is gone, "
-               f"killed or crashed, while the run was {current.status.value}. Marked failed"
+               f"killed or crashed, while the run was {current.status.value}. "
+               f"Marked {'canceled' if canceling else 'failed'}"
                + (f" and its slot in pool {', '.join(pools)} freed" if pools else "")
                + "; re-run it to rebuild what it was building.")
-    if current.status == DagsterRunStatus.CANCELING:
+    if canceling:
         instance.report_run_canceled(current, message)
     else:
         instance.report_run_failed(current, message)
@@ -262,7 +266,7 @@ def _describe_holder(instance: dg.DagsterInstance, use: PoolUse, local: bool) ->
     record = instance.get_run_record_by_id(use.run_id)
     since = f", running for {_duration(time.time() - record.start_time)}" if record and record.start_time else ""
     who = f"process {', '.join(map(str, live))} alive" if live else "process unknown"
-    return f"pool {use.pool!r} is held by run {use.run_id} ({job}, step {use.step_key}; {who}{since})"
+    return f"run {use.run_id} ({job}, step {use.step_key}; {who}{since})"
 
 
 @contextmanager
@@ -342,10 +346,10 @@ class PoolWaitWatcher(threading.Thread):
             if key in self._told and now - self._told[key] < REPEAT_WAIT_MESSAGE_SECONDS:
                 continue
             self._told[key] = now
-            held = "; ".join(_describe_holder(instance, h, local_run_storage(instance)) for h in holders) or (
-                f"pool {wait.pool!r} has no free slot")
+            held = " and ".join(_describe_holder(instance, h, local_run_storage(instance)) for h in holders)
             message = (f"run {wait.run_id} step {wait.step_key} is waiting for pool {wait.pool!r} "
-                       f"(limit {wait.limit}): {held}. It starts as soon as a slot is free.")
+                       f"(limit {wait.limit}), held by {held or 'no run (the limit is 0)'}. "
+                       "It starts as soon as a slot is free.")
             run = instance.get_run_by_id(wait.run_id)
             if run is not None:
                 instance.report_engine_event(message, run, step_key=wait.step_key)  # INFO in the run's log

@@ -130,6 +130,14 @@ def test_a_waiting_run_is_told_who_holds_the_pool_and_proceeds_once_the_holder_d
     assert said == [message, recovered]
 
 
+def test_the_pool_watcher_thread_stops_and_joins(instance, tmp_path):
+    watcher = PoolWaitWatcher(instance, Lake(tmp_path), print, interval=0.05)
+    watcher.start()
+    watcher.stop()
+    watcher.join(timeout=10)
+    assert not watcher.is_alive()
+
+
 # ---------------------------------------------------------------------------------------
 # Temp files of killed writes
 # ---------------------------------------------------------------------------------------

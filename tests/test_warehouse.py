@@ -145,6 +145,11 @@ def plant(lake: Lake, defect: str) -> None:
         part = lake.read_table("decisions").filter(pl.col("date") == DEFECT_DAY).drop("date")
         lake.write_partition("decisions", DEFECT_DAY, part.with_columns(
             pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("ban")).otherwise("action").alias("action")))
+    elif defect == "created_five_years_ahead":
+        part = lake.read_table("content").filter(pl.col("date") == DEFECT_DAY).drop("date")
+        lake.write_partition("content", DEFECT_DAY, part.with_columns(
+            pl.when(pl.int_range(pl.len()) == 0).then(pl.col("created_at").dt.offset_by("5y"))
+            .otherwise("created_at").alias("created_at")))
 
 
 EXPECTED_FAILURE = {
@@ -152,36 +157,49 @@ EXPECTED_FAILURE = {
     "orphan_decision": ("stg_platform__decisions",
                         "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_"),
     "bad_action_enum": ("decisions", "source_accepted_values_raw_decisions_action__remove__restrict__no_action"),
+    "created_five_years_ahead": ("content", "source_not_in_future_raw_content_created_at__24"),
 }
 
 
-@pytest.mark.parametrize("defect", ["clean", *EXPECTED_FAILURE])
-def test_planted_raw_defect_fails_the_matching_asset_check(defect, pool, tmp_path):
-    from dagster_dbt import DbtCliResource
-
-    from assets.warehouse import warehouse_models
-    from orchestration.resources import LakehouseResource
-    from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project
-
+def land_seven_days(pool, home: Path) -> list[date]:
+    """Seven small simulated days written straight into the raw lake (no Dagster run)."""
     config = SimConfig(seed=3, users=400, content_per_day=250)
-    lake = Lake(tmp_path)
+    lake = Lake(home)
     days = [START + timedelta(days=i) for i in range(7)]
     tables = simulate_days(config, pool, days[0], days[-1])
     for table in RAW_TABLES:
         part = partition_date(table, tables[table], config)
         for day in days:
             lake.write_partition(table, day, tables[table].filter(part == day))
-    plant(lake, defect)
+    return days
 
-    result = dg.materialize(
+
+def materialize_warehouse(home: Path, day: date, instance: dg.DagsterInstance | None = None):
+    """`warehouse_models` for one partition, in process, as the planted-defect tests run it."""
+    from dagster_dbt import DbtCliResource
+
+    from assets.warehouse import warehouse_models
+    from orchestration.resources import LakehouseResource
+    from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project
+
+    return dg.materialize(
         [warehouse_models],
-        partition_key=days[-1].isoformat(),
+        partition_key=day.isoformat(),
         resources={
-            "lakehouse": LakehouseResource(home=str(tmp_path), seed=3, users=400, content_per_day=250),
+            "lakehouse": LakehouseResource(home=str(home), seed=3, users=400, content_per_day=250),
             "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         },
+        instance=instance,
         raise_on_error=False,
     )
+
+
+@pytest.mark.parametrize("defect", ["clean", *EXPECTED_FAILURE])
+def test_planted_raw_defect_fails_the_matching_asset_check(defect, pool, tmp_path):
+    days = land_seven_days(pool, tmp_path)
+    plant(Lake(tmp_path), defect)
+
+    result = materialize_warehouse(tmp_path, days[-1])
     evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
     failed = {k for k, e in evaluations.items() if not e.passed}
     if defect == "clean":
@@ -192,6 +210,74 @@ def test_planted_raw_defect_fails_the_matching_asset_check(defect, pool, tmp_pat
     assert EXPECTED_FAILURE[defect] in failed
     failing = evaluations[EXPECTED_FAILURE[defect]]
     assert failing.metadata["dagster_dbt/failed_row_count"].value > 0
+
+
+HOLD_READ_ONLY = textwrap.dedent("""
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print("open", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+""")
+
+
+@pytest.mark.parametrize("when", ["before_dbt_starts", "dbt_loses_the_race"])
+def test_a_reader_holding_the_warehouse_delays_the_build_instead_of_failing_it(when, pool, tmp_path, monkeypatch):
+    import assets.warehouse
+
+    days = land_seven_days(pool, tmp_path)
+    db = Lake(tmp_path).warehouse_db
+    db.parent.mkdir(parents=True)
+    duckdb.connect(str(db)).close()
+    # Held longer than dbt takes to start, so that dbt really meets the lock.
+    reader = subprocess.Popen([sys.executable, "-c", HOLD_READ_ONLY, str(db), "20"], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "open"
+    if when == "dbt_loses_the_race":  # the reader opened the file between the check and dbt's start
+        real, calls = assets.warehouse.wait_until_writable, []
+        monkeypatch.setattr(assets.warehouse, "wait_until_writable",
+                            lambda *a, **k: calls.append(1) or (real(*a, **k) if len(calls) > 1 else 0.0))
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = materialize_warehouse(tmp_path, days[-1], instance)
+
+    assert reader.wait(timeout=60) == 0
+    assert result.success
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    waiting = [m for m in messages if f"is locked by PID {reader.pid}" in m]
+    assert waiting and "marts.duckdb" in waiting[0]
+    if when == "dbt_loses_the_race":
+        assert any(f"dbt could not lock {db} (PID {reader.pid}" in m for m in messages)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*) from marts.fct_content").fetchall()[0][0] > 0
+
+
+def test_an_old_bad_raw_file_is_quarantined_instead_of_blocking_later_days(tmp_path):
+    home = tmp_path / "home"
+    first = run_cli(home, "run", "--days", "3", "--skip-training")
+    assert first.returncode == 0, first.stderr[-3000:]
+    lake = Lake(home)
+    old_day = START + timedelta(days=1)
+    content_file = lake.partition_dir("content", old_day) / "part-0.parquet"
+    original = pl.read_parquet(content_file)
+    pl.concat([original, original.head(2)]).write_parquet(content_file)  # a double write's copies
+    garbage = lake.partition_dir("reports", START + timedelta(days=2)) / "part-1.parquet"
+    garbage.write_bytes(b"PAR1 the first bytes of a file whose copy was cut short")
+
+    later = run_cli(home, "run", "--first", (START + timedelta(days=3)).isoformat(), "--days", "1",
+                    "--skip-training")
+
+    assert later.returncode == 0, later.stdout[-3000:] + later.stderr[-3000:]
+    assert "broke the raw data rules" in later.stdout + later.stderr
+    moved = sorted(p for p in lake.quarantine_dir.rglob("*") if p.is_file() and not p.name.endswith(".reason.txt"))
+    assert [p.parent.name for p in moved] == ["content", "reports"]
+    reasons = [Path(str(p) + ".reason.txt").read_text() for p in moved]
+    assert "duplicate_row" in reasons[0] and str(content_file) in reasons[0]
+    assert "unreadable" in reasons[1] and "what to do:" in reasons[1]
+    assert pl.read_parquet(content_file).equals(original)  # the day keeps every right row
+    assert not garbage.exists()
+    with duckdb.connect(str(lake.marts_db), read_only=True) as con:
+        days = con.execute("select count(distinct created_date) from fct_content").fetchall()[0][0]
+    assert days == 4
 
 
 def test_make_run_trains_the_pair_the_text_model_and_the_baseline_on_one_dataset(e2e_home):

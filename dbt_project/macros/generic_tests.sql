@@ -30,3 +30,12 @@ from {{ model }}
 group by {{ combination | join(', ') }}
 having count(*) > 1
 {% endtest %}
+
+{# No timestamp lies further in the future than now (UTC) plus a tolerance: catches clock bugs
+   and mistyped years. Raw timestamps are naive UTC; the tolerance equals
+   ml.landing.FUTURE_TOLERANCE, which quarantines such rows before dbt reads them. #}
+{% test not_in_future(model, column_name, tolerance_hours=24) %}
+select {{ column_name }} as future_value
+from {{ model }}
+where {{ column_name }} > (now() at time zone 'UTC') + interval '{{ tolerance_hours }} hours'
+{% endtest %}
