@@ -70,13 +70,15 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
     """
     lake = lakehouse.lake
     export_dbt_environment(lake)
-    window = context.partition_time_window
-    dbt_vars = {"min_date": window.start.date().isoformat(),
-                "max_date": (window.end.date() - timedelta(days=1)).isoformat()}
+    args = ["build"]
+    if context.has_partition_key_range or context.has_partition_key:
+        window = context.partition_time_window
+        args += ["--vars", json.dumps({"min_date": window.start.date().isoformat(),
+                                       "max_date": (window.end.date() - timedelta(days=1)).isoformat()})]
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         wait_until_writable(lake.warehouse_db, max(0.0, deadline - time.monotonic()), on_wait=context.log.warning)
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, raise_on_error=False)
+        invocation = dbt.cli(args, context=context, raise_on_error=False)
         # Collect first: row counts are read after dbt has released the DuckDB file lock, and a
         # build that could not lock the file yields nothing.
         events = list(invocation.stream())
