@@ -213,10 +213,13 @@ def test_planted_raw_defect_fails_the_matching_asset_check(defect, pool, tmp_pat
 
 
 HOLD_READ_ONLY = textwrap.dedent("""
-    import sys, time, duckdb
-    con = duckdb.connect(sys.argv[1], read_only=True)
+    import os, sys, time, duckdb
+    db, stop, most = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    con = duckdb.connect(db, read_only=True)
     print("open", flush=True)
-    time.sleep(float(sys.argv[2]))
+    deadline = time.monotonic() + most
+    while not os.path.exists(stop) and time.monotonic() < deadline:
+        time.sleep(0.1)
     con.close()
 """)
 
@@ -229,24 +232,37 @@ def test_a_reader_holding_the_warehouse_delays_the_build_instead_of_failing_it(w
     db = Lake(tmp_path).warehouse_db
     db.parent.mkdir(parents=True)
     duckdb.connect(str(db)).close()
-    # Held longer than dbt takes to start, so that dbt really meets the lock.
-    reader = subprocess.Popen([sys.executable, "-c", HOLD_READ_ONLY, str(db), "20"], stdout=subprocess.PIPE, text=True)
+    stop = tmp_path / "reader-may-close"
+    # before_dbt_starts: the reader closes by itself a few seconds into the build. dbt_loses_the_race:
+    # it opened the file between the writability check and dbt's start, and closes only once dbt
+    # has failed on its lock and the build waits again.
+    hold_for = "8" if when == "before_dbt_starts" else "120"
+    reader = subprocess.Popen([sys.executable, "-c", HOLD_READ_ONLY, str(db), str(stop), hold_for],
+                              stdout=subprocess.PIPE, text=True)
     assert reader.stdout.readline().strip() == "open"
-    if when == "dbt_loses_the_race":  # the reader opened the file between the check and dbt's start
+    if when == "dbt_loses_the_race":
         real, calls = assets.warehouse.wait_until_writable, []
-        monkeypatch.setattr(assets.warehouse, "wait_until_writable",
-                            lambda *a, **k: calls.append(1) or (real(*a, **k) if len(calls) > 1 else 0.0))
+
+        def race(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                return 0.0  # "writable", and dbt starts while the reader still holds the file
+            stop.touch()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(assets.warehouse, "wait_until_writable", race)
     instance = dg.DagsterInstance.ephemeral()
 
     result = materialize_warehouse(tmp_path, days[-1], instance)
 
-    assert reader.wait(timeout=60) == 0
+    assert reader.wait(timeout=150) == 0
     assert result.success
     messages = [e.user_message for e in instance.all_logs(result.run_id)]
-    waiting = [m for m in messages if f"is locked by PID {reader.pid}" in m]
-    assert waiting and "marts.duckdb" in waiting[0]
-    if when == "dbt_loses_the_race":
-        assert any(f"dbt could not lock {db} (PID {reader.pid}" in m for m in messages)
+    if when == "before_dbt_starts":
+        waiting = [m for m in messages if f"is locked by PID {reader.pid}" in m]
+        assert waiting and "marts.duckdb" in waiting[0]
+    else:
+        assert len(calls) == 2 and any(f"dbt could not lock {db} (PID {reader.pid}" in m for m in messages)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select count(*) from marts.fct_content").fetchall()[0][0] > 0
 
