@@ -6,13 +6,24 @@ from pathlib import Path
 
 import polars as pl
 
+from ml.corpora import builtin_records
 from ml.evaluate_model import evaluate_text_model
 from ml.evaluation import text_gates
+from ml.lake import Lake, write_parquet_atomic
+from ml.reference import reference_frame
 from ml.registry import Registry
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_PARAMS, fit_text_classifier
 from ml.training.dataset import dataset_version
 from ml.training.text_classifier import ClassifierParams
+
+
+def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
+    """A small labelled reference set in the lake, as `reference_labels` lands one: dbt's reference
+    source reads `lake/reference/*/*.parquet`, so a lake built by hand for a dbt test needs it."""
+    frame = reference_frame(builtin_records(per_policy=per_policy))
+    for (source,), part in frame.group_by("source"):
+        write_parquet_atomic(part, lake.reference / source / "part-0.parquet")
 
 
 def text_classifier_candidate(frame: pl.DataFrame, models: Path, shuffle_labels: bool = False

@@ -19,6 +19,7 @@ from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
 from ml.text import eval_bucket
 from orchestration.settings import PROJECT_ROOT
 from tests.conftest import E2E_DAYS, run_cli
+from tests.helpers import land_reference_sets
 from tests.test_definitions import MARTS
 
 pytestmark = pytest.mark.slow
@@ -171,6 +172,7 @@ def land_seven_days(pool, home: Path) -> list[date]:
         part = partition_date(table, tables[table], config)
         for day in days:
             lake.write_partition(table, day, tables[table].filter(part == day))
+    land_reference_sets(lake)
     return days
 
 
