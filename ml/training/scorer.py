@@ -13,11 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import joblib
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-import torch
 
 from ml.features.text import hashed_ngrams
 from ml.taxonomy import POLICIES
@@ -47,12 +45,16 @@ class Scorer:
             saved = joblib.load(path / "model.joblib")
             self._linear, self._calibration = saved["model"], saved["calibration"]
         elif kind == "text_model" and self.profile == "minilm":
+            import torch  # imported only where needed: torch alone costs seconds of CLI start-up
+
             from ml.training.minilm_model import MiniLMClassifier
 
             self._net = MiniLMClassifier(int(artifact.params["n_dense"]))
             self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
             self._net.eval()
         elif kind == "text_model":
+            import torch
+
             from ml.training.text_model import TextClassifier, TextModelParams
 
             params = TextModelParams(**artifact.params["model"])
@@ -60,6 +62,8 @@ class Scorer:
             self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
             self._net.eval()
         elif kind == "risk_model":
+            import lightgbm as lgb
+
             self._booster = lgb.Booster(model_file=str(path / "model.txt"))
             self.classifier = Scorer(ModelArtifact.read(path.parent / artifact.params["content_classifier"]))
         else:
