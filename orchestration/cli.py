@@ -57,7 +57,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"trustlake: ingest_job failed (run {result.run_id}); open the UI to see why: make ui", file=sys.stderr)
         return 1
     if not args.skip_training:
-        print("trustlake: building features and training LightGBM, the text model and the baseline on Ray")
+        print("trustlake: building features, finding label issues, training the content classifier, the text model and "
+              "the risk model (Ray) and the baseline, and judging them on text and sources they never saw")
         result = defs.resolve_job_def("train_job").execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
             raise_on_error=False,
