@@ -111,7 +111,8 @@ def test_no_text_hash_appears_in_two_splits():
     rng = np.random.default_rng(1)
     n = 3000
     days = [datetime(2026, 10, 1).date() + timedelta(days=int(d)) for d in rng.integers(0, 20, n)]
-    hashes = [f"{h:016x}" for h in rng.integers(0, 1500, n)]  # many duplicates, like reposted spam
+    distinct = [f"{h:016x}" for h in rng.integers(0, 2**62, 1500, dtype=np.int64)]
+    hashes = [distinct[i] for i in rng.integers(0, 1500, n)]  # many duplicates, like reposted spam
     labels = pl.DataFrame({"content_id": np.arange(n), "created_date": days, "text_hash": hashes,
                            "eval_bucket": [int(h[:8], 16) % 100 for h in hashes], "label": ["spam"] * n})
     split, removed = assign_splits(labels)
