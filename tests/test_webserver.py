@@ -14,7 +14,7 @@ from orchestration.settings import PROJECT_ROOT
 from tests.conftest import trustlake_env
 
 pytestmark = pytest.mark.slow
-RAW = {"users", "content", "reports", "decisions", "appeals", "qa_audits"}
+RAW = {"users", "content", "reports", "decisions", "appeals", "qa_audits", "reference_labels"}
 
 
 def free_port() -> int:
