@@ -20,10 +20,11 @@ from pathlib import Path
 
 import polars as pl
 
+from report import write_report  # bench/report.py, beside this script
 from ml.lake import Lake
 from ml.registry import Registry
 from ml.taxonomy import VIOLATING
-from orchestration.settings import PROJECT_ROOT, Settings
+from orchestration.settings import Settings
 
 
 def latest(models: Path, kind: str) -> dict | None:
@@ -124,10 +125,7 @@ def main() -> None:
     report = {"per_policy": rows, "label_issues_vs_truth": label_issue_truth(lake)}
     if args.encoder_texts:
         report["minilm_encoder"] = encoder_speed(lake, args.encoder_texts)
-    print(json.dumps({k: v for k, v in report.items() if k != "per_policy"}, indent=2))
-    out = PROJECT_ROOT / "bench" / "results" / "quality.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report("quality", report, summary={k: v for k, v in report.items() if k != "per_policy"})
 
 
 if __name__ == "__main__":

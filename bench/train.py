@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from report import write_report  # bench/report.py, beside this script
 from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.features.text import distinct, hashed_ngrams
@@ -118,10 +119,7 @@ def main() -> None:
         "text_model_examples_per_second": round(tinfo["examples_per_second"]),
         "text_model_examples": half,
     }
-    print(json.dumps(report, indent=2))
-    out = Path(__file__).parent / "results" / "train.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report("train", report)
 
 
 if __name__ == "__main__":
