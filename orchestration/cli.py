@@ -166,10 +166,11 @@ def print_model_report(evaluations: dict) -> None:
                   f"{s.delta:+7.3f}  {s.delta_ci_low:+.3f} .. {s.delta_ci_high:+.3f}")
     pair = evaluations.get("risk_model_evaluation")
     if pair:
-        qa = pair.qa_gold.macro_pr_auc if pair.qa_gold else None
+        qa = (f"{pair.qa_gold.macro_pr_auc:.3f} on {pair.qa_gold.rows} audited items" if pair.qa_gold
+              else "not measured")
         print(f"  pair {pair.version}: simulated test macro PR-AUC {f(pair.test.macro_pr_auc).strip()} "
-              f"(classifier alone {f(pair.classifier_alone_test.macro_pr_auc).strip()}), "
-              f"QA gold {f(qa).strip()}, gates " + ("passed" if pair.gates_passed
+              f"on {pair.test.rows} items (classifier alone {f(pair.classifier_alone_test.macro_pr_auc).strip()}), "
+              f"QA gold {qa}, gates " + ("passed" if pair.gates_passed
                                                    else "FAILED: " + ", ".join(pair.failed_gates)))
 
 
