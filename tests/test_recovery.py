@@ -233,6 +233,16 @@ def home_instance(home: Path) -> dg.DagsterInstance:
 SECOND_RUN_TIMEOUT = 420
 
 
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below `pid`: the code server, run workers, step processes, dbt."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += [k for k, _ in kids]
+    return out
+
+
 @pytest.mark.slow
 def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
     home = tmp_path / "home"
@@ -243,11 +253,19 @@ def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
         deadline = time.monotonic() + 600
         dbt = []
         while not dbt and first.poll() is None and time.monotonic() < deadline:
-            dbt = [pid for pid, cmd in children(first.pid) if "dbt" in cmd and " build" in cmd]
+            dbt = [pid for pid, cmd in descendants(first.pid) if "dbt" in cmd and " build" in cmd]
             time.sleep(0.2)
         assert dbt, f"dbt never started:\n{(tmp_path / 'killed.log').read_text()[-3000:]}"
         time.sleep(1.0)  # dbt is now building inside the duckdb pool
+        # The run worker and its step process die mid-write (an OOM kill, a power cut), and so does
+        # everything else this `trustlake run` started: nothing is left to clean up after them.
+        tree = descendants(first.pid)
         os.kill(first.pid, signal.SIGKILL)
+        for pid, _ in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         first.wait()
     with home_instance(home) as inst:
         [stuck] = [r.run_id for r in inst.get_runs() if r.status == DagsterRunStatus.STARTED]
