@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             outcome = launcher.run("retrain_job")
             if not _succeeded(outcome):
                 return 1
-            evaluations = load_evaluations(instance, outcome.run_id)
+            evaluations = load_evaluations(instance, outcome.run_id, settings)
             if Registry(lake.models).champion() is None:
                 # Candidates failing their gates is an outcome, not a crash: say so and stop here.
                 say("trustlake: no champion (no candidate passed its quality gates): skipping scoring")
@@ -120,19 +120,26 @@ def _succeeded(outcome) -> bool:
 EVALUATIONS = ("content_classifier_evaluation", "text_evaluation", "risk_model_evaluation")
 
 
-def load_evaluations(instance, run_id: str) -> dict:
+def load_evaluations(instance, run_id: str, settings: Settings) -> dict:
     """The evaluations the retraining run `run_id` materialized, read back through the code
     location's IO manager (an evaluation that failed in that run is left out, never an older one)."""
+    import logging
+
     import dagster as dg
 
-    from orchestration.definitions import defs
+    from orchestration.definitions import io_manager
 
-    made = {key for key in EVALUATIONS
-            if (event := instance.get_latest_materialization_event(dg.AssetKey(key))) and event.run_id == run_id}
-    if not made:
-        return {}
-    with defs().get_asset_value_loader(instance=instance) as loader:
-        return {key: loader.load_asset_value(key) for key in sorted(made)}
+    manager = io_manager(settings).create_io_manager(dg.build_init_resource_context(instance=instance))
+    out = {}
+    logging.disable(logging.INFO)  # the IO manager's "Loading file from ..." lines
+    try:
+        for key in EVALUATIONS:
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            if event is not None and event.run_id == run_id:
+                out[key] = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey(key), instance=instance))
+    finally:
+        logging.disable(logging.NOTSET)
+    return out
 
 
 def print_summary(settings: Settings, seconds: float, models: dict) -> None:

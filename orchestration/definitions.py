@@ -55,10 +55,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                                          text_epochs=settings.text_epochs,
                                          gate_min_pr_auc=settings.gate_min_pr_auc,
                                          text_profile=settings.text_profile),
-            # Models and training sets pass between assets as real inputs, stored under the home.
-            "io_manager": dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage")),
+            "io_manager": io_manager(settings),
         },
     )
+
+
+def io_manager(settings: Settings) -> dg.FilesystemIOManager:
+    """Models, evaluations and training sets pass between assets as real inputs, stored under the home
+    (also what `trustlake run` reads its summary from, without loading every asset module)."""
+    return dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage"))
 
 
 @dg.definitions

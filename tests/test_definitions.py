@@ -198,3 +198,15 @@ def test_the_risk_model_is_stacked_on_the_content_classifier_and_evaluated_as_a_
     for gate in ("beats_baseline_text_only", "baseline_not_better_on_any_held_out_source", "no_regression_vs_champion"):
         assert ("content_classifier_evaluation", gate) in checks
     assert ("risk_model_evaluation", "content_classifier_gates") in checks
+
+
+def test_steps_at_once_and_runs_at_once_come_from_the_settings(tmp_path):
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import render_instance_yaml
+
+    settings = Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path), "TRUSTLAKE_MAX_CONCURRENT_STEPS": "1"})
+    executor = build_definitions(settings).resolve_job_def("ingest_job").executor_def
+    config = executor.config_schema.resolve_config({}).value["config"]
+    assert executor.name == "multiprocess" and config["max_concurrent"] == 1
+    assert "forkserver" in config["start_method"]
+    assert "max_concurrent_runs: 5" in render_instance_yaml(5)
