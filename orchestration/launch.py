@@ -35,6 +35,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
                                         PARTITION_NAME_TAG)
 
+from ml.lake import Lake
 from orchestration.settings import WORKSPACE_FILE
 
 LOCATION_NAME = "trustlake"  # workspace.yaml's location_name
@@ -112,7 +113,7 @@ class Launcher:
 
     def __init__(self, instance: dg.DagsterInstance, *, say: Callable[[str], None] | None = None,
                  verbose: bool = False, workspace_file: Path = WORKSPACE_FILE,
-                 on_launch: Callable[[str], None] | None = None, lake=None,
+                 on_launch: Callable[[str], None] | None = None, lake: Lake | None = None,
                  poll_seconds: float = POLL_SECONDS, heartbeat_seconds: float = HEARTBEAT_SECONDS):
         self.instance = instance
         self.say = say or (lambda line: print(line, flush=True))
@@ -330,10 +331,10 @@ def launch_and_wait(job_name: str, *, instance: dg.DagsterInstance | None = None
                     partition_range: tuple[str | date, str | date] | None = None,
                     tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
                     say: Callable[[str], None] | None = None, verbose: bool = False,
-                    timeout_seconds: float | None = None) -> RunOutcome:
+                    timeout_seconds: float | None = None, lake: Lake | None = None) -> RunOutcome:
     """One run of `job_name`, launched and followed to its end (a Launcher for a single run)."""
     instance = instance or dg.DagsterInstance.get()
-    with Launcher(instance, say=say, verbose=verbose) as launcher:
+    with Launcher(instance, say=say, verbose=verbose, lake=lake) as launcher:
         return launcher.run(job_name, partition_range=partition_range, tags=tags, run_config=run_config,
                             timeout_seconds=timeout_seconds)
 

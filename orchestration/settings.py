@@ -200,7 +200,11 @@ concurrency:
     max_concurrent_runs: {max_concurrent_runs}
 run_monitoring:
   enabled: true
+  # A shared 2-core machine can take minutes to start a process that imports torch and dbt.
+  start_timeout_seconds: 600
   free_slots_after_run_end_seconds: 60
+code_servers:
+  local_startup_timeout: 600
 """
 
 
