@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from datetime import date, timedelta
@@ -68,6 +69,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.launch import Launcher, LaunchError
     from orchestration.recovery import recover_before_run, watch_run
 
+    def terminated(signum, frame) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C: cancel the run in progress and stop the code server
+
+    signal.signal(signal.SIGTERM, terminated)
     lake = Lake(settings.home)
     days = (last - first).days + 1
     instance = dg.DagsterInstance.get()
@@ -362,8 +367,6 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
-    import signal
-
     from ml.lake import Lake
     from ml.registry import RegistryError
     from ml.scoring_io import ScoringInputError, score_file

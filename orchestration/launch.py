@@ -45,6 +45,8 @@ HEARTBEAT_SECONDS = 60.0
 # pool slots freed) instead of waited for: its worker was killed or crashed.
 DEAD_WORKER_GRACE_SECONDS = 10.0
 CANCEL_WAIT_SECONDS = 60.0
+# The longest a caller waits for one run unless told otherwise; past it the run is canceled.
+RUN_TIMEOUT_SECONDS = 6 * 3600.0
 
 
 class LaunchError(RuntimeError):
@@ -192,9 +194,10 @@ class Launcher:
         self.instance.launch_run(run.run_id, self._workspace)
         return run.run_id
 
-    def wait(self, run_id: str, *, timeout_seconds: float | None = None) -> RunOutcome:
-        """Follow the run until it ends, saying what finishes; bounded by `timeout_seconds` if given
-        (then the run is canceled). Ctrl-C cancels the run and waits for it to stop."""
+    def wait(self, run_id: str, *, timeout_seconds: float | None = RUN_TIMEOUT_SECONDS) -> RunOutcome:
+        """Follow the run until it ends, saying what finishes. Bounded: past `timeout_seconds` (None:
+        no limit) the run is canceled; a run whose worker died is recovered within seconds (marked
+        failed, its pool slots freed) rather than waited for. Ctrl-C cancels the run."""
         run = self.instance.get_run_by_id(run_id)
         if run is None:
             raise LaunchError(f"no run {run_id}")
@@ -213,7 +216,7 @@ class Launcher:
 
     def run(self, job_name: str, *, partition_range: tuple[str | date, str | date] | None = None,
             tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
-            timeout_seconds: float | None = None) -> RunOutcome:
+            timeout_seconds: float | None = RUN_TIMEOUT_SECONDS) -> RunOutcome:
         """`launch` then `wait`."""
         run_id = self.launch(job_name, partition_range=partition_range, tags=tags, run_config=run_config)
         return self.wait(run_id, timeout_seconds=timeout_seconds)
@@ -331,7 +334,7 @@ def launch_and_wait(job_name: str, *, instance: dg.DagsterInstance | None = None
                     partition_range: tuple[str | date, str | date] | None = None,
                     tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
                     say: Callable[[str], None] | None = None, verbose: bool = False,
-                    timeout_seconds: float | None = None, lake: Lake | None = None) -> RunOutcome:
+                    timeout_seconds: float | None = RUN_TIMEOUT_SECONDS, lake: Lake | None = None) -> RunOutcome:
     """One run of `job_name`, launched and followed to its end (a Launcher for a single run)."""
     instance = instance or dg.DagsterInstance.get()
     with Launcher(instance, say=say, verbose=verbose, lake=lake) as launcher:

@@ -59,10 +59,32 @@ def trustlake_env(home: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_cli(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+def run_cli(home: Path, *args: str, timeout: float = 1200, **extra: str) -> subprocess.CompletedProcess:
+    """`trustlake ARGS` in `home`; past `timeout` the command and everything it started (the code
+    server, run workers, dbt) are killed, so a stuck run never outlives its test."""
     exe = Path(sys.executable).with_name("trustlake")
-    return subprocess.run([str(exe), *args], env=trustlake_env(home, **extra), capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=900)
+    proc = subprocess.Popen([str(exe), *args], env=trustlake_env(home, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process below it (processes a test started, nothing else)."""
+    import signal
+
+    from tests.helpers import descendants
+
+    for p in [pid] + [d for d, _ in descendants(pid)]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +92,7 @@ def e2e_home(tmp_path_factory) -> Path:
     """A home directory after a real `trustlake run` (Dagster + dbt + Ray) over its whole window:
     E2E_DAYS days ending yesterday."""
     home = tmp_path_factory.mktemp("trustlake-home")
-    result = run_cli(home, "run")
+    result = run_cli(home, "run", timeout=2400)
     assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return home
 

@@ -50,3 +50,27 @@ def small_champion(frame: pl.DataFrame, models: Path) -> ModelArtifact:
     artifact, _ = text_classifier_candidate(frame, models)
     Registry(models).promote(artifact.version, reason="test champion", actor="test")
     return artifact
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append((int(entry.name), cmd))
+    return out
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below `pid`: the code server, run workers, step processes, dbt."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += [k for k, _ in kids]
+    return out

@@ -210,3 +210,14 @@ def test_steps_at_once_and_runs_at_once_come_from_the_settings(tmp_path):
     assert executor.name == "multiprocess" and config["max_concurrent"] == 1
     assert "forkserver" in config["start_method"]
     assert "max_concurrent_runs: 5" in render_instance_yaml(5)
+
+
+def test_turning_the_daily_schedule_on_lands_the_day_after_the_window(definitions):
+    from datetime import UTC, datetime, time, timedelta
+
+    schedule = definitions.resolve_schedule_def("daily_schedule")
+    new_day = last_complete_day() + timedelta(days=1)  # today: not a partition yet, it has not ended
+    tick = datetime.combine(new_day + timedelta(days=1), time(1, 0), tzinfo=UTC)
+    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == new_day.isoformat()

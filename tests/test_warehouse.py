@@ -1,6 +1,7 @@
 """The dbt warehouse end to end: published marts, analyst queries, idempotent rebuilds,
 readers during rebuilds, and planted raw defects caught by the matching asset check."""
 
+import os
 import re
 import subprocess
 import sys
@@ -17,10 +18,10 @@ import pytest
 from ml.lake import Lake
 from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
 from ml.text import eval_bucket
-from orchestration.settings import PROJECT_ROOT
 from orchestration.partitions import daily_partitions
-from tests.conftest import E2E_DAYS, first_day, run_cli
-from tests.helpers import land_reference_sets
+from orchestration.settings import PROJECT_ROOT
+from tests.conftest import E2E_DAYS, first_day, kill_tree, run_cli, trustlake_env
+from tests.helpers import descendants, land_reference_sets
 from tests.test_definitions import MARTS
 
 pytestmark = pytest.mark.slow
@@ -115,24 +116,46 @@ READER = textwrap.dedent("""
         n_ok += 1
         if os.path.exists(stop) and n_ok >= 1:
             break
-        time.sleep(0.5)  # 50 pollers must not starve the rebuild of 2 cores
+        time.sleep(1.0)  # 50 pollers must not starve the rebuild of 2 cores
     print(n_ok)
 """)
 
 
 def test_fifty_readers_all_succeed_while_the_warehouse_rebuilds(e2e_home, tmp_path):
-    stop = tmp_path / "stop"
-    readers = [
-        subprocess.Popen([sys.executable, "-c", READER, str(marts_db(e2e_home)), str(stop)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(50)
-    ]
-    time.sleep(1.0)
+    stop, log_path = tmp_path / "stop", tmp_path / "rebuild.log"
     day = first_day(e2e_home) + timedelta(days=E2E_DAYS - 2)
-    rebuild = run_cli(e2e_home, "run", "--first", day.isoformat(), "--days", "1", "--skip-training")
-    stop.touch()
-    outcomes = [r.communicate(timeout=120) for r in readers]
-    assert rebuild.returncode == 0, rebuild.stderr[-3000:]
+    exe = Path(sys.executable).with_name("trustlake")
+    readers: list[subprocess.Popen] = []
+    with open(log_path, "w") as log:
+        rebuild = subprocess.Popen([str(exe), "run", "--first", day.isoformat(), "--days", "1", "--skip-training"],
+                                   env=trustlake_env(e2e_home), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        try:
+            # The readers start once dbt is writing the warehouse (not while the run's processes start
+            # up) and read until the run has published the marts again.
+            deadline = time.monotonic() + 900
+            while not any("dbt" in cmd and " build" in cmd for _, cmd in descendants(rebuild.pid)):
+                assert rebuild.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            published_before = os.stat(marts_db(e2e_home)).st_ino
+            readers = [
+                subprocess.Popen([sys.executable, "-c", READER, str(marts_db(e2e_home)), str(stop)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(50)
+            ]
+            assert rebuild.poll() is None  # every reader started while the run was writing
+            code = rebuild.wait(timeout=1200)
+        finally:
+            stop.touch()
+            if rebuild.poll() is None:
+                kill_tree(rebuild.pid)
+            for reader in readers:
+                try:
+                    reader.wait(timeout=300)
+                except subprocess.TimeoutExpired:
+                    reader.kill()
+    outcomes = [r.communicate() for r in readers]
+    assert code == 0, log_path.read_text()[-3000:]
+    assert os.stat(marts_db(e2e_home)).st_ino != published_before  # marts.duckdb was replaced under them
     failures = [err for (out, err), r in zip(outcomes, readers) if r.returncode != 0]
     assert failures == []
     assert all(int(out.strip()) >= 1 for out, _ in outcomes)
