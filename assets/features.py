@@ -43,7 +43,15 @@ TABLES = {
         lambda raw: build.network_features(raw["content"], raw["users"], raw["decisions"]),
     ),
 }
-CHECKS = ("schema", "null_rates", "value_ranges", "covers_labelled_content", "drift_psi")
+CHECKS = {
+    "schema": "The table has exactly the columns and types training and scoring expect (ml/features/build.py).",
+    "null_rates": "No column has a null value (the feature code fills every column of every row).",
+    "value_ranges": "Every feature with a declared range (ml/features/build.py RANGES) lies inside it.",
+    "covers_labelled_content": "Every labelled content item in training_labels has a feature row, so no label "
+    "is dropped from the training set for want of features.",
+    "drift_psi": "Population stability index of each numeric feature against the previous build stays at or "
+    "below 0.25; a warning, never blocking, since new days legitimately shift distributions.",
+}
 
 
 def labelled_content_ids(lakehouse: LakehouseResource) -> pl.Series | None:
@@ -61,7 +69,8 @@ def feature_asset(name: str, table: FeatureTable) -> dg.AssetsDefinition:
         description=table.description,
         kinds={"polars", "parquet"},
         deps=[*table.reads, "training_labels"],
-        check_specs=[dg.AssetCheckSpec(c, asset=name, blocking=c != "drift_psi") for c in CHECKS],
+        check_specs=[dg.AssetCheckSpec(c, asset=name, blocking=c != "drift_psi", description=d)
+                     for c, d in CHECKS.items()],
     )
     def _feature(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         lake = lakehouse.lake

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import date, timedelta
+
 import dagster as dg
 import polars as pl
 
@@ -44,7 +47,9 @@ def frame_metadata(frame: pl.DataFrame) -> dict:
 def markdown_table(frame: pl.DataFrame, digits: int = 3) -> str:
     """A small frame as a markdown table, floats rounded for people."""
     def cell(v) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v))
+        if isinstance(v, float):
+            return f"{v:.{digits}f}" if math.isfinite(v) else ""
+        return "" if v is None else str(v)
 
     head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
     return head + "".join("\n| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows())
@@ -59,8 +64,26 @@ def image_markdown(path: str, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})\n\n`{path}`")
 
 
-def rounded(value: float | None, digits: int = 3) -> float | str:
-    """A figure rounded for people; a figure that was not measured shows as "not measured", never NaN."""
-    if value is None or value != value:
-        return "not measured"
+
+def partition_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The days a run targets (one, or a range in a single-run backfill); [] when unpartitioned."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return []
+    window = context.partition_time_window
+    first = window.start.date()
+    return [first + timedelta(days=i) for i in range((window.end.date() - first).days)]
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    """A number for people: rounded, and None (left out) rather than NaN or infinity."""
+    if value is None or not math.isfinite(value):
+        return None
     return round(float(value), digits)
+
+
+def add_partition_metadata(context: dg.AssetExecutionContext, day: date, metadata: dict,
+                           asset_key: str | None = None) -> None:
+    """Metadata that describes one day of a (possibly ranged) run, recorded on that day's
+    materialization only; entries that are None are left out."""
+    context.add_asset_metadata({k: v for k, v in metadata.items() if v is not None}, asset_key=asset_key,
+                               partition_key=day.isoformat())

@@ -1,10 +1,8 @@
 """Raw platform tables: the simulator's output landed as daily Parquet partitions."""
 
-from datetime import date, timedelta
-
 import dagster as dg
 
-from assets.metadata import frame_metadata
+from assets.metadata import add_partition_metadata, partition_days, preview, table_schema
 from ml.landing import check_raw_lake
 from ml.simulator import EVENT_TIME, GROUND_TRUTH_TABLES, RAW_TABLES, partition_date, simulate_days
 from orchestration.partitions import daily_partitions
@@ -36,10 +34,6 @@ RAW_SPECS = [
     for table in RAW_TABLES
 ]
 
-def _days(window: dg.TimeWindow) -> list[date]:
-    first = window.start.date()
-    n = (window.end.date() - first).days
-    return [first + timedelta(days=i) for i in range(n)]
 
 @dg.multi_asset(
     specs=RAW_SPECS,
@@ -50,7 +44,7 @@ def _days(window: dg.TimeWindow) -> list[date]:
 def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
     """Simulate the selected days once and land every raw table, one file per day; then check every
     raw file changed since it last passed the raw data rules, and quarantine any that breaks them."""
-    days = _days(context.partition_time_window)
+    days = partition_days(context)
     config = lakehouse.sim_config
     pool, source = lakehouse.text_pool()
     if source == "builtin":
@@ -73,12 +67,19 @@ def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseR
             f"{q.rows_kept:,} good rows kept in the lake. The reason file beside it says what to do.")
     for table in RAW_TABLES:
         frame = tables[table]
+        part = partition_date(table, frame, config)
+        # Each day's materialization carries that day's rows; what the whole run shares (schema,
+        # where it lives, files quarantined anywhere in the lake by this run) is on every day.
+        for day in days:
+            landed = frame.filter(part == day)
+            add_partition_metadata(context, day, {"dagster/row_count": landed.height, "preview": preview(landed)},
+                                   asset_key=table)
         quarantined = checked.for_table(table)
         yield dg.MaterializeResult(
             asset_key=table,
             metadata={
-                **frame_metadata(frame),
-                "days": len(days),
+                "dagster/column_schema": table_schema(frame),
+                "days_in_run": len(days),
                 "text_source": source,
                 "path": dg.MetadataValue.path(str(lake.raw / table)),
                 "quarantined_files": len(quarantined),

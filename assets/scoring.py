@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
-from assets.raw import _days
+from assets.metadata import add_partition_metadata, markdown_table, partition_days, rounded
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.registry import Registry
@@ -32,7 +32,7 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     registry = Registry(lakehouse.lake.models)
     champion = load_model(registry.artifact_dir(registry.get(deployed.champion)))
     lake = lakehouse.lake
-    days = _days(context.partition_time_window)
+    days = partition_days(context)
     raw = {t: lake.read_table(t).drop("date") for t in ("content", "users", "reports", "decisions", "appeals")}
     content = raw["content"]
     todays = content.filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
@@ -40,12 +40,17 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     scores = pl.concat([frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)],
                        how="horizontal").with_columns(scored_at=pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)))
     for day in days:
-        lake.write_partition("content_scores", day, scores.filter(pl.col("created_at").dt.date() == day),
-                             root=lake.scores)
-    actions = dict(scores.group_by("action").len().iter_rows())
+        todays_scores = scores.filter(pl.col("created_at").dt.date() == day)
+        lake.write_partition("content_scores", day, todays_scores, root=lake.scores)
+        # This day's own numbers on this day's materialization, so per-partition plots mean something.
+        add_partition_metadata(context, day, {
+            "dagster/row_count": todays_scores.height,
+            "mean_risk": rounded(float(risk(todays_scores).mean())) if todays_scores.height else None,
+            "actions": dg.MetadataValue.md(markdown_table(
+                todays_scores.group_by("action").len().sort("action").rename({"len": "items"}))),
+        })
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": scores.height, "model_version": champion.version,
-        "actions": dg.MetadataValue.json(actions),
-        "mean_risk": float(risk(scores).mean()) if scores.height else 0.0,
+        "model_version": champion.version,
+        "days_in_run": len(days),
         "path": dg.MetadataValue.path(str(lake.scores / "content_scores")),
     })

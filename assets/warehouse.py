@@ -3,12 +3,13 @@
 import json
 import time
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import polars as pl
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from assets.metadata import markdown_table, partition_days
 from ml.warehouse import (
     LOCK_WAIT_SECONDS,
     describe_tables,
@@ -16,11 +17,14 @@ from ml.warehouse import (
     lock_holder,
     publish_marts,
     retry_while_locked,
+    rows_by_day,
     wait_until_writable,
 )
+from orchestration.automation import automation_condition_for
+from orchestration.ownership import owners_for
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
-from orchestration.warehouse_project import dbt_project, export_dbt_environment
+from orchestration.warehouse_project import dbt_project
 
 DUCKDB_POOL = "duckdb"
 # Models built from the champion's scores; they run after scoring, not with the warehouse.
@@ -29,7 +33,11 @@ SCORING_MODELS = ("mart_review_queue",)
 TRAINING_MODELS = ("mart_label_issues",)
 
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
-    """Every dbt node in group `warehouse`; sources map onto the raw lake assets by name."""
+    """Keys, groups, owners, automation and check descriptions of every dbt node, in one place.
+
+    Sources map onto the raw lake assets by name; models go to group `warehouse`, except the
+    ones built from scores (`scoring`) or from training's label issues (`training`).
+    """
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
@@ -39,9 +47,51 @@ class TrustlakeDbtTranslator(DagsterDbtTranslator):
         layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
         group = ("scoring" if props["name"] in SCORING_MODELS else
                  "training" if props["name"] in TRAINING_MODELS else "warehouse")
+        key = dg.AssetKey(props["name"])
+        partition_column = _model_meta(props).get("partition_column")
         return spec.replace_attributes(
-            key=dg.AssetKey(props["name"]), group_name=group
-        ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer})
+            key=key, group_name=group, owners=owners_for(group), automation_condition=automation_condition_for(key),
+        ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer},
+                           metadata={"partition_column": partition_column} if partition_column else {})
+
+    def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
+                             project) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=describe_dbt_test(manifest["nodes"][unique_id], spec.asset_key.to_user_string()))
+
+
+def _model_meta(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {**(props.get("meta") or {}), **((props.get("config") or {}).get("meta") or {})}
+
+
+def describe_dbt_test(test: Mapping[str, Any], tested: str) -> str:
+    """A sentence saying what a dbt test asserts: its own description, a singular test's leading
+    `--` comment, or one built from the generic test's name and arguments."""
+    if test.get("description"):
+        return test["description"]
+    generic = test.get("test_metadata") or {}
+    if not generic:
+        comments = [line.strip()[2:].strip() for line in test.get("raw_code", "").splitlines()
+                    if line.strip().startswith("--")]
+        return " ".join(comments) or f"dbt test {test['name']}: fails when its query returns rows."
+    args = generic.get("kwargs") or {}
+    col = f"`{args.get('column_name')}`" if args.get("column_name") else "the row"
+    name = generic.get("name")
+    said = {
+        "unique": f"{col} is unique",
+        "not_null": f"{col} is never null",
+        "accepted_values": f"{col} is one of {', '.join(map(str, args.get('values') or []))}",
+        "accepted_range": f"{col} lies in [{args.get('min_value', '-inf')}, {args.get('max_value', 'inf')}]",
+        "relationships": f"every {col} exists as `{args.get('field')}` in {str(args.get('to', '')).strip()}",
+        "not_in_future": f"{col} is at most {args.get('tolerance_hours')} h in the future",
+        "not_before": f"{col} is never before `{args.get('other_column')}`",
+        "unique_combination": f"({', '.join(args.get('combination') or [])}) is unique",
+        "expression_is_true": f"`{args.get('expression')}` holds on every row",
+    }.get(name, f"dbt test `{name}` holds on {col}")
+    return f"{said[0].upper()}{said[1:]} in `{tested}` (dbt test `{name}`; failing rows are counted in the check's metadata)."
+
 
 translator = TrustlakeDbtTranslator(
     settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
@@ -72,12 +122,11 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
     naming it; a build that lost the race for the lock to such a process is run again.
     """
     lake = lakehouse.lake
-    export_dbt_environment(lake)
+    lake.warehouse_dir.mkdir(parents=True, exist_ok=True)
     args = ["build"]
-    if context.has_partition_key_range or context.has_partition_key:
-        window = context.partition_time_window
-        args += ["--vars", json.dumps({"min_date": window.start.date().isoformat(),
-                                       "max_date": (window.end.date() - timedelta(days=1)).isoformat()})]
+    days = partition_days(context)
+    if days:
+        args += ["--vars", json.dumps({"min_date": days[0].isoformat(), "max_date": days[-1].isoformat()})]
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         wait_until_writable(lake.warehouse_db, max(0.0, deadline - time.monotonic()), on_wait=context.log.warning)
@@ -93,15 +142,28 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
                              f"{lake.marts_db} (docs/operations.md, 'Warehouse locks and recovery').")
         context.log.warning(f"dbt could not lock {lake.warehouse_db} ({lock_holder(invocation.get_error())} opened "
                             "it first); building again once it is closed.")
-    names = {e.output_name: context.asset_key_for_output(e.output_name).path[-1]
-             for e in events if isinstance(e, dg.Output)}
+    keys = {e.output_name: context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)}
+    names = {output: key.path[-1] for output, key in keys.items()}
     tables = retry_while_locked(lambda: describe_tables(lake.warehouse_db, list(names.values())),
                                 lake.warehouse_db, on_wait=context.log.warning)
+    # A model with a partition column (its YAML meta) reports each day's own rows on that day's
+    # partition; any other model reports only the whole table, which no day owns.
+    dated = {names[o]: context.assets_def.specs_by_key[k].metadata.get("partition_column") for o, k in keys.items()}
+    dated = {name: column for name, column in dated.items() if column} if days else {}
+    per_day = retry_while_locked(lambda: rows_by_day(lake.warehouse_db, dated, days[0], days[-1]),
+                                 lake.warehouse_db, on_wait=context.log.warning) if dated else {}
     for event in events:
         if isinstance(event, dg.Output) and names[event.output_name] in tables:
-            rows, schema = tables[names[event.output_name]]
-            event = event.with_metadata({**event.metadata, "dagster/row_count": rows,
-                                         "dagster/column_schema": schema_metadata(schema)})
+            name = names[event.output_name]
+            rows, schema = tables[name]
+            metadata = {**{k: round(v, 3) if isinstance(v, float) else v for k, v in event.metadata.items()},
+                        "table_row_count": rows, "dagster/column_schema": schema_metadata(schema)}
+            if not days:
+                metadata["dagster/row_count"] = rows
+            for day in days if name in per_day else ():
+                context.add_asset_metadata({"dagster/row_count": per_day[name].get(day, 0)},
+                                           asset_key=keys[event.output_name], partition_key=day.isoformat())
+            event = event.with_metadata(metadata)
         yield event
     if not invocation.is_successful():
         raise dg.Failure(f"dbt build failed; see the failed models and checks above. {invocation.get_error()}")
@@ -146,12 +208,13 @@ def published_marts(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
     atomically after a successful warehouse build so open readers never see half-built marts."""
     lake = lakehouse.lake
     counts = publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
+    # The whole published file, which no single day owns: no per-partition row count.
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(lake.marts_db)),
             "tables": len(counts),
-            "rows": dg.MetadataValue.json(counts),
-            "dagster/row_count": sum(counts.values()),
+            "rows_by_table": dg.MetadataValue.md(markdown_table(
+                pl.DataFrame({"table": list(counts), "rows": list(counts.values())}))),
         }
     )
 

@@ -116,6 +116,25 @@ def describe_tables(db_path: Path, names: list[str]) -> dict[str, tuple[int, lis
     return out
 
 
+def rows_by_day(db_path: Path, columns: dict[str, str], first, last) -> dict[str, dict]:
+    """Rows per day of each named table or view, by its date (or timestamp) column, for days
+    first..last (dates, inclusive); a day with no rows is absent. `columns` maps table -> column."""
+    if not columns or not Path(db_path).exists():
+        return {}
+    out: dict[str, dict] = {}
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        found = dict(con.execute("select table_name, table_schema from information_schema.tables "
+                                 "where table_name in ?", [list(columns)]).fetchall())
+        for name, column in columns.items():
+            if name not in found:
+                continue
+            rows = con.execute(
+                f'select cast("{column}" as date) as day, count(*) from "{found[name]}"."{name}" '
+                f'where cast("{column}" as date) between ? and ? group by 1', [first, last]).fetchall()
+            out[name] = {day: int(n) for day, n in rows}
+    return out
+
+
 def publish_marts(warehouse_db: Path, marts_db: Path, on_wait: Callable[[str], object] | None = None,
                   lock_timeout_s: float = LOCK_WAIT_SECONDS) -> dict[str, int]:
     """Copy every table of the `marts` schema into a new file and rename it over `marts_db`.

@@ -4,104 +4,147 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from datetime import date, timedelta
 
-from orchestration.settings import PROJECT_ROOT, Settings, prepare_environment
+from orchestration.settings import PROJECT_ROOT, WORKSPACE_FILE, Settings
 
 
-def _prepare(settings: Settings) -> None:
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _prepare(settings: Settings) -> Settings:
+    """Everything loading the definitions relies on, done before anything loads them: the home and
+    its pinned first day, the Dagster instance's dagster.yaml, the dbt manifest. Then point this
+    process, and the Dagster processes it starts, at that instance."""
     from ml.lake import Lake
-    from orchestration.warehouse_project import export_dbt_environment, prepare_manifest
+    from orchestration.settings import prepare_home, process_environment
+    from orchestration.warehouse_project import prepare_manifest
 
-    prepare_environment(settings)
-    lake = Lake(settings.home)
-    export_dbt_environment(lake)
-    prepare_manifest(lake)
+    settings = prepare_home(settings)
+    os.environ.update(process_environment(settings))
+    prepare_manifest(Lake(settings.home))
+    return settings
 
 
 def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
-    _prepare(settings)
-    print(f"trustlake home: {settings.home}; dbt manifest ready")
+    settings = _prepare(settings)
+    print(f"trustlake home: {settings.home}; simulated window {settings.start_date} .. {settings.last_day} "
+          f"(first day {'from TRUSTLAKE_START_DATE' if settings.start_date_source == 'TRUSTLAKE_START_DATE' else 'pinned in ' + str(settings.platform_file)}); "
+          "dbt manifest ready")
     return 0
+
+
+def run_window(args: argparse.Namespace, settings: Settings) -> tuple[date, date]:
+    """The days `trustlake run` builds: --first (default: the first day) for --days days (default:
+    through yesterday, the last day the daily partitions have)."""
+    first = date.fromisoformat(args.first) if args.first else settings.start_date
+    if first < settings.start_date:
+        raise ValueError(f"--first {first} is before the platform's first day {settings.start_date}")
+    last = first + timedelta(days=args.days - 1) if args.days else settings.last_day
+    if args.days is not None and args.days < 1:
+        raise ValueError("--days must be at least 1")
+    if last > settings.last_day:
+        raise ValueError(f"{first} + {args.days} days ends {last}, past yesterday ({settings.last_day}), the last "
+                         "day that has ended: ask for fewer days")
+    if first > last:
+        raise ValueError(f"nothing to build: {first} is after yesterday ({settings.last_day})")
+    return first, last
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    _prepare(settings)
+    settings = _prepare(settings)
+    try:
+        first, last = run_window(args, settings)
+    except ValueError as exc:
+        print(f"trustlake run: {exc}", file=sys.stderr)
+        return 2
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from ml.lake import Lake
-    from orchestration.definitions import defs
-    from orchestration.recovery import recover_before_run
+    from ml.registry import Registry
+    from orchestration.launch import Launcher, LaunchError
+    from orchestration.recovery import recover_before_run, watch_run
 
-    days = args.days or settings.days
-    first = date.fromisoformat(args.first) if args.first else settings.start_date
-    if first < settings.start_date:
-        print(f"trustlake run: --first {first} is before TRUSTLAKE_START_DATE {settings.start_date}", file=sys.stderr)
-        return 2
-    last = first + timedelta(days=days - 1)
+    def terminated(signum, frame) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C: cancel the run in progress and stop the code server
+
+    signal.signal(signal.SIGTERM, terminated)
+    lake = Lake(settings.home)
+    days = (last - first).days + 1
     instance = dg.DagsterInstance.get()
     # Dead runs, stuck pool slots and killed writes' temp files are dealt with before anything starts.
-    recover_before_run(instance, Lake(settings.home), say=lambda line: print(f"trustlake: {line}", flush=True))
-    print(f"trustlake: simulating and landing {days} days ({first} .. {last}) through Dagster", flush=True)
+    recover_before_run(instance, lake, say=lambda line: say(f"trustlake: {line}"))
     started = time.perf_counter()
-    result = defs.resolve_job_def("ingest_job").execute_in_process(
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-        tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
-        raise_on_error=False,
-    )
-    if not result.success:
-        print(f"trustlake: ingest_job failed (run {result.run_id}); open the UI to see why: make ui", file=sys.stderr)
+    evaluations: dict = {}
+    try:
+        with Launcher(instance, say=say, verbose=args.verbose, on_launch=watch_run, lake=lake) as launcher:
+            if launcher.log_file:
+                say(f"trustlake: Dagster and dbt output goes to {launcher.log_file} (--verbose shows it here)")
+            say(f"trustlake: ingest_job: simulating and landing {days} days ({first} .. {last}), building the warehouse")
+            if not _succeeded(launcher.run("ingest_job", partition_range=(first, last))):
+                return 1
+            if args.skip_training:
+                print_summary(settings, time.perf_counter() - started, {})
+                return 0
+            say("trustlake: retrain_job: features, label issues, the content classifier, the text model and the risk "
+                "model (Ray), the baseline, judged on text and sources they never saw; promotion if every gate passes")
+            outcome = launcher.run("retrain_job")
+            if not _succeeded(outcome):
+                return 1
+            evaluations = load_evaluations(instance, outcome.run_id, settings)
+            if Registry(lake.models).champion() is None:
+                # Candidates failing their gates is an outcome, not a crash: say so and stop here.
+                say("trustlake: no champion (no candidate passed its quality gates): skipping scoring")
+                print_summary(settings, time.perf_counter() - started, evaluations)
+                return 0
+            say(f"trustlake: score_job: scoring {days} days of content with the champion, building the review queue")
+            if not _succeeded(launcher.run("score_job", partition_range=(first, last))):
+                return 1
+    except LaunchError as exc:
+        print(f"trustlake run: {exc}", file=sys.stderr)
         return 1
-    if not args.skip_training:
-        print("trustlake: building features, finding label issues, training the content classifier, the text model and "
-              "the risk model (Ray) and the baseline, and judging them on text and sources they never saw")
-        result = defs.resolve_job_def("train_job").execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            raise_on_error=False,
-        )
-        models = {key: result.output_for_node(key) for key in EVALUATIONS if _has_output(result, key)}
-        gate_failures = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        for e in gate_failures:
-            print(f"  check failed: {e.asset_key.to_user_string()} {e.check_name}: {e.description}")
-        if not result.success and not gate_failures:
-            print(f"trustlake: train_job failed (run {result.run_id}); open the UI to see why: make ui",
-                  file=sys.stderr)
-            return 1
-        result = defs.resolve_job_def("deploy_job").execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            raise_on_error=False,
-        )
-        if not result.success:
-            print(f"trustlake: deploy_job failed (run {result.run_id}); open the UI to see why: make ui",
-                  file=sys.stderr)
-            return 1
-        from ml.lake import Lake as _Lake
-        from ml.registry import Registry
-
-        if Registry(_Lake(settings.home).models).champion() is None:
-            # Candidates failing their gates is an outcome, not a crash: say so and stop here.
-            print("trustlake: no champion (no candidate passed its quality gates): skipping scoring",
-                  file=sys.stderr)
-            print_summary(settings, time.perf_counter() - started, models)
-            return 0
-        print("trustlake: scoring every day's content with the champion and building the review queue")
-        result = defs.resolve_job_def("score_job").execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            tags={ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
-            raise_on_error=False,
-        )
-        if not result.success:
-            print(f"trustlake: score_job failed (run {result.run_id}); open the UI to see why: make ui",
-                  file=sys.stderr)
-            return 1
-    else:
-        models = {}
-    print_summary(settings, time.perf_counter() - started, models)
+    except KeyboardInterrupt:
+        return 130
+    print_summary(settings, time.perf_counter() - started, evaluations)
     return 0
+
+
+def _succeeded(outcome) -> bool:
+    """Print a run's failed checks (gates are outcomes, not failures) and, if it failed, why."""
+    for check in outcome.failed_checks:
+        say(f"  {check.describe()}")
+    for line in outcome.failure_lines():
+        print(f"trustlake: {line}", file=sys.stderr, flush=True)
+    return outcome.success
+
+
+EVALUATIONS = ("content_classifier_evaluation", "text_evaluation", "risk_model_evaluation")
+
+
+def load_evaluations(instance, run_id: str, settings: Settings) -> dict:
+    """The evaluations the retraining run `run_id` materialized, read back through the code
+    location's IO manager (an evaluation that failed in that run is left out, never an older one)."""
+    import logging
+
+    import dagster as dg
+
+    from orchestration.definitions import io_manager
+
+    manager = io_manager(settings).create_io_manager(dg.build_init_resource_context(instance=instance))
+    out = {}
+    logging.disable(logging.INFO)  # the IO manager's "Loading file from ..." lines
+    try:
+        for key in EVALUATIONS:
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            if event is not None and event.run_id == run_id:
+                out[key] = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey(key), instance=instance))
+    finally:
+        logging.disable(logging.NOTSET)
+    return out
 
 
 def print_summary(settings: Settings, seconds: float, models: dict) -> None:
@@ -125,17 +168,6 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
         print_model_report(models)
         print_champion(lake)
     print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
-
-
-EVALUATIONS = ("content_classifier_evaluation", "text_evaluation", "risk_model_evaluation")
-
-
-def _has_output(result, key: str) -> bool:
-    try:
-        result.output_for_node(key)
-    except Exception:  # a step that failed or was skipped has no output: nothing to report
-        return False
-    return True
 
 
 def print_model_report(evaluations: dict) -> None:
@@ -209,9 +241,9 @@ def query_lake_count(lake, table: str) -> tuple[int, int]:
 
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
-    _prepare(settings)
+    settings = _prepare(settings)
     os.chdir(PROJECT_ROOT)
-    argv = ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    argv = ["dagster", "dev", "-w", str(WORKSPACE_FILE), "-h", args.host, "-p", str(args.port)]
     exe = os.path.join(os.path.dirname(sys.executable), "dagster")
     print(f"trustlake: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home})")
     os.execv(exe, argv)
@@ -337,8 +369,6 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
-    import signal
-
     from ml.lake import Lake
     from ml.registry import RegistryError
     from ml.scoring_io import ScoringInputError, score_file
@@ -430,11 +460,14 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trustlake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="simulate the platform and materialize every asset")
-    p.add_argument("--days", type=int, default=None, help="days to simulate from TRUSTLAKE_START_DATE (default 30)")
-    p.add_argument("--first", default=None, help="first day to (re)build, YYYY-MM-DD (default TRUSTLAKE_START_DATE)")
-    p.add_argument("--skip-training", action="store_true", help="land and model the data only")
-    p.add_argument("--log-level", default="WARNING", help="Dagster console log level (runs keep full logs in the UI)")
+    p = sub.add_parser("run", help="launch ingest_job, retrain_job and score_job over the simulated window")
+    p.add_argument("--days", type=int, default=None,
+                   help="days to build from --first (default: through yesterday, the window's last day)")
+    p.add_argument("--first", default=None,
+                   help="first day to (re)build, YYYY-MM-DD (default: the platform's first day, pinned in the home)")
+    p.add_argument("--skip-training", action="store_true", help="land and model the data only (ingest_job)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Dagster's and dbt's own output (the runs keep their full logs in the UI either way)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ui", help="start the Dagster UI (dagster dev -w workspace.yaml)")
     p.add_argument("--host", default="127.0.0.1")
@@ -479,14 +512,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", default=None, help="YAML of `original label: policy` lines")
     p.add_argument("--source", required=True, help="name of the labelled set (lower-case letters, digits, _)")
     p.set_defaults(func=cmd_labels)
-    p = sub.add_parser("prepare", help="create the home directory and parse the dbt manifest")
+    p = sub.add_parser("prepare", help="create the home (pinning its first day), the Dagster instance and the dbt manifest")
     p.set_defaults(func=cmd_prepare)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args, Settings.from_env())
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad variable or a damaged platform.json: say which, no traceback
+        print(f"trustlake: {exc}", file=sys.stderr)
+        return 2
+    return args.func(args, settings)
 
 
 if __name__ == "__main__":

@@ -1,50 +1,71 @@
-"""The trustlake code location: every asset, check, job, schedule and resource."""
+"""The trustlake code location: every asset, check, job, schedule, sensor and resource.
+
+Importing this module does nothing but define `defs`: no file is written, no environment variable
+is set and dbt is never run (tests/test_definitions.py proves it in a fresh process). The
+definitions are built when Dagster loads the code location (`@dg.definitions`), from settings read
+in orchestration/settings.py and the dbt manifest `trustlake prepare` parsed beforehand.
+"""
+
+from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from ml.lake import Lake
-from orchestration.settings import Settings, prepare_environment
-from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project, export_dbt_environment, prepare_manifest
+from orchestration.settings import Settings
 
-settings = Settings.from_env()
-prepare_environment(settings)
-export_dbt_environment(Lake(settings.home))
-if not dbt_project.manifest_path.exists():
-    # First start without `make`/`trustlake prepare`: parse now, before any run starts.
-    prepare_manifest(Lake(settings.home))
+# Modules every run and step process needs: the multiprocess executor's forkserver imports them
+# once and forks each step from it, instead of each step importing torch, dbt and Dagster afresh.
+PRELOADED_MODULES = ["orchestration.definitions", "orchestration.asset_list"]
 
-from assets.evaluation import deployed_model, evaluation_assets  # noqa: E402  (needs the manifest above)
-from assets.features import feature_assets  # noqa: E402
-from assets.scoring import content_scores  # noqa: E402
-from assets.raw import raw_platform_tables  # noqa: E402
-from assets.reference import reference_labels  # noqa: E402
-from assets.training import (baseline_model, content_classifier, label_issues, risk_model, text_model,  # noqa: E402
-                             training_set)
-from assets.warehouse import (label_quality_models, published_marts, review_queue_models,  # noqa: E402
-                              warehouse_models)
-from orchestration.jobs import deploy_job, ingest_job, score_job, train_job  # noqa: E402
-from orchestration.ray_resource import RayResource  # noqa: E402
-from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
-from orchestration.schedules import daily_ingest_schedule  # noqa: E402
 
-defs = dg.Definitions(
-    assets=[raw_platform_tables, reference_labels, warehouse_models, published_marts, *feature_assets, training_set,
-            label_issues, label_quality_models, content_classifier, baseline_model, text_model, risk_model,
-            *evaluation_assets, deployed_model, content_scores, review_queue_models],
-    jobs=[ingest_job, train_job, deploy_job, score_job],
-    schedules=[daily_ingest_schedule],
-    resources={
-        "lakehouse": LakehouseResource.from_settings(settings),
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
-        "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
-                                   storage_path=str(settings.home / "ray")),
-        "training": TrainingResource(lightgbm_workers=settings.lightgbm_workers,
-                                     lightgbm_threads_per_worker=settings.lightgbm_threads,
-                                     text_epochs=settings.text_epochs,
-                                     gate_min_pr_auc=settings.gate_min_pr_auc,
-                                     text_profile=settings.text_profile),
-        # Models and training sets pass between assets as real inputs, stored under the home.
-        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage")),
-    },
-)
+def build_definitions(settings: Settings) -> dg.Definitions:
+    from dagster._core.definitions.assets.definition.assets_definition import AssetsDefinition
+
+    from ml.lake import Lake
+    from orchestration.asset_list import all_assets
+    from orchestration.automation import automation_condition_for, automation_sensor
+    from orchestration.jobs import jobs
+    from orchestration.ownership import owners_for
+    from orchestration.ray_resource import RayResource
+    from orchestration.resources import LakehouseResource, TrainingResource
+    from orchestration.schedules import schedules
+    from orchestration.warehouse_project import TrustlakeDbtCliResource
+
+    def catalogued(spec: dg.AssetSpec) -> dg.AssetSpec:
+        # Owners by group and automation in one place each (the dbt translator already applied both).
+        return spec.replace_attributes(owners=spec.owners or owners_for(spec.group_name),
+                                       automation_condition=spec.automation_condition or automation_condition_for(spec.key))
+
+    assets = [a.map_asset_specs(catalogued) if isinstance(a, AssetsDefinition) else a for a in all_assets()]
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=[automation_sensor],
+        executor=dg.multiprocess_executor.configured({
+            "max_concurrent": settings.max_concurrent_steps,
+            "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}},
+        }),
+        resources={
+            "lakehouse": LakehouseResource.from_settings(settings),
+            "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
+            "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
+                                       storage_path=str(settings.home / "ray")),
+            "training": TrainingResource(lightgbm_workers=settings.lightgbm_workers,
+                                         lightgbm_threads_per_worker=settings.lightgbm_threads,
+                                         text_epochs=settings.text_epochs,
+                                         gate_min_pr_auc=settings.gate_min_pr_auc,
+                                         text_profile=settings.text_profile),
+            "io_manager": io_manager(settings),
+        },
+    )
+
+
+def io_manager(settings: Settings) -> dg.FilesystemIOManager:
+    """Models, evaluations and training sets pass between assets as real inputs, stored under the home
+    (also what `trustlake run` reads its summary from, without loading every asset module)."""
+    return dg.FilesystemIOManager(base_dir=str(settings.dagster_home / "storage"))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

@@ -11,8 +11,9 @@ DAGSTER_HOME, trustlake's default); with a shared database (Postgres, several ho
 run monitoring daemon is the tool. Slots held by runs that have already finished, or no longer
 exist, are freed whatever the storage.
 
-`trustlake run` calls `recover_before_run` before it launches anything; any process holding the
-instance (a sensor, the UI's code server) can call `recover(instance, lake)`.
+`trustlake run` calls `recover_before_run` before it launches anything, and `watch_run` for each
+run it launches (orchestration/launch.py); any process holding the instance (a sensor, the UI's
+code server) can call `recover(instance, lake)`.
 """
 
 from __future__ import annotations
@@ -294,7 +295,8 @@ def _duration(seconds: float) -> str:
 # A run blocked on a pool says so
 # ---------------------------------------------------------------------------------------
 class PoolWaitWatcher(threading.Thread):
-    """Watches the pools for steps of runs this process executes, and says what they wait for.
+    """Watches the pools for steps of runs this process launched (`watch`) or executes, and says
+    what they wait for.
 
     While one of them waits, it names the run holding the pool every minute, at INFO in the
     waiting run's Dagster log and through `say`; if the holder's process dies meanwhile, it
@@ -311,6 +313,7 @@ class PoolWaitWatcher(threading.Thread):
         self._pid = pid or os.getpid()
         self._interval = interval
         self._ours: dict[str, bool] = {}
+        self._watched: set[str] = set()
         self._told: dict[tuple[str, str], float] = {}
         self._stopping = threading.Event()
 
@@ -329,6 +332,10 @@ class PoolWaitWatcher(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def watch(self, run_id: str) -> None:
+        """Count `run_id` as ours: a run this process launched, executed by a run worker elsewhere."""
+        self._watched.add(run_id)
 
     def check(self, instance: dg.DagsterInstance) -> list[str]:
         """One look at the pools; returns what it said."""
@@ -361,6 +368,8 @@ class PoolWaitWatcher(threading.Thread):
         return line
 
     def _is_ours(self, instance: dg.DagsterInstance, run_id: str) -> bool:
+        if run_id in self._watched:
+            return True
         if run_id not in self._ours:
             procs = run_processes(instance, run_id)
             if not procs:
@@ -388,3 +397,9 @@ def recover_before_run(instance: dg.DagsterInstance, lake: Lake, say: Callable[[
         _watcher = PoolWaitWatcher(instance, lake, say)
         _watcher.start()
     return report
+
+
+def watch_run(run_id: str) -> None:
+    """Have the watcher `recover_before_run` started speak for `run_id` while it waits for a pool."""
+    if _watcher is not None:
+        _watcher.watch(run_id)

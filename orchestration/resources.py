@@ -23,12 +23,13 @@ def _text_pool(corpora: str | None, seed: int) -> tuple[pl.DataFrame, str]:
 class LakehouseResource(dg.ConfigurableResource):
     """Where trustlake keeps its state and how the simulated platform is shaped."""
 
+    # No defaults here: orchestration/settings.py holds them (from_settings), tests say what they build.
     home: str
+    start_date: str
+    seed: int
+    users: int
+    content_per_day: int
     corpora_dir: str = ""
-    start_date: str = "2026-10-01"
-    seed: int = 42
-    users: int = 4_000
-    content_per_day: int = 2_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LakehouseResource":

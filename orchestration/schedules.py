@@ -1,11 +1,27 @@
-"""Schedules: the unattended cadence of the pipeline."""
+"""Schedules: the unattended cadence of the pipeline (docs/operations.md says why each exists)."""
 
 import dagster as dg
 
-from orchestration.jobs import ingest_job
+from orchestration.jobs import daily_job, retrain_job
 
-# Stopped by default: the platform is simulated, so a fresh install should not start
-# landing "today" on its own. Turn it on in the UI for a live-like deployment.
-daily_ingest_schedule = dg.build_schedule_from_partitioned_job(
-    ingest_job, hour_of_day=1, default_status=dg.DefaultScheduleStatus.STOPPED
+# Stopped by default: the platform is simulated, so a fresh install should not start landing new
+# days on its own. Turned on (UI, or `dagster schedule start daily_schedule`), its tick at 01:00
+# UTC runs daily_job for the day that just ended, which is the next day past the window.
+daily_schedule = dg.build_schedule_from_partitioned_job(
+    daily_job, name="daily_schedule", hour_of_day=1, default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="daily_job for each new day (the partition that just ended), at 01:00 UTC.",
 )
+
+# Running by default: a weekly retrain on whatever labels have accumulated is harmless (promotion is
+# gated, a candidate no better than the champion never replaces it) and keeps an unattended
+# install's models from ageing. Mondays 03:00 UTC, after the daily run.
+weekly_retrain_schedule = dg.ScheduleDefinition(
+    name="weekly_retrain_schedule",
+    job=retrain_job,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="retrain_job every Monday at 03:00 UTC.",
+)
+
+schedules = [daily_schedule, weekly_retrain_schedule]

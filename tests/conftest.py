@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from ml.corpora import load_text_pool
-from ml.simulator import SimConfig
-from orchestration.settings import DEFAULT_CORPORA, PROJECT_ROOT
+# The test process (and the definitions it loads in process) never sees a developer's home: it gets
+# a fresh, unpinned one, so its daily partitions run from today - TRUSTLAKE_DAYS to yesterday.
+_TEST_HOME = tempfile.mkdtemp(prefix="trustlake-test-home-")
+atexit.register(shutil.rmtree, _TEST_HOME, True)
+os.environ["TRUSTLAKE_HOME"] = _TEST_HOME
+os.environ.pop("TRUSTLAKE_START_DATE", None)
+os.environ.pop("DAGSTER_HOME", None)
+
+from ml.corpora import load_text_pool  # noqa: E402
+from ml.simulator import SimConfig  # noqa: E402
+from orchestration.settings import DEFAULT_CORPORA, PROJECT_ROOT, Settings  # noqa: E402
 
 HAS_CORPORA = DEFAULT_CORPORA.is_dir()
 E2E_DAYS = 12
 # 12 small days give a test split with few hate-speech labels (PR-AUC near 0.2), so the
 # end-to-end run lowers the min-PR-AUC gate; tests/test_deployment.py covers the gates.
-E2E_ENV = {"TRUSTLAKE_USERS": "1500", "TRUSTLAKE_CONTENT_PER_DAY": "800", "TRUSTLAKE_GATE_MIN_PR_AUC": "0.1"}
+# TRUSTLAKE_DAYS makes the window exactly those days: pinned start .. yesterday.
+E2E_ENV = {"TRUSTLAKE_USERS": "1500", "TRUSTLAKE_CONTENT_PER_DAY": "800", "TRUSTLAKE_GATE_MIN_PR_AUC": "0.1",
+           "TRUSTLAKE_DAYS": str(E2E_DAYS)}
+
+
+def first_day(home: Path) -> date:
+    """The first simulated day a home pinned (its first daily partition)."""
+    return Settings.from_env({"TRUSTLAKE_HOME": str(home)}).start_date
 
 
 @pytest.fixture(scope="session")
@@ -40,17 +59,40 @@ def trustlake_env(home: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_cli(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+def run_cli(home: Path, *args: str, timeout: float = 1200, **extra: str) -> subprocess.CompletedProcess:
+    """`trustlake ARGS` in `home`; past `timeout` the command and everything it started (the code
+    server, run workers, dbt) are killed, so a stuck run never outlives its test."""
     exe = Path(sys.executable).with_name("trustlake")
-    return subprocess.run([str(exe), *args], env=trustlake_env(home, **extra), capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=900)
+    proc = subprocess.Popen([str(exe), *args], env=trustlake_env(home, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process below it (processes a test started, nothing else)."""
+    import signal
+
+    from tests.helpers import descendants
+
+    for p in [pid] + [d for d, _ in descendants(pid)]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="session")
 def e2e_home(tmp_path_factory) -> Path:
-    """A home directory after a real `trustlake run` (Dagster + dbt) over E2E_DAYS days."""
+    """A home directory after a real `trustlake run` (Dagster + dbt + Ray) over its whole window:
+    E2E_DAYS days ending yesterday."""
     home = tmp_path_factory.mktemp("trustlake-home")
-    result = run_cli(home, "run", "--days", str(E2E_DAYS))
+    result = run_cli(home, "run", timeout=2400)
     assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return home
 

@@ -82,3 +82,27 @@ def pair_evaluation(version: str, passed: bool, text_only: float, champion: str 
         champion_version=champion, champion_test=_set(0.6) if champion else None,
         classifier=classifier_evaluation(f"cc-{version}", True, text_only),
         gates=(GateResult("min_pr_auc", passed, "", 0.0, 0.0),))
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append((int(entry.name), cmd))
+    return out
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below `pid`: the code server, run workers, step processes, dbt."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += [k for k, _ in kids]
+    return out

@@ -1,9 +1,16 @@
-"""The Dagster graph as users see it: keys, groups, lineage and checks (a visible contract)."""
+"""The Dagster graph as users see it: keys, groups, lineage, checks, jobs and schedules (a visible
+contract), and definitions that load with no side effects."""
+
+import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
 
 from orchestration.definitions import defs
+from orchestration.settings import PROJECT_ROOT, Settings, last_complete_day
 
 RAW = ["users", "content", "reports", "decisions", "appeals", "qa_audits"]
 MARTS = ["fct_content", "fct_moderation_actions", "dim_users", "mart_policy_daily", "mart_prevalence_daily",
@@ -11,16 +18,110 @@ MARTS = ["fct_content", "fct_moderation_actions", "dim_users", "mart_policy_dail
 
 
 @pytest.fixture(scope="module")
-def graph():
-    return defs.resolve_asset_graph()
+def definitions():
+    return defs()
+
+
+@pytest.fixture(scope="module")
+def graph(definitions):
+    return definitions.resolve_asset_graph()
+
+
+# Polars, scikit-learn and LightGBM set allocator and OpenMP variables when imported (their own doing,
+# on any import): they are imported first, so what is compared is what trustlake's code does.
+IMPORT_AND_LOAD = """
+import json, os, sys
+import dagster, dagster_dbt, duckdb, lightgbm, polars, sklearn, torch
+before = dict(os.environ)
+import orchestration.definitions
+loaded = orchestration.definitions.defs()
+loaded.resolve_asset_graph()
+print(json.dumps({"before": before, "after": dict(os.environ)}))
+"""
+
+
+def files_under(path):
+    return sorted(str(p) for p in path.rglob("*")) if path.exists() else []
+
+
+def test_importing_and_loading_the_definitions_writes_nothing_and_leaves_the_environment_alone(tmp_path):
+    home = tmp_path / "fresh-home"
+    target = PROJECT_ROOT / "dbt_project" / "target"
+    manifest = target / "manifest.json"
+    before = (files_under(target), manifest.stat().st_mtime_ns)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "TRUSTLAKE_"))}
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", IMPORT_AND_LOAD],
+                            env={**env, "TRUSTLAKE_HOME": str(home)}, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["after"] == seen["before"]
+    assert files_under(tmp_path) == []  # no dagster.yaml, no platform.json, no storage, nothing in the cwd
+    assert (files_under(target), manifest.stat().st_mtime_ns) == before  # dbt never parsed
+
+
+def test_daily_partitions_run_from_the_first_day_to_yesterday(graph):
+    node = graph.get(dg.AssetKey("content"))
+    keys = node.partitions_def.get_partition_keys()
+    assert keys[0] == Settings.from_env().start_date.isoformat()
+    assert keys[-1] == last_complete_day().isoformat()
 
 
 def test_every_raw_table_is_a_daily_partitioned_asset_in_group_raw(graph):
+    first = Settings.from_env().start_date.isoformat()
     for key in RAW:
         node = graph.get(dg.AssetKey(key))
         assert node.group_name == "raw"
-        assert node.partitions_def is not None and node.partitions_def.get_partition_keys()[0] == "2026-10-01"
+        assert node.partitions_def is not None and node.partitions_def.get_partition_keys()[0] == first
         assert "parquet" in node.kinds and node.description
+
+
+def job_groups(definitions, name):
+    graph = definitions.resolve_asset_graph()
+    job = definitions.resolve_job_def(name)
+    return {graph.get(k).group_name for k in job.asset_layer.selected_asset_keys}
+
+
+def test_jobs_select_their_groups_and_the_daily_ones_are_daily_partitioned(definitions):
+    names = {j.name for j in definitions.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert names == {"ingest_job", "retrain_job", "score_job", "daily_job"}
+    assert job_groups(definitions, "ingest_job") == {"raw", "warehouse"}
+    assert job_groups(definitions, "retrain_job") == {"features", "training", "evaluation", "deployment"}
+    assert job_groups(definitions, "score_job") == {"scoring"} | ({"monitoring"} & job_groups(definitions, "daily_job"))
+    assert job_groups(definitions, "daily_job") >= {"raw", "warehouse", "scoring"}
+    for name in ("ingest_job", "score_job", "daily_job"):
+        assert isinstance(definitions.resolve_job_def(name).partitions_def, dg.DailyPartitionsDefinition)
+    assert definitions.resolve_job_def("retrain_job").partitions_def is None
+
+
+def test_the_daily_schedule_is_stopped_and_retraining_is_weekly(definitions):
+    daily = definitions.resolve_schedule_def("daily_schedule")
+    weekly = definitions.resolve_schedule_def("weekly_retrain_schedule")
+    assert daily.job_name == "daily_job" and daily.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert weekly.job_name == "retrain_job" and weekly.cron_schedule == "0 3 * * 1"
+    sensor = definitions.resolve_sensor_def("automation_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_scores_and_the_review_queue_follow_a_new_champion_by_automation(graph):
+    for key in ("content_scores", "mart_review_queue"):
+        assert graph.get(dg.AssetKey(key)).automation_condition is not None
+    assert dg.AssetKey("deployed_model") in graph.get(dg.AssetKey("content_scores")).parent_keys
+
+
+def test_evaluation_gates_never_block_deployment_inside_retrain_job(definitions):
+    from assets.evaluation import evaluation_assets
+
+    for asset in evaluation_assets:
+        for spec in asset.check_specs:
+            assert not spec.blocking, spec.key
+            assert spec.description
+
+
+def test_every_asset_has_an_owner_and_every_check_a_description(graph):
+    keys = [k for k in graph.get_all_asset_keys() if graph.has(k) and graph.get(k).is_materializable]
+    assert [k.to_user_string() for k in keys if not graph.get(k).owners] == []
+    assert [k.to_user_string() for k in graph.asset_check_keys if not graph.get(k).description] == []
 
 
 def test_lineage_runs_raw_to_staging_to_intermediate_to_marts(graph):
@@ -56,10 +157,10 @@ def test_dbt_tests_are_asset_checks_on_the_assets_they_test(graph):
 
 
 def test_every_duckdb_writer_shares_one_pool(graph):
-    from assets.warehouse import published_marts, warehouse_models
+    from assets.warehouse import label_quality_models, published_marts, review_queue_models, warehouse_models
 
-    assert warehouse_models.op.pool == "duckdb"
-    assert published_marts.op.pool == "duckdb"
+    for asset in (warehouse_models, published_marts, review_queue_models, label_quality_models):
+        assert asset.op.pool == "duckdb"
 
 
 def test_every_asset_has_a_description(graph):
@@ -97,3 +198,26 @@ def test_the_risk_model_is_stacked_on_the_content_classifier_and_evaluated_as_a_
     for gate in ("beats_baseline_text_only", "baseline_not_better_on_any_held_out_source", "no_regression_vs_champion"):
         assert ("content_classifier_evaluation", gate) in checks
     assert ("risk_model_evaluation", "content_classifier_gates") in checks
+
+
+def test_steps_at_once_and_runs_at_once_come_from_the_settings(tmp_path):
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import render_instance_yaml
+
+    settings = Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path), "TRUSTLAKE_MAX_CONCURRENT_STEPS": "1"})
+    executor = build_definitions(settings).resolve_job_def("ingest_job").executor_def
+    config = executor.config_schema.resolve_config({}).value["config"]
+    assert executor.name == "multiprocess" and config["max_concurrent"] == 1
+    assert "forkserver" in config["start_method"]
+    assert "max_concurrent_runs: 5" in render_instance_yaml(5)
+
+
+def test_turning_the_daily_schedule_on_lands_the_day_after_the_window(definitions):
+    from datetime import UTC, datetime, time, timedelta
+
+    schedule = definitions.resolve_schedule_def("daily_schedule")
+    new_day = last_complete_day() + timedelta(days=1)  # today: not a partition yet, it has not ended
+    tick = datetime.combine(new_day + timedelta(days=1), time(1, 0), tzinfo=UTC)
+    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == new_day.isoformat()
