@@ -23,17 +23,19 @@ from assets.training import (baseline_model, content_classifier, label_issues, r
                              training_set)
 from assets.warehouse import (label_quality_models, published_marts, review_queue_models,  # noqa: E402
                               warehouse_models)
-from orchestration.jobs import deploy_job, ingest_job, score_job, train_job  # noqa: E402
+from orchestration.jobs import deploy_job, ingest_job, land_job, score_job, train_job  # noqa: E402
 from orchestration.ray_resource import RayResource  # noqa: E402
 from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
 from orchestration.schedules import daily_ingest_schedule  # noqa: E402
+from orchestration.sensors.landing import landing_sensor  # noqa: E402
 
 defs = dg.Definitions(
     assets=[raw_platform_tables, reference_labels, warehouse_models, published_marts, *feature_assets, training_set,
             label_issues, label_quality_models, content_classifier, baseline_model, text_model, risk_model,
             *evaluation_assets, deployed_model, content_scores, review_queue_models],
-    jobs=[ingest_job, train_job, deploy_job, score_job],
+    jobs=[ingest_job, train_job, deploy_job, score_job, land_job],
     schedules=[daily_ingest_schedule],
+    sensors=[landing_sensor],
     resources={
         "lakehouse": LakehouseResource.from_settings(settings),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ml.simulator import RAW_TABLES
 from orchestration.partitions import daily_partitions
 
 ingest_job = dg.define_asset_job(
@@ -32,4 +33,15 @@ score_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("scoring"),
     partitions_def=daily_partitions,
     description="Score the selected days' content with the champion and rebuild the review queue mart.",
+)
+
+# One landed external file per run (landing_sensor, `trustlake land`): its raw table from the
+# file, then the warehouse models downstream of that table, for the days the file touches. Each
+# run request selects one raw table; the selection here is what such a request may choose from.
+land_job = dg.define_asset_job(
+    "land_job",
+    selection=dg.AssetSelection.assets(*RAW_TABLES) | dg.AssetSelection.groups("warehouse"),
+    partitions_def=daily_partitions,
+    description="Land one checked external file from <home>/lake/landing/ in its raw table's daily partitions, "
+    "then rebuild the warehouse models downstream of that table and publish the marts.",
 )
