@@ -174,8 +174,18 @@ def validate(table: str, file: Path, now: datetime | None = None,
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # damaged, not UTF-8, or not a data file
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return Validation(table, file, 0, None, (Problem("unreadable", None, f"cannot read the file: {reason}"),))
-    good, problems = validate_frame(table, frame, now=now, tolerance=tolerance)
+    try:
+        good, problems = validate_frame(table, frame, now=now, tolerance=tolerance)
+    except pl.exceptions.PolarsError as exc:
+        return Validation(table, file, frame.height, None, (_uncheckable(file, exc),))
     return Validation(table, file, frame.height, good, tuple(problems))
+
+
+def _uncheckable(file: Path, exc: Exception) -> Problem:
+    """A value the rules could not even be applied to: the file's problem, said with the error (and logged)."""
+    log.exception("checking %s failed", file)
+    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return Problem("unreadable", None, f"cannot check the file: {detail}")
 
 
 def _read(file: Path) -> pl.DataFrame:
@@ -288,7 +298,7 @@ def _coerce(series: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series
         return series, pl.Series([False] * series.len(), dtype=pl.Boolean)
     if dtype == TIMESTAMP:
         if series.dtype == pl.String:
-            typed = series.str.strip_chars().str.to_datetime(time_unit="us", strict=False)
+            typed = _parse_timestamps(series)
         elif isinstance(series.dtype, pl.Datetime) and series.dtype.time_zone:
             typed = series.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(TIMESTAMP)
         elif isinstance(series.dtype, pl.Datetime | pl.Date):
@@ -308,6 +318,21 @@ def _coerce(series: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series
         except pl.exceptions.InvalidOperationError:
             typed = pl.Series([None] * series.len(), dtype=dtype)
     return typed, series.is_not_null() & typed.is_null()
+
+
+# Text timestamps a CSV may hold: ISO 8601 with a space or a T, to the day, minute or (fraction of
+# a) second; naive ones are UTC. Listed rather than inferred: polars infers one format from the
+# first value and raises when that value is not a timestamp, which would fail the whole file.
+NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+
+
+def _parse_timestamps(text: pl.Series) -> pl.Series:
+    text = text.str.strip_chars()
+    naive = [text.str.to_datetime(f, time_unit="us", strict=False) for f in NAIVE_FORMATS]
+    zoned = [text.str.to_datetime(f, time_unit="us", strict=False).dt.convert_time_zone("UTC")
+             .dt.replace_time_zone(None) for f in ZONED_FORMATS]
+    return pl.select(pl.coalesce(*naive, *zoned).alias(text.name)).to_series()
 
 
 def _type_name(dtype: pl.DataType) -> str:
@@ -584,7 +609,10 @@ def check_landing(lake: Lake, table: str, file: Path, window: tuple[date, date],
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         problem = Problem("unreadable", None, f"cannot read the file: {reason}")
         return LandingCheck(Validation(table, file, 0, None, (problem,)), ())
-    typed, bad, problems = _check_rows(table, frame, now, FUTURE_TOLERANCE)
+    try:
+        typed, bad, problems = _check_rows(table, frame, now, FUTURE_TOLERANCE)
+    except pl.exceptions.PolarsError as exc:
+        return LandingCheck(Validation(table, file, frame.height, None, (_uncheckable(file, exc),)), ())
     if typed is None:
         return LandingCheck(Validation(table, file, frame.height, None, tuple(problems)), ())
     if frame.height == 0:
