@@ -189,9 +189,9 @@ def _uncheckable(file: Path, exc: Exception) -> Problem:
 
 
 def _read(file: Path) -> pl.DataFrame:
-    if file.suffix == ".parquet":
+    if file.suffix.lower() == ".parquet":
         return pl.read_parquet(file)
-    if file.suffix == ".csv":
+    if file.suffix.lower() == ".csv":
         # Every column as text: the contract decides the types, row by row.
         return pl.read_csv(file, infer_schema=False, encoding="utf8")
     raise ValueError(f"unsupported file type {file.suffix!r}: land Parquet or CSV")
@@ -481,7 +481,6 @@ def _save_manifest(path: Path, files: dict[str, str]) -> None:
 # ---------------------------------------------------------------------------------------
 INGESTING = "_ingesting"
 INGESTED = "_ingested"
-LANDING_SUFFIXES = (".parquet", ".csv")
 # A file modified this recently may still be being copied in; it is picked up on a later look.
 SETTLE_SECONDS = 5.0
 
@@ -715,8 +714,9 @@ def _check_review_order(lake: Lake, table: str, alive: pl.DataFrame, flag) -> No
     """A decision's review latency (from its content's first report) is never negative (fct_moderation_actions)."""
     reports, decisions = _lake_rows(lake, "reports"), _lake_rows(lake, "decisions")
     content_ids = alive["content_id"].drop_nulls().unique().implode()
-    first_reports = (reports.filter(pl.col("content_id").is_in(content_ids)).group_by("content_id")
-                     .agg(pl.col("reported_at").min().alias("_first_report")).collect()) if reports is not None else None
+    first_reports = None if reports is None else (
+        reports.filter(pl.col("content_id").is_in(content_ids)).group_by("content_id")
+        .agg(pl.col("reported_at").min().alias("_first_report")).collect())
     if table == "decisions":
         if first_reports is not None:
             early = alive.join(first_reports, on="content_id").filter(pl.col("decided_at") < pl.col("_first_report"))
@@ -733,8 +733,8 @@ def _check_review_order(lake: Lake, table: str, alive: pl.DataFrame, flag) -> No
     else:
         joined = joined.with_columns(pl.lit(None, dtype=TIMESTAMP).alias("_first_report"))
     # The content's first report after this file lands: the earlier of the lake's and the file's.
-    joined = joined.with_columns(pl.min_horizontal(pl.col("_first_report"), pl.col("reported_at").min().over("content_id"))
-                                 .alias("_new_first"))
+    joined = joined.with_columns(
+        pl.min_horizontal(pl.col("_first_report"), pl.col("reported_at").min().over("content_id")).alias("_new_first"))
     late = joined.filter(pl.col("_new_first") > pl.col("_decided_at"))
     flag(late, "report_after_decision", "reported_at",
          "that would be the first report on content decided before it (the review latency would be negative)")
@@ -853,7 +853,8 @@ def landing_reason(lake: Lake, result: Validation, rows_per_day: dict[date, int]
     else:
         rows = "rows:       none of this file's rows were landed (no row passed every rule)."
     if rules <= {"duplicate_row", "already_landed"}:
-        todo = "what to do: nothing is missing from the lake (only copies of rows it holds were refused); delete this file."
+        todo = ("what to do: nothing is missing from the lake (only copies of rows it holds were refused); "
+                "delete this file.")
     elif rules & {"unreadable", "missing_columns", "empty"}:
         columns = ", ".join(CONTRACTS[result.table].columns)
         todo = (f"what to do: write the file again as Parquet or UTF-8 CSV with the columns {columns}\n"

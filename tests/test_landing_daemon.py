@@ -133,7 +133,7 @@ def test_the_daemon_lands_a_good_drop_and_quarantines_a_bad_one(home, dagster_de
 
     assert list(folder.iterdir()) == []
     with duckdb.connect(str(lake.marts_db), read_only=True) as con:
-        landed = {r[0] for r in con.execute("select content_id from fct_content where content_id >= 8060000000000000000")
-                  .fetchall()}
+        landed = {r[0] for r in con.execute(
+            "select content_id from fct_content where content_id >= 8060000000000000000").fetchall()}
     assert landed == set(good["content_id"])
     assert pl.read_parquet(next(lake.raw.glob("content/date=*/landed-*.parquet"))).height == 9
