@@ -86,9 +86,9 @@ def tick(home: Path, instance: dg.DagsterInstance) -> dg.SensorResult:
     from orchestration.resources import LakehouseResource
     from orchestration.sensors.landing import landing_sensor
 
-    context = dg.build_sensor_context(instance=instance, definitions=defs,
-                                      resources={"lakehouse": LakehouseResource(home=str(home))})
-    return landing_sensor(context)
+    with dg.build_sensor_context(instance=instance, definitions=defs,
+                                 resources={"lakehouse": LakehouseResource(home=str(home))}) as context:
+        return landing_sensor(context)
 
 
 def malformed(lake: Lake, authors: list[int]) -> dict[str, str]:

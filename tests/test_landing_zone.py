@@ -215,9 +215,9 @@ def evaluate(lake):
 
     with dg.instance_for_test() as instance:
         def tick() -> dg.SensorResult:
-            context = dg.build_sensor_context(instance=instance, definitions=defs,
-                                              resources={"lakehouse": LakehouseResource(home=str(lake.home))})
-            return landing_sensor(context)
+            with dg.build_sensor_context(instance=instance, definitions=defs,
+                                         resources={"lakehouse": LakehouseResource(home=str(lake.home))}) as context:
+                return landing_sensor(context)
         tick.instance = instance
         yield tick
 
