@@ -1,9 +1,13 @@
-"""Raw platform tables: the simulator's output landed as daily Parquet partitions."""
+"""Raw platform tables: the simulator's output, or a landed external file, as daily Parquet partitions."""
+
+from datetime import date
 
 import dagster as dg
+import polars as pl
+from pydantic import Field
 
 from assets.metadata import add_partition_metadata, partition_days, preview, table_schema
-from ml.landing import check_raw_lake
+from ml.landing import CONTRACTS, Claim, LandedFile, LandingError, check_raw_lake, ingest_claim
 from ml.simulator import EVENT_TIME, GROUND_TRUTH_TABLES, RAW_TABLES, partition_date, simulate_days
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
@@ -35,25 +39,48 @@ RAW_SPECS = [
 ]
 
 
+
+def partition_bounds(partitions_def: dg.TimeWindowPartitionsDefinition) -> tuple[date, date]:
+    """The first and last day of the lake's daily partitions now: the days a landed row may have."""
+    return (date.fromisoformat(partitions_def.get_first_partition_key()),
+            date.fromisoformat(partitions_def.get_last_partition_key()))
+
+
+class RawTablesConfig(dg.Config):
+    """Where a run's raw rows come from: the simulator (the default) or one landed file."""
+
+    landed_file: str = Field(
+        default="",
+        description="Land this file instead of simulating: a claim `<table>/<fingerprint>-<file name>` under "
+        "<home>/lake/landing/_ingesting/, set by landing_sensor and `trustlake land`. Its checked rows go to "
+        "the raw partitions of their days as landed-<fingerprint>.parquet; the run selects only that table.",
+    )
+
+
 @dg.multi_asset(
     specs=RAW_SPECS,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    can_subset=False,
+    can_subset=True,
 )
-def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
-    """Simulate the selected days once and land every raw table, one file per day; then check every
-    raw file changed since it last passed the raw data rules, and quarantine any that breaks them."""
+def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConfig, lakehouse: LakehouseResource):
+    """Simulate the selected days once and land every selected raw table, one file per day; then check every
+    raw file changed since it last passed the raw data rules, and quarantine any that breaks them. With
+    `landed_file` set, land that checked external file instead (docs/operations.md, "Landing external data")."""
+    if config.landed_file:
+        yield _land_file(context, lakehouse, config.landed_file)
+        return
+    selected = [t for t in RAW_TABLES if dg.AssetKey(t) in context.selected_asset_keys]
     days = partition_days(context)
-    config = lakehouse.sim_config
+    sim_config = lakehouse.sim_config
     pool, source = lakehouse.text_pool()
     if source == "builtin":
         context.log.warning("No corpora directory: the platform posts built-in template texts.")
-    tables = simulate_days(config, pool, days[0], days[-1])
+    tables = simulate_days(sim_config, pool, days[0], days[-1])
     lake = lakehouse.lake
-    for table in (*RAW_TABLES, *GROUND_TRUTH_TABLES):
+    for table in (*selected, *GROUND_TRUTH_TABLES):
         frame = tables[table]
-        part = partition_date(table, frame, config)
+        part = partition_date(table, frame, sim_config)
         root = lake.ground_truth if table in GROUND_TRUTH_TABLES else lake.raw
         for day in days:
             lake.write_partition(table, day, frame.filter(part == day), root=root)
@@ -65,9 +92,9 @@ def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseR
             f"{q.table}: {q.source} broke the raw data rules and was moved to {q.quarantined} "
             f"({'; '.join(p.describe(limit=5) for p in q.validation.problems)}); "
             f"{q.rows_kept:,} good rows kept in the lake. The reason file beside it says what to do.")
-    for table in RAW_TABLES:
+    for table in selected:
         frame = tables[table]
-        part = partition_date(table, frame, config)
+        part = partition_date(table, frame, sim_config)
         # Each day's materialization carries that day's rows; what the whole run shares (schema,
         # where it lives, files quarantined anywhere in the lake by this run) is on every day.
         for day in days:
@@ -88,3 +115,43 @@ def raw_platform_tables(context: dg.AssetExecutionContext, lakehouse: LakehouseR
                     for q in quarantined))} if quarantined else {}),
             },
         )
+
+
+def _land_file(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, name: str) -> dg.MaterializeResult:
+    """Land one claimed external file (ml.landing.ingest_claim) in the run's partitions."""
+    lake = lakehouse.lake
+    try:
+        claim = Claim.from_name(lake, name)
+        if set(context.selected_asset_keys) != {dg.AssetKey(claim.table)}:
+            raise LandingError(f"a land run of {name} materializes the raw table {claim.table} alone, not "
+                               f"{sorted(k.to_user_string() for k in context.selected_asset_keys)}")
+        days = partition_days(context)
+        landed = ingest_claim(lake, claim, partition_bounds(daily_partitions), (days[0], days[-1]))
+    except LandingError as exc:
+        raise dg.Failure(str(exc)) from None
+    if landed.validation is None:
+        context.log.info(f"{name} was handled by an earlier run; its {landed.rows:,} rows are in the lake.")
+    elif landed.quarantined:
+        context.log.warning(
+            f"{claim.table}: {claim.original_name} broke the raw data rules "
+            f"({'; '.join(p.describe(limit=5) for p in landed.validation.problems)}); its {landed.rows:,} good rows "
+            f"landed and the file was moved to {landed.quarantined}. The reason file beside it says what to do.")
+    return dg.MaterializeResult(asset_key=claim.table, metadata=landed_metadata(landed))
+
+
+def landed_metadata(landed: LandedFile) -> dict:
+    problems = landed.validation.problems if landed.validation else ()
+    return {
+        "dagster/row_count": landed.rows,
+        "dagster/column_schema": table_schema(pl.DataFrame(schema=CONTRACTS[landed.claim.table].columns)),
+        "source": "landing",
+        "landed_file": landed.claim.original_name,
+        "fingerprint": landed.claim.fingerprint,
+        "rows_per_day": dg.MetadataValue.json({d.isoformat(): n for d, n in sorted(landed.rows_per_day.items())}),
+        "bad_rows": landed.validation.bad_rows if landed.validation else 0,
+        "quarantined_files": int(landed.quarantined is not None),
+        **({"quarantine": dg.MetadataValue.md(
+            f"`{landed.quarantined}`:\n" + "\n".join(f"- {p.describe(limit=5)}" for p in problems))}
+           if landed.quarantined and problems else {}),
+        **({"path": dg.MetadataValue.path(str(landed.written[0].parent.parent))} if landed.written else {}),
+    }

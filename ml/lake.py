@@ -81,6 +81,12 @@ class Lake:
         return self.home / "lake" / "quarantine"
 
     @property
+    def landing(self) -> Path:
+        """External drops: `<table>/` folders the landing sensor scans, plus its own `_ingesting/`
+        (files a land run is ingesting) and `_ingested/` (originals whose rows all landed)."""
+        return self.home / "lake" / "landing"
+
+    @property
     def raw_validation_manifest(self) -> Path:
         """Fingerprints of raw files that passed validation (ml.landing); `_` keeps it out of table globs."""
         return self.raw / "_validated.json"
@@ -99,25 +105,29 @@ class Lake:
     def write_partition(self, table: str, day: date, frame: pl.DataFrame, root: Path | None = None) -> Path:
         """Replace the partition `table/date=day` with `frame`, atomically.
 
-        A partition is exactly one file. Any other Parquet file found in it (an older layout, a
-        file dropped in by hand) is moved to quarantine with a reason, never deleted: its rows
-        may be the only copy of something.
+        A partition is one file written here plus the files external data landed in it
+        (`landed-<fingerprint>.parquet`, ml.landing), which are kept: their rows exist nowhere
+        else in the lake. Any other Parquet file found in it (an older layout, a file dropped in
+        by hand) is moved to quarantine with a reason, never deleted: its rows may be the only
+        copy of something.
         """
         target_dir = self.partition_dir(table, day, root)
         target = target_dir / "part-0.parquet"
         write_parquet_atomic(frame, target)
         for foreign in sorted(target_dir.glob("*.parquet")):
-            if foreign != target:
+            if foreign != target and not foreign.name.startswith(LANDED_PREFIX):
                 self.quarantine(foreign, table, FOREIGN_FILE_REASON.format(
                     partition=target_dir, target=target.name, day=day.isoformat()))
         return target
 
-    def quarantine(self, file: Path, table: str, reason: str, now: datetime | None = None) -> Path:
+    def quarantine(self, file: Path, table: str, reason: str, now: datetime | None = None,
+                   copy: bool = False) -> Path:
         """Move `file` to `quarantine_dir/<table>/<UTC timestamp>-<name>` beside `<that>.reason.txt`.
 
         `reason` is the human part (what is wrong, which rows, what to do); the reason file adds
         when and where from. The reason file is written first, so a file in quarantine never
-        lacks one. Returns the quarantined file's new path.
+        lacks one. `copy` leaves `file` where it is (a file that is not the lake's to move, such
+        as the argument of `trustlake land`). Returns the quarantined file's new path.
         """
         now = now or datetime.now(UTC)
         file = Path(file)
@@ -136,7 +146,10 @@ class Lake:
             "When it is handled, delete this file and its reason file; nothing reads the quarantine.\n"
         )
         try:
-            shutil.move(file, dest)  # a rename on one filesystem; copy, then remove, across two
+            if copy:
+                replace_file_atomic(file, dest)
+            else:
+                shutil.move(file, dest)  # a rename on one filesystem; copy, then remove, across two
         except BaseException:
             note.unlink(missing_ok=True)
             raise
@@ -155,13 +168,18 @@ class Lake:
         return sorted(date.fromisoformat(p.name.split("=", 1)[1]) for p in base.glob("date=*") if any(p.glob("*.parquet")))
 
 
+# The name prefix of partition files holding landed external rows (ml.landing): re-landing the day
+# keeps them, and the fingerprint after the prefix names the file they came from.
+LANDED_PREFIX = "landed-"
+
 FOREIGN_FILE_REASON = """\
 why:        a foreign file in a re-landed partition. {partition} is exactly one file
             ({target}) written by trustlake; this file was also there (an older layout, or a file
             put there by hand), so it was moved here when the day {day} was landed again.
 rows:       none of this file's rows are in the lake any more.
-what to do: if its rows belong in the lake, check them (ml.landing.validate) and land them as a
-            file of their own; otherwise delete it.
+what to do: if its rows belong in the lake, drop it into the landing folder of its table
+            (lake/landing/<table>/; docs/operations.md, "Landing external data"): its rows are
+            checked and the good ones kept; otherwise delete it.
 """
 
 

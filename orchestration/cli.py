@@ -457,6 +457,75 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
+    """`trustlake land FILE --table T`: check FILE now and land it whole as a land_job run, or not at all.
+
+    A file with any problem lands nothing: a copy goes to quarantine with its reason, each problem
+    is one line on stderr, and the exit code is 2 (FILE itself is left as it is). Dropping the
+    file into lake/landing/<table>/ instead lands its good rows and quarantines only the rest.
+    """
+    from pathlib import Path
+
+    import dagster as dg
+
+    from assets.raw import partition_bounds
+    from ml.lake import Lake
+    from ml.landing import check_landing, claim_file, claims, quarantine_dropped
+    from ml.simulator import RAW_TABLES
+    from orchestration.partitions import daily_partitions
+    from orchestration.launch import Launcher, LaunchError
+    from orchestration.recovery import recover_before_run, watch_run
+    from orchestration.sensors.landing import land_run_request
+
+    def complain(line: str) -> None:
+        print(f"trustlake land: {line}", file=sys.stderr)
+
+    lake, file = Lake(settings.home), Path(args.file)
+    if args.table not in RAW_TABLES:
+        complain(f"--table {args.table!r} is not a raw table; use one of {', '.join(RAW_TABLES)}")
+        return 2
+    if not file.is_file():
+        complain(f"{file} is not a file")
+        return 2
+    _prepare(settings)
+    check = check_landing(lake, args.table, file, partition_bounds(daily_partitions), pending=claims(lake))
+    result = check.validation
+    if check.waiting_for:
+        complain(f"rows of {file} refer to rows that {', '.join(check.waiting_for)} is still landing; run this again once "
+            "that land_job run has finished (nothing landed)")
+        return 2
+    if result.problems:
+        moved = quarantine_dropped(lake, check, copy=True)
+        for problem in result.problems:
+            complain(problem.describe(limit=5))
+        complain(f"nothing landed ({result.rows_read:,} rows read, {result.bad_rows:,} bad); {file} is unchanged, a copy "
+            f"and its reason are in {moved.parent}/ ({moved.name}.reason.txt). Fix the rows and run this again.")
+        return 2
+    claim = claim_file(lake, args.table, file, copy=True)
+    print(f"trustlake land: {file} passed every rule ({result.rows_read:,} rows, {check.days[0]} .. {check.days[-1]});"
+          f" landing it as {claim.name}", flush=True)
+    instance = dg.DagsterInstance.get()
+    recover_before_run(instance, lake, say=lambda line: say(f"trustlake: {line}"))
+    try:
+        with Launcher(instance, say=say, verbose=args.verbose, on_launch=watch_run, lake=lake) as launcher:
+            # The run the landing sensor would request for this claim, launched against the code location.
+            request = land_run_request(claim, check.days, launcher.asset_graph)
+            outcome = launcher.run(request.job_name, tags=request.tags, run_config=request.run_config,
+                                   asset_selection=request.asset_selection)
+    except LaunchError as exc:
+        print(f"trustlake land: {exc}; the file waits in {claim.path.parent}/", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if not _succeeded(outcome):
+        print(f"trustlake land: land_job failed (run {outcome.run_id}); the file waits in {claim.path.parent}/. Open "
+              "the UI to see why (make ui) and re-execute the run there.", file=sys.stderr)
+        return 1
+    print(f"trustlake land: {result.rows_read:,} {args.table} rows landed for {check.days[0]} .. {check.days[-1]}; "
+          f"warehouse and marts rebuilt (run {outcome.run_id})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trustlake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -512,6 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", default=None, help="YAML of `original label: policy` lines")
     p.add_argument("--source", required=True, help="name of the labelled set (lower-case letters, digits, _)")
     p.set_defaults(func=cmd_labels)
+    p = sub.add_parser("land", help="check a Parquet or CSV file of a raw table and land it (land_job), "
+                       "or quarantine it with its reasons")
+    p.add_argument("file")
+    p.add_argument("--table", required=True, help="the raw table its rows belong to: users, content, reports, "
+                   "decisions, appeals or qa_audits")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Dagster's and dbt's own output (the run keeps its full log in the UI either way)")
+    p.set_defaults(func=cmd_land)
     p = sub.add_parser("prepare", help="create the home (pinning its first day), the Dagster instance and the dbt manifest")
     p.set_defaults(func=cmd_prepare)
     return parser

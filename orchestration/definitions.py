@@ -28,6 +28,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from orchestration.ray_resource import RayResource
     from orchestration.resources import LakehouseResource, TrainingResource
     from orchestration.schedules import schedules
+    from orchestration.sensors.landing import landing_sensor
     from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     def catalogued(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -40,7 +41,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=assets,
         jobs=jobs,
         schedules=schedules,
-        sensors=[automation_sensor],
+        sensors=[automation_sensor, landing_sensor],
         executor=dg.multiprocess_executor.configured({
             "max_concurrent": settings.max_concurrent_steps,
             "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}},

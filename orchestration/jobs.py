@@ -6,6 +6,7 @@ join the jobs that select it without an edit here.
 
 import dagster as dg
 
+from ml.simulator import RAW_TABLES
 from orchestration.partitions import daily_partitions
 
 ingest_job = dg.define_asset_job(
@@ -42,4 +43,15 @@ daily_job = dg.define_asset_job(
     "rebuild the review queue and monitor the champion. What `daily_schedule` runs for each new day.",
 )
 
-jobs = [ingest_job, retrain_job, score_job, daily_job]
+# One landed external file per run (landing_sensor, `trustlake land`): its raw table from the
+# file, then the warehouse models downstream of that table, for the days the file touches. Each
+# run request selects one raw table; the selection here is what such a request may choose from.
+land_job = dg.define_asset_job(
+    "land_job",
+    selection=dg.AssetSelection.assets(*RAW_TABLES) | dg.AssetSelection.groups("warehouse"),
+    partitions_def=daily_partitions,
+    description="Land one checked external file from <home>/lake/landing/ in its raw table's daily partitions, "
+    "then rebuild the warehouse models downstream of that table and publish the marts.",
+)
+
+jobs = [ingest_job, retrain_job, score_job, daily_job, land_job]

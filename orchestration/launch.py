@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -159,9 +159,19 @@ class Launcher:
             self._process_context = None
 
     # -- runs ----------------------------------------------------------------------------
+    @property
+    def asset_graph(self):
+        """The code location's asset graph, as the launched runs see it (for resolving selections)."""
+        if self._workspace is None:
+            raise LaunchError("Launcher.asset_graph read outside `with Launcher(...)`")
+        [repo] = self._workspace.get_code_location(LOCATION_NAME).get_repositories().values()
+        return repo.asset_graph
+
     def launch(self, job_name: str, *, partition_range: tuple[str | date, str | date] | None = None,
-               tags: Mapping[str, str] | None = None, run_config: Mapping | None = None) -> str:
-        """Create a run of `job_name` (over partitions `first..last`, inclusive, if given) and launch it.
+               tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
+               asset_selection: Sequence[dg.AssetKey] | None = None) -> str:
+        """Create a run of `job_name` (over partitions `first..last`, inclusive, if given; of the
+        assets in `asset_selection` only, if given) and launch it.
 
         Returns the run id at once; `wait` follows it.
         """
@@ -175,7 +185,8 @@ class Launcher:
             raise LaunchError(f"no job {job_name!r} in the code location; it has "
                               f"{', '.join(sorted(j.name for j in repo.get_all_jobs()))}")
         remote_job = location.get_job(JobSubsetSelector(location_name=location.name, repository_name=repo.name,
-                                                        job_name=job_name, op_selection=None))
+                                                        job_name=job_name, op_selection=None,
+                                                        asset_selection=asset_selection))
         run_tags = {**remote_job.tags, **(tags or {}), **_partition_tags(repo, job_name, partition_range)}
         run_config = dict(run_config or {})
         plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None, known_state=None,
@@ -186,7 +197,8 @@ class Launcher:
             status=None, root_run_id=None, parent_run_id=None, tags=run_tags,
             job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=remote_job.get_python_origin(), asset_selection=None, asset_check_selection=None,
+            job_code_origin=remote_job.get_python_origin(),
+            asset_selection=frozenset(asset_selection) if asset_selection else None, asset_check_selection=None,
             asset_graph=repo.asset_graph,
         )
         if self.on_launch is not None:
@@ -216,9 +228,11 @@ class Launcher:
 
     def run(self, job_name: str, *, partition_range: tuple[str | date, str | date] | None = None,
             tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
+            asset_selection: Sequence[dg.AssetKey] | None = None,
             timeout_seconds: float | None = RUN_TIMEOUT_SECONDS) -> RunOutcome:
         """`launch` then `wait`."""
-        run_id = self.launch(job_name, partition_range=partition_range, tags=tags, run_config=run_config)
+        run_id = self.launch(job_name, partition_range=partition_range, tags=tags, run_config=run_config,
+                             asset_selection=asset_selection)
         return self.wait(run_id, timeout_seconds=timeout_seconds)
 
     # -- following a run -----------------------------------------------------------------

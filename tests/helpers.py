@@ -106,3 +106,39 @@ def descendants(pid: int) -> list[tuple[int, str]]:
         out += kids
         todo += [k for k, _ in kids]
     return out
+
+
+def external_users(n: int, day, first_id: int = 8_000_000_000_000_000_000) -> pl.DataFrame:
+    """`n` accounts a partner platform signed up on `day`, with ids the simulator never draws (> 2**62)."""
+    from datetime import datetime, timedelta
+
+    from ml.landing import CONTRACTS
+
+    start = datetime(day.year, day.month, day.day, 9)
+    return pl.DataFrame({
+        "user_id": [first_id + i for i in range(n)],
+        "signup_at": [start + timedelta(minutes=7 * i) for i in range(n)],
+        "country": ["GB"] * n, "language": ["en"] * n,
+        "device_fingerprint": [f"{0xd0000000 + i:016x}" for i in range(n)],
+        "ip_fingerprint": [f"{0xe0000000 + i:016x}" for i in range(n)],
+        "verified": [i % 2 == 0 for i in range(n)], "follower_count": [10 * i for i in range(n)],
+    }, schema=CONTRACTS["users"].columns)
+
+
+def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> pl.DataFrame:
+    """One post per author on `day`, with the platform's text hash, and ids above the simulator's range."""
+    from datetime import datetime, timedelta
+
+    from ml.landing import CONTRACTS
+    from ml.text import normalise, text_hash
+
+    start = datetime(day.year, day.month, day.day, hour)
+    texts = [f"partner post {first_id + i}: the match tonight was great, see you at the stadium" for i in
+             range(len(authors))]
+    return pl.DataFrame({
+        "content_id": [first_id + i for i in range(len(authors))], "author_id": authors,
+        "created_at": [start + timedelta(seconds=30 * i) for i in range(len(authors))],
+        "surface": ["post", "comment"] * (len(authors) // 2) + ["post"] * (len(authors) % 2),
+        "language": ["en"] * len(authors), "text": texts, "text_hash": [text_hash(normalise(t)) for t in texts],
+        "has_link": [False] * len(authors), "has_phone": [False] * len(authors),
+    }, schema=CONTRACTS["content"].columns)

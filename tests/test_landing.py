@@ -181,3 +181,32 @@ def test_a_future_row_is_caught_against_the_clock_not_the_partition(raw):
     assert validate_frame("content", within, now=NOW)[1] == []
     beyond = content.with_columns(created_at=pl.lit(ahead + timedelta(minutes=2)))
     assert rows_of(validate_frame("content", beyond, now=NOW)[1], "future_time") == [(1, 2, 3)]
+
+
+def test_the_row_rules_of_dbts_staging_tests_are_checked_before_dbt_reads_the_file(raw):
+    _, tables = raw
+    users = tables["users"].head(3).with_columns(
+        follower_count=pl.when(pl.int_range(pl.len()) == 1).then(-5).otherwise("follower_count"))
+    assert rows_of(validate_frame("users", users, now=NOW)[1], "below_minimum") == [(2,)]
+    appeals = tables["appeals"].head(3).with_columns(
+        resolved_at=pl.when(pl.int_range(pl.len()) == 0).then(pl.col("appealed_at") - timedelta(hours=1))
+        .otherwise("resolved_at"))
+    assert rows_of(validate_frame("appeals", appeals, now=NOW)[1], "time_order") == [(1,)]
+    content = tables["content"].head(3).with_columns(
+        text_hash=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("not-a-hash")).otherwise("text_hash"))
+    assert rows_of(validate_frame("content", content, now=NOW)[1], "text_hash_mismatch") == [(3,)]
+    decisions = tables["decisions"].head(3)
+    second = decisions.slice(0, 1).with_columns(pl.col("decision_id") + 1, pl.lit("restrict").alias("action"))
+    good, problems = validate_frame("decisions", pl.concat([decisions, second]), now=NOW)
+    assert rows_of(problems, "duplicate_value") == [(1, 4)] and good.height == 2
+
+
+def test_a_csv_timestamp_no_format_fits_is_a_bad_value_of_its_row_not_an_error(tmp_path, raw):
+    _, tables = raw
+    reports = tables["reports"].head(3).with_columns(pl.col("reported_at").dt.strftime("%Y-%m-%d %H:%M:%S"))
+    reports = reports.with_columns(reported_at=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("yesterday"))
+                                   .otherwise("reported_at"))
+    path = tmp_path / "reports.csv"
+    reports.write_csv(path)
+    result = validate("reports", path, now=NOW)
+    assert rows_of(result.problems, "bad_value") == [(1,)] and result.good.height == 2

@@ -1,0 +1,1 @@
+"""Sensors: what starts a run when something outside Dagster happens."""
