@@ -27,6 +27,8 @@ DUCKDB_POOL = "duckdb"
 SCORING_MODELS = ("mart_review_queue",)
 # Models built from the training run's label-issue table; they run with training.
 TRAINING_MODELS = ("mart_label_issues",)
+# Models built from the monitoring tables and the ops alert log; they run after monitoring.
+MONITORING_MODELS = ("mart_model_monitoring", "ops_alerts")
 
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
     """Every dbt node in group `warehouse`; sources map onto the raw lake assets by name."""
@@ -38,7 +40,8 @@ class TrustlakeDbtTranslator(DagsterDbtTranslator):
             return spec.replace_attributes(key=dg.AssetKey(props["name"]))
         layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
         group = ("scoring" if props["name"] in SCORING_MODELS else
-                 "training" if props["name"] in TRAINING_MODELS else "warehouse")
+                 "training" if props["name"] in TRAINING_MODELS else
+                 "monitoring" if props["name"] in MONITORING_MODELS else "warehouse")
         return spec.replace_attributes(
             key=dg.AssetKey(props["name"]), group_name=group
         ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer})
@@ -58,7 +61,7 @@ DBT_ASSET_ARGS = dict(
 )
 
 
-@dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS), **DBT_ASSET_ARGS)
+@dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS + MONITORING_MODELS), **DBT_ASSET_ARGS)
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
     yield from run_dbt_build(context, dbt, lakehouse)

@@ -16,6 +16,7 @@ if not dbt_project.manifest_path.exists():
 
 from assets.evaluation import deployed_model, evaluation_assets  # noqa: E402  (needs the manifest above)
 from assets.features import feature_assets  # noqa: E402
+from assets.monitoring import monitoring_assets, ops_alert_log  # noqa: E402
 from assets.scoring import content_scores  # noqa: E402
 from assets.raw import raw_platform_tables  # noqa: E402
 from assets.reference import reference_labels  # noqa: E402
@@ -23,19 +24,24 @@ from assets.training import (baseline_model, content_classifier, label_issues, r
                              training_set)
 from assets.warehouse import (label_quality_models, published_marts, review_queue_models,  # noqa: E402
                               warehouse_models)
-from orchestration.jobs import deploy_job, ingest_job, score_job, train_job  # noqa: E402
+from orchestration.jobs import deploy_job, ingest_job, retrain_job, score_job, train_job  # noqa: E402
 from orchestration.ray_resource import RayResource  # noqa: E402
-from orchestration.resources import LakehouseResource, TrainingResource  # noqa: E402
+from orchestration.resources import LakehouseResource, MonitoringResource, TrainingResource  # noqa: E402
 from orchestration.schedules import daily_ingest_schedule  # noqa: E402
+from orchestration.sensors.alerts import run_failure_alert_sensor  # noqa: E402
+from orchestration.sensors.retraining import retraining_sensor  # noqa: E402
 
 defs = dg.Definitions(
     assets=[raw_platform_tables, reference_labels, warehouse_models, published_marts, *feature_assets, training_set,
             label_issues, label_quality_models, content_classifier, baseline_model, text_model, risk_model,
-            *evaluation_assets, deployed_model, content_scores, review_queue_models],
-    jobs=[ingest_job, train_job, deploy_job, score_job],
+            *evaluation_assets, deployed_model, content_scores, review_queue_models, *monitoring_assets,
+            ops_alert_log],
+    jobs=[ingest_job, train_job, deploy_job, score_job, retrain_job],
     schedules=[daily_ingest_schedule],
+    sensors=[retraining_sensor, run_failure_alert_sensor],
     resources={
         "lakehouse": LakehouseResource.from_settings(settings),
+        "monitoring": MonitoringResource.from_settings(settings),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
                                    storage_path=str(settings.home / "ray")),

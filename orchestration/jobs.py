@@ -29,7 +29,16 @@ deploy_job = dg.define_asset_job(
 
 score_job = dg.define_asset_job(
     "score_job",
-    selection=dg.AssetSelection.groups("scoring"),
+    selection=dg.AssetSelection.groups("scoring", "monitoring"),
     partitions_def=daily_partitions,
-    description="Score the selected days' content with the champion and rebuild the review queue mart.",
+    description="Score the selected days' content with the champion, rebuild the review queue, and monitor the "
+    "champion on those days (drift, live precision, prevalence) against its reference.",
+)
+
+# What the retraining sensor requests (issue9-core defines the same job; the two are reconciled at merge).
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.groups("features", "training", "evaluation", "deployment"),
+    description="Rebuild features and the training set, train and evaluate every candidate behind blocking gates, "
+    "and promote the best one that passed; otherwise the champion stays.",
 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from ml.monitoring import MonitoringThresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = PROJECT_ROOT.parent / "shared" / "data" / "corpora"
@@ -34,6 +36,11 @@ class Settings:
     serve_max_in_flight: int | None = None
     serve_scoring_threads: int | None = None
     serve_keep_alive_s: float | None = None
+    # A simulated change in the world (ml.simulator.SimConfig.world_shift), off unless set.
+    world_shift: str = ""
+    world_shift_from: date | None = None
+    world_shift_share: float | None = None  # None keeps the simulator's default
+    monitoring: MonitoringThresholds = field(default_factory=MonitoringThresholds)
 
     @property
     def dagster_home(self) -> Path:
@@ -68,7 +75,37 @@ class Settings:
             serve_max_in_flight=_optional(env, "TRUSTLAKE_SERVE_MAX_IN_FLIGHT", int),
             serve_scoring_threads=_optional(env, "TRUSTLAKE_SERVE_SCORING_THREADS", int),
             serve_keep_alive_s=_optional(env, "TRUSTLAKE_SERVE_KEEP_ALIVE_S", float),
+            **_world_shift(env),
+            monitoring=MonitoringThresholds(**{name: value for name, (var, kind) in MONITORING_ENV.items()
+                                                if (value := _optional(env, var, kind)) is not None}),
         )
+
+
+# Monitoring thresholds (ml.monitoring.MonitoringThresholds holds the defaults) and their variables.
+MONITORING_ENV: dict[str, tuple[str, type]] = {
+    "psi_warn": ("TRUSTLAKE_DRIFT_PSI_WARN", float),
+    "psi_fail": ("TRUSTLAKE_DRIFT_PSI_FAIL", float),
+    "precision_drop_warn": ("TRUSTLAKE_PRECISION_DROP_WARN", float),
+    "precision_drop_fail": ("TRUSTLAKE_PRECISION_DROP_FAIL", float),
+    "prevalence_gap_warn": ("TRUSTLAKE_PREVALENCE_GAP_WARN", float),
+    "prevalence_gap_fail": ("TRUSTLAKE_PREVALENCE_GAP_FAIL", float),
+    "retrain_min_new_labels": ("TRUSTLAKE_RETRAIN_MIN_NEW_LABELS", int),
+}
+
+
+def _world_shift(env) -> dict:
+    """TRUSTLAKE_WORLD_SHIFT (spam_campaign | slang), _FROM (an ISO day, required with it) and _SHARE."""
+    kind = env.get("TRUSTLAKE_WORLD_SHIFT", "").strip()
+    start = env.get("TRUSTLAKE_WORLD_SHIFT_FROM", "").strip()
+    if kind and not start:
+        raise ValueError(f"TRUSTLAKE_WORLD_SHIFT={kind} needs TRUSTLAKE_WORLD_SHIFT_FROM, the day it starts "
+                         "(YYYY-MM-DD)")
+    try:
+        first = date.fromisoformat(start) if start else None
+    except ValueError:
+        raise ValueError(f"TRUSTLAKE_WORLD_SHIFT_FROM={start!r} is not a day (YYYY-MM-DD)") from None
+    return {"world_shift": kind, "world_shift_from": first if kind else None,
+            "world_shift_share": _optional(env, "TRUSTLAKE_WORLD_SHIFT_SHARE", float)}
 
 
 def _optional(env, name: str, kind: type):

@@ -1,0 +1,1 @@
+"""Sensors: what starts a run without a person (one module each)."""
