@@ -29,6 +29,19 @@ def failed_assets(instance: dg.DagsterInstance, run_id: str, steps: set[str]) ->
     return sorted(keys)
 
 
+def error_text(error) -> str:
+    """The root cause first (what a person acts on), then where it surfaced; a dg.Failure without its class."""
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause
+    root = chain[-1]
+    text = root.message.split(": ", 1)[1] if root.cls_name == "Failure" and ": " in root.message else root.message
+    if len(chain) > 1:
+        text = f"{text.rstrip()}\n(raised in: {chain[0].message.strip().splitlines()[0]})"
+    return text
+
+
 def partition_range(run: dg.DagsterRun) -> str | None:
     tags = run.tags
     if ASSET_PARTITION_RANGE_START_TAG in tags:
@@ -48,8 +61,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, lakehouse: Lak
     failures = context.get_step_failure_events()
     steps = [e.step_key for e in failures if e.step_key]
     if failures and failures[0].step_failure_data and failures[0].step_failure_data.error:
-        error = failures[0].step_failure_data.error
-        message = error.message + (f"\ncaused by: {error.cause.message}" if error.cause else "")
+        message = error_text(failures[0].step_failure_data.error)
     else:  # the run failed outside any step (its worker died, a resource failed to start)
         message = context.failure_event.message or "the run failed before any step started"
     record = context.instance.get_run_record_by_id(run.run_id)
