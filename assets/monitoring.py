@@ -53,7 +53,7 @@ def _raw(lake: Lake) -> dict[str, pl.DataFrame]:
     return {t: lake.read_table(t).drop("date") for t in RAW_INPUTS}
 
 
-def _monitored(lake: Lake, content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.DataFrame) -> pl.DataFrame:
+def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.DataFrame) -> pl.DataFrame:
     """`scores` (content_scores rows) with the features the champion read, built point in time as scoring does."""
     features = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]).drop("text")
     return scores.join(features.drop("created_at", "surface", strict=False), on="content_id", how="inner")
@@ -128,7 +128,7 @@ def _scores(lake: Lake, days: list[date], champion: str) -> pl.DataFrame:
     return scores
 
 
-def _write_days(context: dg.AssetExecutionContext, lake: Lake, name: str, tables: dict[date, pl.DataFrame]) -> None:
+def _write_days(lake: Lake, name: str, tables: dict[date, pl.DataFrame]) -> None:
     for day, table in tables.items():
         lake.write_partition(name, day, table.drop("date"), root=lake.monitoring)
 
@@ -204,9 +204,9 @@ def model_drift(context: dg.AssetExecutionContext, reference: MonitoringReferenc
     scores = _scores(lake, days, ref.champion)
     raw = _raw(lake)
     content = raw["content"].filter(pl.col("content_id").is_in(scores["content_id"].implode()))
-    monitored = _monitored(lake, content, raw, scores)
+    monitored = _monitored(content, raw, scores)
     tables = {d: mon.drift(ref, d, monitored.filter(pl.col("day") == d), limits) for d in days}
-    _write_days(context, lake, "model_drift", tables)
+    _write_days(lake, "model_drift", tables)
     for day, table in tables.items():
         worst = mon.worst_psi(table)
         context.add_asset_metadata({
@@ -249,7 +249,7 @@ def live_precision(context: dg.AssetExecutionContext, reference: MonitoringRefer
     days = _days(context.partition_time_window)
     scores, labels = _scores(lake, days, ref.champion), _labels(lake)
     tables = {d: mon.live_precision(ref, d, scores.filter(pl.col("day") == d), labels, limits) for d in days}
-    _write_days(context, lake, "live_precision", tables)
+    _write_days(lake, "live_precision", tables)
     for day, table in tables.items():
         status = table.filter(pl.col("metric") == "live_precision", pl.col("subject") == "all")["status"][0]
         context.add_asset_metadata({
@@ -283,13 +283,14 @@ def prevalence_gap(context: dg.AssetExecutionContext, reference: MonitoringRefer
     scores = _scores(lake, days, ref.champion)
     qa = _labels(lake).filter(pl.col("label_source") == "qa_audit")
     tables = {d: mon.prevalence(ref, d, scores.filter(pl.col("day") == d), qa, limits) for d in days}
-    _write_days(context, lake, "prevalence_gap", tables)
+    _write_days(lake, "prevalence_gap", tables)
     for day, table in tables.items():
         gaps = table.filter(pl.col("metric") == "prevalence_gap")
         context.add_asset_metadata({
             "champion": ref.champion, "dagster/row_count": table.height,
             "audited_items": int(gaps["n"].max() or 0),
-            **{f"gap/{r['subject']}": round(r["value"], 4) for r in gaps.iter_rows(named=True) if r["value"] is not None},
+            **{f"gap/{r['subject']}": round(r["value"], 4) for r in gaps.iter_rows(named=True)
+               if r["value"] is not None},
             **_day_metadata(table, {}),
         }, partition_key=day.isoformat())
     run = pl.concat(tables.values())

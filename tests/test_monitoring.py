@@ -296,7 +296,6 @@ def test_an_unknown_or_undated_shift_is_refused():
 
 def test_a_classifier_trained_before_the_shift_misses_the_campaign_and_flags_the_slang(pool, worlds, tmp_path):
     """The shift is visible the way a real one is: not a flag, but texts the model reads wrongly."""
-    from ml.training.artifacts import ModelArtifact  # noqa: F401  (the artifact the scorer reads)
     from ml.training.content import fit_text_classifier
     from ml.training.dataset import dataset_version
     from ml.training.scorer import Scorer

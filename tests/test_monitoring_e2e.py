@@ -83,7 +83,8 @@ def shifted(e2e_home, tmp_path_factory):
     resources = {"lakehouse": shift, "monitoring": MonitoringResource(),
                  "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
                  "io_manager": dg.FilesystemIOManager(base_dir=str(home / "dagster" / "storage"))}
-    days = {ASSET_PARTITION_RANGE_START_TAG: SHIFT_FIRST.isoformat(), ASSET_PARTITION_RANGE_END_TAG: SHIFT_LAST.isoformat()}
+    days = {ASSET_PARTITION_RANGE_START_TAG: SHIFT_FIRST.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: SHIFT_LAST.isoformat()}
     with home_instance(home) as instance:
         ingest = dg.materialize([raw_platform_tables, warehouse_models, published_marts], instance=instance,
                                 resources=resources, tags=days, raise_on_error=False)

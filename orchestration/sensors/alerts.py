@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
+from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
+                                        PARTITION_NAME_TAG)
 
 from ml.monitoring import first_lines, write_ops_alert
 from orchestration.resources import LakehouseResource
@@ -23,7 +24,8 @@ log = logging.getLogger("trustlake.alerts")
 
 def failed_assets(instance: dg.DagsterInstance, run_id: str, steps: set[str]) -> list[str]:
     """The assets the failed steps were to materialize (their planned materializations)."""
-    records = instance.get_records_for_run(run_id=run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    planned = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    records = instance.get_records_for_run(run_id=run_id, of_type=planned).records
     keys = {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records
             if r.event_log_entry.dagster_event.step_key in steps and r.event_log_entry.dagster_event.asset_key}
     return sorted(keys)
