@@ -81,6 +81,11 @@ def monitoring_reference(context: dg.AssetExecutionContext, deployed: dict, trai
     if mon.reference_complete(target):
         reference = mon.read_reference(target)
         context.log.info(f"the reference of {version} (dataset {entry['dataset_version']}) exists: reusing it")
+        if reference.binning != mon.BINNING:
+            scored = mon.read_scored_reference(target)
+            reference = mon.rebinned(reference, scored)
+            mon.write_reference(reference, scored, target)
+            context.log.info("its bins came from other binning rules: fitted them again from its scored rows")
     else:
         if training_set.version != entry["dataset_version"]:
             raise dg.Failure(
@@ -105,7 +110,7 @@ def monitoring_reference(context: dg.AssetExecutionContext, deployed: dict, trai
         "champion": version, "dataset_version": reference.dataset_version,
         "window": f"{reference.window_start} .. {reference.window_end}", "dagster/row_count": reference.rows,
         "labels_until": reference.labels_until.isoformat() if reference.labels_until else "none",
-        "label_rows": reference.label_rows, "qa_audited": reference.qa_audited,
+        "label_rows": reference.label_rows, "qa_audited": reference.qa_audited, "binning": reference.binning,
         **{f"prevalence_offset/{p}": round(v, 4) for p, v in reference.prevalence_offset.items()},
         "path": dg.MetadataValue.path(str(target)),
         "bins": dg.MetadataValue.md(markdown_table(bins)),

@@ -23,11 +23,12 @@ floored at PSI_FLOOR before the log, so a bin empty on one side costs a large bu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -57,6 +58,10 @@ FIXED_EDGES: dict[str, tuple[float, ...]] = {
     **{c: tuple(k / PSI_BINS for k in range(1, PSI_BINS)) for c in SCORE_COLUMNS},
     "account_age_days": (1.0, 7.0, 30.0, 90.0, 365.0),
 }
+# The binning rules' identity: a reference binned by other rules (older code) is binned again from its
+# scored rows when it is next used, so a change of rules never compares a day with stale bins.
+BINNING = hashlib.blake2b(repr((PSI_BINS, PSI_FLOOR, SCORE_COLUMNS, NUMERIC_FEATURES, CATEGORICAL_FEATURES,
+                                sorted(FIXED_EDGES.items()))).encode(), digest_size=6).hexdigest()
 AUTO_ACTION = "remove"  # the enforcement policy's action taken without a person (ml/enforcement_policy.yaml)
 FLAGGED = ("remove", "review")
 OTHER = "<other>"
@@ -192,6 +197,7 @@ class Reference:
     # daily check is held to that amount, not to zero. `qa_audited`: the QA audits behind it.
     prevalence_offset: dict[str, float]
     qa_audited: int
+    binning: str = BINNING
     created_at: str = field(default="", compare=False)
 
     def to_json(self) -> str:
@@ -208,6 +214,7 @@ class Reference:
         data["window_start"] = date.fromisoformat(data["window_start"])
         data["window_end"] = date.fromisoformat(data["window_end"])
         data["labels_until"] = datetime.fromisoformat(data["labels_until"]) if data["labels_until"] else None
+        data.setdefault("binning", "")  # written before the rules had an identity: bin it again
         return cls(**data)
 
 
@@ -244,6 +251,10 @@ def read_reference(directory: Path) -> Reference:
     return Reference.from_json((Path(directory) / REFERENCE_FILE).read_text())
 
 
+def read_scored_reference(directory: Path) -> pl.DataFrame:
+    return pl.read_parquet(Path(directory) / "scored.parquet")
+
+
 def training_window(training_set: pl.DataFrame) -> tuple[date, date, datetime | None, int]:
     """The days of the platform content the champion trained on (train split), the newest label time of
     its training set and how many platform labels it holds."""
@@ -260,6 +271,20 @@ def with_risk(scores: pl.DataFrame) -> pl.DataFrame:
     return scores.with_columns(risk=pl.max_horizontal(*(f"p_{p}" for p in VIOLATING)))
 
 
+def reference_bins(scored: pl.DataFrame) -> dict[str, Bins]:
+    """The bins of every watched column `scored` (the reference rows) has, by the current rules."""
+    frame = with_risk(scored)
+    columns = [c for c in (*SCORE_COLUMNS, *NUMERIC_FEATURES, *CATEGORICAL_FEATURES) if c in frame.columns]
+    return {c: fit_bins(c, frame[c]) for c in columns}
+
+
+def rebinned(reference: Reference, scored: pl.DataFrame) -> Reference:
+    """`reference` with its bins fitted again from its scored rows when the binning rules changed."""
+    if reference.binning == BINNING:
+        return reference
+    return replace(reference, bins=reference_bins(scored), binning=BINNING)
+
+
 def qa_labels(training_set: pl.DataFrame) -> pl.DataFrame:
     """content_id and gold label of the QA-audited platform content in a training set."""
     return training_set.filter(pl.col("label_source") == "qa_audit").select("content_id", "label")
@@ -272,13 +297,12 @@ def build_reference(champion: str, dataset_version: str, window: tuple[date, dat
     (content_id, label of QA-audited content; those of the window are used)."""
     start, end, labels_until, label_rows = window
     frame = with_risk(monitored)
-    columns = [c for c in (*SCORE_COLUMNS, *NUMERIC_FEATURES, *CATEGORICAL_FEATURES) if c in frame.columns]
     audited = frame.select("content_id").join(audits, on="content_id", how="inner")
     offset = {p: (float(frame[f"p_{p}"].mean()) - float((audited["label"] == p).mean())) if audited.height else 0.0
               for p in VIOLATING}
     return Reference(
         champion=champion, dataset_version=dataset_version, window_start=start, window_end=end, rows=frame.height,
-        labels_until=labels_until, label_rows=label_rows, bins={c: fit_bins(c, frame[c]) for c in columns},
+        labels_until=labels_until, label_rows=label_rows, bins=reference_bins(frame),
         thresholds={p: {"auto_action": float(op["auto_action_threshold"]), "review": float(op["review_threshold"])}
                     for p, op in operating_points.items()},
         promised_precision={p: float(op["auto_action_precision"]) for p, op in operating_points.items()

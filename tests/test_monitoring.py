@@ -89,6 +89,17 @@ def test_a_reference_survives_its_json_round_trip(tmp_path):
     assert mon.read_reference(directory) == ref
 
 
+def test_a_reference_binned_by_older_rules_is_binned_again_from_its_scored_rows():
+    rng = np.random.default_rng(6)
+    scored = pl.DataFrame({"text_chars": rng.normal(size=500), "prior_posts": rng.integers(0, 50, size=500),
+                           **{f"p_{p}": rng.random(500) for p in VIOLATING}})
+    old = reference(bins={"prior_posts": mon.fit_bins("prior_posts", scored["prior_posts"])}, binning="older")
+    new = mon.rebinned(old, scored)
+    assert new.binning == mon.BINNING and "prior_posts" not in new.bins  # no longer watched
+    assert set(new.bins) == {"text_chars", *(f"p_{p}" for p in VIOLATING), "risk"}
+    assert mon.rebinned(new, scored) is new
+
+
 def test_the_training_window_is_the_train_split_days_of_platform_content():
     frame = pl.DataFrame({
         "content_id": [1, 2, 3, None], "split": ["train", "train", "test", "train"],
