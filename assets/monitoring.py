@@ -103,8 +103,8 @@ def monitoring_reference(context: dg.AssetExecutionContext, deployed: dict, trai
         reference = mon.build_reference(version, entry["dataset_version"], window, scored, entry["operating_points"],
                                         mon.qa_labels(rows), created_at=f"dagster run {context.run_id}")
         mon.write_reference(reference, scored, target)
-    bins = pl.DataFrame([{"column": c, "kind": "values" if b.by_value else "deciles",
-                          "bins": len(b.shares), "largest_bin_share": max(b.shares)}
+    kind = lambda c, b: "values" if b.by_value else "bands" if c in mon.FIXED_EDGES else "deciles"  # noqa: E731
+    bins = pl.DataFrame([{"column": c, "kind": kind(c, b), "bins": len(b.shares), "largest_bin_share": max(b.shares)}
                          for c, b in reference.bins.items()])
     context.add_output_metadata({
         "champion": version, "dataset_version": reference.dataset_version,
@@ -139,7 +139,7 @@ def _write_days(lake: Lake, name: str, tables: dict[date, pl.DataFrame]) -> None
 
 
 def _day_metadata(table: pl.DataFrame, keys: dict[str, tuple[str, str]]) -> dict:
-    """Per-day metadata: value (rounded) and status of chosen (metric, subject) rows, plus the whole table."""
+    """Per-day metadata: the rounded value of chosen (metric, subject) rows, and the day's whole table."""
     out = {}
     for label, (metric, subject) in keys.items():
         row = table.filter((pl.col("metric") == metric) & (pl.col("subject") == subject))
