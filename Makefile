@@ -30,11 +30,13 @@ test: install
 ui: install
 	$(VENV)/bin/trustlake ui
 
+# Every benchmark writes bench/results/<name>.json; scoring and quality need a champion (make run).
 bench: install
 	$(PY) bench/simulate.py
 	$(PY) bench/warehouse.py
 	$(PY) bench/train.py
 	$(PY) bench/scoring.py
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf .trustlake dbt_project/target dbt_project/logs

@@ -1,13 +1,17 @@
-"""Evaluation of the content-classifier candidates and of the pair (group `evaluation`), with
-blocking gates, and the deployment that promotes the pair when every gate passed (group `deployment`)."""
+"""Evaluation of the content-classifier candidates and of the pair (group `evaluation`), with their
+gates as asset checks, and the deployment that promotes the pair when every gate passed (group
+`deployment`). The gates do not block the run: `deployed_model` always runs and promotes only a pair
+whose gates all passed, so a failed candidate is an outcome recorded in the registry, not a crash."""
 
 import dagster as dg
 import polars as pl
 
+from assets.metadata import image_markdown, rounded
 from assets.training import LabelIssuesRef
-from ml.deployment import deploy
-from ml.evaluate_model import evaluate_risk_model, evaluate_text_model
-from ml.evaluation import GATE_DESCRIPTIONS, PAIR_GATES, TEXT_GATES, pair_gates, text_gates
+from ml.deployment import DeploymentDecision, deploy
+from ml.evaluation.evaluate import evaluate_risk_model, evaluate_text_model
+from ml.evaluation.gates import GATE_DESCRIPTIONS, PAIR_GATES, TEXT_GATES
+from ml.evaluation.results import ClassifierEvaluation, GateResult, PairEvaluation
 from ml.registry import Registry, registry_entry
 from ml.taxonomy import VIOLATING
 from ml.training.artifacts import ModelArtifact
@@ -20,24 +24,31 @@ def _f(value) -> str:
     return "" if value is None or value != value else f"{value:.3f}"
 
 
-def text_summary(ev: dict) -> str:
+def text_summary(ev: ClassifierEvaluation) -> str:
     rows = ["| set | policy | candidate PR-AUC | baseline PR-AUC | champion PR-AUC | candidate ROC-AUC |",
             "|---|---|---|---|---|---|"]
-    champ = ev.get("champion_text_only")
+    champ = ev.champion_text_only
     for p in VIOLATING:
-        t, b = ev["text_only"]["policies"][p], ev["baseline_text_only"]["policies"][p]
-        c = champ["policies"][p]["pr_auc"] if champ else None
-        rows.append(f"| text-only held-out | {p} | {_f(t['pr_auc'])} | {_f(b['pr_auc'])} | {_f(c)} | {_f(t['roc_auc'])} |")
-    for source, m in sorted((ev.get("loso") or {}).items()):
-        b = ev["baseline_loso"][source]
-        for p, pm in m["policies"].items():
-            rows.append(f"| held-out source {source} | {p} | {_f(pm['pr_auc'])} | "
-                        f"{_f(b['policies'][p]['pr_auc'])} |  | {_f(pm['roc_auc'])} |")
+        rows.append(f"| text-only held-out | {p} | {_f(ev.text_only.pr_auc(p))} | "
+                    f"{_f(ev.baseline_text_only.pr_auc(p))} | {_f(champ.pr_auc(p) if champ else None)} | "
+                    f"{_f(ev.text_only.roc_auc(p))} |")
+    for s in ev.held_out_sources or ():
+        for p, m in s.candidate.policies.items():
+            rows.append(f"| held-out source {s.source} | {p} | {_f(m.pr_auc)} | {_f(s.baseline.pr_auc(p))} |  | "
+                        f"{_f(m.roc_auc)} |")
     return "\n".join(rows)
 
 
-def _check_specs(name: str, gates: tuple[str, ...], blocking: bool) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(g, asset=name, blocking=blocking, description=GATE_DESCRIPTIONS[g]) for g in gates]
+def _check_specs(name: str, gates: tuple[str, ...]) -> list[dg.AssetCheckSpec]:
+    # Not blocking: deployed_model reads the gate outcomes and promotes only a pair that passed them all.
+    return [dg.AssetCheckSpec(g, asset=name, blocking=False, description=GATE_DESCRIPTIONS[g]) for g in gates]
+
+
+def _check_results(gates: tuple[GateResult, ...]) -> list[dg.AssetCheckResult]:
+    return [dg.AssetCheckResult(check_name=g.name, passed=g.passed, description=g.message,
+                                severity=dg.AssetCheckSeverity.ERROR,
+                                metadata={"value": rounded(g.value, 4), "bound": rounded(g.bound, 4)})
+            for g in gates]
 
 
 def _champion_parts(lakehouse: LakehouseResource) -> tuple[ModelArtifact | None, ModelArtifact | None]:
@@ -52,55 +63,49 @@ def _champion_parts(lakehouse: LakehouseResource) -> tuple[ModelArtifact | None,
     return pair, ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
 
 
-def text_evaluation_asset(model_key: str, run_loso: bool) -> dg.AssetsDefinition:
-    name = model_key.removesuffix("_model").removesuffix("_classifier") + "_evaluation"
-    name = "content_classifier_evaluation" if model_key == "content_classifier" else name
-
+def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name="evaluation",
         kinds={"python"},
         ins={"model": dg.AssetIn(model_key), "baseline": dg.AssetIn("baseline_model"),
              "training_set": dg.AssetIn("training_set"), "label_issues": dg.AssetIn("label_issues")},
-        # Not blocking: a failing classifier must still reach the pair's evaluation, which records the
-        # failure in the registry (content_classifier_gates, blocking there) so nothing is promoted.
-        check_specs=_check_specs(name, TEXT_GATES, blocking=False),
+        check_specs=_check_specs(name, TEXT_GATES),
         description=f"`{model_key}` as a content classifier, on text it never trained on: the text-only held-out "
         "texts (every source) and QA gold scored with no context, and leave-one-source-out (each corpus and each "
-        "YouTube video held out in turn), beside the TF-IDF baseline and the champion on the same rows.",
+        "YouTube video held out in turn: the stand-in for a platform it has never seen), beside the TF-IDF "
+        "baseline and the champion on the same rows.",
     )
     def _evaluation(context: dg.AssetExecutionContext, model: ModelArtifact, baseline: ModelArtifact,
                     training_set: TrainingSetRef, label_issues: LabelIssuesRef, lakehouse: LakehouseResource,
                     training: TrainingResource):
         _, champion_classifier = _champion_parts(lakehouse)
         ev = evaluate_text_model(model, pl.read_parquet(training_set.path), baseline, champion_classifier,
-                                 pl.read_parquet(label_issues.path), run_loso)
-        gates = text_gates(ev, training.gates())
-        ev["gates"] = {g.name: {"passed": g.passed, "message": g.message} for g in gates}
-        ev["gates_passed"] = all(g.passed for g in gates)
-        loso = ev.get("loso") or {}
+                                 pl.read_parquet(label_issues.path), training.gates(), run_loso=run_loso)
         yield dg.Output(ev, metadata={
             "model_version": model.version,
-            "text_only_macro_pr_auc": round(ev["text_only"]["macro_pr_auc"], 4),
-            "baseline_text_only_macro_pr_auc": round(ev["baseline_text_only"]["macro_pr_auc"], 4),
-            "text_only_texts": ev["text_only"]["rows"],
-            **({"qa_gold_text_only_macro_pr_auc": round(ev["qa_gold_text_only"]["macro_pr_auc"], 4)}
-               if ev["qa_gold_text_only"] else {}),
-            **{f"held_out_source/{s}/macro_pr_auc": round(m["macro_pr_auc"], 4) for s, m in loso.items()},
+            "text_only_macro_pr_auc": rounded(ev.text_only.macro_pr_auc),
+            "baseline_text_only_macro_pr_auc": rounded(ev.baseline_text_only.macro_pr_auc),
+            "text_only_texts": ev.text_only.rows,
+            **({"qa_gold_text_only_macro_pr_auc": rounded(ev.qa_gold_text_only.macro_pr_auc)}
+               if ev.qa_gold_text_only else {}),
+            **{f"held_out_source/{s.source}/macro_pr_auc": rounded(s.candidate.macro_pr_auc)
+               for s in ev.held_out_sources or ()},
+            "gates_passed": ev.gates_passed,
             "summary": dg.MetadataValue.md(text_summary(ev)),
-            "pr_curves": dg.MetadataValue.path(ev["plots"]["pr_curves"]),
+            "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, text-only held-out"),
+            "calibration": image_markdown(ev.plots["calibration"], "reliability diagram, text-only held-out"),
         })
-        for g in gates:
-            yield dg.AssetCheckResult(check_name=g.name, passed=g.passed, description=g.message,
-                                      metadata={"value": float(g.value), "bound": float(g.bound)})
+        yield from _check_results(ev.gates)
 
     return _evaluation
 
 
-content_classifier_evaluation = text_evaluation_asset("content_classifier", run_loso=True)
+content_classifier_evaluation = text_evaluation_asset("content_classifier_evaluation", "content_classifier",
+                                                      run_loso=True)
 # The deep model's leave-one-source-out would mean eight more Ray trainings per run on CPU (docs/models.md):
 # it is reported on text-only held-out and cannot be promoted without it.
-text_evaluation = text_evaluation_asset("text_model", run_loso=False)
+text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_loso=False)
 
 
 @dg.asset(
@@ -109,32 +114,27 @@ text_evaluation = text_evaluation_asset("text_model", run_loso=False)
     ins={"model": dg.AssetIn("risk_model"), "classifier_evaluation": dg.AssetIn("content_classifier_evaluation"),
          "training_set": dg.AssetIn("training_set")},
     deps=["users"],
-    check_specs=_check_specs("risk_model_evaluation", PAIR_GATES, blocking=True),
+    check_specs=_check_specs("risk_model_evaluation", PAIR_GATES),
     description="The pair (content classifier + risk model) on platform content of the test period (the "
-    "simulated split) and its QA-gold subset, per slice, beside its classifier alone and the champion pair.",
+    "simulated split) and its QA-gold subset, per slice, beside its classifier alone and the champion pair; "
+    "registered in the model registry as a candidate.",
 )
-def risk_model_evaluation(context: dg.AssetExecutionContext, model: ModelArtifact, classifier_evaluation: dict,
-                          training_set: TrainingSetRef, lakehouse: LakehouseResource, training: TrainingResource):
+def risk_model_evaluation(context: dg.AssetExecutionContext, model: ModelArtifact,
+                          classifier_evaluation: ClassifierEvaluation, training_set: TrainingSetRef,
+                          lakehouse: LakehouseResource, training: TrainingResource):
     champion, _ = _champion_parts(lakehouse)
-    ev = evaluate_risk_model(model, pl.read_parquet(training_set.path), lakehouse.lake.read_table("users"), champion)
-    gates = pair_gates(ev, classifier_evaluation["gates_passed"], classifier_evaluation["version"], training.gates())
-    ev["gates"] = {g.name: {"passed": g.passed, "message": g.message} for g in gates}
-    ev["gates_passed"] = all(g.passed for g in gates)
-    ev["classifier"] = {k: classifier_evaluation[k] for k in ("version", "text_only", "baseline_text_only", "loso",
-                                                              "baseline_loso", "qa_gold_text_only", "gates_passed")}
-    registry = Registry(lakehouse.lake.models)
-    registry.register(registry_entry(model, ev, git_sha()))
+    ev = evaluate_risk_model(model, pl.read_parquet(training_set.path), lakehouse.lake.read_table("users"), champion,
+                             classifier_evaluation, training.gates())
+    Registry(lakehouse.lake.models).register(registry_entry(model, ev, git_sha()))
     yield dg.Output(ev, metadata={
-        "model_version": model.version, "content_classifier_version": ev["content_classifier_version"],
-        "test_macro_pr_auc": round(ev["test"]["macro_pr_auc"], 4),
-        "classifier_alone_test_macro_pr_auc": round(ev["classifier_alone_test"]["macro_pr_auc"], 4),
-        **({"qa_gold_macro_pr_auc": round(ev["qa_gold"]["macro_pr_auc"], 4)} if ev["qa_gold"] else {}),
-        "test_rows": ev["test"]["rows"],
-        "pr_curves": dg.MetadataValue.path(ev["plots"]["pr_curves"]),
+        "model_version": model.version, "content_classifier_version": ev.content_classifier_version,
+        "test_macro_pr_auc": rounded(ev.test.macro_pr_auc),
+        "classifier_alone_test_macro_pr_auc": rounded(ev.classifier_alone_test.macro_pr_auc),
+        **({"qa_gold_macro_pr_auc": rounded(ev.qa_gold.macro_pr_auc)} if ev.qa_gold else {}),
+        "test_rows": ev.test.rows, "gates_passed": ev.gates_passed,
+        "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, simulated test split"),
     })
-    for g in gates:
-        yield dg.AssetCheckResult(check_name=g.name, passed=g.passed, description=g.message,
-                                  metadata={"value": float(g.value), "bound": float(g.bound)})
+    yield from _check_results(ev.gates)
 
 
 evaluation_assets = [content_classifier_evaluation, text_evaluation, risk_model_evaluation]
@@ -145,12 +145,12 @@ evaluation_assets = [content_classifier_evaluation, text_evaluation, risk_model_
     kinds={"python"},
     ins={"pair": dg.AssetIn("risk_model_evaluation"), "text": dg.AssetIn("text_evaluation")},
 )
-def deployed_model(context: dg.AssetExecutionContext, pair: dict, text: dict, lakehouse: LakehouseResource) -> dict:
-    """The champion pair: promoted when the content classifier and the risk model passed every gate (who, when
-    and why are recorded in the registry); otherwise the current champion stays."""
-    registry = Registry(lakehouse.lake.models)
-    decision = deploy(registry, pair, [text], actor=f"dagster run {context.run_id}")
-    champion = registry.champion()
-    context.add_output_metadata({"champion": decision["champion"] or "none",
-                                 "promoted": decision["promoted"] or "none", "reason": decision["reason"]})
-    return {**decision, "path": str(registry.artifact_dir(champion)) if champion else None}
+def deployed_model(context: dg.AssetExecutionContext, pair: PairEvaluation, text: ClassifierEvaluation,
+                   lakehouse: LakehouseResource) -> DeploymentDecision:
+    """The champion pair: promoted when the content classifier and the risk model passed every gate and the
+    champion is still the one they were evaluated against (who, when and why are recorded in the
+    registry); otherwise the current champion stays."""
+    decision = deploy(Registry(lakehouse.lake.models), pair, [text], actor=f"dagster run {context.run_id}")
+    context.add_output_metadata({"champion": decision.champion or "none",
+                                 "promoted": decision.promoted or "none", "reason": decision.reason})
+    return decision

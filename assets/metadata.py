@@ -48,3 +48,19 @@ def markdown_table(frame: pl.DataFrame, digits: int = 3) -> str:
 
     head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
     return head + "".join("\n| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows())
+
+
+def image_markdown(path: str, alt: str) -> dg.MetadataValue:
+    """A PNG shown inline in the UI (a data URI in markdown), with the file's path under it."""
+    import base64
+    from pathlib import Path
+
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})\n\n`{path}`")
+
+
+def rounded(value: float | None, digits: int = 3) -> float | str:
+    """A figure rounded for people; a figure that was not measured shows as "not measured", never NaN."""
+    if value is None or value != value:
+        return "not measured"
+    return round(float(value), digits)

@@ -20,6 +20,7 @@ from assets.metadata import markdown_table
 from assets.raw import _days
 from assets.warehouse import DBT_ASSET_ARGS, MONITORING_MODELS, run_dbt_build
 from ml import monitoring as mon
+from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.lake import Lake
 from ml.registry import Registry
@@ -65,13 +66,13 @@ def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.D
     ins={"deployed": dg.AssetIn("deployed_model"), "training_set": dg.AssetIn("training_set")},
     deps=list(RAW_INPUTS),
 )
-def monitoring_reference(context: dg.AssetExecutionContext, deployed: dict, training_set: TrainingSetRef,
-                         lakehouse: LakehouseResource) -> MonitoringReferenceRef:
+def monitoring_reference(context: dg.AssetExecutionContext, deployed: DeploymentDecision,
+                         training_set: TrainingSetRef, lakehouse: LakehouseResource) -> MonitoringReferenceRef:
     """What every monitored day is compared with: the platform content of the days the champion trained on,
     scored once by the champion through the batch-scoring code path, as PSI bins of every score and watched
     feature, with the champion's operating points and the newest label its training set holds. Written once
     per champion and dataset version under `<home>/lake/monitoring/reference/`."""
-    version = deployed.get("champion")
+    version = deployed.champion
     if not version:
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
     lake = lakehouse.lake

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.raw import _days
+from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.registry import Registry
 from ml.scoring import load_model, risk, score_frame
@@ -21,15 +22,15 @@ from orchestration.resources import LakehouseResource
     ins={"deployed": dg.AssetIn("deployed_model")},
     deps=["content", "users", "reports", "decisions", "appeals"],
 )
-def content_scores(context: dg.AssetExecutionContext, deployed: dict, lakehouse: LakehouseResource):
+def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
     probabilities, the enforcement policy's action and the model version. Features are built
     point-in-time from the raw lake, so a new day needs no retraining run first."""
-    if not deployed.get("champion"):
+    if not deployed.champion:
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
     # Resolved through the registry, so a moved or copied home scores with its own files.
     registry = Registry(lakehouse.lake.models)
-    champion = load_model(registry.artifact_dir(registry.get(deployed["champion"])))
+    champion = load_model(registry.artifact_dir(registry.get(deployed.champion)))
     lake = lakehouse.lake
     days = _days(context.partition_time_window)
     raw = {t: lake.read_table(t).drop("date") for t in ("content", "users", "reports", "decisions", "appeals")}

@@ -11,16 +11,15 @@ import polars as pl
 
 from assets.metadata import markdown_table
 from ml.features.build import SCHEMAS
-from ml.training.label_noise import label_issues as find_label_issues
+from ml.training.label_noise import training_label_issues
 from ml.lake import write_parquet_atomic
 from ml.taxonomy import POLICIES
 from ml.training import fit
 from ml.training.artifacts import ModelArtifact
-from ml.training.content import BASELINE_PARAMS, classifier_training_rows, fit_risk_model, fit_text_classifier
-from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version, label_array
+from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_risk_model, fit_text_classifier
+from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.minilm_model import MiniLMParams
-from ml.training.text_classifier import ClassifierParams, ngram_counts, out_of_fold_proba
 from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
 from ml.warehouse import read_frame
 from orchestration.ray_resource import RayResource
@@ -68,16 +67,14 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 def label_issues(context: dg.AssetExecutionContext, training_set: TrainingSetRef,
                  lakehouse: LakehouseResource) -> LabelIssuesRef:
     """Likely label errors among the training labels, by confident learning (cleanlab) on out-of-fold
-    probabilities of the content classifier's recipe (4 folds grouped by text). Flagged rows are left out
-    of the classifiers' training; QA reviews them in `mart_label_issues`. The out-of-fold scores are also
-    what the risk model is trained on."""
-    rows = classifier_training_rows(pl.read_parquet(training_set.path), None)
-    oof = out_of_fold_proba(ngram_counts(rows["text"].to_list()), label_array(rows), rows["confidence"].to_numpy(),
-                            rows["text_hash"].to_numpy(), ClassifierParams())
-    issues = find_label_issues(rows["label_id"], label_array(rows), oof)
+    probabilities of the content classifier's recipe (4 folds grouped by text). Flagged platform labels
+    count a third in the classifiers' training; QA reviews every flag in `mart_label_issues`. The
+    out-of-fold scores are also what the risk model is trained on."""
+    issues = training_label_issues(pl.read_parquet(training_set.path), CONTENT_CLASSIFIER_RECIPE)
     path = lakehouse.lake.features / "label_issues" / "part-0.parquet"
     write_parquet_atomic(issues, path)
-    flagged = issues.join(rows.select("label_id", "label_source"), on="label_id").filter(pl.col("is_label_issue"))
+    sources = pl.read_parquet(training_set.path, columns=["label_id", "label_source"])
+    flagged = issues.join(sources, on="label_id").filter(pl.col("is_label_issue"))
     by_source = flagged.group_by("label_source").len().sort("label_source")
     context.add_output_metadata({
         "dagster/row_count": issues.height, "label_issues": flagged.height,
@@ -102,11 +99,12 @@ def model_metadata(artifact: ModelArtifact) -> dict:
 @dg.asset(group_name="training", kinds={"scikitlearn"})
 def content_classifier(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
                        lakehouse: LakehouseResource) -> ModelArtifact:
-    """The content classifier: text only, trained on every labelled text of the train split weighted by label
-    confidence, likely label errors left out; TF-IDF and NB-weighted logistic regression views averaged and
-    calibrated per policy. It answers whenever a request carries no platform context."""
+    """The content classifier: text only, trained on every labelled text of the train split. Two linear
+    members averaged and calibrated per policy: the labels as given (confidence-weighted, with text signals)
+    and each text's consensus label; likely label errors on platform labels count a third. It answers
+    whenever a request carries no platform context."""
     artifact = fit_text_classifier(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
-                                   pl.read_parquet(label_issues.path), ClassifierParams(), "content_classifier")
+                                   pl.read_parquet(label_issues.path), CONTENT_CLASSIFIER_RECIPE)
     context.add_output_metadata(model_metadata(artifact))
     return artifact
 
@@ -117,7 +115,7 @@ def baseline_model(context: dg.AssetExecutionContext, training_set: TrainingSetR
     """The obvious model every report is measured against: TF-IDF word and character n-grams with logistic
     regression, on the same training texts, every label as given, unweighted."""
     artifact = fit_text_classifier(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
-                                   None, BASELINE_PARAMS, "baseline", weighted=False)
+                                   None, BASELINE_RECIPE)
     context.add_output_metadata(model_metadata(artifact))
     return artifact
 

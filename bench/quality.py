@@ -1,6 +1,6 @@
 """Model quality on text and sources never trained on: one table for champion, candidates, baseline.
 
-    .venv/bin/python bench/quality.py [--encoder-texts 500]
+    .venv/bin/python bench/quality.py [--encoder-texts 2000]
 
 Reads the latest training run in TRUSTLAKE_HOME (run `make run` first): every model's evaluation
 (evaluation.json beside its artifact) gives the simulated test split, QA gold, the text-only
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import polars as pl
 
+from report import write_report  # bench/report.py, beside this script
 from ml.lake import Lake
 from ml.registry import Registry
 from ml.taxonomy import VIOLATING
-from orchestration.settings import PROJECT_ROOT, Settings
+from orchestration.settings import Settings
 
 
 def latest(models: Path, kind: str) -> dict | None:
@@ -32,6 +33,8 @@ def latest(models: Path, kind: str) -> dict | None:
 
 
 def rows_for(name: str, ev: dict, prefix: str = "") -> list[dict]:
+    """Per-policy rows of one model from an evaluation.json (ml.evaluation.results.as_json); `prefix`
+    "baseline_" reads the baseline's figures recorded beside a classifier's."""
     out = []
 
     def add(set_name: str, metrics: dict | None) -> None:
@@ -48,8 +51,9 @@ def rows_for(name: str, ev: dict, prefix: str = "") -> list[dict]:
     add("QA gold", ev.get(f"{prefix}qa_gold"))
     add("text-only held-out", ev.get(f"{prefix}text_only"))
     add("QA gold (text only)", ev.get(f"{prefix}qa_gold_text_only"))
-    for source, m in sorted((ev.get(f"{prefix}loso") or {}).items()):
-        add(f"held-out source {source}", m)
+    side = "baseline" if prefix == "baseline_" else "candidate"
+    for source in ev.get("held_out_sources") or []:
+        add(f"held-out source {source['source']}", source[side])
     return out
 
 
@@ -71,7 +75,8 @@ def label_issue_truth(lake: Lake) -> dict:
 
 
 def encoder_speed(lake: Lake, n: int) -> dict:
-    """Texts/s of all-MiniLM-L6-v2 mean-pooled embeddings on this machine, real texts, batch 64."""
+    """Texts/s of all-MiniLM-L6-v2 mean-pooled embeddings on this machine: real texts, batches of 64,
+    2 threads, inference mode, in random order and sorted by length (less padding), fp32."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -81,18 +86,20 @@ def encoder_speed(lake: Lake, n: int) -> dict:
     tok = AutoTokenizer.from_pretrained(str(encoder_dir()), local_files_only=True)
     model = AutoModel.from_pretrained(str(encoder_dir()), local_files_only=True).eval()
     torch.set_num_threads(2)
-    started = time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, n, 64):
-            enc = tok(texts[i:i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
-            model(**enc)
-    seconds = time.perf_counter() - started
-    return {"texts": n, "seconds": round(seconds, 1), "texts_per_second": round(n / seconds, 1), "threads": 2}
+    out = {"texts": n, "threads": 2, "max_length": 128}
+    for order, batch in (("random_order", texts), ("sorted_by_length", sorted(texts, key=len))):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, n, 64):
+                enc = tok(batch[i:i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                model(**enc)
+        out[f"{order}_texts_per_second"] = round(n / (time.perf_counter() - started), 1)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--encoder-texts", type=int, default=500, help="0 skips the encoder measurement")
+    parser.add_argument("--encoder-texts", type=int, default=2000, help="0 skips the encoder measurement")
     args = parser.parse_args()
     lake = Lake(Settings.from_env().home)
     champion = Registry(lake.models).champion()
@@ -118,10 +125,7 @@ def main() -> None:
     report = {"per_policy": rows, "label_issues_vs_truth": label_issue_truth(lake)}
     if args.encoder_texts:
         report["minilm_encoder"] = encoder_speed(lake, args.encoder_texts)
-    print(json.dumps({k: v for k, v in report.items() if k != "per_policy"}, indent=2))
-    out = PROJECT_ROOT / "bench" / "results" / "quality.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report("quality", report, summary={k: v for k, v in report.items() if k != "per_policy"})
 
 
 if __name__ == "__main__":

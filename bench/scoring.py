@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from report import write_report  # bench/report.py, beside this script
 from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.lake import Lake
@@ -327,7 +328,7 @@ def main() -> None:
         report["distinct"] = distinct(settings, sizes, args.distinct_format)
     if args.only in (None, "http"):
         report["http"] = http(settings, args.rate, args.seconds)
-    print(json.dumps(report, indent=2))
+    write_report("scoring", report)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import time
 from datetime import timedelta
 
+from report import write_report  # bench/report.py, beside this script
 from ml.corpora import load_text_pool
 from ml.simulator import RAW_TABLES, SimConfig, build_world, simulate_days
 from orchestration.settings import Settings
@@ -45,7 +46,7 @@ def main() -> None:
         "goal_seconds": 30,
         "goal_met": total < 30,
     }
-    print(json.dumps(report, indent=2))
+    write_report("simulate", report)
 
 
 if __name__ == "__main__":

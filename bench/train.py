@@ -1,9 +1,11 @@
-"""Ray LightGBM versus plain `lightgbm.train` on the same 1,000,000-row feature matrix.
+"""Ray LightGBM versus plain `lightgbm.train` on the same 1,000,000-row risk-model feature matrix.
 
     .venv/bin/python bench/train.py [--rows 1000000] [--rounds 100]
 
-Both run side by side in this process on the same matrix (simulated content with its real
-point-in-time context features, labelled with the simulator's truth), the same parameters,
+Both run side by side in this process on the same matrix, laid out as the risk model's
+(`ml.training.content.risk_features`: a content classifier's probabilities beside the real
+point-in-time context features of simulated content, labelled with the simulator's truth; the
+classifier is the baseline recipe fitted on the corpus text pool), the same parameters,
 the same number of boosting rounds (no early stopping) and the same total threads (2):
 plain = one process with 2 threads; Ray = 1 worker x 2 threads, and 2 workers x 1 thread.
 Also reported: Ray's fixed start-up cost (ray.init, and a one-round fit on 1,000 rows) and the
@@ -23,13 +25,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from report import write_report  # bench/report.py, beside this script
 from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
-from ml.features.text import hashed_ngrams
+from ml.features.text import distinct, hashed_ngrams
 from ml.simulator import SimConfig, simulate_days
 from ml.taxonomy import POLICIES
 from ml.training import lightgbm_model, text_model
+from ml.training.content import risk_features
 from ml.training.lightgbm_model import LightGBMParams
+from ml.training.text_classifier import ClassifierParams, LinearTextClassifier, TextMatrix
 from ml.training.matrix import dense_matrix
 from ml.training.text_model import TextModelParams
 from orchestration.settings import Settings
@@ -43,7 +48,15 @@ def feature_matrix(rows: int, pool) -> tuple[np.ndarray, np.ndarray, pl.DataFram
     frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]).join(
         raw["content_truth"].select("content_id", "true_policy"), on="content_id")
     y = frame["true_policy"].replace_strict({p: i for i, p in enumerate(POLICIES)}, return_dtype=pl.Int32).to_numpy()
-    return dense_matrix(frame), y, frame
+    return risk_features(frame, classifier_proba(pool, frame["text"].to_list())), y, frame
+
+
+def classifier_proba(pool: pl.DataFrame, texts: list[str]) -> np.ndarray:
+    """Probabilities of a linear text classifier fitted on the pool, each distinct text scored once."""
+    labels = pool["policy"].replace_strict({p: i for i, p in enumerate(POLICIES)}, return_dtype=pl.Int32).to_numpy()
+    model = LinearTextClassifier(ClassifierParams()).fit(TextMatrix.of(pool["text"].to_list()), labels)
+    unique, rows = distinct(texts)
+    return model.proba(TextMatrix.of(unique))[rows]
 
 
 def main() -> None:
@@ -106,7 +119,7 @@ def main() -> None:
         "text_model_examples_per_second": round(tinfo["examples_per_second"]),
         "text_model_examples": half,
     }
-    print(json.dumps(report, indent=2))
+    write_report("train", report)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from report import write_report  # bench/report.py, beside this script
 from ml.corpora import load_text_pool
 from ml.lake import Lake
 from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
@@ -76,7 +77,7 @@ def main() -> None:
         base = results[0]
         for r in results[1:]:
             r["time_ratio_vs_first"] = round(r["full_build_seconds"] / base["full_build_seconds"], 2)
-    print(json.dumps(results, indent=2))
+    write_report("warehouse", results)
 
 
 if __name__ == "__main__":

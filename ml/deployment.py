@@ -1,32 +1,52 @@
-"""Choosing and recording a promotion: the evaluated pair when every gate passed, or nothing."""
+"""Choosing and recording a promotion: the evaluated pair when every gate passed, or nothing.
+
+Promotion is a compare-and-swap on the registry: the pair replaces the champion it was evaluated
+against and no other. Two retraining runs racing, or a promotion by hand between evaluation and
+deployment, can therefore never let a candidate replace a champion it was not compared with.
+"""
 
 from __future__ import annotations
 
-from ml.registry import Registry
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ml.evaluation.results import ClassifierEvaluation, PairEvaluation
+from ml.registry import ChampionChangedError, Registry
 
 
-def deploy(registry: Registry, pair: dict, other_classifiers: list[dict], actor: str) -> dict:
+@dataclass(frozen=True)
+class DeploymentDecision:
+    promoted: str | None  # the version promoted by this decision, if any
+    champion: str | None  # the champion after it
+    reason: str
+
+
+def deploy(registry: Registry, pair: PairEvaluation, competitors: Sequence[ClassifierEvaluation],
+           actor: str) -> DeploymentDecision:
     """Promote the pair (recording who and why) or leave the champion untouched.
 
-    `pair` is the risk model's evaluation (it embeds its content classifier's); `other_classifiers` are
-    evaluations of competing content-classifier candidates, named in the reason when they ranked better
-    on text-only held-out but could not be promoted.
+    `competitors` are evaluations of other content-classifier candidates, named in the reason when
+    they ranked better on text-only held-out but could not be promoted.
     """
     before = registry.champion()
-    text_only = pair["classifier"]["text_only"]["macro_pr_auc"]
-    better = [ev for ev in other_classifiers if ev["text_only"]["macro_pr_auc"] > text_only]
-    note = "".join(f"; {ev['version']} ranks better on text-only held-out ({ev['text_only']['macro_pr_auc']:.3f}) "
-                   f"but failed {', '.join(n for n, g in ev['gates'].items() if not g['passed'])}" for ev in better)
-    if not pair.get("gates_passed"):
-        failed = ", ".join(n for n, g in pair.get("gates", {}).items() if not g["passed"])
-        return {"promoted": None, "champion": before["version"] if before else None,
-                "reason": f"{pair['version']} failed its gates ({failed}); champion unchanged{note}"}
-    if before and before["version"] == pair["version"]:
-        return {"promoted": None, "champion": pair["version"], "reason": "the pair is already champion"}
+    current = before["version"] if before else None
+    text_only = pair.classifier.text_only.macro_pr_auc
+    note = "".join(f"; {ev.version} ranks better on text-only held-out ({ev.text_only.macro_pr_auc:.3f}) but failed "
+                   f"{', '.join(ev.failed_gates)}" for ev in competitors
+                   if ev.text_only.macro_pr_auc > text_only and not ev.gates_passed)
+    if not pair.gates_passed:
+        return DeploymentDecision(None, current, f"{pair.version} failed its gates ({', '.join(pair.failed_gates)}); "
+                                                 f"champion unchanged{note}")
+    if current == pair.version:
+        return DeploymentDecision(None, current, "the pair is already champion")
     reason = (f"every gate passed: text-only held-out macro PR-AUC {text_only:.3f} vs baseline "
-              f"{pair['classifier']['baseline_text_only']['macro_pr_auc']:.3f}, simulated test macro PR-AUC "
-              f"{pair['test']['macro_pr_auc']:.3f}"
-              + (f" vs champion {pair['champion_test']['macro_pr_auc']:.3f} on the same rows"
-                 if pair.get("champion_test") else " (first champion)") + note)
-    registry.promote(pair["version"], reason=reason, actor=actor)
-    return {"promoted": pair["version"], "champion": pair["version"], "reason": reason}
+              f"{pair.classifier.baseline_text_only.macro_pr_auc:.3f}, simulated test macro PR-AUC "
+              f"{pair.test.macro_pr_auc:.3f}"
+              + (f" vs champion {pair.champion_test.macro_pr_auc:.3f} on the same rows" if pair.champion_test
+                 else " (first champion)") + note)
+    try:
+        registry.promote(pair.version, reason=reason, actor=actor, expected_champion=pair.champion_version)
+    except ChampionChangedError as exc:
+        now = registry.champion()
+        return DeploymentDecision(None, now["version"] if now else None, str(exc))
+    return DeploymentDecision(pair.version, pair.version, reason)

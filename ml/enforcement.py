@@ -1,7 +1,7 @@
 """The declarative enforcement policy: scores plus simple context rules -> remove | review | allow.
 
-The policy is a YAML file (docs/enforcement.md); it is validated on load and every error
-names the line it is about. Rules are tried in order and the first that matches decides.
+The policy is a YAML file (docs/serving.md); it is validated on load by pydantic models and
+every error names the line it is about. Rules are tried in order and the first that matches decides.
 
     version: 1
     default: allow
@@ -11,46 +11,126 @@ names the line it is about. Rules are tried in order and the first that matches 
         score_at_least: review        # auto_action | review | a number in [0, 1]
         context: {component_size_at_least: 3}
         action: remove
+
+The YAML is composed (not just loaded) so every value keeps the line it came from; pydantic's
+error locations are mapped back onto those lines, which is the one part kept by hand here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ml.taxonomy import VIOLATING
 
-ACTIONS = ("remove", "review", "allow")
+ENFORCEMENT_ACTIONS = ("remove", "review", "allow")  # what the policy decides (not a moderator's decision action)
 THRESHOLD_NAMES = ("auto_action", "review")
-CONTEXT_RULES = {
-    "account_age_days_below": float,
-    "component_size_at_least": float,
-    "prior_enforcements_at_least": float,
-    "verified": bool,
-}
+CONTEXT_COLUMNS = {"account_age_days_below": "account_age_days", "component_size_at_least": "component_size",
+                   "prior_enforcements_at_least": "prior_enforcements", "verified": "verified"}
 
 
 class PolicyError(ValueError):
     """An enforcement policy file is malformed; the message names the file and line."""
 
 
-@dataclass(frozen=True)
-class Rule:
+def _number(name: str, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} needs a number, got {value!r}")
+    return float(value)
+
+
+class ContextRule(BaseModel):
+    """Conditions on the item's platform context; unknown context never satisfies one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    account_age_days_below: float | None = None
+    component_size_at_least: float | None = None
+    prior_enforcements_at_least: float | None = None
+    verified: bool | None = None
+
+    @field_validator("account_age_days_below", "component_size_at_least", "prior_enforcements_at_least",
+                     mode="before")
+    @classmethod
+    def _numbers(cls, value, info):
+        return _number(info.field_name, value)
+
+    @field_validator("verified", mode="before")
+    @classmethod
+    def _flag(cls, value):
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"verified needs a true/false, got {value!r}")
+        return value
+
+    def items(self) -> list[tuple[str, float | bool]]:
+        return list(self.model_dump(exclude_none=True).items())
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     policy: str
     score_at_least: str | float
     action: str
-    context: dict = field(default_factory=dict)
+    context: ContextRule = Field(default_factory=ContextRule)
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value != "any" and value not in VIOLATING:
+            raise ValueError(f"unknown policy {value!r} (expected any, {', '.join(VIOLATING)})")
+        return value
+
+    @field_validator("score_at_least", mode="before")
+    @classmethod
+    def _score(cls, value):
+        if isinstance(value, str) and value in THRESHOLD_NAMES:
+            return value
+        if not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 1:
+            return float(value)
+        raise ValueError(f"score_at_least {value!r} must be auto_action, review or a number in [0, 1]")
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, value: str) -> str:
+        if value not in ENFORCEMENT_ACTIONS:
+            raise ValueError(f"unknown action {value!r} (expected {', '.join(ENFORCEMENT_ACTIONS)})")
+        return value
 
 
-@dataclass(frozen=True)
-class EnforcementPolicy:
-    rules: tuple[Rule, ...]
+class EnforcementPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int
     default: str = "allow"
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value):
+        if value != 1 or isinstance(value, bool):
+            raise ValueError("version must be 1")
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _default(cls, value: str) -> str:
+        if value not in ENFORCEMENT_ACTIONS:
+            raise ValueError(f"default action {value!r} is not one of {', '.join(ENFORCEMENT_ACTIONS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EnforcementPolicy":
+        seen = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+        return self
 
     def decide(self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]],
                context: pl.DataFrame | None = None) -> np.ndarray:
@@ -73,8 +153,7 @@ class EnforcementPolicy:
 
 
 def _context_mask(context: pl.DataFrame | None, key: str, value, n: int) -> np.ndarray:
-    column = {"account_age_days_below": "account_age_days", "component_size_at_least": "component_size",
-              "prior_enforcements_at_least": "prior_enforcements", "verified": "verified"}[key]
+    column = CONTEXT_COLUMNS[key]
     if context is None or column not in context.columns:
         return np.zeros(n, dtype=bool)  # unknown context never satisfies a context rule
     col = context[column].cast(pl.Float64).to_numpy()
@@ -86,12 +165,40 @@ def _context_mask(context: pl.DataFrame | None, key: str, value, n: int) -> np.n
         return col >= value
 
 
-def _fail(path: str, node, message: str):
-    raise PolicyError(f"{path} line {node.start_mark.line + 1}: {message}")
+def _plain(node: yaml.Node, loc: tuple, lines: dict[tuple, int]):
+    """The Python value of a composed YAML node, recording the line of every location inside it."""
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key, value in node.value:
+            name = yaml.safe_load(yaml.serialize(key))
+            lines[(*loc, name, "<key>")] = key.start_mark.line + 1
+            out[name] = _plain(value, (*loc, name), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item, (*loc, i), lines) for i, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
 
 
-def _scalar(node):
-    return yaml.safe_load(yaml.serialize(node)) if node is not None else None
+def _line(loc: tuple, lines: dict[tuple, int], key: bool) -> int:
+    if key and (*loc, "<key>") in lines:
+        return lines[(*loc, "<key>")]
+    while loc and loc not in lines:
+        loc = loc[:-1]  # a missing field: the line of the mapping it is missing from
+    return lines.get(loc, 1)
+
+
+def _describe(error: dict) -> str:
+    field = error["loc"][-1] if error["loc"] else "policy"
+    if error["type"] == "extra_forbidden":
+        where = "rule key" if len(error["loc"]) == 3 and error["loc"][0] == "rules" else (
+            "context rule" if "context" in error["loc"] else "key")
+        return f"unknown {where} {field!r}"
+    if error["type"] == "missing":
+        return f"{'rule' if error['loc'][0] == 'rules' else 'policy'} is missing {field!r}"
+    if error["type"] == "too_short" and field == "rules":
+        return "'rules' must be a non-empty list"
+    return error["msg"].removeprefix("Value error, ") if error["type"] == "value_error" else f"{field}: {error['msg']}"
 
 
 def parse_policy(text: str, path: str = "<policy>") -> EnforcementPolicy:
@@ -103,60 +210,19 @@ def parse_policy(text: str, path: str = "<policy>") -> EnforcementPolicy:
         raise PolicyError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     if not isinstance(root, yaml.MappingNode):
         raise PolicyError(f"{path}: the policy must be a mapping with 'version', 'default' and 'rules'")
-    top = {k.value: v for k, v in root.value}
-    for key, node in top.items():
-        if key not in ("version", "default", "rules"):
-            _fail(path, node, f"unknown key {key!r} (expected version, default, rules)")
-    if _scalar(top.get("version")) != 1:
-        _fail(path, top.get("version", root), "version must be 1")
-    default = _scalar(top.get("default")) or "allow"
-    if default not in ACTIONS:
-        _fail(path, top["default"], f"default action {default!r} is not one of {', '.join(ACTIONS)}")
-    rules_node = top.get("rules")
-    if not isinstance(rules_node, yaml.SequenceNode) or not rules_node.value:
-        _fail(path, rules_node or root, "'rules' must be a non-empty list")
-    rules, names = [], set()
-    for item in rules_node.value:
-        if not isinstance(item, yaml.MappingNode):
-            _fail(path, item, "each rule must be a mapping")
-        fields = {k.value: v for k, v in item.value}
-        for key, node in fields.items():
-            if key not in ("name", "policy", "score_at_least", "action", "context"):
-                _fail(path, node, f"unknown rule key {key!r}")
-        for required in ("name", "policy", "score_at_least", "action"):
-            if required not in fields:
-                _fail(path, item, f"rule is missing {required!r}")
-        name = _scalar(fields["name"])
-        if name in names:
-            _fail(path, fields["name"], f"duplicate rule name {name!r}")
-        names.add(name)
-        policy = _scalar(fields["policy"])
-        if policy != "any" and policy not in VIOLATING:
-            _fail(path, fields["policy"], f"unknown policy {policy!r} (expected any, {', '.join(VIOLATING)})")
-        score = _scalar(fields["score_at_least"])
-        if isinstance(score, bool) or not (score in THRESHOLD_NAMES or (isinstance(score, (int, float))
-                                                                       and 0 <= score <= 1)):
-            _fail(path, fields["score_at_least"],
-                  f"score_at_least {score!r} must be auto_action, review or a number in [0, 1]")
-        action = _scalar(fields["action"])
-        if action not in ACTIONS:
-            _fail(path, fields["action"], f"unknown action {action!r} (expected {', '.join(ACTIONS)})")
-        context = {}
-        if "context" in fields:
-            cnode = fields["context"]
-            if not isinstance(cnode, yaml.MappingNode):
-                _fail(path, cnode, "context must be a mapping")
-            for k, v in cnode.value:
-                if k.value not in CONTEXT_RULES:
-                    _fail(path, k, f"unknown context rule {k.value!r} (expected {', '.join(CONTEXT_RULES)})")
-                value = _scalar(v)
-                kind = CONTEXT_RULES[k.value]
-                if kind is bool and not isinstance(value, bool) or kind is float and (
-                        isinstance(value, bool) or not isinstance(value, (int, float))):
-                    _fail(path, v, f"{k.value} needs a {'true/false' if kind is bool else 'number'}, got {value!r}")
-                context[k.value] = value
-        rules.append(Rule(name, policy, score if isinstance(score, str) else float(score), action, context))
-    return EnforcementPolicy(tuple(rules), default)
+    lines: dict[tuple, int] = {}
+    data = _plain(root, (), lines)
+    names = [r.get("name") for r in data.get("rules") or [] if isinstance(r, dict)]
+    for i, name in enumerate(names):
+        if name is not None and name in names[:i]:
+            raise PolicyError(f"{path} line {lines[('rules', i, 'name')]}: duplicate rule name {name!r}")
+    try:
+        return EnforcementPolicy.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]  # the first problem, as a person fixes them one at a time
+        loc = tuple(error["loc"])
+        raise PolicyError(f"{path} line {_line(loc, lines, error['type'] == 'extra_forbidden')}: "
+                          f"{_describe(error)}") from None
 
 
 def load_policy(path: Path) -> EnforcementPolicy:

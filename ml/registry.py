@@ -35,6 +35,13 @@ class RegistryError(ValueError):
     """A registry operation that cannot be done; the message says why."""
 
 
+class ChampionChangedError(RegistryError):
+    """A promotion was asked for against a champion that is no longer champion."""
+
+
+_ANY = object()  # promote(): no expectation about the current champion (a person promoting by hand)
+
+
 class Registry:
     def __init__(self, models_dir: Path):
         self.dir = Path(models_dir)
@@ -162,7 +169,10 @@ class Registry:
             self._write(table)
         return entry
 
-    def promote(self, version: str, reason: str, actor: str) -> dict:
+    def promote(self, version: str, reason: str, actor: str, expected_champion=_ANY) -> dict:
+        """Make `version` champion. With `expected_champion` (a version, or None for "no champion"), only
+        if that is still the champion, checked under the lock: a candidate judged against one champion
+        never replaces another that was promoted in the meantime (ChampionChangedError)."""
         with self._locked():
             table = self._read()
             if version not in table["models"]:
@@ -171,6 +181,10 @@ class Registry:
             previous = next((v for v, e in table["models"].items() if e["status"] == "champion"), None)
             if previous == version:
                 raise RegistryError(f"{version} is already the champion")
+            if expected_champion is not _ANY and previous != expected_champion:
+                raise ChampionChangedError(
+                    f"{version} was evaluated against champion {expected_champion or 'none'}, but the champion is now "
+                    f"{previous or 'none'}: evaluate it again against the current champion (materialize retrain_job)")
             if previous:
                 table["models"][previous]["status"] = "retired"
             table["models"][version]["status"] = "champion"
@@ -250,27 +264,33 @@ def _inside(path: Path, directory: Path) -> bool:
     return True
 
 
-def registry_entry(artifact, evaluation: dict, code_version: str) -> dict:
-    """The registry row of an evaluated pair (`artifact` is the risk model's ModelArtifact): what made it,
-    its text-only, leave-one-source-out, simulated and QA-gold figures, and its gates."""
+def registry_entry(artifact, evaluation, code_version: str) -> dict:
+    """The registry row of an evaluated pair (`artifact` is the risk model's ModelArtifact, `evaluation`
+    its ml.evaluation.results.PairEvaluation): what made it, its text-only, leave-one-source-out,
+    simulated and QA-gold figures, and its gates."""
+    from dataclasses import asdict
+
+    from ml.evaluation.results import as_json, macro
     from ml.taxonomy import POLICIES
 
-    qa, clf = evaluation["qa_gold"], evaluation["classifier"]
-    loso = clf.get("loso") or {}
-    return {
+    clf = evaluation.classifier
+    return as_json({
         "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
-        "content_classifier": evaluation["content_classifier_version"],
+        "content_classifier": evaluation.content_classifier_version,
         "dataset_version": artifact.dataset_version, "code_version": code_version, "params": artifact.params,
-        "metrics": {"text_only_macro_pr_auc": clf["text_only"]["macro_pr_auc"],
-                    "baseline_text_only_macro_pr_auc": clf["baseline_text_only"]["macro_pr_auc"],
-                    "text_only_pr_auc": {p: clf["text_only"]["policies"][p]["pr_auc"] for p in POLICIES},
-                    "held_out_source_macro_pr_auc": {s: m["macro_pr_auc"] for s, m in loso.items()},
-                    "test_macro_pr_auc": evaluation["test"]["macro_pr_auc"],
-                    "qa_gold_macro_pr_auc": qa["macro_pr_auc"] if qa else None,
-                    "test_pr_auc": {p: evaluation["test"]["policies"][p]["pr_auc"] for p in POLICIES},
-                    "gates_passed": evaluation["gates_passed"]},
-        "operating_points": evaluation["operating_points"],
-    }
+        "metrics": {"text_only_macro_pr_auc": clf.text_only.macro_pr_auc,
+                    "baseline_text_only_macro_pr_auc": clf.baseline_text_only.macro_pr_auc,
+                    "text_only_pr_auc": {p: clf.text_only.pr_auc(p) for p in POLICIES},
+                    "held_out_source_macro_pr_auc": {s.source: s.candidate.macro_pr_auc
+                                                     for s in clf.held_out_sources or ()},
+                    "test_macro_pr_auc": evaluation.test.macro_pr_auc,
+                    "qa_gold_macro_pr_auc": macro(evaluation.qa_gold) if evaluation.qa_gold else None,
+                    "test_pr_auc": {p: evaluation.test.pr_auc(p) for p in POLICIES},
+                    "gates_passed": evaluation.gates_passed,
+                    "failed_gates": list(evaluation.failed_gates)},
+        "operating_points": {p: asdict(op) for p, op in evaluation.operating_points.items()},
+        "evaluated_against": evaluation.champion_version,
+    })
 
 
 def _now() -> str:

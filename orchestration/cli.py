@@ -151,25 +151,27 @@ def print_model_report(evaluations: dict) -> None:
     for key in ("content_classifier_evaluation", "text_evaluation"):
         if key in evaluations:
             ev = evaluations[key]
-            rows.append((ev["kind"], ev["text_only"], "passed" if ev["gates_passed"] else "FAILED: " + ", ".join(
-                n for n, g in ev["gates"].items() if not g["passed"])))
-    if "content_classifier_evaluation" in evaluations:
-        rows.append(("baseline", evaluations["content_classifier_evaluation"]["baseline_text_only"], "reference"))
+            rows.append((ev.kind, ev.text_only, "passed" if ev.gates_passed else "FAILED: " + ", ".join(ev.failed_gates)))
+    main = evaluations.get("content_classifier_evaluation")
+    if main:
+        rows.append(("baseline", main.baseline_text_only, "reference"))
     for name, m, gates in rows:
-        print(f"  {name:<22} {f(m['macro_pr_auc'])} "
-              + " ".join(f"{f(m['policies'][p]['pr_auc']):>11}" for p in VIOLATING) + f"  {gates}")
-    ev = evaluations.get("content_classifier_evaluation")
-    if ev and ev.get("loso"):
+        print(f"  {name:<22} {f(m.macro_pr_auc)} " + " ".join(f"{f(m.pr_auc(p)):>11}" for p in VIOLATING)
+              + f"  {gates}")
+    if main and main.held_out_sources:
         print("  leave-one-source-out macro PR-AUC (a model of the same recipe trained without the source):")
-        print(f"  {'held-out source':<26} {'classifier':>10} {'baseline':>9}")
-        for source, m in sorted(ev["loso"].items()):
-            print(f"  {source:<26} {f(m['macro_pr_auc']):>10} {f(ev['baseline_loso'][source]['macro_pr_auc']):>9}")
+        print(f"  {'held-out source':<26} {'classifier':>10} {'baseline':>9} {'delta':>7}  95% interval")
+        for s in main.held_out_sources:
+            print(f"  {s.source:<26} {f(s.candidate.macro_pr_auc):>10} {f(s.baseline.macro_pr_auc):>9} "
+                  f"{s.delta:+7.3f}  {s.delta_ci_low:+.3f} .. {s.delta_ci_high:+.3f}")
     pair = evaluations.get("risk_model_evaluation")
     if pair:
-        qa = pair["qa_gold"]["macro_pr_auc"] if pair["qa_gold"] else None
-        print(f"  pair {pair['version']}: simulated test macro PR-AUC {f(pair['test']['macro_pr_auc']).strip()} "
-              f"(classifier alone {f(pair['classifier_alone_test']['macro_pr_auc']).strip()}), "
-              f"QA gold {f(qa).strip()}, gates {'passed' if pair['gates_passed'] else 'FAILED'}")
+        qa = (f"{pair.qa_gold.macro_pr_auc:.3f} on {pair.qa_gold.rows} audited items" if pair.qa_gold
+              else "not measured")
+        print(f"  pair {pair.version}: simulated test macro PR-AUC {f(pair.test.macro_pr_auc).strip()} "
+              f"on {pair.test.rows} items (classifier alone {f(pair.classifier_alone_test.macro_pr_auc).strip()}), "
+              f"QA gold {qa}, gates " + ("passed" if pair.gates_passed
+                                                   else "FAILED: " + ", ".join(pair.failed_gates)))
 
 
 def print_champion(lake) -> None:

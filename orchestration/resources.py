@@ -88,14 +88,14 @@ class TrainingResource(dg.ConfigurableResource):
     gate_min_pr_auc: float = 0.3
     gate_max_regression: float = 0.02
     gate_max_calibration_error: float = 0.1
-    gate_max_slice_gap: float = 0.15
+    gate_max_slice_regression: float = 0.05
 
     def gates(self):
-        from ml.evaluation import GateConfig
+        from ml.evaluation.gates import GateConfig
 
         return GateConfig(min_pr_auc=self.gate_min_pr_auc, max_regression=self.gate_max_regression,
                           max_calibration_error=self.gate_max_calibration_error,
-                          max_slice_gap=self.gate_max_slice_gap)
+                          max_slice_regression=self.gate_max_slice_regression)
 
 
 class MonitoringResource(dg.ConfigurableResource):

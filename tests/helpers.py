@@ -7,15 +7,14 @@ from pathlib import Path
 import polars as pl
 
 from ml.corpora import builtin_records
-from ml.evaluate_model import evaluate_text_model
-from ml.evaluation import text_gates
+from ml.evaluation.evaluate import evaluate_text_model
+from ml.evaluation.results import ClassifierEvaluation
 from ml.lake import Lake, write_parquet_atomic
 from ml.reference import reference_frame
 from ml.registry import Registry
 from ml.training.artifacts import ModelArtifact
-from ml.training.content import BASELINE_PARAMS, fit_text_classifier
+from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import dataset_version
-from ml.training.text_classifier import ClassifierParams
 
 
 def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
@@ -27,21 +26,25 @@ def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
 
 
 def text_classifier_candidate(frame: pl.DataFrame, models: Path, shuffle_labels: bool = False
-                              ) -> tuple[ModelArtifact, dict]:
-    """A content classifier fitted, evaluated against the baseline and registered as a candidate."""
+                              ) -> tuple[ModelArtifact, ClassifierEvaluation]:
+    """A content classifier fitted, evaluated against the baseline and registered as a candidate.
+
+    Its recipe counts every label (no label_issues table here): `CONTENT_CLASSIFIER_RECIPE` with
+    the likely-error down-weighting switched off.
+    """
+    from dataclasses import asdict
+
     if shuffle_labels:
         frame = frame.with_columns(frame["label"].sample(fraction=1.0, shuffle=True, seed=3).alias("label"))
     version = dataset_version(frame)
-    baseline = fit_text_classifier(frame, version, models, None, BASELINE_PARAMS, "baseline", weighted=False)
-    artifact = fit_text_classifier(frame, version, models, None, ClassifierParams(), "content_classifier")
+    baseline = fit_text_classifier(frame, version, models, None, BASELINE_RECIPE)
+    artifact = fit_text_classifier(frame, version, models, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
     ev = evaluate_text_model(artifact, frame, baseline, None, None, run_loso=False)
-    gates = text_gates(ev)
-    ev["gates"] = {g.name: {"passed": g.passed, "message": g.message} for g in gates}
     Registry(models).register({
         "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
         "dataset_version": artifact.dataset_version, "code_version": "test", "params": artifact.params,
-        "metrics": {"text_only_macro_pr_auc": ev["text_only"]["macro_pr_auc"]},
-        "operating_points": ev["operating_points"]})
+        "metrics": {"text_only_macro_pr_auc": ev.text_only.macro_pr_auc},
+        "operating_points": {p: asdict(op) for p, op in ev.operating_points.items()}})
     return artifact, ev
 
 
@@ -50,3 +53,32 @@ def small_champion(frame: pl.DataFrame, models: Path) -> ModelArtifact:
     artifact, _ = text_classifier_candidate(frame, models)
     Registry(models).promote(artifact.version, reason="test champion", actor="test")
     return artifact
+
+
+def _set(macro: float) -> "SetMetrics":
+    from ml.evaluation.results import SetMetrics
+
+    return SetMetrics(rows=100, macro_pr_auc=macro, macro_roc_auc=macro, policies={})
+
+
+def classifier_evaluation(version: str, passed: bool, text_only: float) -> ClassifierEvaluation:
+    """A content-classifier evaluation with the figures deployment reads, and one gate."""
+    from ml.evaluation.results import GateResult
+
+    return ClassifierEvaluation(
+        version=version, kind="content_classifier", dataset_version="d", baseline_version="baseline-x",
+        operating_points={}, text_only=_set(text_only), baseline_text_only=_set(0.5), qa_gold_text_only=None,
+        champion_version=None, champion_text_only=None, held_out_sources=None,
+        gates=(GateResult("beats_baseline_text_only", passed, "", 0.0, 0.0),))
+
+
+def pair_evaluation(version: str, passed: bool, text_only: float, champion: str | None = None):
+    """A pair evaluation that passed (or failed) its gates, evaluated against `champion`."""
+    from ml.evaluation.results import GateResult, PairEvaluation
+
+    return PairEvaluation(
+        version=version, kind="risk_model", dataset_version="d", content_classifier_version=f"cc-{version}",
+        operating_points={}, test=_set(0.7), classifier_alone_test=_set(0.7), qa_gold=None, slices={},
+        champion_version=champion, champion_test=_set(0.6) if champion else None,
+        classifier=classifier_evaluation(f"cc-{version}", True, text_only),
+        gates=(GateResult("min_pr_auc", passed, "", 0.0, 0.0),))

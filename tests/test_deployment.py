@@ -21,7 +21,7 @@ from ml.training.dataset import held_out_texts, label_array
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.scorer import Scorer
 from tests.conftest import labelled_training_frame
-from tests.helpers import small_champion, text_classifier_candidate
+from tests.helpers import classifier_evaluation, pair_evaluation, small_champion, text_classifier_candidate
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,13 @@ def test_a_classifier_on_shuffled_labels_fails_the_gates_a_real_one_passes(world
     # On this small, clean-labelled simulator sample the real classifier and the baseline tie
     # (0.858 vs 0.859); beating the baseline is tested on the corpora in test_text_models.py.
     _, ev = text_classifier_candidate(world[0], tmp_path / "a")
-    assert ev["gates"]["min_pr_auc"]["passed"] and ev["gates"]["calibration"]["passed"], ev["gates"]
-    assert ev["text_only"]["macro_pr_auc"] > ev["baseline_text_only"]["macro_pr_auc"] - 0.02
+    gates = {g.name: g for g in ev.gates}
+    assert gates["min_pr_auc"].passed and gates["calibration"].passed, ev.gates
+    assert ev.text_only.macro_pr_auc > ev.baseline_text_only.macro_pr_auc - 0.02
     _, shuffled = text_classifier_candidate(world[0], tmp_path / "b", shuffle_labels=True)
-    assert not shuffled["gates"]["beats_baseline_text_only"]["passed"]
-    assert not shuffled["gates"]["min_pr_auc"]["passed"] and "short by" in shuffled["gates"]["min_pr_auc"]["message"]
+    failed = {g.name: g for g in shuffled.gates}
+    assert not failed["beats_baseline_text_only"].passed
+    assert not failed["min_pr_auc"].passed and "short by" in failed["min_pr_auc"].message
 
 
 def test_evaluation_scores_the_model_it_was_given(world, tmp_path):
@@ -54,17 +56,9 @@ def test_evaluation_scores_the_model_it_was_given(world, tmp_path):
     direct = {m.version: macro_pr_auc(pr_auc_by_policy(label_array(test), Scorer(m).predict_proba(test)))
               for m in (a, b)}
     assert abs(direct[a.version] - direct[b.version]) > 0.05  # the two models are told apart
-    assert ev_a["version"] == a.version
-    assert ev_a["text_only"]["macro_pr_auc"] == pytest.approx(direct[a.version])
+    assert ev_a.version == a.version
+    assert ev_a.text_only.macro_pr_auc == pytest.approx(direct[a.version])
     assert Path(a.path, "pr_curves.png").stat().st_size > 1000
-
-
-def _pair(version: str, passed: bool, text_only: float) -> dict:
-    metrics = {"macro_pr_auc": text_only}
-    return {"version": version, "gates_passed": passed,
-            "gates": {"min_pr_auc": {"passed": passed, "message": ""}},
-            "classifier": {"text_only": metrics, "baseline_text_only": {"macro_pr_auc": 0.5}},
-            "test": {"macro_pr_auc": 0.7}, "champion_test": None}
 
 
 def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
@@ -72,14 +66,29 @@ def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     for v in ("good", "bad"):
         registry.register({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
                            "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}})
-    assert deploy(registry, _pair("good", True, 0.8), [], actor="t")["promoted"] == "good"
-    decision = deploy(registry, _pair("bad", False, 0.9), [], actor="t")
-    assert decision["promoted"] is None and "champion unchanged" in decision["reason"]
+    assert deploy(registry, pair_evaluation("good", True, 0.8), [], actor="t").promoted == "good"
+    decision = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), [], actor="t")
+    assert decision.promoted is None and "champion unchanged" in decision.reason
     assert registry.champion()["version"] == "good"
-    other = {"version": "text_model-x", "text_only": {"macro_pr_auc": 0.95},
-             "gates": {"baseline_not_better_on_any_held_out_source": {"passed": False}}}
-    note = deploy(registry, _pair("bad", False, 0.9), [other], actor="t")["reason"]
+    other = classifier_evaluation("text_model-x", False, 0.95)
+    note = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), [other], actor="t").reason
     assert "text_model-x ranks better on text-only held-out" in note
+
+
+def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path):
+    # Two retraining runs race: both candidates were evaluated while "first" was champion. The
+    # first to deploy wins; the other, judged against a champion that is gone, must not replace
+    # the winner whatever its figures, and says why.
+    registry = Registry(tmp_path)
+    for v in ("first", "fast", "slow"):
+        registry.register({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
+                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}})
+    registry.promote("first", "initial", "t")
+    assert deploy(registry, pair_evaluation("fast", True, 0.8, champion="first"), [], actor="t").promoted == "fast"
+    late = deploy(registry, pair_evaluation("slow", True, 0.99, champion="first"), [], actor="t")
+    assert late.promoted is None and late.champion == "fast"
+    assert "evaluated against champion first, but the champion is now fast" in late.reason
+    assert registry.champion()["version"] == "fast"
 
 
 def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):

@@ -307,15 +307,14 @@ def test_an_unknown_or_undated_shift_is_refused():
 
 def test_a_classifier_trained_before_the_shift_misses_the_campaign_and_flags_the_slang(pool, worlds, tmp_path):
     """The shift is visible the way a real one is: not a flag, but texts the model reads wrongly."""
-    from ml.training.content import fit_text_classifier
+    from ml.training.content import CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
     from ml.training.dataset import dataset_version
     from ml.training.scorer import Scorer
-    from ml.training.text_classifier import ClassifierParams
     from tests.conftest import labelled_training_frame
 
     frame, _ = labelled_training_frame(pool, seed=11, days=6, rows=2500)
-    model = Scorer(fit_text_classifier(frame, dataset_version(frame), tmp_path, None, ClassifierParams(),
-                                       "content_classifier"))
+    model = Scorer(fit_text_classifier(frame, dataset_version(frame), tmp_path, None,
+                                       CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues()))
 
     def proba(texts: list[str], policy: str) -> np.ndarray:
         scores = model.predict_proba(pl.DataFrame({"text": texts}), None)

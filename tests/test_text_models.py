@@ -9,15 +9,13 @@ import polars as pl
 import pytest
 
 from ml.corpora import load_records
-from ml.evaluate_model import evaluate_text_model
-from ml.evaluation import text_gates
+from ml.evaluation.evaluate import evaluate_text_model
 from ml.reference import import_labels, reference_frame
 from ml.taxonomy import POLICIES
 from ml.text import eval_bucket
-from ml.training.content import BASELINE_PARAMS, fit_text_classifier
+from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import assign_splits, dataset_version, label_array
-from ml.training.label_noise import label_issues
-from ml.training.text_classifier import ClassifierParams, ngram_counts, out_of_fold_proba
+from ml.training.label_noise import training_label_issues
 from tests.conftest import DEFAULT_CORPORA, HAS_CORPORA, run_cli
 
 pytestmark = pytest.mark.skipif(not HAS_CORPORA, reason="needs the labelled corpora")
@@ -77,9 +75,10 @@ def test_confident_learning_finds_planted_label_flips(training_frame):
     flip = rng.random(len(y)) < 0.08
     noisy = y.copy()
     noisy[flip] = (y[flip] + rng.integers(1, len(POLICIES), flip.sum())) % len(POLICIES)
-    oof = out_of_fold_proba(ngram_counts(rows["text"].to_list()), noisy, np.ones(len(y)),
-                            rows["text_hash"].to_numpy(), ClassifierParams())
-    found = label_issues(rows["label_id"], noisy, oof)["is_label_issue"].to_numpy()
+    planted = rows.with_columns(pl.Series("label", np.array(POLICIES)[noisy]))
+    issues = training_label_issues(planted, CONTENT_CLASSIFIER_RECIPE)
+    assert issues["label_id"].to_list() == planted["label_id"].to_list()  # one verdict per label row, in order
+    found = issues["is_label_issue"].to_numpy()
     precision = (found & flip).sum() / max(found.sum(), 1)
     recall = (found & flip).sum() / flip.sum()
     # Measured on this sample: precision ~0.6, recall ~0.8 (the corpora carry their own label noise,
@@ -89,16 +88,15 @@ def test_confident_learning_finds_planted_label_flips(training_frame):
 
 def test_a_candidate_that_did_not_learn_text_fails_its_gate(training_frame, tmp_path):
     version = dataset_version(training_frame)
-    baseline = fit_text_classifier(training_frame, version, tmp_path, None, BASELINE_PARAMS, "baseline",
-                                   weighted=False)
+    baseline = fit_text_classifier(training_frame, version, tmp_path, None, BASELINE_RECIPE)
     # Text shuffled against labels in training: whatever the model learns, it is not the text's policy.
     train = training_frame.filter(pl.col("split") == "train")
     shuffled = pl.concat([
         train.with_columns(train["text"].sample(fraction=1.0, shuffle=True, seed=9).alias("text")),
         training_frame.filter(pl.col("split") != "train")])
-    candidate = fit_text_classifier(shuffled, version, tmp_path, None, ClassifierParams(), "content_classifier")
+    candidate = fit_text_classifier(shuffled, version, tmp_path, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
     ev = evaluate_text_model(candidate, training_frame, baseline, None, None, run_loso=False)
-    gates = {g.name: g for g in text_gates(ev)}
+    gates = {g.name: g for g in ev.gates}
     assert not gates["beats_baseline_text_only"].passed
     assert "vs baseline" in gates["beats_baseline_text_only"].message
     assert not gates["baseline_not_better_on_any_held_out_source"].passed  # not measured: cannot be promoted
@@ -115,16 +113,13 @@ def test_label_handling_beats_the_baseline_when_moderator_labels_are_noisy(refer
                      label_array(copies))
     copies = copies.with_columns(pl.Series("label", np.array(POLICIES)[noisy]), pl.lit(0.67).alias("confidence"))
     frame, _ = assign_splits(pl.concat([reference_labels_frame, copies]))
-    rows = frame.filter(pl.col("split") == "train")
-    oof = out_of_fold_proba(ngram_counts(rows["text"].to_list()), label_array(rows), rows["confidence"].to_numpy(),
-                            rows["text_hash"].to_numpy(), ClassifierParams())
-    issues = label_issues(rows["label_id"], label_array(rows), oof)
+    issues = training_label_issues(frame, CONTENT_CLASSIFIER_RECIPE)
+    assert issues.filter(pl.col("is_label_issue") & pl.col("label_id").str.starts_with("content:")).height > 500
     version = dataset_version(frame)
-    baseline = fit_text_classifier(frame, version, tmp_path, None, BASELINE_PARAMS, "baseline", weighted=False)
-    candidate = fit_text_classifier(frame, version, tmp_path, issues, ClassifierParams(), "content_classifier")
-    assert candidate.metrics["label_issues_dropped"] > 0
+    baseline = fit_text_classifier(frame, version, tmp_path, None, BASELINE_RECIPE)
+    candidate = fit_text_classifier(frame, version, tmp_path, issues, CONTENT_CLASSIFIER_RECIPE)
     ev = evaluate_text_model(candidate, frame, baseline, None, issues, run_loso=False)
-    gate = {g.name: g for g in text_gates(ev)}["beats_baseline_text_only"]
+    gate = {g.name: g for g in ev.gates}["beats_baseline_text_only"]
     assert gate.passed, gate.message
 
 

@@ -7,10 +7,9 @@ import pytest
 
 from ml.training import fit, lightgbm_model
 from ml.training.artifacts import PROBA_COLUMNS
-from ml.training.content import fit_risk_model, fit_text_classifier
+from ml.training.content import CONTENT_CLASSIFIER_RECIPE, fit_risk_model, fit_text_classifier
 from ml.training.dataset import dataset_version, label_array
-from ml.training.label_noise import label_issues
-from ml.training.text_classifier import ClassifierParams, ngram_counts, out_of_fold_proba
+from ml.training.label_noise import training_label_issues
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.matrix import design_matrix
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
@@ -84,12 +83,8 @@ def pair(ray_cluster, training_frame, tmp_path_factory):
     """A content classifier and the risk model stacked on its out-of-fold scores."""
     tmp = tmp_path_factory.mktemp("pair")
     version = dataset_version(training_frame)
-    rows = training_frame.filter(pl.col("split") == "train")
-    oof = out_of_fold_proba(ngram_counts(rows["text"].to_list()), label_array(rows), rows["confidence"].to_numpy(),
-                            rows["text_hash"].to_numpy(), ClassifierParams())
-    issues = label_issues(rows["label_id"], label_array(rows), oof)
-    classifier = fit_text_classifier(training_frame, version, tmp / "models", issues, ClassifierParams(),
-                                     "content_classifier")
+    issues = training_label_issues(training_frame, CONTENT_CLASSIFIER_RECIPE)
+    classifier = fit_text_classifier(training_frame, version, tmp / "models", issues, CONTENT_CLASSIFIER_RECIPE)
     risk = fit_risk_model(training_frame, issues, classifier, tmp / "models", tmp / "ray",
                           LightGBMParams(num_workers=1, threads_per_worker=2))
     return classifier, risk

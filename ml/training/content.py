@@ -1,10 +1,18 @@
 """Fit the text-first model pair: the content classifier (text only) and the risk model over it.
 
-The content classifier is trained on every labelled text in the train split (reference sets,
-moderator decisions, appeal outcomes, QA gold), weighted by label confidence, with likely label
-errors left out, and calibrated per policy on the validation split's distinct texts. The risk
-model is LightGBM (Ray Train) over the classifier's out-of-fold scores plus behaviour, network
-and context features of platform content; at scoring time it answers for rows that carry
+The content classifier is a `ClassifierRecipe`: a small ensemble of linear text classifiers
+(ml/training/text_classifier.py), each reading the training labels its own way
+(ml/training/labels.py), their probabilities averaged and calibrated per policy on the
+validation split's distinct texts. The default recipe has two members:
+- the labels as given, weighted by confidence, with text signals beside the n-grams: it learns
+  what the platform sees often (reposted spam campaigns) and what spam looks like (links, digits);
+- the per-text consensus of all labels: a wrong moderator decision is outvoted by the reference
+  set and QA instead of learned.
+In both, platform labels confident learning flagged as likely errors count a third. The baseline
+is the plain recipe: one classifier, TF-IDF n-grams, every label as given, unweighted.
+
+The risk model is LightGBM (Ray Train) over the classifier's out-of-fold scores plus behaviour,
+network and context features of platform content; at scoring time it answers for rows that carry
 platform context and the classifier answers for rows that do not (ml/training/scorer.py).
 """
 
@@ -12,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,13 +33,68 @@ from ml.training import lightgbm_model
 from ml.training.artifacts import ModelArtifact
 from ml.training.calibration import fit_policy_calibration, fit_temperature, softmax
 from ml.training.dataset import held_out_texts, label_array, platform_rows
+from ml.training.labels import AS_GIVEN, LabelTreatment, training_rows
 from ml.training.matrix import dense_matrix, mask_context
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
-from ml.training.text_classifier import ClassifierParams, LinearTextClassifier, ngram_counts
+from ml.training.text_classifier import (ClassifierParams, LinearTextClassifier, TextFeatureCache, TextMatrix,
+                                         group_folds)
 
 PROBA_OOF = tuple(f"oof_p_{p}" for p in POLICIES)
 CONTEXT_DROPOUT = 0.1  # share of risk-model training rows whose platform context is hidden
-BASELINE_PARAMS = ClassifierParams(views=("tfidf",))
+# Weight of a platform label confident learning flagged: a third, not zero (ml/training/labels.py says why).
+FLAGGED_LABEL_WEIGHT = 0.3
+OUT_OF_FOLD_FOLDS = 4
+
+
+@dataclass(frozen=True)
+class RecipeMember:
+    treatment: LabelTreatment
+    params: ClassifierParams
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    """How a linear content classifier is trained: its members, averaged. Saved with every artifact
+    (`params["recipe"]`), so leave-one-source-out can retrain exactly the recipe it judges."""
+
+    name: str
+    members: tuple[RecipeMember, ...]
+
+    @property
+    def uses_label_issues(self) -> bool:
+        return any(m.treatment.flagged_weight != 1.0 for m in self.members)
+
+    def ignoring_label_issues(self) -> "ClassifierRecipe":
+        """The same recipe with every label counted (what the out-of-fold scores for cleanlab use)."""
+        return ClassifierRecipe(self.name, tuple(
+            RecipeMember(LabelTreatment(m.treatment.consensus, m.treatment.weighted, 1.0), m.params)
+            for m in self.members))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassifierRecipe":
+        return cls(d["name"], tuple(RecipeMember(LabelTreatment(**m["treatment"]), ClassifierParams.from_dict(m["params"]))
+                                    for m in d["members"]))
+
+
+CONTENT_CLASSIFIER_RECIPE = ClassifierRecipe("content_classifier", (
+    RecipeMember(LabelTreatment(weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT), ClassifierParams(signals=True)),
+    RecipeMember(LabelTreatment(consensus=True, weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT), ClassifierParams()),
+))
+BASELINE_RECIPE = ClassifierRecipe("baseline", (RecipeMember(AS_GIVEN, ClassifierParams()),))
+
+
+class EnsembleTextClassifier:
+    """The mean of its members' probabilities; rows sum to one over POLICIES."""
+
+    def __init__(self, members: list[LinearTextClassifier]):
+        self.members = members
+
+    def proba(self, x: TextMatrix) -> np.ndarray:
+        p = np.mean([m.proba(x) for m in self.members], axis=0)
+        return p / p.sum(axis=1, keepdims=True)
 
 
 def new_version(kind: str) -> str:
@@ -39,23 +102,33 @@ def new_version(kind: str) -> str:
     return f"{kind}-{stamp}-{secrets.token_hex(2)}"
 
 
-def classifier_training_rows(training_set: pl.DataFrame, issues: pl.DataFrame | None) -> pl.DataFrame:
-    """Train-split rows, less platform labels confident learning flagged (when `issues` is given).
+def fit_recipe(recipe: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.DataFrame | None,
+               cache: TextFeatureCache | None = None) -> EnsembleTextClassifier:
+    """Fit every member of `recipe` on the train split of `training_set` (uncalibrated)."""
+    cache = cache or TextFeatureCache(training_set.filter(pl.col("split") == "train"))
+    members = []
+    for member in recipe.members:
+        rows = training_rows(training_set, member.treatment, issues)
+        members.append(LinearTextClassifier(member.params).fit(cache.rows(rows), label_array(rows),
+                                                               rows["weight"].to_numpy()))
+    return EnsembleTextClassifier(members)
 
-    Only platform labels (moderator decisions, appeals) are dropped: they are the known-noisy ones.
-    Flagged reference labels are mostly genuine ambiguity (Davidson's hate versus offensive): dropping
-    them cost held-out hate-speech PR-AUC (0.404 -> 0.358 measured), so they stay and go to QA instead.
-    """
+
+def out_of_fold_proba(training_set: pl.DataFrame, recipe: ClassifierRecipe, seed: int = 42,
+                      folds: int = OUT_OF_FOLD_FOLDS) -> tuple[pl.DataFrame, np.ndarray]:
+    """Every train-split label row, and its probabilities from `recipe` fitted on the other folds
+    (folds grouped by text hash, so no copy of a text is scored by a model that saw it)."""
+    rows = training_rows(training_set, AS_GIVEN)
+    cache = TextFeatureCache(rows)
+    fold = group_folds(rows["text_hash"].to_numpy(), folds, seed)
     train = training_set.filter(pl.col("split") == "train")
-    if issues is None:
-        return train
-    flagged = issues.filter(pl.col("is_label_issue") & pl.col("label_id").str.starts_with("content:"))
-    return train.join(flagged.select("label_id"), on="label_id", how="anti")
-
-
-def fit_linear(rows: pl.DataFrame, params: ClassifierParams, weighted: bool) -> LinearTextClassifier:
-    weight = rows["confidence"].to_numpy() if weighted else None
-    return LinearTextClassifier(params).fit(ngram_counts(rows["text"].to_list()), label_array(rows), weight)
+    oof = np.zeros((rows.height, len(POLICIES)))
+    for f in range(folds):
+        held = fold == f
+        held_hashes = rows.filter(pl.Series(held))["text_hash"].implode()
+        model = fit_recipe(recipe, train.filter(~pl.col("text_hash").is_in(held_hashes)), None, cache)
+        oof[held] = model.proba(cache.rows(rows.filter(pl.Series(held))))
+    return rows, oof
 
 
 def _save(kind: str, version: str, out: Path, dataset_version: str, params: dict, metrics: dict,
@@ -67,30 +140,24 @@ def _save(kind: str, version: str, out: Path, dataset_version: str, params: dict
 
 
 def fit_text_classifier(training_set: pl.DataFrame, dataset_version: str, models_dir: Path,
-                        issues: pl.DataFrame | None, params: ClassifierParams, kind: str,
-                        weighted: bool = True) -> ModelArtifact:
-    """Fit, calibrate per policy on validation texts, and save a text-only classifier artifact.
-
-    kind `content_classifier` drops `issues` and weights by confidence; kind `baseline` is the
-    plain recipe (ClassifierParams views=("tfidf",), unweighted, every label as given).
-    """
+                        issues: pl.DataFrame | None, recipe: ClassifierRecipe) -> ModelArtifact:
+    """Fit `recipe`, calibrate it per policy on the validation texts, and save it (kind = recipe name)."""
     started = time.perf_counter()
-    rows = classifier_training_rows(training_set, issues)
-    model = fit_linear(rows, params, weighted)
+    if recipe.uses_label_issues and issues is None:
+        raise ValueError(f"recipe {recipe.name} down-weights likely label errors: pass the label_issues table")
+    model = fit_recipe(recipe, training_set, issues)
     val = held_out_texts(training_set, "validation")
-    raw_val = model.proba(ngram_counts(val["text"].to_list()))
+    raw_val = model.proba(TextMatrix.of(val["text"].to_list()))
     calibration = fit_policy_calibration(raw_val, label_array(val))
     val_pr = pr_auc_by_policy(label_array(val), calibration.apply(raw_val))
     metrics = {"validation_text_only_pr_auc": val_pr, "validation_text_only_macro_pr_auc": macro_pr_auc(val_pr),
-               "rows_train": rows.height, "label_issues_dropped": training_set.filter(pl.col("split") == "train").height
-               - rows.height, "train_seconds": time.perf_counter() - started}
-    version = new_version(kind)
+               "rows_train": training_set.filter(pl.col("split") == "train").height,
+               "train_seconds": time.perf_counter() - started}
+    version = new_version(recipe.name)
     out = models_dir / version
     out.mkdir(parents=True)
     joblib.dump({"model": model, "calibration": calibration}, out / "model.joblib")
-    return _save(kind, version, out, dataset_version,
-                 {"model": asdict(params), "weighted": weighted, "drops_label_issues": issues is not None},
-                 metrics)
+    return _save(recipe.name, version, out, dataset_version, {"recipe": recipe.to_dict()}, metrics)
 
 
 def risk_features(frame: pl.DataFrame, classifier_proba: np.ndarray) -> np.ndarray:

@@ -20,10 +20,21 @@ from ml.features.text import hashed_ngrams
 from ml.training import minilm_model, text_model
 from ml.training.artifacts import ModelArtifact
 from ml.training.calibration import fit_temperature, softmax
-from ml.training.content import classifier_training_rows, new_version
+from ml.training.content import new_version
 from ml.training.dataset import held_out_texts, label_array
+from ml.training.labels import LabelTreatment, training_rows
 from ml.training.matrix import DENSE_COLUMNS, dense_matrix
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
+
+
+# The deep model's rows: every label as given, likely label errors on platform labels left out
+# (its training loop takes no per-row weights, so the linear recipe's down-weighting becomes a drop).
+DEEP_MODEL_LABELS = LabelTreatment(weighted=False, flagged_weight=0.0)
+
+
+def _rows(training_set: pl.DataFrame, issues: pl.DataFrame | None) -> pl.DataFrame:
+    return training_rows(training_set, DEEP_MODEL_LABELS if issues is not None else LabelTreatment(weighted=False),
+                         issues)
 
 
 def text_inputs(frame: pl.DataFrame) -> np.ndarray:
@@ -53,7 +64,7 @@ def _finish_deep(net: torch.nn.Module, info: dict, profile: str, params, rows: i
 def fit_text_model(training_set: pl.DataFrame, issues: pl.DataFrame | None, dataset_version: str, models_dir: Path,
                    ray_storage: Path, params: text_model.TextModelParams) -> ModelArtifact:
     """The compact profile: a hashed n-gram wide-and-deep net over text and text signals."""
-    train, val = classifier_training_rows(training_set, issues), held_out_texts(training_set, "validation")
+    train, val = _rows(training_set, issues), held_out_texts(training_set, "validation")
     ng = {k: hashed_ngrams(f["text"].to_list()) for k, f in (("train", train), ("val", val))}
     dn = {k: text_inputs(f) for k, f in (("train", train), ("val", val))}
     y, y_val = label_array(train), label_array(val)
@@ -65,7 +76,7 @@ def fit_text_model(training_set: pl.DataFrame, issues: pl.DataFrame | None, data
 def fit_minilm(training_set: pl.DataFrame, issues: pl.DataFrame | None, dataset_version: str, models_dir: Path,
                ray_storage: Path, params: minilm_model.MiniLMParams) -> ModelArtifact:
     """The GPU profile: fine-tune all-MiniLM-L6-v2 end to end on text (and text signals)."""
-    train, val = classifier_training_rows(training_set, issues), held_out_texts(training_set, "validation")
+    train, val = _rows(training_set, issues), held_out_texts(training_set, "validation")
     texts = {"train": train["text"].to_list(), "val": val["text"].to_list()}
     dn = {"train": text_inputs(train), "val": text_inputs(val)}
     y, y_val = label_array(train), label_array(val)

@@ -30,3 +30,13 @@ def label_issues(label_ids: pl.Series, labels: np.ndarray, oof_proba: np.ndarray
         "is_label_issue": issue,
         **{f"oof_p_{p}": oof_proba[:, k] for k, p in enumerate(POLICIES)},
     })
+
+
+def training_label_issues(training_set: pl.DataFrame, recipe) -> pl.DataFrame:
+    """`label_issues` of every train-split label row, from out-of-fold probabilities of `recipe`
+    (an ml.training.content.ClassifierRecipe) with every label counted."""
+    from ml.training.content import out_of_fold_proba
+    from ml.training.dataset import label_array
+
+    rows, oof = out_of_fold_proba(training_set, recipe.ignoring_label_issues())
+    return label_issues(rows["label_id"], label_array(rows), oof)

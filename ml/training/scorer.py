@@ -22,7 +22,7 @@ from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact, proba_frame
 from ml.training.calibration import softmax
 from ml.training.matrix import CONTEXT_COLUMNS
-from ml.training.text_classifier import ngram_counts
+from ml.training.text_classifier import TextMatrix
 
 TEXT_ONLY_KINDS = ("content_classifier", "baseline", "text_model")
 
@@ -92,7 +92,7 @@ class Scorer:
         kind = self.artifact.kind
         texts = frame["text"].cast(pl.String).fill_null("").to_list()
         if kind in ("content_classifier", "baseline"):
-            return self._calibration.apply(self._linear.proba(ngram_counts(texts)))
+            return self._calibration.apply(self._linear.proba(TextMatrix.of(texts)))
         if kind == "text_model":
             from ml.training.fit import text_inputs
 

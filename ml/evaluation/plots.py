@@ -1,4 +1,4 @@
-"""PR curves and reliability diagrams as PNG files, linked from evaluation materializations."""
+"""PR curves and reliability diagrams as PNG files, shown in the evaluation materializations."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 from ml.taxonomy import POLICIES, VIOLATING  # noqa: E402
@@ -41,20 +42,20 @@ def pr_curves(labels: np.ndarray, proba: np.ndarray, path: Path, title: str,
 
 def calibration_plot(labels: np.ndarray, proba: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    edges = np.linspace(0, 1, bins + 1)
     for policy in VIOLATING:
         k = POLICIES.index(policy)
-        p, y = proba[:, k], (labels == k).astype(float)
-        idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
-        xs = [p[idx == b].mean() for b in range(bins) if (idx == b).any()]
-        ys = [y[idx == b].mean() for b in range(bins) if (idx == b).any()]
-        ax.plot(xs, ys, marker="o", label=policy)
+        y = labels == k
+        if not y.any() or y.all():
+            continue
+        observed, predicted = calibration_curve(y, proba[:, k], n_bins=bins, strategy="uniform")
+        ax.plot(predicted, observed, marker="o", label=policy)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

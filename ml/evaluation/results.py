@@ -1,0 +1,173 @@
+"""What evaluation hands to gates, deployment, the registry, the UI and the CLI: frozen records.
+
+Every figure a later stage reads is an attribute here, so nothing reaches four levels into a
+nested dict, and a renamed field fails where it is read instead of returning None. NaN means
+"not measured on this set" (a policy with no positives); `as_json` turns it into null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    policy: str
+    auto_action_threshold: float  # score at which precision on validation reaches the target
+    review_threshold: float  # score at which recall on validation reaches the target
+    auto_action_precision: float
+    review_recall: float
+    reachable: bool  # False when no threshold reaches the precision target
+
+
+@dataclass(frozen=True)
+class PolicyMetrics:
+    positives: int
+    pr_auc: float
+    roc_auc: float
+    calibration_error: float = math.nan
+    precision_at_auto_action: float = math.nan
+    recall_at_auto_action: float = math.nan
+    precision_at_review: float = math.nan
+    recall_at_review: float = math.nan
+
+
+@dataclass(frozen=True)
+class SetMetrics:
+    """One model on one set of rows: per-policy metrics and their macro means over the violating
+    policies the set contains."""
+
+    rows: int
+    macro_pr_auc: float
+    macro_roc_auc: float
+    policies: Mapping[str, PolicyMetrics]
+    max_calibration_error: float = math.nan
+    confusion_matrix: tuple[tuple[int, ...], ...] = ()
+
+    def pr_auc(self, policy: str) -> float:
+        m = self.policies.get(policy)
+        return m.pr_auc if m is not None else math.nan
+
+    def roc_auc(self, policy: str) -> float:
+        m = self.policies.get(policy)
+        return m.roc_auc if m is not None else math.nan
+
+    def positives(self, policy: str) -> int:
+        m = self.policies.get(policy)
+        return m.positives if m is not None else 0
+
+
+@dataclass(frozen=True)
+class HeldOutSource:
+    """Leave-one-source-out for one source: the candidate's and the baseline's recipe, each trained
+    without every copy of the source's texts, scored on the source's records."""
+
+    source: str
+    candidate: SetMetrics
+    baseline: SetMetrics
+    rows_trained: int
+    unlearnable_policies: tuple[str, ...]
+    delta: float  # candidate minus baseline macro PR-AUC
+    delta_ci_low: float  # 95% paired-bootstrap interval of delta
+    delta_ci_high: float
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    message: str
+    value: float
+    bound: float
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    rows: int
+    macro_pr_auc: float
+    macro_roc_auc: float
+    classifier_macro_roc_auc: float  # the content classifier alone on the same rows (pair evaluations)
+
+
+@dataclass(frozen=True)
+class ClassifierEvaluation:
+    """A content-classifier candidate on text it never trained on, beside the baseline and the champion."""
+
+    version: str
+    kind: str
+    dataset_version: str
+    baseline_version: str
+    operating_points: Mapping[str, OperatingPoint]
+    text_only: SetMetrics
+    baseline_text_only: SetMetrics
+    qa_gold_text_only: SetMetrics | None
+    champion_version: str | None
+    champion_text_only: SetMetrics | None
+    held_out_sources: tuple[HeldOutSource, ...] | None  # None: leave-one-source-out not measured
+    plots: Mapping[str, str] = field(default_factory=dict)
+    gates: tuple[GateResult, ...] = ()
+
+    @property
+    def gates_passed(self) -> bool:
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    @property
+    def failed_gates(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.gates if not g.passed)
+
+    def held_out_source(self, source: str) -> HeldOutSource:
+        return next(s for s in self.held_out_sources or () if s.source == source)
+
+
+@dataclass(frozen=True)
+class PairEvaluation:
+    """The pair (content classifier + risk model) on platform content of the test period."""
+
+    version: str
+    kind: str
+    dataset_version: str
+    content_classifier_version: str
+    operating_points: Mapping[str, OperatingPoint]
+    test: SetMetrics
+    classifier_alone_test: SetMetrics
+    qa_gold: SetMetrics | None
+    slices: Mapping[str, Mapping[str, SliceMetrics]]
+    champion_version: str | None
+    champion_test: SetMetrics | None
+    classifier: ClassifierEvaluation
+    plots: Mapping[str, str] = field(default_factory=dict)
+    gates: tuple[GateResult, ...] = ()
+
+    @property
+    def gates_passed(self) -> bool:
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    @property
+    def failed_gates(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.gates if not g.passed)
+
+
+def macro(metrics: SetMetrics | None) -> float:
+    """Macro PR-AUC of a set, NaN when the set was not measured."""
+    return metrics.macro_pr_auc if metrics is not None else math.nan
+
+
+def as_json(record) -> object:
+    """A JSON-ready copy of any record above (NaN and infinity become null)."""
+    if is_dataclass(record):
+        out = {f.name: as_json(getattr(record, f.name)) for f in fields(record)}
+        if isinstance(record, (ClassifierEvaluation, PairEvaluation)):
+            out["gates_passed"] = record.gates_passed
+        return out
+    if isinstance(record, Mapping):
+        return {str(k): as_json(v) for k, v in record.items()}
+    if isinstance(record, (list, tuple)):
+        return [as_json(v) for v in record]
+    if isinstance(record, float):
+        return record if math.isfinite(record) else None
+    if hasattr(record, "item"):  # numpy scalars
+        return as_json(record.item())
+    return record
+
