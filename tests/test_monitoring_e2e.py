@@ -53,7 +53,18 @@ def monitoring_tables(home) -> pl.DataFrame:
                       .with_columns(monitor=pl.lit(m)) for m in MONITORS], how="diagonal_relaxed")
 
 
+def require_champion(home) -> None:
+    """Monitoring watches a champion: a run that promoted none has nothing to monitor, which is a failure of
+    that run (every candidate failed a gate), not something these tests may skip."""
+    from ml.registry import Registry
+
+    if Registry(Lake(home).models).champion() is None:
+        pytest.fail("the e2e run (tests/conftest.py e2e_home) promoted no champion: every candidate failed a gate "
+                    "(see the risk_model_evaluation checks of its run), so no day was scored or monitored")
+
+
 def test_an_unchanged_world_raises_no_alarm_and_requests_no_retraining(e2e_home):
+    require_champion(e2e_home)
     tables = monitoring_tables(e2e_home)
     assert tables["date"].n_unique() == E2E_DAYS  # every day of the run was monitored
     assert tables.filter(pl.col("status") == "fail").is_empty(), tables.filter(pl.col("status") == "fail")
@@ -77,6 +88,7 @@ def shifted(e2e_home, tmp_path_factory):
     from orchestration.sensors.alerts import run_failure_alert_sensor
     from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project
 
+    require_champion(e2e_home)
     home = tmp_path_factory.mktemp("shifted") / "home"
     shutil.copytree(e2e_home, home, ignore=shutil.ignore_patterns("ray"))
     shift = lakehouse(home, world_shift="spam_campaign", world_shift_from=SHIFT_FIRST.isoformat())
