@@ -31,6 +31,8 @@ DUCKDB_POOL = "duckdb"
 SCORING_MODELS = ("mart_review_queue",)
 # Models built from the training run's label-issue table; they run with training.
 TRAINING_MODELS = ("mart_label_issues",)
+# Models built from the monitoring tables and the ops alert log; they run after monitoring.
+MONITORING_MODELS = ("mart_model_monitoring", "ops_alerts")
 
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
     """Keys, groups, owners, automation and check descriptions of every dbt node, in one place.
@@ -46,7 +48,8 @@ class TrustlakeDbtTranslator(DagsterDbtTranslator):
             return spec.replace_attributes(key=dg.AssetKey(props["name"]))
         layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
         group = ("scoring" if props["name"] in SCORING_MODELS else
-                 "training" if props["name"] in TRAINING_MODELS else "warehouse")
+                 "training" if props["name"] in TRAINING_MODELS else
+                 "monitoring" if props["name"] in MONITORING_MODELS else "warehouse")
         key = dg.AssetKey(props["name"])
         partition_column = _model_meta(props).get("partition_column")
         return spec.replace_attributes(
@@ -108,7 +111,7 @@ DBT_ASSET_ARGS = dict(
 )
 
 
-@dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS), **DBT_ASSET_ARGS)
+@dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS + MONITORING_MODELS), **DBT_ASSET_ARGS)
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
     yield from run_dbt_build(context, dbt, lakehouse)

@@ -60,6 +60,16 @@ class Lake:
         return self.home / "lake" / "scores"
 
     @property
+    def monitoring(self) -> Path:
+        """Monitoring of the champion: daily drift, live precision and prevalence tables, references."""
+        return self.home / "lake" / "monitoring"
+
+    @property
+    def ops(self) -> Path:
+        """Operational records written outside any run (ops_alerts: one file per failed run)."""
+        return self.home / "lake" / "ops"
+
+    @property
     def warehouse_dir(self) -> Path:
         return self.home / "warehouse"
 

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from ml.taxonomy import ARCHETYPES, POLICIES, VIOLATING
+from ml.text import normalise, text_hash
 
 RAW_TABLES: tuple[str, ...] = ("users", "content", "reports", "decisions", "appeals", "qa_audits")
 GROUND_TRUTH_TABLES: tuple[str, ...] = ("content_truth", "user_truth")
@@ -43,6 +44,8 @@ COUNTRY_P = (0.30, 0.10, 0.15, 0.09, 0.06, 0.07, 0.07, 0.06, 0.05, 0.05)
 LANGUAGE_OF = {"US": "en", "GB": "en", "IN": "en", "BR": "pt", "DE": "de", "NG": "en",
                "PH": "en", "MX": "es", "FR": "fr", "ID": "id"}
 REPORT_REASONS = POLICIES[1:]
+# Ways the world can change from a given day on (SimConfig.world_shift; docs/simulator.md, "World shifts").
+WORLD_SHIFTS: tuple[str, ...] = ("spam_campaign", "slang")
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,30 @@ class SimConfig:
     overturn_rate_right: float = 0.05
     history_days: int = 730  # how far before start_date the oldest accounts signed up
     horizon_days: int = 365  # accounts keep signing up this long after start_date
+    # A change in the world from `world_shift_from` on; "" = none. "spam_campaign": a new ring of
+    # bot accounts, created the day before, posts engagement-bait spam no corpus holds, adding
+    # `world_shift_share` of a day's posts. "slang": that share of ordinary accounts' benign posts
+    # use profanity as praise ("this slaps", "so fucking good"), still benign. Days before
+    # `world_shift_from` are generated exactly as without the shift.
+    world_shift: str = ""
+    world_shift_from: date | None = None
+    world_shift_share: float = 0.25
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.world_shift and self.world_shift not in WORLD_SHIFTS:
+            raise ValueError(f"unknown world shift {self.world_shift!r} (expected one of {', '.join(WORLD_SHIFTS)})")
+        if self.world_shift and self.world_shift_from is None:
+            raise ValueError(f"world shift {self.world_shift!r} needs the day it starts (world_shift_from)")
+        if not 0.0 < self.world_shift_share <= 1.0:
+            raise ValueError(f"world_shift_share {self.world_shift_share} must be in (0, 1]")
 
     def day_index(self, day: date) -> int:
         return (day - self.start_date).days
+
+    def shifted(self, day: date) -> bool:
+        """Whether `day` lies in the shifted world."""
+        return bool(self.world_shift) and day >= self.world_shift_from
 
 
 def _rng(config: SimConfig, *stream: int) -> np.random.Generator:
@@ -157,13 +180,21 @@ def build_world(config: SimConfig) -> World:
     followers[is_ring] = rng.integers(0, 30, size=is_ring.sum())
     verified = (rng.random(n) < 0.04) & (archetype == 0)
     activity = ACTIVITY[archetype] * rng.lognormal(0.0, 0.5, size=n)
+    bot = np.zeros(n, dtype=bool)
+    if config.world_shift == "spam_campaign":
+        extra = _campaign_bots(config, n_rings)
+        user_id, signup, device, ip, ring_id, countries, followers, verified, activity, archetype, bot = (
+            np.concatenate([a, extra[k]]) for a, k in (
+                (user_id, "user_id"), (signup, "signup"), (device, "device"), (ip, "ip"), (ring_id, "ring_id"),
+                (countries, "country"), (followers, "followers"), (verified, "verified"), (activity, "activity"),
+                (archetype, "archetype"), (bot, "bot")))
 
     users = pl.DataFrame(
         {
             "user_id": user_id,
             "signup_at": _ts(signup),
             "country": countries,
-            "language": np.array([LANGUAGE_OF[c] for c in COUNTRIES])[country],
+            "language": pl.Series(countries).replace_strict(LANGUAGE_OF).to_numpy(),
             "device_fingerprint": _hex(device),
             "ip_fingerprint": _hex(ip),
             "verified": verified,
@@ -173,6 +204,7 @@ def build_world(config: SimConfig) -> World:
             "_signup_s": signup,
             "_archetype": archetype,
             "_activity": activity,
+            "_campaign_bot": bot,
         }
     )
     m = config.moderators
@@ -184,6 +216,59 @@ def build_world(config: SimConfig) -> World:
         moderator_speed=mrng.lognormal(0.0, 0.4, size=m),
         auditor_ids=_ids(mrng, config.auditors),
     )
+
+
+def _campaign_bots(config: SimConfig, ring: int) -> dict[str, np.ndarray]:
+    """The accounts of the "spam_campaign" shift: one new ring created in a burst in the first hours of
+    the day the shift starts (so they land with that day), sharing two devices and two IPs. Drawn from
+    their own stream, so the rest of the world is the same with or without them."""
+    rng = _rng(config, 4)
+    n = max(3 * config.ring_size, config.users // 100)
+    created = _epoch(config.world_shift_from) + rng.integers(0, _BOTS_POST_AFTER, size=n)
+    devices, ips = rng.integers(0, 2**62, size=2, dtype=np.int64), rng.integers(0, 2**62, size=2, dtype=np.int64)
+    return {
+        "user_id": _ids(rng, n), "signup": created, "device": devices[rng.integers(0, 2, size=n)],
+        "ip": ips[rng.integers(0, 2, size=n)], "ring_id": np.full(n, ring, dtype=np.int64),
+        "country": np.array(COUNTRIES)[rng.choice(len(COUNTRIES), size=n, p=np.array(COUNTRY_P))],
+        "followers": rng.integers(0, 30, size=n), "verified": np.zeros(n, dtype=bool),
+        "activity": np.zeros(n), "archetype": np.full(n, ARCHETYPES.index("spammer")), "bot": np.ones(n, dtype=bool),
+    }
+
+
+_BOTS_POST_AFTER = 3 * _HOUR  # the bots sign up within this long after the first day starts, and post after it
+# The "spam_campaign" shift's posts: engagement bait pointing at a profile ("link in bio"), a kind of
+# spam none of the corpora hold, assembled from parts so that nearly every post is a new text.
+_BAIT_OPENERS = ("omg", "hey", "ngl", "honestly", "okay so", "not gonna lie", "lowkey", "no way")
+_BAIT_NAMES = ("babe", "hun", "bestie", "sis", "king", "queen", "friend", "love")
+_BAIT_BODIES = (
+    "your pics are so cute, come see mine", "I just started a new page and it would mean a lot if you looked",
+    "this changed my whole month", "I found something you need to see before it's gone",
+    "my mentor showed me how to make it work from my phone", "early members are getting in first right now",
+    "I'm bored, come talk to me", "I posted something special for my followers only",
+)
+_BAIT_CALLS = ("it's in my bio", "ask me how", "dm me the word", "look at my story", "add me", "check my page")
+_BAIT_WORDS = ("moonrise", "velvet", "orbit", "bloom", "nova", "ember", "lumen", "halo")
+_BAIT_EMOJI = ("\U0001F60D", "\u2728", "\U0001F64F", "\U0001F440", "\U0001F495", "\U0001F525", "\U0001F60A")
+# The "slang" shift: profanity and violent words used as praise, which a model trained on older
+# text reads as abuse although the posts are benign.
+_SLANG = ("this is so fucking good", "shit goes hard", "damn this slaps", "you absolute menace lmao",
+          "ngl that's sick af", "killing it fr, savage", "bitch this is iconic", "this goes crazy, no cap")
+
+
+def _pick(rng: np.random.Generator, words: tuple[str, ...], n: int) -> pl.Series:
+    return pl.Series(np.array(words)[rng.integers(0, len(words), size=n)], dtype=pl.String)
+
+
+def _bait_texts(rng: np.random.Generator, n: int) -> np.ndarray:
+    word = _pick(rng, _BAIT_WORDS, n) + pl.Series(rng.integers(10, 100, size=n)).cast(pl.String)
+    parts = pl.DataFrame({"o": _pick(rng, _BAIT_OPENERS, n), "n": _pick(rng, _BAIT_NAMES, n),
+                          "b": _pick(rng, _BAIT_BODIES, n), "e": _pick(rng, _BAIT_EMOJI, n),
+                          "c": _pick(rng, _BAIT_CALLS, n), "w": word})
+    return parts.select(pl.format("{} {} {} {} {} @{}", "o", "n", "b", "e", "c", "w").alias("text"))["text"].to_numpy()
+
+
+def _text_hashes(text: np.ndarray) -> np.ndarray:
+    return np.array([text_hash(normalise(t)) for t in text.tolist()], dtype=object)
 
 
 # ---------------------------------------------------------------------------------------
@@ -229,7 +314,9 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     arche = users["_archetype"].to_numpy()
     ring = users["ring_id"].to_numpy()
     uid = users["user_id"].to_numpy()
-    eligible = np.flatnonzero(signup < day_start)
+    bot = users["_campaign_bot"].to_numpy()
+    # The shift's bots post only the shift's campaign; everyone else lives as before.
+    eligible = np.flatnonzero((signup < day_start) & ~bot)
     by_policy, texts = _pool_index(pool)
 
     # Regular posts: authors weighted by activity, policy by archetype, text by policy.
@@ -265,16 +352,20 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         created = np.concatenate([created, c_created])
         campaign = np.concatenate([campaign, np.repeat(np.arange(n_campaigns), sizes)])
 
-    n = len(author)
     # The text's own label is the truth (a fallback pool may have remapped a policy).
     true_policy = texts["policy"][text_idx]
+    style, post_text, post_hash = texts["style"][text_idx], texts["text"][text_idx], texts["text_hash"][text_idx]
+    if config.shifted(day):
+        author, true_policy, style, post_text, post_hash, created, campaign = _shift_posts(
+            config, day, n_total, arche, bot, (author, true_policy, style, post_text, post_hash, created, campaign))
+
+    n = len(author)
     content_id = _ids(rng, n)
-    style = texts["style"][text_idx]
     surface = np.where(
         style == "sms", "direct_message",
         np.where(style == "youtube", "video_comment", np.where(rng.random(n) < 0.6, "post", "comment")),
     )
-    text = pl.Series("text", texts["text"][text_idx], dtype=pl.String)
+    text = pl.Series("text", post_text, dtype=pl.String)
     content = pl.DataFrame(
         {
             "content_id": content_id,
@@ -284,7 +375,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
             "language": users["language"].to_numpy()[author],
             "text": text,
             # Platforms fingerprint text for dedup and hash-matching; ml.text.text_hash.
-            "text_hash": texts["text_hash"][text_idx],
+            "text_hash": post_hash,
         }
     ).with_columns(
         has_link=pl.col("text").str.contains(r"(?i)https?://|www\.|\b[a-z0-9-]+\.(com|net|org|co|info|ly|uk)\b"),
@@ -296,7 +387,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
             "created_at": _ts(created),
             "true_policy": np.array(POLICIES)[true_policy],
             "author_archetype": np.array(ARCHETYPES)[arche[author]],
-            "text_hash": texts["text_hash"][text_idx],
+            "text_hash": post_hash,
             "campaign_id": np.where(campaign >= 0, config.day_index(day) * 100_000 + campaign, -1),
         }
     )
@@ -412,6 +503,37 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         "qa_audits": qa_audits,
         "content_truth": truth,
     }
+
+
+def _shift_posts(config: SimConfig, day: date, n_total: int, arche: np.ndarray, bot: np.ndarray,
+                 posts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The day's posts (author, true policy, style, text, text hash, created, campaign) in the shifted
+    world, drawn from the shift's own stream so the same seed gives the same shifted days."""
+    author, true_policy, style, text, hashes, created, campaign = posts
+    rng = _rng(config, 5, config.day_index(day) + 100_000)
+    day_start = _epoch(day)
+    if config.world_shift == "slang":
+        ordinary_benign = (true_policy == 0) & (arche[author] == ARCHETYPES.index("ordinary"))
+        hit = np.flatnonzero(ordinary_benign & (rng.random(len(author)) < config.world_shift_share))
+        text = text.copy()
+        text[hit] = (pl.Series(text[hit], dtype=pl.String) + " " + _pick(rng, _SLANG, len(hit))).to_numpy()
+        hashes = hashes.copy()
+        hashes[hit] = _text_hashes(text[hit])
+        return author, true_policy, style, text, hashes, created, campaign
+    # spam_campaign: the bots post in bursts of about 25 within two hours, through the day (after signing up).
+    bots = np.flatnonzero(bot)
+    n = int(round(n_total * config.world_shift_share))
+    bursts = max(1, n // 25)
+    burst = rng.integers(0, bursts, size=n)
+    start = np.maximum(_diurnal(rng, bursts, day_start), day_start + _BOTS_POST_AFTER)
+    at = np.minimum(start[burst] + rng.integers(0, 2 * _HOUR, size=n), day_start + _DAY - 1)
+    bait = _bait_texts(rng, n)
+    first_campaign = int(campaign.max()) + 1 if len(campaign) else 0
+    return (np.concatenate([author, bots[rng.integers(0, len(bots), size=n)]]),
+            np.concatenate([true_policy, np.full(n, POLICIES.index("spam"))]),
+            np.concatenate([style, np.full(n, "tweet", dtype=object)]),
+            np.concatenate([text, bait]), np.concatenate([hashes, _text_hashes(bait)]),
+            np.concatenate([created, at]), np.concatenate([campaign, first_campaign + burst]))
 
 
 EVENT_TIME: dict[str, str] = {

@@ -9,6 +9,7 @@ if not dbt_project.manifest_path.exists():
 
 from assets.evaluation import deployed_model, evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
+from assets.monitoring import monitoring_assets, ops_alert_log  # noqa: E402
 from assets.raw import raw_platform_tables  # noqa: E402
 from assets.reference import reference_labels  # noqa: E402
 from assets.scoring import content_scores  # noqa: E402
@@ -21,4 +22,5 @@ from assets.warehouse import (label_quality_models, published_marts, review_queu
 def all_assets() -> list:
     return [raw_platform_tables, reference_labels, warehouse_models, published_marts, *feature_assets, training_set,
             label_issues, label_quality_models, content_classifier, baseline_model, text_model, risk_model,
-            *evaluation_assets, deployed_model, content_scores, review_queue_models]
+            *evaluation_assets, deployed_model, content_scores, review_queue_models, *monitoring_assets,
+            ops_alert_log]

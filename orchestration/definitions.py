@@ -26,9 +26,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from orchestration.jobs import jobs
     from orchestration.ownership import owners_for
     from orchestration.ray_resource import RayResource
-    from orchestration.resources import LakehouseResource, TrainingResource
+    from orchestration.resources import LakehouseResource, MonitoringResource, TrainingResource
     from orchestration.schedules import schedules
+    from orchestration.sensors.alerts import run_failure_alert_sensor
     from orchestration.sensors.landing import landing_sensor
+    from orchestration.sensors.retraining import retraining_sensor
     from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     def catalogued(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -41,13 +43,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=assets,
         jobs=jobs,
         schedules=schedules,
-        sensors=[automation_sensor, landing_sensor],
+        sensors=[automation_sensor, landing_sensor, retraining_sensor, run_failure_alert_sensor],
         executor=dg.multiprocess_executor.configured({
             "max_concurrent": settings.max_concurrent_steps,
             "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}},
         }),
         resources={
             "lakehouse": LakehouseResource.from_settings(settings),
+            "monitoring": MonitoringResource.from_settings(settings),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
             "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
                                        storage_path=str(settings.home / "ray")),

@@ -31,8 +31,8 @@ score_job = dg.define_asset_job(
     "score_job",
     selection=dg.AssetSelection.groups("scoring", "monitoring"),
     partitions_def=daily_partitions,
-    description="Score the selected days' content with the champion, rebuild the review queue mart, and "
-    "monitor the champion on those days.",
+    description="Score the selected days' content with the champion, rebuild the review queue, and monitor the "
+    "champion on those days (drift, live precision, prevalence) against its reference.",
 )
 
 daily_job = dg.define_asset_job(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ import polars as pl
 
 from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
+from ml.monitoring import MonitoringThresholds
 from ml.simulator import SimConfig
 from orchestration.settings import Settings
 
@@ -30,6 +32,10 @@ class LakehouseResource(dg.ConfigurableResource):
     users: int
     content_per_day: int
     corpora_dir: str = ""
+    # A simulated change in the world from a given day (TRUSTLAKE_WORLD_SHIFT*); "" = none.
+    world_shift: str = ""
+    world_shift_from: str = ""
+    world_shift_share: float = SimConfig.world_shift_share
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LakehouseResource":
@@ -40,6 +46,9 @@ class LakehouseResource(dg.ConfigurableResource):
             seed=settings.seed,
             users=settings.users,
             content_per_day=settings.content_per_day,
+            world_shift=settings.world_shift,
+            world_shift_from=settings.world_shift_from.isoformat() if settings.world_shift_from else "",
+            **({"world_shift_share": settings.world_shift_share} if settings.world_shift_share is not None else {}),
         )
 
     @property
@@ -53,6 +62,9 @@ class LakehouseResource(dg.ConfigurableResource):
             start_date=date.fromisoformat(self.start_date),
             users=self.users,
             content_per_day=self.content_per_day,
+            world_shift=self.world_shift,
+            world_shift_from=date.fromisoformat(self.world_shift_from) if self.world_shift_from else None,
+            world_shift_share=self.world_shift_share,
         )
 
     def text_pool(self) -> tuple[pl.DataFrame, str]:
@@ -85,3 +97,26 @@ class TrainingResource(dg.ConfigurableResource):
         return GateConfig(min_pr_auc=self.gate_min_pr_auc, max_regression=self.gate_max_regression,
                           max_calibration_error=self.gate_max_calibration_error,
                           max_slice_regression=self.gate_max_slice_regression)
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """When monitoring warns and fails, and when retraining is due (TRUSTLAKE_DRIFT_PSI_WARN and friends;
+    the defaults are ml.monitoring.MonitoringThresholds')."""
+
+    psi_warn: float = MonitoringThresholds.psi_warn
+    psi_fail: float = MonitoringThresholds.psi_fail
+    precision_drop_warn: float = MonitoringThresholds.precision_drop_warn
+    precision_drop_fail: float = MonitoringThresholds.precision_drop_fail
+    prevalence_gap_warn: float = MonitoringThresholds.prevalence_gap_warn
+    prevalence_gap_fail: float = MonitoringThresholds.prevalence_gap_fail
+    retrain_min_new_labels: int = MonitoringThresholds.retrain_min_new_labels
+    min_rows: int = MonitoringThresholds.min_rows
+    min_labelled: int = MonitoringThresholds.min_labelled
+    min_audited: int = MonitoringThresholds.min_audited
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MonitoringResource":
+        return cls(**asdict(settings.monitoring))
+
+    def thresholds(self) -> MonitoringThresholds:
+        return MonitoringThresholds(**{f.name: getattr(self, f.name) for f in fields(MonitoringThresholds)})

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+from ml.monitoring import MonitoringThresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = PROJECT_ROOT.parent / "shared" / "data" / "corpora"
@@ -59,6 +61,11 @@ class Settings:
     serve_max_in_flight: int | None = None
     serve_scoring_threads: int | None = None
     serve_keep_alive_s: float | None = None
+    # A simulated change in the world (ml.simulator.SimConfig.world_shift), off unless set.
+    world_shift: str = ""
+    world_shift_from: date | None = None
+    world_shift_share: float | None = None  # None keeps the simulator's default
+    monitoring: MonitoringThresholds = field(default_factory=MonitoringThresholds)
 
     @property
     def dagster_home(self) -> Path:
@@ -107,6 +114,9 @@ class Settings:
             serve_max_in_flight=_optional(env, "TRUSTLAKE_SERVE_MAX_IN_FLIGHT", int),
             serve_scoring_threads=_optional(env, "TRUSTLAKE_SERVE_SCORING_THREADS", int),
             serve_keep_alive_s=_optional(env, "TRUSTLAKE_SERVE_KEEP_ALIVE_S", float),
+            **_world_shift(env),
+            monitoring=MonitoringThresholds(**{name: value for name, (var, kind) in MONITORING_ENV.items()
+                                                if (value := _optional(env, var, kind)) is not None}),
         )
 
 
@@ -125,6 +135,33 @@ def _start_date(override: str, pin: Path, days: int) -> tuple[date, str]:
         raise ValueError(f"{pin} is damaged ({exc}); it records the platform's first day as "
                          '{"start_date": "YYYY-MM-DD"}: fix it, or delete it to pin today - TRUSTLAKE_DAYS again') from None
     return date.fromisoformat(pinned), "pinned"
+
+
+# Monitoring thresholds (ml.monitoring.MonitoringThresholds holds the defaults) and their variables.
+MONITORING_ENV: dict[str, tuple[str, type]] = {
+    "psi_warn": ("TRUSTLAKE_DRIFT_PSI_WARN", float),
+    "psi_fail": ("TRUSTLAKE_DRIFT_PSI_FAIL", float),
+    "precision_drop_warn": ("TRUSTLAKE_PRECISION_DROP_WARN", float),
+    "precision_drop_fail": ("TRUSTLAKE_PRECISION_DROP_FAIL", float),
+    "prevalence_gap_warn": ("TRUSTLAKE_PREVALENCE_GAP_WARN", float),
+    "prevalence_gap_fail": ("TRUSTLAKE_PREVALENCE_GAP_FAIL", float),
+    "retrain_min_new_labels": ("TRUSTLAKE_RETRAIN_MIN_NEW_LABELS", int),
+}
+
+
+def _world_shift(env) -> dict:
+    """TRUSTLAKE_WORLD_SHIFT (spam_campaign | slang), _FROM (an ISO day, required with it) and _SHARE."""
+    kind = env.get("TRUSTLAKE_WORLD_SHIFT", "").strip()
+    start = env.get("TRUSTLAKE_WORLD_SHIFT_FROM", "").strip()
+    if kind and not start:
+        raise ValueError(f"TRUSTLAKE_WORLD_SHIFT={kind} needs TRUSTLAKE_WORLD_SHIFT_FROM, the day it starts "
+                         "(YYYY-MM-DD)")
+    try:
+        first = date.fromisoformat(start) if start else None
+    except ValueError:
+        raise ValueError(f"TRUSTLAKE_WORLD_SHIFT_FROM={start!r} is not a day (YYYY-MM-DD)") from None
+    return {"world_shift": kind, "world_shift_from": first if kind else None,
+            "world_shift_share": _optional(env, "TRUSTLAKE_WORLD_SHIFT_SHARE", float)}
 
 
 def _optional(env, name: str, kind: type):

@@ -39,6 +39,8 @@ def dbt_environment(lake: Lake) -> dict[str, str]:
         "TRUSTLAKE_LAKE_SCORES": str(lake.scores),
         "TRUSTLAKE_LAKE_REFERENCE": str(lake.reference),
         "TRUSTLAKE_LAKE_FEATURES": str(lake.features),
+        "TRUSTLAKE_LAKE_MONITORING": str(lake.monitoring),
+        "TRUSTLAKE_LAKE_OPS": str(lake.ops),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }

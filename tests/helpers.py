@@ -142,3 +142,13 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
         "language": ["en"] * len(authors), "text": texts, "text_hash": [text_hash(normalise(t)) for t in texts],
         "has_link": [False] * len(authors), "has_phone": [False] * len(authors),
     }, schema=CONTRACTS["content"].columns)
+
+
+def lakehouse_resource(home, **env: str):
+    """The LakehouseResource `trustlake` builds for `home` under the test environment (tests/conftest.py
+    E2E_ENV), with `env` (TRUSTLAKE_* variables) on top: every simulator setting from settings.py."""
+    from orchestration.resources import LakehouseResource
+    from orchestration.settings import Settings
+    from tests.conftest import trustlake_env
+
+    return LakehouseResource.from_settings(Settings.from_env(trustlake_env(Path(home), **env)))

@@ -1,1 +1,1 @@
-"""Sensors: what starts a run when something outside Dagster happens."""
+"""Sensors: what starts a run without a person (one module each)."""

@@ -1,0 +1,328 @@
+"""Monitoring of the deployed champion (group `monitoring`): its reference, and each day's drift, live
+precision and prevalence against it, with asset checks that warn past one threshold and fail past a larger
+one (MonitoringResource), and the analysts' mart of all of it.
+
+The reference is a declared input: `monitoring_reference` is built from `deployed_model` (which champion)
+and `training_set` (the rows that champion trained on), so the lineage says what every day is compared
+with, and the same inputs give the same reference. Each daily asset writes one Parquet file per day under
+`<home>/lake/monitoring/<asset>/date=D/` and describes each day in that day's own metadata.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import polars as pl
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from assets.metadata import markdown_table, partition_days
+from assets.warehouse import DBT_ASSET_ARGS, MONITORING_MODELS, run_dbt_build
+from ml import monitoring as mon
+from ml.deployment import DeploymentDecision
+from ml.features.build import scoring_frame
+from ml.lake import Lake
+from ml.registry import Registry
+from ml.scoring import load_model, score_frame
+from ml.simulator import LOOKBACK_DAYS
+from ml.training.dataset import TrainingSetRef
+from ml.warehouse import publish_marts, read_frame
+from orchestration.partitions import daily_partitions
+from orchestration.resources import LakehouseResource, MonitoringResource
+
+RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
+# Labels about a day's content arrive over the following LOOKBACK_DAYS days (decisions, appeals, audits),
+# so a day's live precision and QA prevalence depend on the label partitions of those days too.
+LATER_LABELS = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=LOOKBACK_DAYS,
+                                             allow_nonexistent_upstream_partitions=True)
+LABEL_DEPS = [dg.AssetDep("training_labels", partition_mapping=LATER_LABELS),
+              dg.AssetDep("published_marts", partition_mapping=LATER_LABELS)]
+
+
+@dataclass(frozen=True)
+class MonitoringReferenceRef:
+    """What `monitoring_reference` hands on: which champion, trained on what, and where its reference is."""
+
+    path: str
+    champion: str
+    dataset_version: str
+    rows: int
+
+
+def _raw(lake: Lake) -> dict[str, pl.DataFrame]:
+    return {t: lake.read_table(t).drop("date") for t in RAW_INPUTS}
+
+
+def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.DataFrame) -> pl.DataFrame:
+    """`scores` (content_scores rows) with the features the champion read, built point in time as scoring does."""
+    features = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]).drop("text")
+    return scores.join(features.drop("created_at", "surface", strict=False), on="content_id", how="inner")
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"polars", "parquet"},
+    ins={"deployed": dg.AssetIn("deployed_model"), "training_set": dg.AssetIn("training_set")},
+    deps=list(RAW_INPUTS),
+)
+def monitoring_reference(context: dg.AssetExecutionContext, deployed: DeploymentDecision,
+                         training_set: TrainingSetRef, lakehouse: LakehouseResource) -> MonitoringReferenceRef:
+    """What every monitored day is compared with: the platform content of the days the champion trained on,
+    scored once by the champion through the batch-scoring code path, as PSI bins of every score and watched
+    feature, with the champion's operating points and the newest label its training set holds. Written once
+    per champion and dataset version under `<home>/lake/monitoring/reference/`."""
+    version = deployed.champion
+    if not version:
+        raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
+    lake = lakehouse.lake
+    registry = Registry(lake.models)
+    entry = registry.get(version)
+    target = mon.reference_dir(lake.monitoring, version, entry["dataset_version"])
+    if mon.reference_complete(target):
+        reference = mon.read_reference(target)
+        context.log.info(f"the reference of {version} (dataset {entry['dataset_version']}) exists: reusing it")
+        if reference.binning != mon.BINNING:
+            scored = mon.read_scored_reference(target)
+            reference = mon.rebinned(reference, scored)
+            mon.write_reference(reference, scored, target)
+            context.log.info("its bins came from other binning rules: fitted them again from its scored rows")
+    else:
+        if training_set.version != entry["dataset_version"]:
+            raise dg.Failure(
+                f"champion {version} was trained on dataset {entry['dataset_version']} but training_set is now "
+                f"{training_set.version}, and no reference of the champion was kept: its training rows are gone. "
+                "Run retrain_job so a champion trained on the current training set is deployed, or promote one.")
+        rows = pl.read_parquet(training_set.path)
+        window = mon.training_window(rows)
+        raw = _raw(lake)
+        content = raw["content"].filter(pl.col("created_at").dt.date().is_between(window[0], window[1]))
+        champion = load_model(registry.artifact_dir(entry))
+        frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
+        scored = pl.concat([frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")],
+                           how="horizontal")
+        reference = mon.build_reference(version, entry["dataset_version"], window, scored, entry["operating_points"],
+                                        mon.qa_labels(rows), created_at=f"dagster run {context.run_id}")
+        mon.write_reference(reference, scored, target)
+    kind = lambda c, b: "values" if b.by_value else "bands" if c in mon.FIXED_EDGES else "deciles"  # noqa: E731
+    bins = pl.DataFrame([{"column": c, "kind": kind(c, b), "bins": len(b.shares), "largest_bin_share": max(b.shares)}
+                         for c, b in reference.bins.items()])
+    context.add_output_metadata({
+        "champion": version, "dataset_version": reference.dataset_version,
+        "window": f"{reference.window_start} .. {reference.window_end}", "dagster/row_count": reference.rows,
+        "labels_until": reference.labels_until.isoformat() if reference.labels_until else "none",
+        "label_rows": reference.label_rows, "qa_audited": reference.qa_audited, "binning": reference.binning,
+        **{f"prevalence_offset/{p}": round(v, 4) for p, v in reference.prevalence_offset.items()},
+        "path": dg.MetadataValue.path(str(target)),
+        "bins": dg.MetadataValue.md(markdown_table(bins)),
+    })
+    return MonitoringReferenceRef(str(target), version, reference.dataset_version, reference.rows)
+
+
+def _scores(lake: Lake, days: list[date], champion: str) -> pl.DataFrame:
+    """content_scores of `days`, which must have been scored by `champion`."""
+    missing = [d for d in days if not lake.partition_dir("content_scores", d, lake.scores).is_dir()]
+    if missing:
+        raise dg.Failure(f"content_scores has no partition for {', '.join(map(str, missing))}: score those days first")
+    scores = (pl.concat([pl.read_parquet(lake.partition_dir("content_scores", d, lake.scores) / "part-0.parquet")
+                         for d in days], how="diagonal_relaxed")
+              .with_columns(day=pl.col("created_at").dt.date()))
+    others = sorted(set(scores["model_version"].unique().drop_nulls()) - {champion})
+    if others:
+        raise dg.Failure(f"some of these days were scored by {', '.join(others)}, not by the champion {champion} the "
+                         "reference describes: materialize content_scores for them again, then monitoring")
+    return scores
+
+
+def _write_days(lake: Lake, name: str, tables: dict[date, pl.DataFrame]) -> None:
+    for day, table in tables.items():
+        lake.write_partition(name, day, table.drop("date"), root=lake.monitoring)
+
+
+def _day_metadata(table: pl.DataFrame, keys: dict[str, tuple[str, str]]) -> dict:
+    """Per-day metadata: the rounded value of chosen (metric, subject) rows, and the day's whole table."""
+    out = {}
+    for label, (metric, subject) in keys.items():
+        row = table.filter((pl.col("metric") == metric) & (pl.col("subject") == subject))
+        if row.height and row["value"][0] is not None:
+            out[label] = round(float(row["value"][0]), 4)
+    shown = table.select("metric", "subject", "value", "expected", "n", "status")
+    out["measures"] = dg.MetadataValue.md(markdown_table(shown))
+    return out
+
+
+def _check(check_name: str, v: mon.Verdict) -> dg.AssetCheckResult:
+    """WARN past the warn threshold, ERROR past the fail threshold; insufficient evidence passes and says so."""
+    severity = dg.AssetCheckSeverity.ERROR if v.level == "fail" else dg.AssetCheckSeverity.WARN
+    meta = {"level": v.level}
+    if v.worst:
+        meta.update({"day": str(v.worst["date"]), "subject": v.worst["subject"],
+                     **({"value": round(float(v.worst["value"]), 4)} if v.worst["value"] is not None else {}),
+                     **({"expected": round(float(v.worst["expected"]), 4)} if v.worst["expected"] is not None else {})})
+    return dg.AssetCheckResult(check_name=check_name, passed=v.passed, severity=severity, description=v.message,
+                               metadata=meta)
+
+
+LIMITS = mon.MonitoringThresholds()  # the defaults the descriptions quote; a deployment may set others
+CHECK_DESCRIPTIONS = {
+    "score_drift_psi": (
+        "Largest PSI of a day's champion scores (each policy's calibrated probability and the risk) against the "
+        f"champion's reference: WARN above TRUSTLAKE_DRIFT_PSI_WARN ({LIMITS.psi_warn:g}), ERROR above "
+        f"TRUSTLAKE_DRIFT_PSI_FAIL ({LIMITS.psi_fail:g}). Days with fewer than {LIMITS.min_rows} scored items "
+        "are not judged."),
+    "feature_drift_psi": (
+        "Largest PSI of a day's model inputs (behaviour, network and text signals, surface, language) against the "
+        "champion's reference, with the thresholds of score_drift_psi."),
+    "live_precision_drop": (
+        "Precision of a day's auto-actions (the enforcement policy's removals) by their later moderator decisions, "
+        "appeal outcomes and QA audits, against the validation precision the champion's operating points promised: "
+        f"WARN when more than TRUSTLAKE_PRECISION_DROP_WARN ({LIMITS.precision_drop_warn:g}) below and the "
+        f"promise lies outside the 95% interval, ERROR past TRUSTLAKE_PRECISION_DROP_FAIL "
+        f"({LIMITS.precision_drop_fail:g}). Judged from {LIMITS.min_labelled} labelled auto-actions."),
+    "predicted_vs_qa_prevalence": (
+        "Per policy, the mean calibrated score of a day's content against the prevalence its QA audits estimate, "
+        "held to the gap the champion had on its training window: WARN when the gap moved by more than "
+        f"TRUSTLAKE_PREVALENCE_GAP_WARN ({LIMITS.prevalence_gap_warn:g}) and the corrected prediction lies outside "
+        f"the QA 95% interval, ERROR past TRUSTLAKE_PREVALENCE_GAP_FAIL ({LIMITS.prevalence_gap_fail:g}). Judged "
+        f"from {LIMITS.min_audited} audits."),
+}
+
+DAILY = dict(group_name="monitoring", kinds={"polars", "parquet"}, partitions_def=daily_partitions,
+             backfill_policy=dg.BackfillPolicy.single_run(), ins={"reference": dg.AssetIn("monitoring_reference")})
+
+
+@dg.asset(
+    **DAILY,
+    deps=["content_scores", *RAW_INPUTS],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="model_drift", description=CHECK_DESCRIPTIONS[name])
+        for name in ("score_drift_psi", "feature_drift_psi")
+    ],
+)
+def model_drift(context: dg.AssetExecutionContext, reference: MonitoringReferenceRef, lakehouse: LakehouseResource,
+                monitoring: MonitoringResource) -> Iterator:
+    """Each day's score and feature drift: the population stability index of every champion score and watched
+    model input of the day's content against `monitoring_reference`, on the reference's own bins (fixed bands
+    for scores and account age, deciles, or one bin per value; ml/monitoring.py). One row per day and column."""
+    lake, limits = lakehouse.lake, monitoring.thresholds()
+    ref = mon.read_reference(reference.path)
+    days = partition_days(context)
+    scores = _scores(lake, days, ref.champion)
+    raw = _raw(lake)
+    content = raw["content"].filter(pl.col("content_id").is_in(scores["content_id"].implode()))
+    monitored = _monitored(content, raw, scores)
+    tables = {d: mon.drift(ref, d, monitored.filter(pl.col("day") == d), limits) for d in days}
+    _write_days(lake, "model_drift", tables)
+    for day, table in tables.items():
+        worst = mon.worst_psi(table)
+        context.add_asset_metadata({
+            "champion": ref.champion, "dagster/row_count": table.height,
+            "scored_items": int(table["n"].max() or 0),
+            **({"max_psi": round(worst["value"], 4), "max_psi_column": worst["subject"],
+                "max_psi_metric": worst["metric"], "status": worst["status"]} if worst else {"status": "insufficient"}),
+            **_day_metadata(table, {}),
+        }, partition_key=day.isoformat())
+    run = pl.concat(tables.values())
+    yield dg.MaterializeResult(check_results=[
+        _check("score_drift_psi", mon.verdict(run, ("score_psi",), _psi_text)),
+        _check("feature_drift_psi", mon.verdict(run, ("feature_psi",), _psi_text)),
+    ])
+
+
+def _psi_text(row: dict) -> str:
+    return f"{row['date']}: {row['subject']} PSI {row['value']:.3f} ({row['status']})"
+
+
+def _labels(lake: Lake) -> pl.DataFrame:
+    return read_frame(lake.marts_db, "select content_id, label, label_source, label_at from training_labels "
+                                     "where content_id is not null")
+
+
+@dg.asset(
+    **DAILY,
+    deps=["content_scores", *LABEL_DEPS],
+    check_specs=[dg.AssetCheckSpec("live_precision_drop", asset="live_precision",
+                                   description=CHECK_DESCRIPTIONS["live_precision_drop"])],
+)
+def live_precision(context: dg.AssetExecutionContext, reference: MonitoringReferenceRef,
+                   lakehouse: LakehouseResource, monitoring: MonitoringResource) -> Iterator:
+    """Each day's live quality: the precision of the content the champion's enforcement policy removed on its
+    own, by what happened to it later (resolved labels in `training_labels`: QA gold over appeal outcomes over
+    moderator decisions), overall with a 95% interval and per policy, the share of auto-actions labelled so
+    far, and the recall on QA-audited violations. A day's figures fill in as its labels arrive."""
+    lake, limits = lakehouse.lake, monitoring.thresholds()
+    ref = mon.read_reference(reference.path)
+    days = partition_days(context)
+    scores, labels = _scores(lake, days, ref.champion), _labels(lake)
+    tables = {d: mon.live_precision(ref, d, scores.filter(pl.col("day") == d), labels, limits) for d in days}
+    _write_days(lake, "live_precision", tables)
+    for day, table in tables.items():
+        status = table.filter(pl.col("metric") == "live_precision", pl.col("subject") == "all")["status"][0]
+        context.add_asset_metadata({
+            "champion": ref.champion, "dagster/row_count": table.height, "status": status,
+            **_day_metadata(table, {"live_precision": ("live_precision", "all"),
+                                    "auto_actions": ("auto_actions", "all"),
+                                    "labelled_share": ("auto_actions_labelled_share", "all")}),
+        }, partition_key=day.isoformat())
+    run = pl.concat(tables.values())
+    yield dg.MaterializeResult(check_results=[_check("live_precision_drop", mon.verdict(
+        run.filter(pl.col("subject") == "all"), ("live_precision",),
+        lambda r: (f"{r['date']}: live precision {r['value']:.3f} of {r['n']} labelled auto-actions vs "
+                   f"{r['expected']:.3f} promised ({r['status']})") if r["value"] is not None and
+        r["expected"] is not None else f"{r['date']}: {r['n']} labelled auto-actions ({r['status']})"))])
+
+
+@dg.asset(
+    **DAILY,
+    deps=["content_scores", *LABEL_DEPS],
+    check_specs=[dg.AssetCheckSpec("predicted_vs_qa_prevalence", asset="prevalence_gap",
+                                   description=CHECK_DESCRIPTIONS["predicted_vs_qa_prevalence"])],
+)
+def prevalence_gap(context: dg.AssetExecutionContext, reference: MonitoringReferenceRef,
+                   lakehouse: LakehouseResource, monitoring: MonitoringResource) -> Iterator:
+    """Each day's predicted prevalence per policy (mean calibrated score, and the share over the champion's
+    review threshold) against the QA-estimated prevalence of the same content (audits are a uniform random
+    sample) with its 95% Wilson interval, and the gap between them."""
+    lake, limits = lakehouse.lake, monitoring.thresholds()
+    ref = mon.read_reference(reference.path)
+    days = partition_days(context)
+    scores = _scores(lake, days, ref.champion)
+    qa = _labels(lake).filter(pl.col("label_source") == "qa_audit")
+    tables = {d: mon.prevalence(ref, d, scores.filter(pl.col("day") == d), qa, limits) for d in days}
+    _write_days(lake, "prevalence_gap", tables)
+    for day, table in tables.items():
+        gaps = table.filter(pl.col("metric") == "prevalence_gap")
+        context.add_asset_metadata({
+            "champion": ref.champion, "dagster/row_count": table.height,
+            "audited_items": int(gaps["n"].max() or 0),
+            **{f"gap/{r['subject']}": round(r["value"], 4) for r in gaps.iter_rows(named=True)
+               if r["value"] is not None},
+            **_day_metadata(table, {}),
+        }, partition_key=day.isoformat())
+    run = pl.concat(tables.values())
+    yield dg.MaterializeResult(check_results=[_check("predicted_vs_qa_prevalence", mon.verdict(
+        run, ("prevalence_gap",),
+        lambda r: (f"{r['date']}: {r['subject']} predicted minus QA prevalence {r['value']:+.3f} over {r['n']} "
+                   f"audits, the champion's own gap {r['expected']:+.3f} ({r['status']})")
+        if r["value"] is not None else f"{r['date']}: no audits yet"))])
+
+
+ops_alert_log = dg.AssetSpec(
+    "ops_alert_log",
+    group_name="monitoring",
+    kinds={"parquet"},
+    description="Every failed run, one Parquet file each under `<home>/lake/ops/ops_alerts/`, appended by "
+    "run_failure_alert_sensor outside any run (so it never waits for the DuckDB writer); `ops_alerts` in the "
+    "marts is built from it.",
+)
+
+
+@dbt_assets(select=" ".join(MONITORING_MODELS), name="monitoring_models", **DBT_ASSET_ARGS)
+def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
+    """mart_model_monitoring and ops_alerts from the monitoring tables and the alert log, then a fresh
+    publication of marts.duckdb."""
+    yield from run_dbt_build(context, dbt, lakehouse)
+    lake = lakehouse.lake
+    publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
+
+
+monitoring_assets = [monitoring_reference, model_drift, live_precision, prevalence_gap, monitoring_models]
