@@ -54,11 +54,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
             "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
                                        storage_path=str(settings.home / "ray")),
-            "training": TrainingResource(lightgbm_workers=settings.lightgbm_workers,
-                                         lightgbm_threads_per_worker=settings.lightgbm_threads,
-                                         text_epochs=settings.text_epochs,
-                                         gate_min_pr_auc=settings.gate_min_pr_auc,
-                                         text_profile=settings.text_profile),
+            "training": TrainingResource.from_settings(settings),
             "io_manager": io_manager(settings),
         },
     )

@@ -76,27 +76,30 @@ class LakehouseResource(dg.ConfigurableResource):
 
 
 class TrainingResource(dg.ConfigurableResource):
-    """How big the training runs are (TRUSTLAKE_LIGHTGBM_WORKERS and friends)."""
+    """How big the training runs are and the one gate bound a deployment may set (TRUSTLAKE_LIGHTGBM_WORKERS
+    and friends). No defaults here: orchestration/settings.py holds them (from_settings); the other gate
+    bounds are ml.evaluation.gates.GateConfig's."""
 
-    lightgbm_workers: int = 1
-    lightgbm_threads_per_worker: int = 2
-    text_epochs: int = 3
-    text_cpus_per_worker: int = 2
+    lightgbm_workers: int
+    lightgbm_threads_per_worker: int
+    text_epochs: int
     # compact: hashed n-gram wide-and-deep net (CPU default); minilm: fine-tune all-MiniLM-L6-v2
     # (GPU default); auto: minilm when the Ray cluster has a GPU, else compact.
-    text_profile: str = "auto"
-    # Quality gates (ml.evaluation.GateConfig): a candidate failing any is never promoted.
-    gate_min_pr_auc: float = 0.3
-    gate_max_regression: float = 0.02
-    gate_max_calibration_error: float = 0.1
-    gate_max_slice_regression: float = 0.05
+    text_profile: str
+    gate_min_pr_auc: float
+    text_cpus_per_worker: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TrainingResource":
+        return cls(lightgbm_workers=settings.lightgbm_workers, lightgbm_threads_per_worker=settings.lightgbm_threads,
+                   text_epochs=settings.text_epochs, text_profile=settings.text_profile,
+                   gate_min_pr_auc=settings.gate_min_pr_auc)
 
     def gates(self):
+        """The promotion gates' bounds (a candidate failing any is never promoted)."""
         from ml.evaluation.gates import GateConfig
 
-        return GateConfig(min_pr_auc=self.gate_min_pr_auc, max_regression=self.gate_max_regression,
-                          max_calibration_error=self.gate_max_calibration_error,
-                          max_slice_regression=self.gate_max_slice_regression)
+        return GateConfig(min_pr_auc=self.gate_min_pr_auc)
 
 
 class MonitoringResource(dg.ConfigurableResource):

@@ -196,7 +196,7 @@ def test_the_risk_model_is_stacked_on_the_content_classifier_and_evaluated_as_a_
     assert {"content_classifier", "baseline_model", "training_set"} <= parents("content_classifier_evaluation")
     assert {"risk_model", "content_classifier_evaluation"} <= parents("risk_model_evaluation")
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    for gate in ("beats_baseline_text_only", "baseline_not_better_on_any_held_out_source", "no_regression_vs_champion"):
+    for gate in ("beats_baseline_text_only", "non_inferior_on_every_held_out_source", "no_regression_vs_champion"):
         assert ("content_classifier_evaluation", gate) in checks
     assert ("risk_model_evaluation", "content_classifier_gates") in checks
 

@@ -61,6 +61,32 @@ def test_evaluation_scores_the_model_it_was_given(world, tmp_path):
     assert Path(a.path, "pr_curves.png").stat().st_size > 1000
 
 
+def _held_out(source: str, delta: float, half_width: float):
+    from ml.evaluation.results import HeldOutSource
+    from tests.helpers import _set
+
+    return HeldOutSource(source=source, candidate=_set(0.8 + delta), baseline=_set(0.8), rows_trained=1000,
+                         unlearnable_policies=(), delta=delta, delta_ci_low=delta - half_width,
+                         delta_ci_high=delta + half_width)
+
+
+@pytest.mark.parametrize("sources, passed", [
+    ([("a", 0.05, 0.01), ("b", -0.002, 0.003)], True),   # ahead on one, a tie on the other
+    ([("a", 0.05, 0.01), ("b", -0.03, 0.01)], False),    # clearly behind on one source
+    ([("a", 0.05, 0.01), ("b", -0.004, 0.02)], False),   # a wide interval cannot show it is within the margin
+])
+def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, passed):
+    from dataclasses import replace
+
+    from ml.evaluation.gates import GateConfig, text_gates
+
+    ev = replace(classifier_evaluation("c", True, 0.7), held_out_sources=tuple(_held_out(*s) for s in sources))
+    gate = {g.name: g for g in text_gates(ev, GateConfig(max_source_regression=0.01))}[
+        "non_inferior_on_every_held_out_source"]
+    assert gate.passed is passed, gate.message
+    assert ("behind the baseline (95%) on: none" in gate.message) is passed
+
+
 def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     registry = Registry(tmp_path)
     for v in ("good", "bad"):

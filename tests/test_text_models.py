@@ -99,7 +99,7 @@ def test_a_candidate_that_did_not_learn_text_fails_its_gate(training_frame, tmp_
     gates = {g.name: g for g in ev.gates}
     assert not gates["beats_baseline_text_only"].passed
     assert "vs baseline" in gates["beats_baseline_text_only"].message
-    assert not gates["baseline_not_better_on_any_held_out_source"].passed  # not measured: cannot be promoted
+    assert not gates["non_inferior_on_every_held_out_source"].passed  # not measured: cannot be promoted
 
 
 def test_label_handling_beats_the_baseline_when_moderator_labels_are_noisy(reference_labels_frame, tmp_path):

@@ -23,9 +23,12 @@ class GateConfig:
     max_regression: float = 0.02  # macro PR-AUC below the champion on the same rows
     max_calibration_error: float = 0.1
     max_slice_regression: float = 0.05  # a slice's macro ROC-AUC below the classifier alone's on the same rows
+    # Non-inferiority margin of leave-one-source-out: with 95% confidence, the candidate is at most
+    # this far below the baseline recipe's macro PR-AUC on every held-out source.
+    max_source_regression: float = 0.01
 
 
-TEXT_GATES = ("beats_baseline_text_only", "baseline_not_better_on_any_held_out_source", "no_regression_vs_champion",
+TEXT_GATES = ("beats_baseline_text_only", "non_inferior_on_every_held_out_source", "no_regression_vs_champion",
               "min_pr_auc", "calibration")
 PAIR_GATES = ("content_classifier_gates", "min_pr_auc", "no_regression_vs_champion", "calibration",
               "context_helps_every_slice")
@@ -37,8 +40,9 @@ MIN_CALIBRATION_ROWS = 300
 
 GATE_DESCRIPTIONS = {
     "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline's on the same texts.",
-    "baseline_not_better_on_any_held_out_source": "Leave-one-source-out: no held-out source where the baseline "
-                                                  "recipe ranks significantly better (95% paired bootstrap).",
+    "non_inferior_on_every_held_out_source": "Leave-one-source-out non-inferiority: on every held-out source, "
+                                             "the lower end of the 95% paired-bootstrap interval of candidate "
+                                             "minus baseline macro PR-AUC is above minus the margin (0.01).",
     "no_regression_vs_champion": "Macro PR-AUC no more than the tolerance below the champion on the same rows.",
     "min_pr_auc": "Every violating policy's PR-AUC at or above the minimum.",
     "calibration": "Worst policy expected calibration error within the bound.",
@@ -100,23 +104,26 @@ def text_gates(ev: ClassifierEvaluation, config: GateConfig = GateConfig()) -> t
                         f"text-only held-out macro PR-AUC {ours.macro_pr_auc:.3f} vs baseline "
                         f"{base.macro_pr_auc:.3f} on the same {ours.rows} texts ({margin:+.3f})", margin, 0.0)]
     if not ev.held_out_sources:
-        gates.append(GateResult("baseline_not_better_on_any_held_out_source", False,
+        gates.append(GateResult("non_inferior_on_every_held_out_source", False,
                                 "leave-one-source-out was not measured for this candidate, so it cannot be promoted",
                                 math.nan, 0.0))
     else:
-        # A few hundred positives per held-out source (a YouTube video has ~175 spam comments) move
-        # macro PR-AUC by about 0.01, so the gate fails only where the baseline is better beyond that:
-        # the upper end of the 95% paired-bootstrap interval of (candidate - baseline) below zero.
+        # Non-inferiority, the usual test of "no worse than": a held-out source passes when the lower end
+        # of the 95% paired-bootstrap interval of (candidate - baseline) is above -margin. Neither "beats on
+        # every source" (two near-identical recipes tie on some, and a tie must not block a candidate that
+        # wins elsewhere) nor "not significantly worse" (a small source with a wide interval would pass
+        # whatever its loss): the candidate must show it is at most the margin behind, everywhere.
         sources = ev.held_out_sources
-        worse = sorted(s.source for s in sources if s.delta_ci_high < 0)
-        ahead = [s.source for s in sources if s.delta > 0]
-        narrowest = min(sources, key=lambda s: s.delta)
+        margin_bound = -config.max_source_regression
+        worse = sorted(s.source for s in sources if s.delta_ci_low < margin_bound)
+        ahead = [s.source for s in sources if s.delta_ci_low > 0]
+        weakest = min(sources, key=lambda s: s.delta_ci_low)
         gates.append(GateResult(
-            "baseline_not_better_on_any_held_out_source", not worse,
-            f"baseline significantly better on: {', '.join(worse) or 'none'}; candidate ahead on {len(ahead)} of "
-            f"{len(sources)} sources; narrowest {narrowest.delta:+.3f} on {narrowest.source} (95% interval "
-            f"{narrowest.delta_ci_low:+.3f} to {narrowest.delta_ci_high:+.3f})",
-            narrowest.delta_ci_high, 0.0))
+            "non_inferior_on_every_held_out_source", not worse,
+            f"more than {config.max_source_regression} behind the baseline (95%) on: {', '.join(worse) or 'none'}; "
+            f"significantly ahead on {len(ahead)} of {len(sources)} sources; weakest {weakest.source} "
+            f"{weakest.delta:+.3f} (95% interval {weakest.delta_ci_low:+.3f} to {weakest.delta_ci_high:+.3f})",
+            weakest.delta_ci_low, margin_bound))
     gates.append(_no_regression(ours, ev.champion_text_only, ev.champion_version, config, "text-only held-out"))
     gates.append(_min_pr_auc(ours, config, "text-only held-out"))
     gates.append(_calibration(ours, config, "text-only held-out"))

@@ -12,6 +12,13 @@ about one time in seven. A `LabelTreatment` says how a recipe reads them:
   accuracy), weighted by the winning label's share of the vote. A wrong moderator decision on a
   text that a reference set and a QA audit agree on is outvoted instead of learned.
 
+Reference sets also disagree with each other: the smishing set repeats SMS Spam Collection
+messages and calls some of them smishing where the SMS set says spam. That is not an error but a
+more specific label, so a treatment with `specific_reference_labels` gives every reference copy
+of a text the most specific reference label any source gave it (ml.taxonomy.CONFLICT_PRECEDENCE,
+the rule the text pool and the held-out labels follow) instead of teaching the model that the
+same message is both spam and not spam.
+
 Likely label errors found by confident learning (`ml.training.label_noise`) are down-weighted,
 not dropped, and only on platform labels: dropping them removes the hard but correct examples
 with them (44% of the flagged platform labels were right, measured against the simulator's
@@ -36,6 +43,7 @@ class LabelTreatment:
     consensus: bool = False  # one row per text, labelled by the confidence-weighted vote of its labels
     weighted: bool = True  # weight rows by label confidence (False: every label counts the same)
     flagged_weight: float = 1.0  # weight factor of platform labels confident learning flagged (0 drops them)
+    specific_reference_labels: bool = False  # reference copies of a text take the most specific reference label
 
 
 AS_GIVEN = LabelTreatment(weighted=False)  # the baseline's reading: every label as given, unweighted
@@ -54,6 +62,8 @@ def training_rows(training_set: pl.DataFrame, treatment: LabelTreatment,
     `issues` (the `label_issues` table) is needed when the treatment down-weights flagged labels.
     """
     rows = training_set.filter(pl.col("split") == "train")
+    if treatment.specific_reference_labels:
+        rows = most_specific_reference_labels(rows)
     weight = pl.col("confidence").cast(pl.Float64) if treatment.weighted else pl.lit(1.0, dtype=pl.Float64)
     rows = rows.with_columns(weight.alias("weight"))
     if treatment.flagged_weight != 1.0:
@@ -66,6 +76,17 @@ def training_rows(training_set: pl.DataFrame, treatment: LabelTreatment,
     if treatment.consensus:
         return consensus(rows)
     return rows.select(TRAINING_COLUMNS)
+
+
+def most_specific_reference_labels(rows: pl.DataFrame) -> pl.DataFrame:
+    """Every reference row relabelled with the most specific reference label of its text; other rows kept."""
+    rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
+    reference = pl.col("label_source") == "reference"
+    specific = (rows.filter(reference).with_columns(_rank=rank).sort("_rank", descending=True)
+                .unique("text_hash", keep="first").select("text_hash", pl.col("label").alias("_specific")))
+    return (rows.join(specific, on="text_hash", how="left")
+            .with_columns(pl.when(reference).then(pl.col("_specific")).otherwise(pl.col("label")).alias("label"))
+            .drop("_specific"))
 
 
 def consensus(rows: pl.DataFrame) -> pl.DataFrame:
