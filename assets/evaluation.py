@@ -3,6 +3,8 @@ gates as asset checks, and the deployment that promotes the pair when every gate
 `deployment`). The gates do not block the run: `deployed_model` always runs and promotes only a pair
 whose gates all passed, so a failed candidate is an outcome recorded in the registry, not a crash."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 import polars as pl
 
@@ -51,16 +53,35 @@ def _check_results(gates: tuple[GateResult, ...]) -> list[dg.AssetCheckResult]:
             for g in gates]
 
 
-def _champion_parts(lakehouse: LakehouseResource) -> tuple[ModelArtifact | None, ModelArtifact | None]:
-    """The champion pair and its content classifier, as the registry records them."""
+@dataclass(frozen=True)
+class IncumbentChampion:
+    """The champion pair when a retraining starts: what every candidate is compared against (and what
+    deployment expects still to be the champion). `version` None: there is none yet."""
+
+    version: str | None
+    pair: ModelArtifact | None
+    classifier: ModelArtifact | None
+
+
+@dg.asset(
+    group_name="evaluation",
+    kinds={"python"},
+    description="The champion pair in the model registry when this retraining started: the declared input every "
+    "evaluation compares its candidate with, so re-running an evaluation with the same inputs gives the same result "
+    "even after a promotion.",
+)
+def incumbent_champion(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.Output[IncumbentChampion]:
     registry = Registry(lakehouse.lake.models)
     entry = registry.champion()
     if entry is None:
-        return None, None
+        return dg.Output(IncumbentChampion(None, None, None), data_version=dg.DataVersion("none"),
+                         metadata={"champion": "none"})
     pair = ModelArtifact.read(registry.artifact_dir(entry))
-    if pair.kind != "risk_model":
-        return pair, None
-    return pair, ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
+    classifier = (ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
+                  if pair.kind == "risk_model" else None)
+    return dg.Output(IncumbentChampion(entry["version"], pair, classifier), data_version=dg.DataVersion(entry["version"]),
+                     metadata={"champion": entry["version"], "content_classifier": classifier.version if classifier
+                               else "none", "dataset_version": entry["dataset_version"]})
 
 
 def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.AssetsDefinition:
@@ -69,7 +90,8 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
         group_name="evaluation",
         kinds={"python"},
         ins={"model": dg.AssetIn(model_key), "baseline": dg.AssetIn("baseline_model"),
-             "training_set": dg.AssetIn("training_set"), "label_issues": dg.AssetIn("label_issues")},
+             "training_set": dg.AssetIn("training_set"), "label_issues": dg.AssetIn("label_issues"),
+             "incumbent": dg.AssetIn("incumbent_champion")},
         check_specs=_check_specs(name, TEXT_GATES),
         description=f"`{model_key}` as a content classifier, on text it never trained on: the text-only held-out "
         "texts (every source) and QA gold scored with no context, and leave-one-source-out (each corpus and each "
@@ -77,10 +99,9 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
         "baseline and the champion on the same rows.",
     )
     def _evaluation(context: dg.AssetExecutionContext, model: ModelArtifact, baseline: ModelArtifact,
-                    training_set: TrainingSetRef, label_issues: LabelIssuesRef, lakehouse: LakehouseResource,
+                    training_set: TrainingSetRef, label_issues: LabelIssuesRef, incumbent: IncumbentChampion,
                     training: TrainingResource):
-        _, champion_classifier = _champion_parts(lakehouse)
-        ev = evaluate_text_model(model, pl.read_parquet(training_set.path), baseline, champion_classifier,
+        ev = evaluate_text_model(model, pl.read_parquet(training_set.path), baseline, incumbent.classifier,
                                  pl.read_parquet(label_issues.path), training.gates(), run_loso=run_loso)
         yield dg.Output(ev, metadata={
             "model_version": model.version,
@@ -112,7 +133,7 @@ text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_los
     group_name="evaluation",
     kinds={"python"},
     ins={"model": dg.AssetIn("risk_model"), "classifier_evaluation": dg.AssetIn("content_classifier_evaluation"),
-         "training_set": dg.AssetIn("training_set")},
+         "training_set": dg.AssetIn("training_set"), "incumbent": dg.AssetIn("incumbent_champion")},
     deps=["users"],
     check_specs=_check_specs("risk_model_evaluation", PAIR_GATES),
     description="The pair (content classifier + risk model) on platform content of the test period (the "
@@ -121,9 +142,9 @@ text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_los
 )
 def risk_model_evaluation(context: dg.AssetExecutionContext, model: ModelArtifact,
                           classifier_evaluation: ClassifierEvaluation, training_set: TrainingSetRef,
-                          lakehouse: LakehouseResource, training: TrainingResource):
-    champion, _ = _champion_parts(lakehouse)
-    ev = evaluate_risk_model(model, pl.read_parquet(training_set.path), lakehouse.lake.read_table("users"), champion,
+                          incumbent: IncumbentChampion, lakehouse: LakehouseResource, training: TrainingResource):
+    ev = evaluate_risk_model(model, pl.read_parquet(training_set.path), lakehouse.lake.read_table("users"),
+                             incumbent.pair,
                              classifier_evaluation, training.gates())
     Registry(lakehouse.lake.models).register(registry_entry(model, ev, git_sha()))
     yield dg.Output(ev, metadata={
@@ -137,7 +158,7 @@ def risk_model_evaluation(context: dg.AssetExecutionContext, model: ModelArtifac
     yield from _check_results(ev.gates)
 
 
-evaluation_assets = [content_classifier_evaluation, text_evaluation, risk_model_evaluation]
+evaluation_assets = [incumbent_champion, content_classifier_evaluation, text_evaluation, risk_model_evaluation]
 
 
 @dg.asset(

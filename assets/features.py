@@ -1,4 +1,5 @@
-"""Feature tables in the lake (group `features`), each with blocking quality checks and drift."""
+"""Feature tables in the lake (group `features`), each with blocking quality checks. Drift is
+monitoring's (assets/monitoring.py): against the champion's training reference, not the last build."""
 
 from dataclasses import dataclass
 from typing import Callable
@@ -8,7 +9,7 @@ import polars as pl
 
 from assets.metadata import frame_metadata
 from ml.features import build
-from ml.features.quality import check_coverage, check_drift, check_nulls, check_ranges, check_schema
+from ml.features.quality import check_coverage, check_nulls, check_ranges, check_schema
 from ml.lake import write_parquet_atomic
 from ml.warehouse import query
 from orchestration.resources import LakehouseResource
@@ -49,12 +50,11 @@ CHECKS = {
     "value_ranges": "Every feature with a declared range (ml/features/build.py RANGES) lies inside it.",
     "covers_labelled_content": "Every labelled content item in training_labels has a feature row, so no label "
     "is dropped from the training set for want of features.",
-    "drift_psi": "Population stability index of each numeric feature against the previous build stays at or "
-    "below 0.25; a warning, never blocking, since new days legitimately shift distributions.",
 }
 
 
 def labelled_content_ids(lakehouse: LakehouseResource) -> pl.Series | None:
+    """The content ids of training_labels, read from the published marts (declared: published_marts)."""
     marts = lakehouse.lake.marts_db
     if not marts.exists():
         return None
@@ -68,31 +68,27 @@ def feature_asset(name: str, table: FeatureTable) -> dg.AssetsDefinition:
         group_name="features",
         description=table.description,
         kinds={"polars", "parquet"},
-        deps=[*table.reads, "training_labels"],
-        check_specs=[dg.AssetCheckSpec(c, asset=name, blocking=c != "drift_psi", description=d)
-                     for c, d in CHECKS.items()],
+        deps=[*table.reads, "training_labels", "published_marts"],
+        check_specs=[dg.AssetCheckSpec(c, asset=name, blocking=True, description=d) for c, d in CHECKS.items()],
     )
     def _feature(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         lake = lakehouse.lake
         raw = {t: lake.read_table(t).drop("date") for t in table.reads}
         frame = table.build(raw)
         path = lake.features / name / "part-0.parquet"
-        previous = pl.read_parquet(path) if path.exists() else None
         write_parquet_atomic(frame, path)
-        numeric = [c for c, t in frame.schema.items() if t.is_numeric() and c not in ("content_id", "component_id")]
         outcomes = {
             "schema": check_schema(frame, build.SCHEMAS[name]),
             "null_rates": check_nulls(frame, {}),
             "value_ranges": check_ranges(frame, build.RANGES[name]),
             "covers_labelled_content": check_coverage(frame, raw["content"].height, labelled_content_ids(lakehouse)),
-            "drift_psi": check_drift(frame, previous, numeric),
         }
         return dg.MaterializeResult(
             metadata={**frame_metadata(frame), "path": dg.MetadataValue.path(str(path))},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=check, passed=o.passed, description=o.message, metadata=o.metadata,
-                    severity=dg.AssetCheckSeverity.WARN if check == "drift_psi" else dg.AssetCheckSeverity.ERROR,
+                    severity=dg.AssetCheckSeverity.ERROR,
                 )
                 for check, o in outcomes.items()
             ],

@@ -59,32 +59,3 @@ def check_coverage(frame: pl.DataFrame, content_count: int, labelled_ids: pl.Ser
         if missing:
             msgs.append(f"{missing} of {len(labelled_ids)} labelled content items have no feature row")
     return CheckOutcome(not msgs, "; ".join(msgs) or "one row per content item, every labelled item covered", meta)
-
-
-def psi(current: np.ndarray, previous: np.ndarray, bins: int = 10) -> float:
-    """Population stability index of `current` against `previous`, on previous's quantile bins."""
-    current, previous = current[np.isfinite(current)], previous[np.isfinite(previous)]
-    if len(current) == 0 or len(previous) == 0:
-        return 0.0
-    edges = np.unique(np.quantile(previous, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        return 0.0
-    edges[0], edges[-1] = -np.inf, np.inf
-    p = np.histogram(previous, edges)[0] / len(previous)
-    q = np.histogram(current, edges)[0] / len(current)
-    p, q = np.clip(p, 1e-4, None), np.clip(q, 1e-4, None)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def check_drift(frame: pl.DataFrame, previous: pl.DataFrame | None, columns: list[str],
-                threshold: float = 0.25) -> CheckOutcome:
-    if previous is None:
-        return CheckOutcome(True, "first materialization: nothing to compare", {})
-    scores = {c: psi(frame[c].cast(pl.Float64).to_numpy(), previous[c].cast(pl.Float64).to_numpy())
-              for c in columns if c in previous.columns}
-    drifted = {c: s for c, s in scores.items() if s > threshold}
-    worst = max(scores.values(), default=0.0)
-    msg = ", ".join(f"{c} PSI {s:.2f}" for c, s in sorted(drifted.items(), key=lambda kv: -kv[1]))
-    return CheckOutcome(not drifted, (f"drift above {threshold}: {msg}" if drifted else
-                                      f"max PSI {worst:.3f} <= {threshold}"),
-                        {"max_psi": worst, **{f"psi/{c}": round(s, 4) for c, s in scores.items()}})
