@@ -79,9 +79,9 @@ def incumbent_champion(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
     pair = ModelArtifact.read(registry.artifact_dir(entry))
     classifier = (ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
                   if pair.kind == "risk_model" else None)
-    return dg.Output(IncumbentChampion(entry["version"], pair, classifier), data_version=dg.DataVersion(entry["version"]),
-                     metadata={"champion": entry["version"], "content_classifier": classifier.version if classifier
-                               else "none", "dataset_version": entry["dataset_version"]})
+    return dg.Output(IncumbentChampion(entry.version, pair, classifier), data_version=dg.DataVersion(entry.version),
+                     metadata={"champion": entry.version, "content_classifier": classifier.version if classifier
+                               else "none", "dataset_version": entry.dataset_version})
 
 
 def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.AssetsDefinition:

@@ -77,19 +77,19 @@ def monitoring_reference(context: dg.AssetExecutionContext, deployed: Deployment
     lake = lakehouse.lake
     registry = Registry(lake.models)
     entry = registry.get(version)
-    target = mon.reference_dir(lake.monitoring, version, entry["dataset_version"])
+    target = mon.reference_dir(lake.monitoring, version, entry.dataset_version)
     if mon.reference_complete(target):
         reference = mon.read_reference(target)
-        context.log.info(f"the reference of {version} (dataset {entry['dataset_version']}) exists: reusing it")
+        context.log.info(f"the reference of {version} (dataset {entry.dataset_version}) exists: reusing it")
         if reference.binning != mon.BINNING:
             scored = mon.read_scored_reference(target)
             reference = mon.rebinned(reference, scored)
             mon.write_reference(reference, scored, target)
             context.log.info("its bins came from other binning rules: fitted them again from its scored rows")
     else:
-        if training_set.version != entry["dataset_version"]:
+        if training_set.version != entry.dataset_version:
             raise dg.Failure(
-                f"champion {version} was trained on dataset {entry['dataset_version']} but training_set is now "
+                f"champion {version} was trained on dataset {entry.dataset_version} but training_set is now "
                 f"{training_set.version}, and no reference of the champion was kept: its training rows are gone. "
                 "Run retrain_job so a champion trained on the current training set is deployed, or promote one.")
         rows = pl.read_parquet(training_set.path)
@@ -100,7 +100,7 @@ def monitoring_reference(context: dg.AssetExecutionContext, deployed: Deployment
         frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
         scored = pl.concat([frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")],
                            how="horizontal")
-        reference = mon.build_reference(version, entry["dataset_version"], window, scored, entry["operating_points"],
+        reference = mon.build_reference(version, entry.dataset_version, window, scored, entry.operating_points,
                                         mon.qa_labels(rows), created_at=f"dagster run {context.run_id}")
         mon.write_reference(reference, scored, target)
     kind = lambda c, b: "values" if b.by_value else "bands" if c in mon.FIXED_EDGES else "deciles"  # noqa: E731

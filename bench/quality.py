@@ -14,47 +14,46 @@ Writes bench/results/quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import polars as pl
 
 from report import write_report  # bench/report.py, beside this script
+from ml.evaluation.results import ClassifierEvaluation, PairEvaluation, SetMetrics, read_evaluation
 from ml.lake import Lake
 from ml.registry import Registry
 from ml.taxonomy import VIOLATING
 from orchestration.settings import Settings
 
 
-def latest(models: Path, kind: str) -> dict | None:
+def latest(models: Path, kind: str) -> ClassifierEvaluation | PairEvaluation | None:
     runs = sorted(p for p in models.glob(f"{kind}-*") if (p / "evaluation.json").exists())
-    return json.loads((runs[-1] / "evaluation.json").read_text()) if runs else None
+    return read_evaluation(runs[-1] / "evaluation.json") if runs else None
 
 
-def rows_for(name: str, ev: dict, prefix: str = "") -> list[dict]:
-    """Per-policy rows of one model from an evaluation.json (ml.evaluation.results.as_json); `prefix`
-    "baseline_" reads the baseline's figures recorded beside a classifier's."""
-    out = []
+def set_rows(name: str, set_name: str, metrics: SetMetrics | None) -> list[dict]:
+    """Per-policy and macro rows of one model on one set (none when the set was not measured)."""
+    if metrics is None:
+        return []
+    return [*({"model": name, "set": set_name, "policy": p, "pr_auc": m.pr_auc, "roc_auc": m.roc_auc}
+              for p, m in metrics.policies.items() if p in VIOLATING),
+            {"model": name, "set": set_name, "policy": "macro", "pr_auc": metrics.macro_pr_auc,
+             "roc_auc": metrics.macro_roc_auc}]
 
-    def add(set_name: str, metrics: dict | None) -> None:
-        if not metrics:
-            return
-        for p, m in metrics["policies"].items():
-            if p in VIOLATING:
-                out.append({"model": name, "set": set_name, "policy": p, "pr_auc": m["pr_auc"],
-                            "roc_auc": m["roc_auc"]})
-        out.append({"model": name, "set": set_name, "policy": "macro", "pr_auc": metrics["macro_pr_auc"],
-                    "roc_auc": metrics.get("macro_roc_auc")})
 
-    add("simulated test", ev.get(f"{prefix}test"))
-    add("QA gold", ev.get(f"{prefix}qa_gold"))
-    add("text-only held-out", ev.get(f"{prefix}text_only"))
-    add("QA gold (text only)", ev.get(f"{prefix}qa_gold_text_only"))
-    side = "baseline" if prefix == "baseline_" else "candidate"
-    for source in ev.get("held_out_sources") or []:
-        add(f"held-out source {source['source']}", source[side])
-    return out
+def classifier_rows(name: str, ev: ClassifierEvaluation, baseline: bool = False) -> list[dict]:
+    """A content classifier's text-only, QA-gold and leave-one-source-out rows (or its baseline's)."""
+    rows = set_rows(name, "text-only held-out", ev.baseline_text_only if baseline else ev.text_only)
+    if not baseline:
+        rows += set_rows(name, "QA gold (text only)", ev.qa_gold_text_only)
+    for s in ev.held_out_sources or ():
+        rows += set_rows(name, f"held-out source {s.source}", s.baseline if baseline else s.candidate)
+    return rows
+
+
+def pair_rows(name: str, ev: PairEvaluation) -> list[dict]:
+    return set_rows(name, "simulated test", ev.test) + set_rows(name, "QA gold", ev.qa_gold)
 
 
 def label_issue_truth(lake: Lake) -> dict:
@@ -106,19 +105,22 @@ def main() -> None:
     rows: list[dict] = []
     classifier = latest(lake.models, "content_classifier")
     if classifier:
-        rows += rows_for("content_classifier", classifier)
-        rows += rows_for("baseline", classifier, prefix="baseline_")
+        rows += classifier_rows("content_classifier", classifier)
+        rows += classifier_rows("baseline", classifier, baseline=True)
     text = latest(lake.models, "text_model")
     if text:
-        rows += rows_for("text_model", text)
+        rows += classifier_rows("text_model", text)
     pair = latest(lake.models, "risk_model")
     if pair:
-        rows += rows_for("risk_model (pair)", pair)
-        rows += rows_for("content_classifier alone", {"test": pair["classifier_alone_test"]})
+        rows += pair_rows("risk_model (pair)", pair)
+        rows += set_rows("content_classifier alone", "simulated test", pair.classifier_alone_test)
     if champion:
-        path = Registry(lake.models).artifact_dir(champion)
-        ev = json.loads((path / "evaluation.json").read_text())
-        rows += [{**r, "model": f"champion {champion['version']}"} for r in rows_for("champion", ev)]
+        ev = read_evaluation(Registry(lake.models).artifact_dir(champion) / "evaluation.json")
+        name = f"champion {champion.version}"
+        if isinstance(ev, PairEvaluation):
+            rows += pair_rows(name, ev) + classifier_rows(name, ev.classifier)
+        else:
+            rows += classifier_rows(name, ev)
     table = pl.DataFrame(rows).with_columns(pl.col("pr_auc", "roc_auc").round(3))
     with pl.Config(tbl_rows=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
         print(table.pivot(on="policy", index=["set", "model"], values="pr_auc").sort("set", "model"))

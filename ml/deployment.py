@@ -29,7 +29,7 @@ def deploy(registry: Registry, pair: PairEvaluation, competitors: Sequence[Class
     they ranked better on text-only held-out but could not be promoted.
     """
     before = registry.champion()
-    current = before["version"] if before else None
+    current = before.version if before else None
     text_only = pair.classifier.text_only.macro_pr_auc
     note = "".join(f"; {ev.version} ranks better on text-only held-out ({ev.text_only.macro_pr_auc:.3f}) but failed "
                    f"{', '.join(ev.failed_gates)}" for ev in competitors
@@ -48,5 +48,5 @@ def deploy(registry: Registry, pair: PairEvaluation, competitors: Sequence[Class
         registry.promote(pair.version, reason=reason, actor=actor, expected_champion=pair.champion_version)
     except ChampionChangedError as exc:
         now = registry.champion()
-        return DeploymentDecision(None, now["version"] if now else None, str(exc))
+        return DeploymentDecision(None, now.version if now else None, str(exc))
     return DeploymentDecision(pair.version, pair.version, reason)

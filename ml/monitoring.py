@@ -28,6 +28,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ml.evaluation.results import OperatingPoint
 from ml.lake import write_parquet_atomic
 from ml.taxonomy import VIOLATING
 
@@ -291,7 +293,7 @@ def qa_labels(training_set: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_reference(champion: str, dataset_version: str, window: tuple[date, date, datetime | None, int],
-                    monitored: pl.DataFrame, operating_points: dict, audits: pl.DataFrame,
+                    monitored: pl.DataFrame, operating_points: Mapping[str, OperatingPoint], audits: pl.DataFrame,
                     created_at: str = "") -> Reference:
     """The reference from `monitored` (the window's content with its champion scores and features) and `audits`
     (content_id, label of QA-audited content; those of the window are used)."""
@@ -303,10 +305,10 @@ def build_reference(champion: str, dataset_version: str, window: tuple[date, dat
     return Reference(
         champion=champion, dataset_version=dataset_version, window_start=start, window_end=end, rows=frame.height,
         labels_until=labels_until, label_rows=label_rows, bins=reference_bins(frame),
-        thresholds={p: {"auto_action": float(op["auto_action_threshold"]), "review": float(op["review_threshold"])}
+        thresholds={p: {"auto_action": float(op.auto_action_threshold), "review": float(op.review_threshold)}
                     for p, op in operating_points.items()},
-        promised_precision={p: float(op["auto_action_precision"]) for p, op in operating_points.items()
-                            if op.get("reachable") and _finite(op["auto_action_precision"])},
+        promised_precision={p: float(op.auto_action_precision) for p, op in operating_points.items()
+                            if op.reachable and _finite(op.auto_action_precision)},
         prevalence_offset=offset, qa_audited=audited.height, created_at=created_at,
     )
 

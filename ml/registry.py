@@ -21,14 +21,69 @@ import json
 import os
 import shlex
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ml.evaluation.results import OperatingPoint, as_json
 
 STATUSES = ("candidate", "champion", "retired")
 # The fields every reader (CLI, HTTP service, deployment) relies on; an entry without them is damage.
 ENTRY_FIELDS = ("version", "kind", "path", "status", "created_at", "dataset_version", "code_version", "metrics",
                 "operating_points")
+
+
+@dataclass(frozen=True)
+class EntryMetrics:
+    """The figures a registry entry keeps of its evaluation (ml.evaluation.results.PairEvaluation);
+    None or an empty mapping: not measured for this entry."""
+
+    text_only_macro_pr_auc: float | None = None
+    baseline_text_only_macro_pr_auc: float | None = None
+    text_only_pr_auc: Mapping[str, float | None] = field(default_factory=dict)
+    held_out_source_macro_pr_auc: Mapping[str, float | None] = field(default_factory=dict)
+    test_macro_pr_auc: float | None = None
+    qa_gold_macro_pr_auc: float | None = None
+    test_pr_auc: Mapping[str, float | None] = field(default_factory=dict)
+    gates_passed: bool = False
+    failed_gates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One registered model: what made it, how good it is, and its status. `path` is the artifact
+    directory as stored (resolve it with `Registry.artifact_dir`)."""
+
+    version: str
+    kind: str
+    path: str
+    dataset_version: str
+    code_version: str
+    metrics: EntryMetrics
+    operating_points: Mapping[str, OperatingPoint]
+    params: Mapping = field(default_factory=dict)
+    content_classifier: str | None = None  # a pair's content-classifier version
+    evaluated_against: str | None = None  # the champion it was compared with
+    status: str = "candidate"
+    created_at: str = ""
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["metrics"]["failed_gates"] = list(self.metrics.failed_gates)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "RegistryEntry":
+        known = {f.name for f in fields(cls)}
+        metrics = dict(d.get("metrics") or {})
+        metrics["failed_gates"] = tuple(metrics.get("failed_gates") or ())
+        metric_fields = {f.name for f in fields(EntryMetrics)}
+        return cls(**{**{k: v for k, v in d.items() if k in known},
+                      "metrics": EntryMetrics(**{k: v for k, v in metrics.items() if k in metric_fields}),
+                      "operating_points": {p: op if isinstance(op, OperatingPoint) else OperatingPoint(**op)
+                                           for p, op in (d.get("operating_points") or {}).items()}})
 
 
 class RegistryError(ValueError):
@@ -117,23 +172,25 @@ class Registry:
             return str(p)  # kept outside the models directory on purpose; stored as given
 
     # -- reads ------------------------------------------------------------------------
-    def list(self) -> list[dict]:
-        return sorted(self._read()["models"].values(), key=lambda e: e["created_at"])
+    def list(self) -> list[RegistryEntry]:
+        return sorted((RegistryEntry.from_dict(e) for e in self._read()["models"].values()),
+                      key=lambda e: e.created_at)
 
-    def get(self, version: str) -> dict:
+    def get(self, version: str) -> RegistryEntry:
         models = self._read()["models"]
         if version not in models:
             known = ", ".join(sorted(models)) or "none registered yet"
             raise RegistryError(f"unknown model version {version!r} (known: {known})")
-        return models[version]
+        return RegistryEntry.from_dict(models[version])
 
-    def champion(self) -> dict | None:
-        return next((e for e in self._read()["models"].values() if e["status"] == "champion"), None)
+    def champion(self) -> RegistryEntry | None:
+        return next((RegistryEntry.from_dict(e) for e in self._read()["models"].values() if e["status"] == "champion"),
+                    None)
 
     def history(self) -> list[dict]:
         return self._read()["history"]
 
-    def artifact_dir(self, entry: dict) -> Path:
+    def artifact_dir(self, entry: RegistryEntry) -> Path:
         """The directory holding `entry`'s artifact in this home.
 
         Relative paths are resolved against the models directory. Absolute paths come from
@@ -142,7 +199,7 @@ class Registry:
         directory of the same name here, so a copy never serves the original's files; an
         artifact kept outside any models directory is used where it is.
         """
-        stored = Path(entry["path"])
+        stored = Path(entry.path)
         if not stored.is_absolute():
             candidates = [self.dir / stored]
         elif _inside(stored, self.dir):
@@ -153,21 +210,21 @@ class Registry:
             if candidate.is_dir():
                 return candidate
         tried = " or ".join(str(c) for c in candidates)
-        raise RegistryError(f"model {entry['version']}: its artifact directory is missing ({tried}); restore it "
+        raise RegistryError(f"model {entry.version}: its artifact directory is missing ({tried}); restore it "
                             "from a backup or promote another version (`trustlake models list`, "
                             "`trustlake models promote VERSION`)")
 
     # -- writes -----------------------------------------------------------------------
-    def register(self, entry: dict) -> dict:
+    def register(self, entry: RegistryEntry) -> RegistryEntry:
         """Add (or refresh) a candidate; never changes which model is champion."""
         with self._locked():
             table = self._read()
-            current = table["models"].get(entry["version"], {})
-            entry = {**entry, "path": self._stored_path(entry["path"]), "status": current.get("status", "candidate"),
-                     "created_at": current.get("created_at", entry.get("created_at") or _now())}
-            table["models"][entry["version"]] = entry
+            current = table["models"].get(entry.version, {})
+            row = {**entry.to_dict(), "path": self._stored_path(entry.path), "status": current.get("status", "candidate"),
+                   "created_at": current.get("created_at", entry.created_at or _now())}
+            table["models"][entry.version] = row = as_json(row)  # NaN as null: strict JSON
             self._write(table)
-        return entry
+        return RegistryEntry.from_dict(row)
 
     def promote(self, version: str, reason: str, actor: str, expected_champion=_ANY) -> dict:
         """Make `version` champion. With `expected_champion` (a version, or None for "no champion"), only
@@ -264,33 +321,29 @@ def _inside(path: Path, directory: Path) -> bool:
     return True
 
 
-def registry_entry(artifact, evaluation, code_version: str) -> dict:
-    """The registry row of an evaluated pair (`artifact` is the risk model's ModelArtifact, `evaluation`
+def registry_entry(artifact, evaluation, code_version: str) -> RegistryEntry:
+    """The registry entry of an evaluated pair (`artifact` is the risk model's ModelArtifact, `evaluation`
     its ml.evaluation.results.PairEvaluation): what made it, its text-only, leave-one-source-out,
     simulated and QA-gold figures, and its gates."""
-    from dataclasses import asdict
-
-    from ml.evaluation.results import as_json, macro
+    from ml.evaluation.results import macro
     from ml.taxonomy import POLICIES
 
     clf = evaluation.classifier
-    return as_json({
-        "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
-        "content_classifier": evaluation.content_classifier_version,
-        "dataset_version": artifact.dataset_version, "code_version": code_version, "params": artifact.params,
-        "metrics": {"text_only_macro_pr_auc": clf.text_only.macro_pr_auc,
-                    "baseline_text_only_macro_pr_auc": clf.baseline_text_only.macro_pr_auc,
-                    "text_only_pr_auc": {p: clf.text_only.pr_auc(p) for p in POLICIES},
-                    "held_out_source_macro_pr_auc": {s.source: s.candidate.macro_pr_auc
-                                                     for s in clf.held_out_sources or ()},
-                    "test_macro_pr_auc": evaluation.test.macro_pr_auc,
-                    "qa_gold_macro_pr_auc": macro(evaluation.qa_gold) if evaluation.qa_gold else None,
-                    "test_pr_auc": {p: evaluation.test.pr_auc(p) for p in POLICIES},
-                    "gates_passed": evaluation.gates_passed,
-                    "failed_gates": list(evaluation.failed_gates)},
-        "operating_points": {p: asdict(op) for p, op in evaluation.operating_points.items()},
-        "evaluated_against": evaluation.champion_version,
-    })
+    return RegistryEntry(
+        version=artifact.version, kind=artifact.kind, path=artifact.path,
+        content_classifier=evaluation.content_classifier_version, dataset_version=artifact.dataset_version,
+        code_version=code_version, params=artifact.params, evaluated_against=evaluation.champion_version,
+        metrics=EntryMetrics(
+            text_only_macro_pr_auc=clf.text_only.macro_pr_auc,
+            baseline_text_only_macro_pr_auc=clf.baseline_text_only.macro_pr_auc,
+            text_only_pr_auc={p: clf.text_only.pr_auc(p) for p in POLICIES},
+            held_out_source_macro_pr_auc={s.source: s.candidate.macro_pr_auc for s in clf.held_out_sources or ()},
+            test_macro_pr_auc=evaluation.test.macro_pr_auc,
+            qa_gold_macro_pr_auc=macro(evaluation.qa_gold) if evaluation.qa_gold else None,
+            test_pr_auc={p: evaluation.test.pr_auc(p) for p in POLICIES},
+            gates_passed=evaluation.gates_passed, failed_gates=tuple(evaluation.failed_gates)),
+        operating_points=dict(evaluation.operating_points),
+    )
 
 
 def _now() -> str:

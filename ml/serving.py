@@ -33,7 +33,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from ml.registry import Registry, RegistryError
+from ml.evaluation.results import as_json
+from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
 from ml.training.artifacts import PROBA_COLUMNS
 
@@ -111,7 +112,7 @@ class Served:
     """The champion being served and its registry entry as of when it was loaded."""
 
     champion: Champion
-    entry: dict
+    entry: RegistryEntry
 
 
 class ChampionCache:
@@ -167,7 +168,7 @@ class ChampionCache:
             if entry is None:
                 raise RegistryError(f"no champion in {self.registry.dir}: run `trustlake run` (or promote a model)")
             served = self._served
-            if served is None or served.champion.version != entry["version"]:
+            if served is None or served.champion.version != entry.version:
                 served = Served(load_model(self.registry.artifact_dir(entry)), entry)
             self._served = Served(served.champion, entry)
             self.problem = None
@@ -323,8 +324,8 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         champion, entry = served.champion, served.entry
-        return {"model_version": champion.version, "kind": entry["kind"], "dataset_version": entry["dataset_version"],
-                "code_version": entry["code_version"], "metrics": entry["metrics"],
+        return {"model_version": champion.version, "kind": entry.kind, "dataset_version": entry.dataset_version,
+                "code_version": entry.code_version, "metrics": as_json(entry.metrics),
                 "operating_points": champion.thresholds, "max_items": MAX_ITEMS, "max_text_chars": MAX_TEXT_CHARS,
                 "max_body_bytes": limits.max_body_bytes}
 

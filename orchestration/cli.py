@@ -170,12 +170,14 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
     print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
 
 
+def f(v) -> str:
+    """A figure for the terminal: three decimals, `n/a` when not measured (None or NaN)."""
+    return "   n/a" if v is None or v != v else f"{v:6.3f}"
+
+
 def print_model_report(evaluations: dict) -> None:
     """Text-only held-out and leave-one-source-out figures (macro PR-AUC over the violating policies)."""
     from ml.taxonomy import VIOLATING
-
-    def f(v) -> str:
-        return "   n/a" if v is None or v != v else f"{v:6.3f}"
 
     print("models     text-only held-out PR-AUC (texts never trained on, scored without context)")
     print(f"  {'model':<22} {'macro':>6} " + " ".join(f"{p:>11}" for p in VIOLATING) + "  gates")
@@ -218,17 +220,16 @@ def print_champion(lake) -> None:
     if champ is None:
         print("champion   none: no candidate passed its quality gates")
         return
-    m = champ["metrics"]
-    qa = m.get("qa_gold_macro_pr_auc")
-    print(f"champion   {champ['version']} with content classifier {champ.get('content_classifier')}: "
-          f"text-only macro PR-AUC {m['text_only_macro_pr_auc']:.3f}, simulated test {m['test_macro_pr_auc']:.3f}"
-          + (f", QA gold {qa:.3f}" if qa is not None else ""))
-    ops = champ["operating_points"]
+    m = champ.metrics
+    qa = m.qa_gold_macro_pr_auc
+    print(f"champion   {champ.version} with content classifier {champ.content_classifier}: "
+          f"text-only macro PR-AUC {f(m.text_only_macro_pr_auc).strip()}, simulated test "
+          f"{f(m.test_macro_pr_auc).strip()}" + (f", QA gold {qa:.3f}" if qa is not None else ""))
     for p in VIOLATING:
-        op = ops[p]
-        auto = f"{op['auto_action_threshold']:.3f}" if op["reachable"] else "unreachable"
-        print(f"  {p:<12} text-only PR-AUC {m['text_only_pr_auc'][p]:.3f}  auto-action at {auto}  "
-              f"review at {op['review_threshold']:.3f}")
+        op = champ.operating_points[p]
+        auto = f"{op.auto_action_threshold:.3f}" if op.reachable else "unreachable"
+        print(f"  {p:<12} text-only PR-AUC {f(m.text_only_pr_auc.get(p)).strip()}  auto-action at {auto}  "
+              f"review at {op.review_threshold:.3f}")
 
 
 def query_lake_count(lake, table: str) -> tuple[int, int]:
@@ -344,15 +345,14 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry(Lake(settings.home).models)
     try:
         if args.action == "list":
-            rows = [(e["version"], e["kind"], e["status"], e["created_at"], e["dataset_version"],
-                     e["code_version"][:12], e["metrics"]["test_macro_pr_auc"], e["metrics"]["gates_passed"])
-                    for e in registry.list()]
+            rows = [(e.version, e.kind, e.status, e.created_at, e.dataset_version, e.code_version[:12],
+                     e.metrics.test_macro_pr_auc, e.metrics.gates_passed) for e in registry.list()]
             print(format_table(["version", "kind", "status", "created_at", "dataset", "code", "test_macro_pr_auc",
                                 "gates_passed"], rows))
         elif args.action == "show":
             if not args.version:
                 raise RegistryError("`trustlake models show` needs a version (see `trustlake models list`)")
-            print(json.dumps(registry.get(args.version), indent=2, sort_keys=True))
+            print(json.dumps(registry.get(args.version).to_dict(), indent=2, sort_keys=True))
         elif args.action == "promote":
             if not args.version:
                 raise RegistryError("`trustlake models promote` needs a version (see `trustlake models list`)")

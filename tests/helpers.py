@@ -11,7 +11,7 @@ from ml.evaluation.evaluate import evaluate_text_model
 from ml.evaluation.results import ClassifierEvaluation
 from ml.lake import Lake, write_parquet_atomic
 from ml.reference import reference_frame
-from ml.registry import Registry
+from ml.registry import Registry, RegistryEntry
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import dataset_version
@@ -40,11 +40,11 @@ def text_classifier_candidate(frame: pl.DataFrame, models: Path, shuffle_labels:
     baseline = fit_text_classifier(frame, version, models, None, BASELINE_RECIPE)
     artifact = fit_text_classifier(frame, version, models, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
     ev = evaluate_text_model(artifact, frame, baseline, None, None, run_loso=False)
-    Registry(models).register({
+    Registry(models).register(RegistryEntry.from_dict({
         "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
         "dataset_version": artifact.dataset_version, "code_version": "test", "params": artifact.params,
         "metrics": {"text_only_macro_pr_auc": ev.text_only.macro_pr_auc},
-        "operating_points": {p: asdict(op) for p, op in ev.operating_points.items()}})
+        "operating_points": {p: asdict(op) for p, op in ev.operating_points.items()}}))
     return artifact, ev
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from ml.deployment import deploy
 from ml.enforcement import PolicyError, load_policy, parse_policy
-from ml.registry import Registry, RegistryError
+from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import load_champion
 from ml.scoring_io import ScoringInputError, score_file
 from ml.training.artifacts import PROBA_COLUMNS
@@ -90,12 +90,12 @@ def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, pas
 def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     registry = Registry(tmp_path)
     for v in ("good", "bad"):
-        registry.register({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
-                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}})
+        registry.register(RegistryEntry.from_dict({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
+                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}}))
     assert deploy(registry, pair_evaluation("good", True, 0.8), [], actor="t").promoted == "good"
     decision = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), [], actor="t")
     assert decision.promoted is None and "champion unchanged" in decision.reason
-    assert registry.champion()["version"] == "good"
+    assert registry.champion().version == "good"
     other = classifier_evaluation("text_model-x", False, 0.95)
     note = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), [other], actor="t").reason
     assert "text_model-x ranks better on text-only held-out" in note
@@ -107,21 +107,21 @@ def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path
     # the winner whatever its figures, and says why.
     registry = Registry(tmp_path)
     for v in ("first", "fast", "slow"):
-        registry.register({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
-                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}})
+        registry.register(RegistryEntry.from_dict({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
+                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}}))
     registry.promote("first", "initial", "t")
     assert deploy(registry, pair_evaluation("fast", True, 0.8, champion="first"), [], actor="t").promoted == "fast"
     late = deploy(registry, pair_evaluation("slow", True, 0.99, champion="first"), [], actor="t")
     assert late.promoted is None and late.champion == "fast"
     assert "evaluated against champion first, but the champion is now fast" in late.reason
-    assert registry.champion()["version"] == "fast"
+    assert registry.champion().version == "fast"
 
 
 def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
     registry = Registry(tmp_path)
     for v in ("a", "b", "c"):
-        registry.register({"version": v, "kind": "baseline", "path": str(tmp_path / v), "dataset_version": "d",
-                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}})
+        registry.register(RegistryEntry.from_dict({"version": v, "kind": "baseline", "path": str(tmp_path / v), "dataset_version": "d",
+                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}}))
     with pytest.raises(RegistryError, match="nothing to roll back"):
         registry.rollback(actor="t")
     registry.promote("a", "first", "t")
@@ -130,7 +130,7 @@ def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
 
     def reader():
         while not stop.is_set():
-            seen.append(sum(e["status"] == "champion" for e in Registry(tmp_path).list()))
+            seen.append(sum(e.status == "champion" for e in Registry(tmp_path).list()))
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -142,8 +142,8 @@ def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
     assert seen and set(seen) == {1}  # never zero champions, never two
     registry.promote("c", "c is better", "t")
     assert registry.rollback(actor="t")["version"] == "a"
-    assert registry.champion()["version"] == "a"
-    assert {e["version"]: e["status"] for e in registry.list()} == {"a": "champion", "b": "retired", "c": "retired"}
+    assert registry.champion().version == "a"
+    assert {e.version: e.status for e in registry.list()} == {"a": "champion", "b": "retired", "c": "retired"}
     with pytest.raises(RegistryError, match="unknown model version 'zzz'"):
         registry.promote("zzz", "typo", "t")
 

@@ -11,7 +11,7 @@ import pytest
 
 from ml import monitoring as mon
 from ml.lake import Lake
-from ml.registry import Registry
+from ml.registry import Registry, RegistryEntry
 from ml.taxonomy import VIOLATING
 from orchestration.resources import MonitoringResource
 from orchestration.sensors.alerts import run_failure_alert_sensor
@@ -78,8 +78,8 @@ def champion_home(home, new_labels: int) -> Lake:
     lake = Lake(home)
     (lake.models / CHAMPION).mkdir(parents=True)
     registry = Registry(lake.models)
-    registry.register({"version": CHAMPION, "kind": "risk_model", "path": str(lake.models / CHAMPION),
-                       "dataset_version": DATASET, "code_version": "test", "metrics": {}, "operating_points": {}})
+    registry.register(RegistryEntry.from_dict({"version": CHAMPION, "kind": "risk_model", "path": str(lake.models / CHAMPION),
+                       "dataset_version": DATASET, "code_version": "test", "metrics": {}, "operating_points": {}}))
     registry.promote(CHAMPION, reason="test champion", actor="test")
     reference = mon.Reference(
         champion=CHAMPION, dataset_version=DATASET, window_start=date(2026, 10, 1), window_end=date(2026, 10, 7),

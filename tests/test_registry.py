@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.registry import Registry, RegistryError
+from ml.registry import Registry, RegistryEntry, RegistryError
 from tests.conftest import run_cli
 
 
@@ -28,7 +28,7 @@ def registry(tmp_path) -> Registry:
     models = tmp_path / "home" / "models"
     registry = Registry(models)
     for v in ("a", "b"):
-        registry.register(entry(models, v))
+        registry.register(RegistryEntry.from_dict(entry(models, v)))
     registry.promote("a", "first", "test")
     registry.promote("b", "better", "test")
     return registry
@@ -93,7 +93,7 @@ def test_every_read_of_a_damaged_registry_names_the_file_and_the_restore_command
     registry.path.write_text(damage(good))
     reads = {"list": registry.list, "champion": registry.champion, "history": registry.history,
              "get": lambda: registry.get("a"),
-             "register": lambda: registry.register(entry(registry.dir, "c")),
+             "register": lambda: registry.register(RegistryEntry.from_dict(entry(registry.dir, "c"))),
              "promote": lambda: registry.promote("a", "x", "test"),
              "rollback": lambda: registry.rollback("test")}
     for name, call in reads.items():
@@ -106,7 +106,7 @@ def test_every_read_of_a_damaged_registry_names_the_file_and_the_restore_command
     assert json.loads(registry.last_good.read_text()) == json.loads(good)
     command = str(caught.value).split("with: ", 1)[1]
     subprocess.run(shlex.split(command), check=True)
-    assert registry.champion()["version"] == "b"
+    assert registry.champion().version == "b"
     assert [h["version"] for h in registry.history()] == ["a", "b"]
 
 
@@ -115,7 +115,7 @@ def test_a_deleted_registry_with_a_last_good_copy_is_damage_not_an_empty_registr
     with pytest.raises(RegistryError, match="the file is missing.*restore the last good copy"):
         registry.champion()
     with pytest.raises(RegistryError, match="the file is missing"):
-        registry.register(entry(registry.dir, "c"))  # would otherwise start an empty table over the history
+        registry.register(RegistryEntry.from_dict(entry(registry.dir, "c")))  # would otherwise start an empty table over the history
     assert {e["version"] for e in json.loads(registry.last_good.read_text())["models"].values()} == {"a", "b"}
 
 

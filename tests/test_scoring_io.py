@@ -24,7 +24,7 @@ import pytest
 from tests.helpers import text_classifier_candidate
 from ml import scoring, scoring_io
 from ml.features.text import hashed_ngrams
-from ml.registry import Registry
+from ml.registry import Registry, RegistryEntry
 from ml.scoring import OUTPUT_COLUMNS, load_champion, score_frame
 from ml.taxonomy import VIOLATING
 from ml.training.artifacts import PROBA_COLUMNS
@@ -40,12 +40,13 @@ def home(pool, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("scoring-home")
     frame, _ = labelled_training_frame(pool, seed=11, days=6, rows=2500)
     artifact, _ = text_classifier_candidate(frame, home / "models")
-    points = {p: {"auto_action_threshold": 0.9, "review_threshold": 0.5} for p in VIOLATING}
+    points = {p: {"policy": p, "auto_action_threshold": 0.9, "review_threshold": 0.5, "auto_action_precision": 0.9,
+                  "review_recall": 0.8, "reachable": True} for p in VIOLATING}
     (Path(artifact.path) / "operating_points.json").write_text(json.dumps(points))
     registry = Registry(home / "models")
-    registry.register({"version": artifact.version, "kind": artifact.kind, "path": artifact.path,
+    registry.register(RegistryEntry.from_dict({"version": artifact.version, "kind": artifact.kind, "path": artifact.path,
                        "dataset_version": artifact.dataset_version, "code_version": "test", "params": {},
-                       "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True}, "operating_points": points})
+                       "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True}, "operating_points": points}))
     registry.promote(artifact.version, reason="test champion", actor="test")
     return home
 

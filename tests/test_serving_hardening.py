@@ -209,7 +209,7 @@ def test_non_finite_or_absurd_numbers_are_refused_with_422_naming_the_field(clie
 
 def test_a_damaged_registry_leaves_the_loaded_champion_serving_until_it_is_restored(impatient_server, home):
     port, copy = impatient_server
-    version = Registry(home / "models").champion()["version"]
+    version = Registry(home / "models").champion().version
     registry = copy / "models" / "registry.json"
     base = f"http://127.0.0.1:{port}"
     assert httpx.post(f"{base}/v1/score", json=ONE_ITEM, timeout=30).status_code == 200
@@ -255,7 +255,7 @@ def test_a_copied_home_serves_its_own_models(home, tmp_path):
         shutil.rmtree(original)
     for name in originals:
         models = tmp_path / f"copy-{name}" / "models"
-        version = Registry(models).champion()["version"]
+        version = Registry(models).champion().version
         assert load_champion(models).version == version
         resp = TestClient(create_app(models)).get("/v1/model")
         assert resp.status_code == 200 and resp.json()["model_version"] == version, resp.text

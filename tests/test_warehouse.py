@@ -357,12 +357,12 @@ def test_make_run_deploys_a_champion_scores_every_day_and_builds_the_review_queu
     lake = Lake(e2e_home)
     registry = Registry(lake.models)
     champ = registry.champion()
-    assert champ is not None and champ["metrics"]["gates_passed"] and champ["kind"] == "risk_model"
-    assert champ["metrics"]["text_only_macro_pr_auc"] > champ["metrics"]["baseline_text_only_macro_pr_auc"]
+    assert champ is not None and champ.metrics.gates_passed and champ.kind == "risk_model"
+    assert champ.metrics.text_only_macro_pr_auc > champ.metrics.baseline_text_only_macro_pr_auc
     assert registry.history()[-1]["actor"].startswith("dagster run ")
     scores = pl.read_parquet(str(lake.scores / "content_scores" / "date=*" / "*.parquet"))
     assert scores.height == lake.read_table("content").height
-    assert scores["model_version"].unique().to_list() == [champ["version"]]
+    assert scores["model_version"].unique().to_list() == [champ.version]
     with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
         ranks = con.execute("select queue_rank, priority from mart_review_queue order by queue_rank").fetchall()
     assert ranks and [r[0] for r in ranks] == list(range(1, len(ranks) + 1))
@@ -373,6 +373,6 @@ def test_make_run_deploys_a_champion_scores_every_day_and_builds_the_review_queu
     result = run_cli(e2e_home, "score", "--input", str(src), "--text-column", "body")
     assert result.returncode == 0, result.stderr
     scored = pl.read_csv(tmp_path / "texts.scored.csv")
-    assert scored["model_version"].unique().to_list() == [champ["version"]]
+    assert scored["model_version"].unique().to_list() == [champ.version]
     assert all(c in scored.columns for c in ("p_benign", "p_hate_speech", "p_harassment", "p_spam", "p_scam"))
     assert scored["p_scam"][0] + scored["p_spam"][0] > 0.5 > scored["p_scam"][1] + scored["p_spam"][1]

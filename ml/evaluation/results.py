@@ -171,3 +171,43 @@ def as_json(record) -> object:
         return as_json(record.item())
     return record
 
+
+
+def from_json(cls, data):
+    """The record of type `cls` that `as_json` wrote as `data` (null back to NaN for floats)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(cls), typing.get_args(cls)
+    if origin in (typing.Union, types.UnionType):
+        if data is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return from_json(inner, data)
+    if is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            if f.name in data:
+                values[f.name] = from_json(hints[f.name], data[f.name])
+            elif type(None) in typing.get_args(hints[f.name]):
+                values[f.name] = None  # written before the field existed: not measured
+        return cls(**values)
+    if origin in (Mapping, dict) or cls is Mapping:
+        value_type = args[1] if args else object
+        return {k: from_json(value_type, v) for k, v in data.items()}
+    if origin is tuple:
+        item = args[0] if args else object
+        return tuple(from_json(item, v) for v in data)
+    if cls is float:
+        return math.nan if data is None else float(data)
+    return data
+
+
+def read_evaluation(path) -> ClassifierEvaluation | PairEvaluation:
+    """An evaluation.json written beside a model (ml/evaluation/evaluate.py), as its record."""
+    import json
+    from pathlib import Path
+
+    data = json.loads(Path(path).read_text())
+    return from_json(PairEvaluation if "classifier" in data else ClassifierEvaluation, data)

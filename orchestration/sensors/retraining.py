@@ -69,24 +69,24 @@ def retraining_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseR
     if waiting:
         return dg.SkipReason(f"retrain_job run {waiting[0].run_id} is {waiting[0].status.value.lower()}: "
                              "waiting for it before judging new evidence")
-    directory = mon.reference_dir(lake.monitoring, champion["version"], champion["dataset_version"])
+    directory = mon.reference_dir(lake.monitoring, champion.version, champion.dataset_version)
     if not mon.reference_complete(directory):
-        return dg.SkipReason(f"champion {champion['version']} has no monitoring reference yet: it is built with the "
+        return dg.SkipReason(f"champion {champion.version} has no monitoring reference yet: it is built with the "
                              "first monitored day (score_job)")
     reference = mon.read_reference(directory)
     cursor = json.loads(context.cursor) if context.cursor else {}
-    drifted, last_seen = drift_since(context.instance, cursor.get("drift_storage_id"), champion["version"])
+    drifted, last_seen = drift_since(context.instance, cursor.get("drift_storage_id"), champion.version)
     if not lake.marts_db.exists():
         return dg.SkipReason(f"{lake.marts_db} does not exist yet: nothing to count labels in")
     labels = read_frame(lake.marts_db, "select label_source, label_at from training_labels")
     new_labels = mon.new_labels_since(labels, reference.labels_until)
-    request = mon.retrain_request(champion["version"], champion["dataset_version"], new_labels,
+    request = mon.retrain_request(champion.version, champion.dataset_version, new_labels,
                                   limits.retrain_min_new_labels, drifted, limits.psi_fail)
     new_cursor = json.dumps({"drift_storage_id": last_seen})
     if request is None:
         worst = f"largest new PSI {drifted['value']:.3f}" if drifted else "no newly monitored days"
         return dg.SensorResult(skip_reason=dg.SkipReason(
-            f"champion {champion['version']}: {sum(new_labels.values())} new labels (< {limits.retrain_min_new_labels})"
+            f"champion {champion.version}: {sum(new_labels.values())} new labels (< {limits.retrain_min_new_labels})"
             f", {worst} (<= {limits.psi_fail:g})"), cursor=new_cursor)
     context.log.info(f"requesting retrain_job ({request.reason}): " + ", ".join(
         f"{k.removeprefix('trustlake/')}={v}" for k, v in request.tags.items()))
