@@ -7,7 +7,7 @@ export DO_NOT_TRACK := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install run test ui bench clean
+.PHONY: install run test test-unit test-e2e lint format ui bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,8 +24,24 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/trustlake run
 
-test: install
+# The lint gate (rules in pyproject.toml [tool.ruff]): lint, then the formatter's check, then pytest.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest
+
+# The halves of `make test`: unit tests (seconds each) and end-to-end ones (Dagster, dbt, Ray for real).
+test-unit: install
+	$(PY) -m pytest -m unit
+
+test-e2e: install
+	$(PY) -m pytest -m e2e
 
 ui: install
 	$(VENV)/bin/trustlake ui

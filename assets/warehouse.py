@@ -12,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from assets.metadata import markdown_table, partition_days
 from ml.warehouse import (
     LOCK_WAIT_SECONDS,
+    MARTS_SCHEMA,
     describe_tables,
     is_lock_error,
     lock_holder,
@@ -192,10 +193,17 @@ def label_quality_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
 def schema_metadata(schema: list[tuple[str, str]]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in schema])
 
-MART_KEYS = [
-    "fct_content", "fct_moderation_actions", "dim_users", "mart_policy_daily", "mart_prevalence_daily",
-    "mart_appeals", "mart_moderator_quality", "mart_review_sla", "mart_reporter_quality", "training_labels",
-]
+def warehouse_marts(manifest: Mapping[str, Any]) -> list[str]:
+    """The marts the warehouse build makes (dbt models in the `marts` schema outside the scoring,
+    training and monitoring groups): what `published_marts` waits for. Read from the manifest, so
+    a new mart is published without being listed again here."""
+    later = {*SCORING_MODELS, *TRAINING_MODELS, *MONITORING_MODELS}
+    return sorted(n["name"] for n in manifest["nodes"].values()
+                  if n["resource_type"] == "model" and n["config"].get("schema") == MARTS_SCHEMA
+                  and n["name"] not in later)
+
+
+MART_KEYS = warehouse_marts(json.loads(dbt_project.manifest_path.read_text()))
 
 @dg.asset(
     key="published_marts",

@@ -3,7 +3,7 @@
 Each reader parses one file format with a real CSV parser and yields one row per record,
 so row counts equal the published counts (see docs/policy_taxonomy.md). The deduplicated
 pool is what the simulator posts from: one row per normalised text, with the label chosen
-by `ml.taxonomy.resolve_conflict` and a stable evaluation bucket.
+by `ml.taxonomy.CONFLICT_PRECEDENCE` and a stable evaluation bucket.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import polars as pl
 
 from ml.lake import LANDED_PREFIX, Lake, replace_file_atomic, write_parquet_atomic
 from ml.simulator import EVENT_TIME, RAW_TABLES, REPORT_REASONS
-from ml.taxonomy import POLICIES
+from ml.taxonomy import DECISION_ACTIONS, POLICIES
 from ml.text import normalise, text_hash
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ ROWS_SHOWN = 20  # bad row numbers listed per problem in a reason file
 
 SURFACES = ("post", "comment", "video_comment", "direct_message")
 REVIEW_REASONS = ("user_report", "proactive")
-ACTIONS = ("remove", "restrict", "no_action")
 ENFORCEMENTS = ("remove", "restrict")  # the actions an appeal can contest
 APPEAL_OUTCOMES = ("upheld", "overturned")
 TIMESTAMP = pl.Datetime("us")
@@ -105,7 +104,7 @@ CONTRACTS: dict[str, TableContract] = {
         "decision_id": pl.Int64, "content_id": pl.Int64, "moderator_id": pl.Int64, "review_reason": pl.String,
         "policy": pl.String, "action": pl.String, "decided_at": TIMESTAMP,
     }, required=("decision_id", "content_id", "moderator_id", "decided_at"),
-        enums={"review_reason": REVIEW_REASONS, "policy": tuple(POLICIES), "action": ACTIONS},
+        enums={"review_reason": REVIEW_REASONS, "policy": tuple(POLICIES), "action": DECISION_ACTIONS},
         unique=("content_id",), references=(Reference("content_id", "content"),)),
     "appeals": _contract("appeals", {
         "appeal_id": pl.Int64, "decision_id": pl.Int64, "content_id": pl.Int64, "appellant_id": pl.Int64,

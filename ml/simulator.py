@@ -586,6 +586,3 @@ def simulate_days(config: SimConfig, pool: pl.DataFrame, first: date, last: date
         out[name] = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
     return out
 
-
-def simulate_day(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[str, pl.DataFrame]:
-    return simulate_days(config, pool, day, day)

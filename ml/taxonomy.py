@@ -17,11 +17,10 @@ CONFLICT_PRECEDENCE: dict[str, int] = {
     "scam": 4,
 }
 
-ACTIONS: tuple[str, ...] = ("remove", "restrict", "no_action")
+# What a moderator decides (the `decisions` table); the enforcement policy's own actions are
+# ml.enforcement.ENFORCEMENT_ACTIONS.
+DECISION_ACTIONS: tuple[str, ...] = ("remove", "restrict", "no_action")
 SURFACES: tuple[str, ...] = ("post", "comment", "video_comment", "direct_message")
 ARCHETYPES: tuple[str, ...] = ("ordinary", "troll", "spammer", "scam_ring")
 
 
-def resolve_conflict(labels: list[str]) -> str:
-    """The label a deduplicated text keeps when its copies disagree."""
-    return max(labels, key=CONFLICT_PRECEDENCE.__getitem__)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from ml.evaluation.gates import GateConfig
 from ml.monitoring import MonitoringThresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +106,7 @@ class Settings:
             lightgbm_workers=int(env.get("TRUSTLAKE_LIGHTGBM_WORKERS", "1")),
             lightgbm_threads=int(env.get("TRUSTLAKE_LIGHTGBM_THREADS", "2")),
             text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "3")),
-            gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", "0.3")),
+            gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", GateConfig.min_pr_auc)),
             text_profile=env.get("TRUSTLAKE_TEXT_PROFILE", "auto"),
             max_concurrent_steps=int(env.get("TRUSTLAKE_MAX_CONCURRENT_STEPS", DEFAULT_MAX_CONCURRENT_STEPS)),
             max_concurrent_runs=int(env.get("TRUSTLAKE_MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT_RUNS)),

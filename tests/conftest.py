@@ -35,6 +35,16 @@ E2E_ENV = {"TRUSTLAKE_USERS": "1500", "TRUSTLAKE_CONTENT_PER_DAY": "800", "TRUST
            "TRUSTLAKE_DAYS": str(E2E_DAYS)}
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Unit tests apart from end-to-end ones: `pytest -m unit` (seconds) or `pytest -m e2e` (minutes);
+    `make test` runs both. A test is e2e when marked so or when it reads the real run's home."""
+    for item in items:
+        if "e2e_home" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
+        if not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.unit)
+
+
 def first_day(home: Path) -> date:
     """The first simulated day a home pinned (its first daily partition)."""
     return Settings.from_env({"TRUSTLAKE_HOME": str(home)}).start_date

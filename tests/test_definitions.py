@@ -170,12 +170,13 @@ def test_every_asset_has_a_description(graph):
     assert missing == []
 
 
-def test_feature_assets_carry_blocking_quality_checks_and_drift(graph):
+def test_feature_assets_carry_blocking_quality_checks_and_feature_drift_is_monitorings(graph):
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     for table in ("content_features", "author_features", "network_features"):
         assert graph.get(dg.AssetKey(table)).group_name == "features"
-        for check in ("schema", "null_rates", "value_ranges", "covers_labelled_content", "drift_psi"):
-            assert (table, check) in checks
+        assert {c for t, c in checks if t == table} == {"schema", "null_rates", "value_ranges",
+                                                        "covers_labelled_content"}
+    assert ("model_drift", "feature_drift_psi") in checks  # against the champion's reference, not the last build
 
 
 def test_models_take_the_training_set_as_a_real_input(graph):

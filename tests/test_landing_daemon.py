@@ -20,7 +20,7 @@ from tests.conftest import run_cli, trustlake_env
 from tests.helpers import external_content
 from tests.test_webserver import free_port, graphql
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 START_WAIT_S = 180  # the code location loads in a subprocess; on a busy 2-core machine that is slow
 RUN_WAIT_S = 420  # a sensor tick (30 s interval), a queued run, its process, dbt for the days touched
 

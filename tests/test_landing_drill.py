@@ -21,7 +21,7 @@ from orchestration.settings import Settings
 from tests.conftest import E2E_ENV, first_day, run_cli, trustlake_env
 from tests.helpers import external_content, external_users
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 DAYS = 3  # the home holds its first three days: FIRST .. DAY3
 # A fresh home pins today - TRUSTLAKE_DAYS as its first day (orchestration/settings.py).
 FIRST = Settings.from_env({**E2E_ENV, "TRUSTLAKE_HOME": "/nonexistent/unpinned"}).start_date

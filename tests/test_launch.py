@@ -17,7 +17,7 @@ def test_a_window_past_yesterday_is_refused_before_anything_launches(tmp_path):
     assert not (tmp_path / "home" / "dagster" / "history").exists()  # no run was created
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_failed_run_prints_its_id_the_failed_step_and_the_error(tmp_path):
     home = tmp_path / "home"
     assert run_cli(home, "prepare").returncode == 0

@@ -22,7 +22,7 @@ from orchestration.settings import Settings
 from tests.conftest import E2E_DAYS, E2E_ENV, first_day
 from tests.helpers import lakehouse_resource
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 # The e2e home's window: a fresh home pins today - TRUSTLAKE_DAYS as its first day. The world
 # shifts for the window's last three days, which the copy lives again.
 FIRST = Settings.from_env({**E2E_ENV, "TRUSTLAKE_HOME": "/nonexistent/unpinned"}).start_date

@@ -8,7 +8,7 @@ import pytest
 
 from orchestration.ray_resource import RayResource
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 # /proc/net/tcp{,6} local addresses of loopback: 127.0.0.1, ::ffff:127.0.0.1 and ::1.
 LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
 

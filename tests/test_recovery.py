@@ -221,7 +221,7 @@ def home_instance(home: Path) -> dg.DagsterInstance:
 SECOND_RUN_TIMEOUT = 900
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
     home = tmp_path / "home"
     exe = Path(sys.executable).with_name("trustlake")
@@ -265,7 +265,7 @@ def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
         assert con.execute("select count(*) from fct_content").fetchall()[0][0] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_run_blocked_on_the_pool_says_so_and_goes_on_when_the_holder_dies(tmp_path):
     home = tmp_path / "home"
     assert run_cli(home, "prepare").returncode == 0

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.simulator import RAW_TABLES, SimConfig, build_world, partition_date, simulate_day, simulate_days
+from ml.simulator import RAW_TABLES, SimConfig, build_world, partition_date, simulate_days
 
 DAYS = 14
 
@@ -29,14 +29,14 @@ def test_different_seeds_give_different_platforms(pool, small_config, tables):
                       content_per_day=small_config.content_per_day)
     day = other.start_date
     a = tables["content"].filter(pl.col("created_at").dt.date() == day)
-    b = simulate_day(other, pool, day)["content"]
+    b = simulate_days(other, pool, day, day)["content"]
     assert not set(a["content_id"]).intersection(b["content_id"])
     assert a["text_hash"].to_list() != b["text_hash"].to_list()
 
 
 def test_a_day_regenerated_alone_equals_its_slice_of_a_long_run(pool, small_config, tables):
     day = small_config.start_date + timedelta(days=9)
-    alone = simulate_day(small_config, pool, day)
+    alone = simulate_days(small_config, pool, day, day)
     for name in RAW_TABLES:
         part = partition_date(name, tables[name], small_config)
         assert alone[name].equals(tables[name].filter(part == day)), name

@@ -17,7 +17,7 @@ from ml.training.scorer import Scorer
 from ml.training.text_model import TextModelParams
 from tests.conftest import labelled_training_frame
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 # No feature subsampling and a fixed number of rounds (no early stopping, which picked rounds far
 # apart on this small set), so 1 and 2 workers differ only by data-parallel training itself.
 # Seed-to-seed spread of one worker on this test split was 0.04 macro PR-AUC (measured), so

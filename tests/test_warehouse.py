@@ -24,7 +24,7 @@ from tests.conftest import E2E_DAYS, first_day, kill_tree, run_cli, trustlake_en
 from tests.helpers import descendants, land_reference_sets
 from tests.test_definitions import MARTS
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 DOC_QUERIES = re.findall(r"```sql\n(.*?)```", (PROJECT_ROOT / "docs" / "marts.md").read_text(), re.S)
 # Lakes built by hand here are materialized in this process, so they start on its first partition.
 START = daily_partitions.start.date()

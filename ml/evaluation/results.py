@@ -117,9 +117,6 @@ class ClassifierEvaluation:
     def failed_gates(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.gates if not g.passed)
 
-    def held_out_source(self, source: str) -> HeldOutSource:
-        return next(s for s in self.held_out_sources or () if s.source == source)
-
 
 @dataclass(frozen=True)
 class PairEvaluation:

@@ -12,7 +12,6 @@ import polars as pl
 from ml.taxonomy import POLICIES
 
 PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{p}" for p in POLICIES)
-MODEL_KINDS = ("content_classifier", "baseline", "text_model", "risk_model")
 
 
 @dataclass(frozen=True)

@@ -78,5 +78,3 @@ def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> s
         ngrams = hashed_ngrams(frame["text"].to_list())
     return sp.hstack([dense, ngrams], format="csr", dtype=np.float32)
 
-
-N_FEATURES = len(DENSE_COLUMNS) + NGRAM_DIM
