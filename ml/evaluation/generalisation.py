@@ -87,8 +87,10 @@ def leave_one_source_out(candidate: ClassifierRecipe, baseline: ClassifierRecipe
         held = source_records(training_set, source)
         remaining = training_set.filter(~pl.col("text_hash").is_in(held["text_hash"].implode()))
         x, y = cache.rows(held), label_array(held)
-        p_ours = fit_recipe(candidate, remaining, issues if candidate.uses_label_issues else None, cache).proba(x)
-        p_theirs = fit_recipe(baseline, remaining, None, cache).proba(x)
+        fitted = {}  # members the two recipes share are fitted once on these rows
+        p_theirs = fit_recipe(baseline, remaining, None, cache, fitted).proba(x)
+        p_ours = fit_recipe(candidate, remaining, issues if candidate.uses_label_issues else None, cache,
+                            fitted).proba(x)
         learnable = learnable_policies(remaining)
         unlearnable = tuple(sorted(p for p in VIOLATING if p not in learnable and (y == POLICIES.index(p)).any()))
         ours, theirs = present_policy_metrics(y, p_ours, learnable), present_policy_metrics(y, p_theirs, learnable)

@@ -113,14 +113,25 @@ def new_version(kind: str) -> str:
 
 
 def fit_recipe(recipe: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.DataFrame | None,
-               cache: TextFeatureCache | None = None) -> EnsembleTextClassifier:
-    """Fit every member of `recipe` on the train split of `training_set` (uncalibrated)."""
+               cache: TextFeatureCache | None = None,
+               fitted: dict[RecipeMember, LinearTextClassifier] | None = None) -> EnsembleTextClassifier:
+    """Fit every member of `recipe` on the train split of `training_set` (uncalibrated).
+
+    `fitted` shares members between recipes fitted on the same rows: a member that reads no label
+    issues (the content classifier's plain member is the baseline) is fitted once and reused.
+    """
     cache = cache or TextFeatureCache(training_set.filter(pl.col("split") == "train"))
     members = []
     for member in recipe.members:
+        shareable = fitted is not None and (issues is None or member.treatment.flagged_weight == 1.0)
+        if shareable and member in fitted:
+            members.append(fitted[member])
+            continue
         rows = training_rows(training_set, member.treatment, issues)
-        members.append(LinearTextClassifier(member.params).fit(cache.rows(rows), label_array(rows),
-                                                               rows["weight"].to_numpy()))
+        model = LinearTextClassifier(member.params).fit(cache.rows(rows), label_array(rows), rows["weight"].to_numpy())
+        if shareable:
+            fitted[member] = model
+        members.append(model)
     return EnsembleTextClassifier(members)
 
 
