@@ -4,8 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_table
-from ml.lake import write_parquet_atomic
-from ml.reference import reference_frame
+from ml.reference import land_reference, reference_frame
 from orchestration.resources import LakehouseResource
 
 
@@ -21,9 +20,7 @@ def reference_labels(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     records, origin = lakehouse.labelled_records()
     if origin == "builtin":
         context.log.warning("No corpora directory: the reference set is the built-in template texts.")
-    frame = reference_frame(records)
-    for (source,), part in frame.group_by("source"):
-        write_parquet_atomic(part.sort("record_id"), lake.reference / source / "part-0.parquet")
+    land_reference(lake, reference_frame(records))
     # Imported sets live beside the corpora; everything under lake/reference/ is what dbt reads.
     landed = pl.read_parquet(str(lake.reference / "*" / "*.parquet"))
     summary = (landed.group_by("source", "policy").len().pivot(on="policy", index="source", values="len")

@@ -41,6 +41,19 @@ def reference_frame(records: pl.DataFrame) -> pl.DataFrame:
         [pl.col(c).cast(t) for c, t in REFERENCE_SCHEMA.items()])
 
 
+def land_reference(lake, frame: pl.DataFrame) -> list[Path]:
+    """Write each source of `frame` (reference_frame rows) as `lake/reference/<source>/part-0.parquet`,
+    atomically; imported sets beside them are left alone. Returns the files written."""
+    from ml.lake import write_parquet_atomic
+
+    written = []
+    for (source,), part in frame.group_by("source"):
+        path = lake.reference / source / "part-0.parquet"
+        write_parquet_atomic(part.sort("record_id"), path)
+        written.append(path)
+    return written
+
+
 def read_mapping(path: Path) -> dict[str, str]:
     """`original label: policy` pairs from YAML; every policy must be in the taxonomy."""
     try:

@@ -9,8 +9,8 @@ import polars as pl
 from ml.corpora import builtin_records
 from ml.evaluation.evaluate import evaluate_text_model
 from ml.evaluation.results import ClassifierEvaluation
-from ml.lake import Lake, write_parquet_atomic
-from ml.reference import reference_frame
+from ml.lake import Lake
+from ml.reference import land_reference, reference_frame
 from ml.registry import Registry, RegistryEntry
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
@@ -20,9 +20,7 @@ from ml.training.dataset import dataset_version
 def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
     """A small labelled reference set in the lake, as `reference_labels` lands one: dbt's reference
     source reads `lake/reference/*/*.parquet`, so a lake built by hand for a dbt test needs it."""
-    frame = reference_frame(builtin_records(per_policy=per_policy))
-    for (source,), part in frame.group_by("source"):
-        write_parquet_atomic(part, lake.reference / source / "part-0.parquet")
+    land_reference(lake, reference_frame(builtin_records(per_policy=per_policy)))
 
 
 def text_classifier_candidate(frame: pl.DataFrame, models: Path, shuffle_labels: bool = False
@@ -55,7 +53,7 @@ def small_champion(frame: pl.DataFrame, models: Path) -> ModelArtifact:
     return artifact
 
 
-def _set(macro: float) -> "SetMetrics":
+def _set(macro: float) -> SetMetrics:
     from ml.evaluation.results import SetMetrics
 
     return SetMetrics(rows=100, macro_pr_auc=macro, macro_roc_auc=macro, policies={})

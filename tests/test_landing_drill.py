@@ -64,14 +64,12 @@ def warehouse_ids(lake: Lake, table: str, column: str) -> set[int]:
 
 
 def resources(home: Path) -> dict:
-    from dagster_dbt import DbtCliResource
-
     from orchestration.resources import LakehouseResource
-    from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project
+    from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     # The same simulator settings and home as the `trustlake run` that built it.
     return {"lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home))),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)}
+            "dbt": TrustlakeDbtCliResource.for_lake(Lake(home))}
 
 
 def execute(request: dg.RunRequest, home: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:

@@ -82,21 +82,19 @@ def test_an_unchanged_world_raises_no_alarm_and_requests_no_retraining(e2e_home)
 @pytest.fixture(scope="module")
 def shifted(e2e_home, tmp_path_factory):
     """A copy of the e2e home that lived three more days in a world with a new spam campaign."""
-    from dagster_dbt import DbtCliResource
-
     from assets.monitoring import monitoring_assets
     from assets.raw import raw_platform_tables
     from assets.scoring import content_scores
     from assets.warehouse import published_marts, warehouse_models
     from orchestration.sensors.alerts import run_failure_alert_sensor
-    from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_project
+    from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     require_champion(e2e_home)
     home = tmp_path_factory.mktemp("shifted") / "home"
     shutil.copytree(e2e_home, home, ignore=shutil.ignore_patterns("ray"))
     shift = lakehouse(home, TRUSTLAKE_WORLD_SHIFT="spam_campaign", TRUSTLAKE_WORLD_SHIFT_FROM=SHIFT_FIRST.isoformat())
     resources = {"lakehouse": shift, "monitoring": MonitoringResource(),
-                 "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+                 "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
                  "io_manager": dg.FilesystemIOManager(base_dir=str(home / "dagster" / "storage"))}
     days = {ASSET_PARTITION_RANGE_START_TAG: SHIFT_FIRST.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: SHIFT_LAST.isoformat()}
