@@ -8,7 +8,7 @@ import polars as pl
 
 from ml.corpora import builtin_records
 from ml.evaluation.evaluate import evaluate_text_model
-from ml.evaluation.results import ClassifierEvaluation
+from ml.evaluation.results import ClassifierEvaluation, SetMetrics
 from ml.lake import Lake
 from ml.reference import land_reference, reference_frame
 from ml.registry import Registry, RegistryEntry
