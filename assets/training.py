@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
+from dagster_ray import RayResource
 
 from assets.metadata import markdown_table
 from ml.features.build import SCHEMAS
@@ -22,7 +23,6 @@ from ml.training.lightgbm_model import LightGBMParams
 from ml.training.minilm_model import MiniLMParams
 from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
 from ml.warehouse import read_frame
-from orchestration.ray_resource import RayResource
 from orchestration.resources import LakehouseResource, TrainingResource
 
 
@@ -125,8 +125,9 @@ def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, 
                ray_cluster: RayResource, lakehouse: LakehouseResource, training: TrainingResource) -> ModelArtifact:
     """The deep text model, a content-classifier candidate trained with Ray's TorchTrainer on the same rows
     (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
-    (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end."""
-    storage = ray_cluster.connect()
+    (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end.
+    `ray_cluster` is connected for the step by dagster-ray before this body runs."""
+    storage = training.ray_storage()
     frame, issues = pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path)
     profile = resolve_text_profile(training.text_profile, cluster_has_gpu())
     if profile == "minilm":
@@ -145,8 +146,9 @@ def risk_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, 
                training: TrainingResource) -> ModelArtifact:
     """The risk model: multiclass LightGBM on Ray Train V2 over the content classifier's out-of-fold scores
     plus behaviour, network and context features of platform content. With its content classifier it is the
-    pair that is evaluated, promoted and served together."""
-    storage = ray_cluster.connect()
+    pair that is evaluated, promoted and served together. `ray_cluster` is connected for the step by
+    dagster-ray before this body runs."""
+    storage = training.ray_storage()
     params = LightGBMParams(num_workers=training.lightgbm_workers,
                             threads_per_worker=training.lightgbm_threads_per_worker)
     artifact = fit_risk_model(pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path),

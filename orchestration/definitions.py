@@ -25,7 +25,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from orchestration.automation import automation_condition_for, automation_sensor
     from orchestration.jobs import jobs
     from orchestration.ownership import owners_for
-    from orchestration.ray_resource import RayResource
+    from orchestration.ray_resource import ray_cluster
     from orchestration.resources import LakehouseResource, MonitoringResource, TrainingResource
     from orchestration.schedules import schedules
     from orchestration.sensors.alerts import run_failure_alert_sensor
@@ -52,8 +52,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "lakehouse": LakehouseResource.from_settings(settings),
             "monitoring": MonitoringResource.from_settings(settings),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
-            "ray_cluster": RayResource(address=settings.ray_address or "", num_cpus=settings.ray_cpus,
-                                       storage_path=str(settings.home / "ray")),
+            "ray_cluster": ray_cluster(settings),
             "training": TrainingResource.from_settings(settings),
             "io_manager": io_manager(settings),
         },

@@ -1,67 +1,124 @@
-"""The Ray cluster as a Dagster resource: local by default, `RAY_ADDRESS` for a real cluster.
+"""The Ray cluster the training steps use, as dagster-ray resources: a local cluster by default,
+the existing cluster at `RAY_ADDRESS` when it is set.
 
-Ray starts lazily, the first time a step asks for it, once per process, and is shut down
-when the run's execution ends if this resource started it. A local cluster listens on
-127.0.0.1 only: Ray's servers (GCS, raylet, object manager, workers, agents) bind to the node
-address, and on Linux Ray turns a requested 127.0.0.1 into the machine's routable address
-unless its single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the macOS/Windows
-default) is on, so the resource switches that mode on and checks the address Ray chose.
+dagster-ray's resources connect when a step that requires them starts (`ray.init`, once per step
+process; steps that do not ask for `ray_cluster` never start Ray) and disconnect when the step's
+execution ends; disconnecting a cluster this process started shuts it down. Assets declare
+`ray_cluster: dagster_ray.RayResource`, so any dagster-ray backend (KubeRay on Kubernetes, see
+docs/operations.md) can be swapped in here without touching them.
+
+A local cluster listens on 127.0.0.1 only: Ray's servers (GCS, raylet, object manager, workers,
+agents) bind to the node address, and on Linux Ray turns a requested 127.0.0.1 into the machine's
+routable address unless its single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the
+macOS/Windows default) is on, so `LoopbackRay` switches that mode on and checks the address Ray chose.
 """
 
-import os
-from pathlib import Path
+from __future__ import annotations
 
-import dagster as dg
-from pydantic import PrivateAttr
+import os
+from typing import TYPE_CHECKING
+
+from dagster_ray import Lifecycle, LocalRay, RayResource
+
+if TYPE_CHECKING:
+    from ray._private.worker import BaseContext
+
+    from dagster_ray.types import AnyDagsterContext
+    from orchestration.settings import Settings
 
 LOOPBACK = "127.0.0.1"
 # Read by ray._private.ray_constants at import, and by every Ray process this one starts.
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Neither resource has anything to delete: disconnecting (always, when the step ends) is what shuts
+# down a cluster this process started, and someone else's cluster is left as it is. The library's
+# "always" would only log a deletion that did not happen. Passed explicitly, because Dagster builds
+# the resource from its config schema, which takes `Lifecycle`'s own defaults and not a subclass's
+# `default_factory` (measured on dagster 1.13.27 / dagster-ray 0.4.8).
+NOTHING_TO_DELETE = Lifecycle(cleanup="never")
 
 
-class RayResource(dg.ConfigurableResource):
-    address: str = ""  # empty: start a local cluster
-    num_cpus: int = 2  # local cluster size
-    storage_path: str = ""  # where Ray Train keeps run state and checkpoints
+class LoopbackRay(LocalRay):
+    """dagster-ray's `LocalRay`, reachable from this machine only.
 
-    _started: bool = PrivateAttr(default=False)
+    The subclass exists because configuration cannot do this: `LocalRay` passes `ray_init_options`
+    to `ray.init` (enough for the node address, the dashboard, num_cpus and log_to_driver), but Ray's
+    single-machine mode is an environment variable and a module constant read when Ray is imported,
+    which no `ray.init` option reaches, and nothing in `LocalRay` checks the address Ray finally chose.
+    It also starts its own cluster (`address="local"`) where `LocalRay` passes no address, which
+    would attach to a `RAY_ADDRESS` in the environment or the last cluster `ray start` left on the
+    machine. If Ray is already running in this process, it is used as it is and left running.
+    """
 
-    def connect(self) -> Path:
-        if self.address:
-            import ray
+    @classmethod
+    def with_cpus(cls, num_cpus: int) -> LoopbackRay:
+        return cls(lifecycle=NOTHING_TO_DELETE,
+                   ray_init_options={"num_cpus": num_cpus, "include_dashboard": False, "dashboard_host": LOOPBACK,
+                                     "_node_ip_address": LOOPBACK, "log_to_driver": False})
 
-            if not ray.is_initialized():
-                ray.init(address=self.address, log_to_driver=False)
-                self._started = True
-        elif start_local_ray(self.num_cpus):
-            self._started = True
-        path = Path(self.storage_path)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    @property
+    def ray_address(self) -> str:  # type: ignore[override]
+        return "local"
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+    @property
+    def name(self) -> str:
+        return "local Ray (loopback only)"
+
+    def connect(self, context: AnyDagsterContext) -> BaseContext | None:  # type: ignore[override]
+        os.environ[SINGLE_MACHINE_ENV] = "0"
         import ray
+        from ray._private import ray_constants
 
-        if self._started and ray.is_initialized():
+        if ray.is_initialized():
+            # Not ours to configure or to shut down (a test's, or an earlier resource's in this process).
+            context.log.info("Ray is already running in this process: using it as it is")
+            return None
+        # Ray read the variable when first imported; if that happened before this call, say it again.
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        ray_context = super().connect(context)
+        node_ip = ray.util.get_node_ip_address()
+        if node_ip != LOOPBACK:
             ray.shutdown()
-            self._started = False
+            self._context = None
+            raise RuntimeError(f"local Ray chose node address {node_ip}, not {LOOPBACK}: its ports would be reachable "
+                               "from the network. Set RAY_ADDRESS to use a cluster on purpose.")
+        return ray_context
+
+    def on_connect(self, context: AnyDagsterContext) -> None:
+        if self.connected:  # the library's message says "via Ray Client", which a local cluster is not
+            context.log.info(f"Started {self.name} with {self.ray_init_options.get('num_cpus')} CPUs")
 
 
-def start_local_ray(num_cpus: int) -> bool:
-    """Start this process's local Ray cluster, reachable from this machine only; False if one runs."""
-    os.environ[SINGLE_MACHINE_ENV] = "0"
-    import ray
-    from ray._private import ray_constants
+class ExistingRayCluster(RayResource):
+    """A Ray cluster that is already running, at `address` (`RAY_ADDRESS`: `ray://head:10001` for
+    Ray Client, `head:6379` from inside the cluster). Nothing is created or deleted; the step connects
+    when it starts and disconnects when it ends."""
 
-    if ray.is_initialized():
-        return False
-    # Ray read the variable when first imported; if that happened before this call, say it again.
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host=LOOPBACK, _node_ip_address=LOOPBACK,
-             log_to_driver=False)
-    node_ip = ray.util.get_node_ip_address()
-    if node_ip != LOOPBACK:
-        ray.shutdown()
-        raise RuntimeError(f"local Ray chose node address {node_ip}, not {LOOPBACK}: its ports would be reachable "
-                           "from the network. Set RAY_ADDRESS to use a cluster on purpose.")
-    return True
+    address: str
+
+    @property
+    def ray_address(self) -> str:  # type: ignore[override]
+        return self.address
+
+    @property
+    def host(self) -> str:
+        return self.address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return f"Ray cluster at {self.address}"
+
+    @property
+    def created(self) -> bool:
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+
+def ray_cluster(settings: Settings) -> RayResource:
+    """The `ray_cluster` resource the settings ask for: `RAY_ADDRESS`'s cluster, else a local one."""
+    if settings.ray_address:
+        return ExistingRayCluster(address=settings.ray_address, lifecycle=NOTHING_TO_DELETE,
+                                  ray_init_options={"log_to_driver": False})
+    return LoopbackRay.with_cpus(settings.ray_cpus)

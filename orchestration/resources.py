@@ -87,13 +87,21 @@ class TrainingResource(dg.ConfigurableResource):
     # (GPU default); auto: minilm when the Ray cluster has a GPU, else compact.
     text_profile: str
     gate_min_pr_auc: float
+    # Where Ray Train keeps run state and checkpoints (under the home); a multi-node cluster needs
+    # a path every node reaches.
+    ray_storage_path: str
     text_cpus_per_worker: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TrainingResource":
         return cls(lightgbm_workers=settings.lightgbm_workers, lightgbm_threads_per_worker=settings.lightgbm_threads,
                    text_epochs=settings.text_epochs, text_profile=settings.text_profile,
-                   gate_min_pr_auc=settings.gate_min_pr_auc)
+                   gate_min_pr_auc=settings.gate_min_pr_auc, ray_storage_path=str(settings.home / "ray"))
+
+    def ray_storage(self) -> Path:
+        path = Path(self.ray_storage_path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def gates(self):
         """The promotion gates' bounds (a candidate failing any is never promoted)."""

@@ -223,3 +223,23 @@ def test_turning_the_daily_schedule_on_lands_the_day_after_the_window(definition
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == new_day.isoformat()
+
+
+def test_the_ray_cluster_is_local_unless_ray_address_names_one(tmp_path):
+    from dagster_ray import RayResource
+
+    from orchestration.definitions import build_definitions
+    from orchestration.ray_resource import ExistingRayCluster, LoopbackRay
+
+    local = build_definitions(Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path), "TRUSTLAKE_RAY_CPUS": "3"})).resources
+    assert isinstance(local["ray_cluster"], LoopbackRay)
+    assert local["ray_cluster"].ray_init_options["num_cpus"] == 3
+    assert local["ray_cluster"].ray_init_options["_node_ip_address"] == "127.0.0.1"
+    assert local["training"].ray_storage_path == str(tmp_path / "ray")  # Ray Train run state under the home
+    remote = build_definitions(Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path),
+                                                  "RAY_ADDRESS": "ray://head.ray.svc:10001"})).resources
+    assert isinstance(remote["ray_cluster"], ExistingRayCluster)
+    assert remote["ray_cluster"].ray_address == "ray://head.ray.svc:10001"
+    assert "num_cpus" not in remote["ray_cluster"].ray_init_options  # the cluster's size is the cluster's
+    # What the training assets ask for: any dagster-ray backend (LocalRay, KubeRay) fits.
+    assert all(isinstance(r["ray_cluster"], RayResource) for r in (local, remote))

@@ -1,12 +1,15 @@
-"""The local Ray cluster trustlake starts is reachable from this machine only: every TCP port
-its processes listen on is bound to the loopback address, none to all interfaces."""
+"""The local Ray cluster trustlake starts (orchestration/ray_resource.py's LoopbackRay, a dagster-ray
+LocalRay) is reachable from this machine only: every TCP port its processes listen on is bound to the
+loopback address, none to all interfaces. It is shut down when the resource's execution ends, and a
+Ray that was already running is left running."""
 
 import os
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from orchestration.ray_resource import RayResource
+from orchestration.ray_resource import LoopbackRay
 
 pytestmark = pytest.mark.e2e
 # /proc/net/tcp{,6} local addresses of loopback: 127.0.0.1, ::ffff:127.0.0.1 and ::1.
@@ -58,27 +61,42 @@ def listening() -> dict[str, tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def ray_listeners(tmp_path_factory):
+def ray_run():
+    """What a step sees: the resource set up as Dagster sets it up, and torn down again."""
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
     before = socket_inodes(os.getpid())
-    resource = RayResource(num_cpus=1, storage_path=str(tmp_path_factory.mktemp("ray")))
-    resource.connect()
+    seen = {}
     try:
-        assert ray.get(ray.remote(lambda: 42).remote()) == 42  # a worker process is up and listening too
-        sockets = listening()
-        mine = socket_inodes(os.getpid()) - before  # the driver's own Ray servers
-        by_process = {os.getpid(): mine} | {pid: socket_inodes(pid) for pid in descendants(os.getpid())}
-        yield [(pid, *sockets[inode]) for pid, inodes in by_process.items() for inode in inodes if inode in sockets]
+        with dg.build_resources({"ray_cluster": LoopbackRay.with_cpus(1)}):
+            assert ray.get(ray.remote(lambda: 42).remote()) == 42  # a worker process is up and listening too
+            sockets = listening()
+            mine = socket_inodes(os.getpid()) - before  # the driver's own Ray servers
+            by_process = {os.getpid(): mine} | {pid: socket_inodes(pid) for pid in descendants(os.getpid())}
+            seen["listeners"] = [(pid, *sockets[inode]) for pid, inodes in by_process.items()
+                                 for inode in inodes if inode in sockets]
+            seen["programs"] = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid, _, _ in seen["listeners"]
+                                if Path(f"/proc/{pid}").exists()}
+            # A second resource in the same process finds Ray running: it uses it and does not stop it.
+            with dg.build_resources({"ray_cluster": LoopbackRay.with_cpus(1)}):
+                pass
+            seen["running_after_second_resource"] = ray.is_initialized()
+        seen["running_after_teardown"] = ray.is_initialized()
+        yield seen
     finally:
         ray.shutdown()
 
 
-def test_local_ray_listens_on_loopback_only(ray_listeners):
-    programs = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid, _, _ in ray_listeners
-                if Path(f"/proc/{pid}").exists()}
+def test_local_ray_listens_on_loopback_only(ray_run):
+    programs = ray_run["programs"]
     assert {"gcs_server", "raylet"} <= set(programs.values()), programs  # the cluster's servers were seen
-    exposed = [(programs.get(pid), address, port) for pid, address, port in ray_listeners if address not in LOOPBACK]
+    exposed = [(programs.get(pid), address, port) for pid, address, port in ray_run["listeners"]
+               if address not in LOOPBACK]
     assert exposed == [], f"Ray ports open beyond this machine: {exposed}"
+
+
+def test_the_resource_stops_only_the_ray_it_started(ray_run):
+    assert ray_run["running_after_second_resource"] is True
+    assert ray_run["running_after_teardown"] is False

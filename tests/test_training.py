@@ -27,10 +27,13 @@ COMPARABLE = {"max_rounds": 150, "early_stopping_rounds": 151, "feature_fraction
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    """The local cluster the pipeline's training steps get (the `ray_cluster` resource), with 2 CPUs."""
+    import dagster as dg
+
+    from orchestration.ray_resource import LoopbackRay
+
+    with dg.build_resources({"ray_cluster": LoopbackRay.with_cpus(2)}) as resources:
+        yield resources.ray_cluster
 
 
 @pytest.fixture(scope="module")

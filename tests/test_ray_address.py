@@ -1,0 +1,72 @@
+"""With RAY_ADDRESS set, a training step connects to that running cluster instead of starting one,
+and leaves it running when the step ends (a real Ray cluster in a second process; loopback only)."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from orchestration.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+# The "existing cluster": the pipeline's own local resource, kept up until stdin closes.
+HEAD = """
+import sys
+import dagster as dg
+import ray
+from orchestration.ray_resource import LoopbackRay
+
+with dg.build_resources({"ray_cluster": LoopbackRay.with_cpus(1)}):
+    print(ray.get_runtime_context().gcs_address, flush=True)
+    sys.stdin.read()
+"""
+
+# A step's process: the resource the settings choose, set up and torn down as Dagster does it.
+STEP = """
+import json, sys
+import dagster as dg
+import ray
+from orchestration.ray_resource import ray_cluster
+from orchestration.settings import Settings
+
+settings = Settings.from_env({"TRUSTLAKE_HOME": sys.argv[1], "RAY_ADDRESS": sys.argv[2], "TRUSTLAKE_RAY_CPUS": "2"})
+with dg.build_resources({"ray_cluster": ray_cluster(settings)}) as resources:
+    seen = {"resource": type(resources.ray_cluster).__name__, "cpus": ray.cluster_resources().get("CPU"),
+            "answer": ray.get(ray.remote(lambda: 42).remote())}
+seen["connected_after"] = ray.is_initialized()
+print(json.dumps(seen))
+"""
+
+
+def test_ray_address_connects_to_the_running_cluster_and_leaves_it_running(tmp_path):
+    # Both processes are on this machine, so both use Ray's single-machine mode (loopback addresses).
+    # A local Ray starts with token authentication on; an explicit address connects with a token only
+    # when RAY_AUTH_MODE=token says so (as against a real cluster): this test's own token, for both.
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen([sys.executable, "-c", HEAD], cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = head.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), address
+        step = subprocess.run([sys.executable, "-c", STEP, str(tmp_path), address], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert step.returncode == 0, step.stderr[-3000:]
+        seen = json.loads(step.stdout.strip().splitlines()[-1])
+        assert seen["resource"] == "ExistingRayCluster"
+        assert seen["cpus"] == 1  # the head's one CPU: it joined that cluster, it did not start a 2-CPU one
+        assert seen["answer"] == 42
+        assert seen["connected_after"] is False  # disconnected when the step's execution ended
+        assert head.poll() is None  # and the cluster it used is still up
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait(timeout=60)
