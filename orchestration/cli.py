@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
-import argparse
+import functools
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import click
 
 from orchestration.settings import PROJECT_ROOT, WORKSPACE_FILE, Settings
+
+if TYPE_CHECKING:  # launch.py imports Dagster: `trustlake --help` must not pay for it
+    from orchestration.launch import Launcher, RunOutcome
 
 
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+def described(text: str) -> dict[str, str]:
+    """A command's help and its line in the command list alike (click would cut a long line short)."""
+    return {"help": text, "short_help": text}
+
+
+class InOrder(click.Group):
+    """Lists its commands in the order they are defined (most used first), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(name="trustlake", cls=InOrder, help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    pass
+
+
+def with_settings(command: Callable[..., int]) -> Callable[..., int]:
+    """Hand `command` the Settings read from the environment (after the command line parsed, so
+    --help and usage errors never depend on them); a bad variable or a damaged platform.json is
+    one line naming it and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(**options) -> int:
+        try:
+            settings = Settings.from_env()
+        except ValueError as exc:
+            print(f"trustlake: {exc}", file=sys.stderr)
+            return 2
+        return command(settings, **options)
+
+    return wrapper
 
 
 def _prepare(settings: Settings) -> Settings:
@@ -30,42 +71,35 @@ def _prepare(settings: Settings) -> Settings:
     return settings
 
 
-def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _prepare(settings)
-    print(f"trustlake home: {settings.home}; simulated window {settings.start_date} .. {settings.last_day} "
-          f"(first day {'from TRUSTLAKE_START_DATE' if settings.start_date_source == 'TRUSTLAKE_START_DATE' else 'pinned in ' + str(settings.platform_file)}); "
-          "dbt manifest ready")
-    return 0
-
-
-def run_window(args: argparse.Namespace, settings: Settings) -> tuple[date, date]:
+def run_window(settings: Settings, first_day: str | None, days: int | None) -> tuple[date, date]:
     """The days `trustlake run` builds: --first (default: the first day) for --days days (default:
     through yesterday, the last day the daily partitions have)."""
-    first = date.fromisoformat(args.first) if args.first else settings.start_date
+    first = date.fromisoformat(first_day) if first_day else settings.start_date
     if first < settings.start_date:
         raise ValueError(f"--first {first} is before the platform's first day {settings.start_date}")
-    last = first + timedelta(days=args.days - 1) if args.days else settings.last_day
-    if args.days is not None and args.days < 1:
+    last = first + timedelta(days=days - 1) if days else settings.last_day
+    if days is not None and days < 1:
         raise ValueError("--days must be at least 1")
     if last > settings.last_day:
-        raise ValueError(f"{first} + {args.days} days ends {last}, past yesterday ({settings.last_day}), the last "
+        raise ValueError(f"{first} + {days} days ends {last}, past yesterday ({settings.last_day}), the last "
                          "day that has ended: ask for fewer days")
     if first > last:
         raise ValueError(f"nothing to build: {first} is after yesterday ({settings.last_day})")
     return first, last
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _prepare(settings)
-    try:
-        first, last = run_window(args, settings)
-    except ValueError as exc:
-        print(f"trustlake run: {exc}", file=sys.stderr)
-        return 2
+def launch_jobs(command: str, settings: Settings, *, verbose: bool, jobs: Callable[[Launcher], int],
+                if_not_launched: str = "") -> int:
+    """The one place the CLI launches Dagster jobs (`trustlake run`, `trustlake land`).
+
+    Recovers first (dead runs, stuck pool slots, killed writes' temp files), then opens a Launcher
+    on the code location and hands it to `jobs`, which launches its runs and returns the exit code.
+    SIGTERM is handled as Ctrl-C: the run in progress is canceled and the code server stopped.
+    A run that cannot be launched is one line on stderr (with `if_not_launched` added) and exit 1.
+    """
     import dagster as dg
 
     from ml.lake import Lake
-    from ml.registry import Registry
     from orchestration.launch import Launcher, LaunchError
     from orchestration.recovery import recover_before_run, watch_run
 
@@ -74,46 +108,70 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     lake = Lake(settings.home)
-    days = (last - first).days + 1
     instance = dg.DagsterInstance.get()
-    # Dead runs, stuck pool slots and killed writes' temp files are dealt with before anything starts.
     recover_before_run(instance, lake, say=lambda line: say(f"trustlake: {line}"))
-    started = time.perf_counter()
-    evaluations: dict = {}
     try:
-        with Launcher(instance, say=say, verbose=args.verbose, on_launch=watch_run, lake=lake) as launcher:
+        with Launcher(instance, say=say, verbose=verbose, on_launch=watch_run, lake=lake) as launcher:
             if launcher.log_file:
                 say(f"trustlake: Dagster and dbt output goes to {launcher.log_file} (--verbose shows it here)")
-            say(f"trustlake: ingest_job: simulating and landing {days} days ({first} .. {last}), building the warehouse")
-            if not _succeeded(launcher.run("ingest_job", partition_range=(first, last))):
-                return 1
-            if args.skip_training:
-                print_summary(settings, time.perf_counter() - started, {})
-                return 0
-            say("trustlake: retrain_job: features, label issues, the content classifier, the text model and the risk "
-                "model (Ray), the baseline, judged on text and sources they never saw; promotion if every gate passes")
-            outcome = launcher.run("retrain_job")
-            if not _succeeded(outcome):
-                return 1
-            evaluations = load_evaluations(instance, outcome.run_id, settings)
-            if Registry(lake.models).champion() is None:
-                # Candidates failing their gates is an outcome, not a crash: say so and stop here.
-                say("trustlake: no champion (no candidate passed its quality gates): skipping scoring")
-                print_summary(settings, time.perf_counter() - started, evaluations)
-                return 0
-            say(f"trustlake: score_job: scoring {days} days of content with the champion, building the review queue")
-            if not _succeeded(launcher.run("score_job", partition_range=(first, last))):
-                return 1
+            return jobs(launcher)
     except LaunchError as exc:
-        print(f"trustlake run: {exc}", file=sys.stderr)
+        print(f"trustlake {command}: {exc}{if_not_launched}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    print_summary(settings, time.perf_counter() - started, evaluations)
-    return 0
 
 
-def _succeeded(outcome) -> bool:
+@cli.command("run", **described("launch ingest_job, retrain_job and score_job over the simulated window"))
+@click.option("--days", type=int, default=None,
+              help="days to build from --first (default: through yesterday, the window's last day)")
+@click.option("--first", "first_day", default=None,
+              help="first day to (re)build, YYYY-MM-DD (default: the platform's first day, pinned in the home)")
+@click.option("--skip-training", is_flag=True, help="land and model the data only (ingest_job)")
+@click.option("--verbose", is_flag=True,
+              help="show Dagster's and dbt's own output (the runs keep their full logs in the UI either way)")
+@with_settings
+def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_training: bool, verbose: bool) -> int:
+    settings = _prepare(settings)
+    try:
+        first, last = run_window(settings, first_day, days)
+    except ValueError as exc:
+        print(f"trustlake run: {exc}", file=sys.stderr)
+        return 2
+    from ml.lake import Lake
+    from ml.registry import Registry
+
+    lake = Lake(settings.home)
+    n_days = (last - first).days + 1
+    started = time.perf_counter()
+    evaluations: dict = {}
+
+    def jobs(launcher: Launcher) -> int:
+        say(f"trustlake: ingest_job: simulating and landing {n_days} days ({first} .. {last}), building the warehouse")
+        if not _succeeded(launcher.run("ingest_job", partition_range=(first, last))):
+            return 1
+        if skip_training:
+            return 0
+        say("trustlake: retrain_job: features, label issues, the content classifier, the text model and the risk "
+            "model (Ray), the baseline, judged on text and sources they never saw; promotion if every gate passes")
+        outcome = launcher.run("retrain_job")
+        if not _succeeded(outcome):
+            return 1
+        evaluations.update(load_evaluations(launcher.instance, outcome.run_id, settings))
+        if Registry(lake.models).champion() is None:
+            # Candidates failing their gates is an outcome, not a crash: say so and stop here.
+            say("trustlake: no champion (no candidate passed its quality gates): skipping scoring")
+            return 0
+        say(f"trustlake: score_job: scoring {n_days} days of content with the champion, building the review queue")
+        return 0 if _succeeded(launcher.run("score_job", partition_range=(first, last))) else 1
+
+    code = launch_jobs("run", settings, verbose=verbose, jobs=jobs)
+    if code == 0:
+        print_summary(settings, time.perf_counter() - started, evaluations)
+    return code
+
+
+def _succeeded(outcome: RunOutcome) -> bool:
     """Print a run's failed checks (gates are outcomes, not failures) and, if it failed, why."""
     for check in outcome.failed_checks:
         say(f"  {check.describe()}")
@@ -241,39 +299,63 @@ def query_lake_count(lake, table: str) -> tuple[int, int]:
     return len(parts), int(n)
 
 
-def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+@cli.command("ui", **described("start the Dagster UI (dagster dev -w workspace.yaml)"))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=3000, show_default=True)
+@with_settings
+def cmd_ui(settings: Settings, host: str, port: int) -> int:
     settings = _prepare(settings)
     os.chdir(PROJECT_ROOT)
-    argv = ["dagster", "dev", "-w", str(WORKSPACE_FILE), "-h", args.host, "-p", str(args.port)]
+    argv = ["dagster", "dev", "-w", str(WORKSPACE_FILE), "-h", host, "-p", str(port)]
     exe = os.path.join(os.path.dirname(sys.executable), "dagster")
-    print(f"trustlake: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home})")
+    print(f"trustlake: Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
     os.execv(exe, argv)
     return 0  # unreachable
 
 
-def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+class StatementCommand(click.Command):
+    """Takes an argument that starts with "-" and holds a space (`trustlake sql "-- why\nselect 1"`) as
+    the statement, not as an unknown option, as argparse did: no option name holds a space."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            statements = [a for a in args if a.startswith("-") and any(c.isspace() for c in a)]
+            if statements:
+                args = [a for a in args if a not in statements] + ["--", *statements]
+        return super().parse_args(ctx, args)
+
+
+@cli.command("sql", cls=StatementCommand, help="one read-only query on the published marts (marts.duckdb): QUERY is one SELECT "
+                         "(or EXPLAIN, PRAGMA, CALL) statement",
+             short_help="one read-only query on the published marts (marts.duckdb)")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              help="table for people (default), csv or json for programs")
+@click.option("--limit", type=int, default=None, help="rows to print (default: 50 for table, all for csv and json)")
+@with_settings
+def cmd_sql(settings: Settings, query: str, fmt: str, limit: int | None) -> int:
     """One read-only statement on marts.duckdb; errors are one line on stderr and exit code 2."""
     from ml.lake import Lake
     from ml.warehouse import AnalystQueryError, analyst_query
 
     try:
-        columns, rows = analyst_query(Lake(settings.home).marts_db, args.query)
+        columns, rows = analyst_query(Lake(settings.home).marts_db, query)
     except (FileNotFoundError, AnalystQueryError) as exc:
         print(f"trustlake sql: {exc}", file=sys.stderr)
         return 2
     # A table is for reading on screen, so it stops at 50 rows unless told; csv and json are for
     # other programs, so they get every row unless --limit says otherwise.
-    limit = args.limit if args.limit is not None else (50 if args.format == "table" else None)
+    limit = limit if limit is not None else (50 if fmt == "table" else None)
     repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if args.format == "json" and repeated:
+    if fmt == "json" and repeated:
         print(f"trustlake sql: column name(s) {', '.join(repeated)} repeat; a JSON object keeps only one: "
               "give each column its own alias", file=sys.stderr)
         return 2
     shown = rows if limit is None else rows[:limit]
     try:
-        if args.format == "csv":
+        if fmt == "csv":
             format_csv(columns, shown, sys.stdout)
-        elif args.format == "json":
+        elif fmt == "json":
             print(format_json(columns, shown))
         else:
             print(format_table(columns, shown))
@@ -284,7 +366,7 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if len(rows) > len(shown):
         # stderr for machine formats, so a note never ends up inside the CSV or JSON
         print(f"({len(rows) - len(shown)} more rows; use --limit)",
-              file=sys.stdout if args.format == "table" else sys.stderr)
+              file=sys.stdout if fmt == "table" else sys.stderr)
     return 0
 
 
@@ -336,38 +418,78 @@ def format_json(columns: list[str], rows: list[tuple]) -> str:
     return json.dumps([{c: value(v) for c, v in zip(columns, r)} for r in rows], default=str, allow_nan=False)
 
 
-def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+@cli.group("models", cls=InOrder, **described("the model registry: list | show VERSION | promote VERSION | rollback"))
+def models() -> None:
+    pass
+
+
+def registry_command(command: Callable[..., None]) -> Callable[..., int]:
+    """Run `command` on the home's model registry; a registry error is one line and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(settings: Settings, **options) -> int:
+        from ml.lake import Lake
+        from ml.registry import Registry, RegistryError
+
+        try:
+            command(Registry(Lake(settings.home).models), **options)
+        except RegistryError as exc:
+            print(f"trustlake models: {exc}", file=sys.stderr)
+            return 2
+        return 0
+
+    return with_settings(wrapper)
+
+
+def cli_actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+@models.command("list", **described("every registered model version, oldest first"))
+@registry_command
+def models_list(registry) -> None:
+    rows = [(e.version, e.kind, e.status, e.created_at, e.dataset_version, e.code_version[:12],
+             e.metrics.test_macro_pr_auc, e.metrics.gates_passed) for e in registry.list()]
+    print(format_table(["version", "kind", "status", "created_at", "dataset", "code", "test_macro_pr_auc",
+                        "gates_passed"], rows))
+
+
+@models.command("show", **described("one version's registry entry as JSON (VERSION from `trustlake models list`)"))
+@click.argument("version")
+@registry_command
+def models_show(registry, version: str) -> None:
     import json
 
-    from ml.lake import Lake
-    from ml.registry import Registry, RegistryError
-
-    registry = Registry(Lake(settings.home).models)
-    try:
-        if args.action == "list":
-            rows = [(e.version, e.kind, e.status, e.created_at, e.dataset_version, e.code_version[:12],
-                     e.metrics.test_macro_pr_auc, e.metrics.gates_passed) for e in registry.list()]
-            print(format_table(["version", "kind", "status", "created_at", "dataset", "code", "test_macro_pr_auc",
-                                "gates_passed"], rows))
-        elif args.action == "show":
-            if not args.version:
-                raise RegistryError("`trustlake models show` needs a version (see `trustlake models list`)")
-            print(json.dumps(registry.get(args.version).to_dict(), indent=2, sort_keys=True))
-        elif args.action == "promote":
-            if not args.version:
-                raise RegistryError("`trustlake models promote` needs a version (see `trustlake models list`)")
-            event = registry.promote(args.version, reason=args.reason, actor=f"cli:{os.environ.get('USER', 'unknown')}")
-            print(f"champion is now {event['version']} (was {event['previous'] or 'none'})")
-        elif args.action == "rollback":
-            event = registry.rollback(actor=f"cli:{os.environ.get('USER', 'unknown')}", reason=args.reason)
-            print(f"champion is now {event['version']} (rolled back {event['rolled_back']})")
-    except RegistryError as exc:
-        print(f"trustlake models: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    print(json.dumps(registry.get(version).to_dict(), indent=2, sort_keys=True))
 
 
-def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+REASON = click.option("--reason", default="manual change from the CLI", show_default=True,
+                      help="why, kept in the promotion history")
+
+
+@models.command("promote", **described("make VERSION the champion"))
+@click.argument("version")
+@REASON
+@registry_command
+def models_promote(registry, version: str, reason: str) -> None:
+    event = registry.promote(version, reason=reason, actor=cli_actor())
+    print(f"champion is now {event['version']} (was {event['previous'] or 'none'})")
+
+
+@models.command("rollback", **described("make the previous champion the champion again"))
+@REASON
+@registry_command
+def models_rollback(registry, reason: str) -> None:
+    event = registry.rollback(actor=cli_actor(), reason=reason)
+    print(f"champion is now {event['version']} (rolled back {event['rolled_back']})")
+
+
+@cli.command("score", **described("score a CSV or Parquet file of texts with the champion"))
+@click.option("--input", "input_path", required=True)
+@click.option("--text-column", required=True)
+@click.option("--output", default=None, help="CSV or Parquet by suffix (default: <input>.scored.<suffix>)")
+@with_settings
+def cmd_score(settings: Settings, input_path: str, text_column: str, output: str | None) -> int:
     """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
     from ml.lake import Lake
     from ml.registry import RegistryError
@@ -381,7 +503,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        out = score_file(Lake(settings.home).models, args.input, args.text_column, args.output, warn=warn)
+        out = score_file(Lake(settings.home).models, input_path, text_column, output, warn=warn)
     except (ScoringInputError, RegistryError) as exc:
         warn(str(exc))
         return 2
@@ -396,18 +518,33 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+@cli.command("serve", **described("HTTP scoring service (FastAPI on uvicorn)"))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--max-body-bytes", type=int, default=None,
+              help="larger bodies get 413, chunked ones too (env TRUSTLAKE_SERVE_MAX_BODY_BYTES)")
+@click.option("--body-timeout", type=float, default=None,
+              help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)")
+@click.option("--max-in-flight", type=int, default=None,
+              help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)")
+@click.option("--scoring-threads", type=int, default=None,
+              help="requests scored at once, the rest in flight wait (env TRUSTLAKE_SERVE_SCORING_THREADS)")
+@click.option("--keep-alive", type=float, default=None,
+              help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)")
+@with_settings
+def cmd_serve(settings: Settings, host: str, port: int, max_body_bytes: int | None, body_timeout: float | None,
+              max_in_flight: int | None, scoring_threads: int | None, keep_alive: float | None) -> int:
     import uvicorn
 
     from ml.lake import Lake
     from ml.serving import ServingLimits, create_app
 
     # A flag wins over its TRUSTLAKE_SERVE_* variable; neither set keeps the service's default.
-    chosen = {"max_body_bytes": (args.max_body_bytes, settings.serve_max_body_bytes),
-              "body_timeout_s": (args.body_timeout, settings.serve_body_timeout_s),
-              "max_in_flight": (args.max_in_flight, settings.serve_max_in_flight),
-              "scoring_threads": (args.scoring_threads, settings.serve_scoring_threads),
-              "keep_alive_s": (args.keep_alive, settings.serve_keep_alive_s)}
+    chosen = {"max_body_bytes": (max_body_bytes, settings.serve_max_body_bytes),
+              "body_timeout_s": (body_timeout, settings.serve_body_timeout_s),
+              "max_in_flight": (max_in_flight, settings.serve_max_in_flight),
+              "scoring_threads": (scoring_threads, settings.serve_scoring_threads),
+              "keep_alive_s": (keep_alive, settings.serve_keep_alive_s)}
     overrides = {name: next((v for v in values if v is not None), None) for name, values in chosen.items()}
     try:
         limits = ServingLimits(**{name: v for name, v in overrides.items() if v is not None})
@@ -417,11 +554,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(Lake(settings.home).models, limits)
     # Above max_in_flight the app answers 503 itself; uvicorn's own limit_concurrency would answer
     # 503 without Retry-After, so it is left unset.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=limits.keep_alive_s)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=limits.keep_alive_s)
     return 0
 
 
-def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
+@cli.group("labels", **described("bring a labelled set: labels import FILE --text-column C --label-column L"))
+def labels() -> None:
+    pass
+
+
+@labels.command("import", **described("validate the CSV or Parquet FILE of labelled texts and land it as a "
+                                        "reference source; unusable rows are quarantined with their reason"))
+@click.argument("file")
+@click.option("--text-column", required=True)
+@click.option("--label-column", required=True)
+@click.option("--mapping", default=None, help="YAML of `original label: policy` lines")
+@click.option("--source", required=True, help="name of the labelled set (lower-case letters, digits, _)")
+@with_settings
+def cmd_labels_import(settings: Settings, file: str, text_column: str, label_column: str, mapping: str | None,
+                      source: str) -> int:
     """`trustlake labels import FILE ...`: validate a labelled set and land it as a reference source."""
     from datetime import datetime, timezone
     from pathlib import Path
@@ -431,8 +582,8 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
 
     lake = Lake(settings.home)
     try:
-        mapping = read_mapping(Path(args.mapping)) if args.mapping else None
-        result = import_labels(Path(args.file), args.text_column, args.label_column, args.source, mapping)
+        policies = read_mapping(Path(mapping)) if mapping else None
+        result = import_labels(Path(file), text_column, label_column, source, policies)
     except LabelImportError as exc:
         print(f"trustlake labels import: {exc}", file=sys.stderr)
         return 2
@@ -441,7 +592,7 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
     if result.rejected.height:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        out = lake.quarantine_dir / "labels" / f"{args.source}-{stamp}.csv"
+        out = lake.quarantine_dir / "labels" / f"{source}-{stamp}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         result.rejected.write_csv(out)
         reasons = result.rejected.group_by("reason").len().sort("len", descending=True)
@@ -451,13 +602,21 @@ def cmd_labels(args: argparse.Namespace, settings: Settings) -> int:
     if result.good.height == 0:
         print("trustlake labels import: no usable rows; nothing landed", file=sys.stderr)
         return 2
-    target = write_parquet_atomic(result.good, lake.reference / args.source / "part-0.parquet")
-    print(f"trustlake labels import: {result.good.height:,} labelled texts landed as source {args.source!r} "
+    target = write_parquet_atomic(result.good, lake.reference / source / "part-0.parquet")
+    print(f"trustlake labels import: {result.good.height:,} labelled texts landed as source {source!r} "
           f"in {target}; the next training run uses them (trustlake run)")
     return 0
 
 
-def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
+@cli.command("land", **described("check a Parquet or CSV file of a raw table and land it (land_job), or "
+                                 "quarantine it with its reasons"))
+@click.argument("file")
+@click.option("--table", required=True, help="the raw table its rows belong to: users, content, reports, "
+              "decisions, appeals or qa_audits")
+@click.option("--verbose", is_flag=True,
+              help="show Dagster's and dbt's own output (the run keeps its full log in the UI either way)")
+@with_settings
+def cmd_land(settings: Settings, file: str, table: str, verbose: bool) -> int:
     """`trustlake land FILE --table T`: check FILE now and land it whole as a land_job run, or not at all.
 
     A file with any problem lands nothing: a copy goes to quarantine with its reason, each problem
@@ -466,29 +625,25 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
     """
     from pathlib import Path
 
-    import dagster as dg
-
     from assets.raw import partition_bounds
     from ml.lake import Lake
     from ml.landing import check_landing, claim_file, claims, quarantine_dropped
     from ml.simulator import RAW_TABLES
     from orchestration.partitions import daily_partitions
-    from orchestration.launch import Launcher, LaunchError
-    from orchestration.recovery import recover_before_run, watch_run
     from orchestration.sensors.landing import land_run_request
 
     def complain(line: str) -> None:
         print(f"trustlake land: {line}", file=sys.stderr)
 
-    lake, file = Lake(settings.home), Path(args.file)
-    if args.table not in RAW_TABLES:
-        complain(f"--table {args.table!r} is not a raw table; use one of {', '.join(RAW_TABLES)}")
+    lake, file = Lake(settings.home), Path(file)
+    if table not in RAW_TABLES:
+        complain(f"--table {table!r} is not a raw table; use one of {', '.join(RAW_TABLES)}")
         return 2
     if not file.is_file():
         complain(f"{file} is not a file")
         return 2
     _prepare(settings)
-    check = check_landing(lake, args.table, file, partition_bounds(daily_partitions), pending=claims(lake))
+    check = check_landing(lake, table, file, partition_bounds(daily_partitions), pending=claims(lake))
     result = check.validation
     if check.waiting_for:
         complain(f"rows of {file} refer to rows that {', '.join(check.waiting_for)} is still landing; run this again once "
@@ -501,107 +656,55 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
         complain(f"nothing landed ({result.rows_read:,} rows read, {result.bad_rows:,} bad); {file} is unchanged, a copy "
             f"and its reason are in {moved.parent}/ ({moved.name}.reason.txt). Fix the rows and run this again.")
         return 2
-    claim = claim_file(lake, args.table, file, copy=True)
+    claim = claim_file(lake, table, file, copy=True)
     print(f"trustlake land: {file} passed every rule ({result.rows_read:,} rows, {check.days[0]} .. {check.days[-1]});"
           f" landing it as {claim.name}", flush=True)
-    instance = dg.DagsterInstance.get()
-    recover_before_run(instance, lake, say=lambda line: say(f"trustlake: {line}"))
-    try:
-        with Launcher(instance, say=say, verbose=args.verbose, on_launch=watch_run, lake=lake) as launcher:
-            # The run the landing sensor would request for this claim, launched against the code location.
-            request = land_run_request(claim, check.days, launcher.asset_graph)
-            outcome = launcher.run(request.job_name, tags=request.tags, run_config=request.run_config,
-                                   asset_selection=request.asset_selection)
-    except LaunchError as exc:
-        print(f"trustlake land: {exc}; the file waits in {claim.path.parent}/", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    if not _succeeded(outcome):
-        print(f"trustlake land: land_job failed (run {outcome.run_id}); the file waits in {claim.path.parent}/. Open "
-              "the UI to see why (make ui) and re-execute the run there.", file=sys.stderr)
-        return 1
-    print(f"trustlake land: {result.rows_read:,} {args.table} rows landed for {check.days[0]} .. {check.days[-1]}; "
-          f"warehouse and marts rebuilt (run {outcome.run_id})")
+    waits = f"the file waits in {claim.path.parent}/"
+
+    def jobs(launcher: Launcher) -> int:
+        # The run the landing sensor would request for this claim, launched against the code location.
+        request = land_run_request(claim, check.days, launcher.asset_graph)
+        outcome = launcher.run(request.job_name, tags=request.tags, run_config=request.run_config,
+                               asset_selection=request.asset_selection)
+        if not _succeeded(outcome):
+            print(f"trustlake land: land_job failed (run {outcome.run_id}); {waits}. Open the UI to see why (make ui) "
+                  "and re-execute the run there.", file=sys.stderr)
+            return 1
+        print(f"trustlake land: {result.rows_read:,} {table} rows landed for {check.days[0]} .. {check.days[-1]}; "
+              f"warehouse and marts rebuilt (run {outcome.run_id})")
+        return 0
+
+    return launch_jobs("land", settings, verbose=verbose, jobs=jobs, if_not_launched=f"; {waits}")
+
+
+@cli.command("prepare", **described("create the home (pinning its first day), the Dagster instance and the dbt "
+                                    "manifest"))
+@with_settings
+def cmd_prepare(settings: Settings) -> int:
+    settings = _prepare(settings)
+    print(f"trustlake home: {settings.home}; simulated window {settings.start_date} .. {settings.last_day} "
+          f"(first day {'from TRUSTLAKE_START_DATE' if settings.start_date_source == 'TRUSTLAKE_START_DATE' else 'pinned in ' + str(settings.platform_file)}); "
+          "dbt manifest ready")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trustlake", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="launch ingest_job, retrain_job and score_job over the simulated window")
-    p.add_argument("--days", type=int, default=None,
-                   help="days to build from --first (default: through yesterday, the window's last day)")
-    p.add_argument("--first", default=None,
-                   help="first day to (re)build, YYYY-MM-DD (default: the platform's first day, pinned in the home)")
-    p.add_argument("--skip-training", action="store_true", help="land and model the data only (ingest_job)")
-    p.add_argument("--verbose", action="store_true",
-                   help="show Dagster's and dbt's own output (the runs keep their full logs in the UI either way)")
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev -w workspace.yaml)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
-    p.set_defaults(func=cmd_ui)
-    p = sub.add_parser("sql", help="one read-only query on the published marts (marts.duckdb)")
-    p.add_argument("query", help="one SELECT (or EXPLAIN, PRAGMA, CALL) statement")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                   help="table for people (default), csv or json for programs")
-    p.add_argument("--limit", type=int, default=None,
-                   help="rows to print (default: 50 for table, all for csv and json)")
-    p.set_defaults(func=cmd_sql)
-    p = sub.add_parser("models", help="the model registry: list | show V | promote V | rollback")
-    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
-    p.add_argument("version", nargs="?")
-    p.add_argument("--reason", default="manual change from the CLI")
-    p.set_defaults(func=cmd_models)
-    p = sub.add_parser("score", help="score a CSV or Parquet file of texts with the champion")
-    p.add_argument("--input", required=True)
-    p.add_argument("--text-column", required=True)
-    p.add_argument("--output", default=None, help="CSV or Parquet by suffix (default: <input>.scored.<suffix>)")
-    p.set_defaults(func=cmd_score)
-    p = sub.add_parser("serve", help="HTTP scoring service (FastAPI on uvicorn)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-body-bytes", type=int, default=None,
-                   help="larger bodies get 413, chunked ones too (env TRUSTLAKE_SERVE_MAX_BODY_BYTES)")
-    p.add_argument("--body-timeout", type=float, default=None,
-                   help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)")
-    p.add_argument("--max-in-flight", type=int, default=None,
-                   help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)")
-    p.add_argument("--scoring-threads", type=int, default=None,
-                   help="requests scored at once, the rest in flight wait (env TRUSTLAKE_SERVE_SCORING_THREADS)")
-    p.add_argument("--keep-alive", type=float, default=None,
-                   help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)")
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("labels", help="bring a labelled set: labels import FILE --text-column C --label-column L")
-    p.add_argument("action", choices=["import"])
-    p.add_argument("file")
-    p.add_argument("--text-column", required=True)
-    p.add_argument("--label-column", required=True)
-    p.add_argument("--mapping", default=None, help="YAML of `original label: policy` lines")
-    p.add_argument("--source", required=True, help="name of the labelled set (lower-case letters, digits, _)")
-    p.set_defaults(func=cmd_labels)
-    p = sub.add_parser("land", help="check a Parquet or CSV file of a raw table and land it (land_job), "
-                       "or quarantine it with its reasons")
-    p.add_argument("file")
-    p.add_argument("--table", required=True, help="the raw table its rows belong to: users, content, reports, "
-                   "decisions, appeals or qa_audits")
-    p.add_argument("--verbose", action="store_true",
-                   help="show Dagster's and dbt's own output (the run keeps its full log in the UI either way)")
-    p.set_defaults(func=cmd_land)
-    p = sub.add_parser("prepare", help="create the home (pinning its first day), the Dagster instance and the dbt manifest")
-    p.set_defaults(func=cmd_prepare)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`trustlake ARGS`: the command's exit code. A usage error is one line on stderr and exit code 2."""
     try:
-        settings = Settings.from_env()
-    except ValueError as exc:  # a bad variable or a damaged platform.json: say which, no traceback
-        print(f"trustlake: {exc}", file=sys.stderr)
-        return 2
-    return args.func(args, settings)
+        code = cli.main(args=argv, prog_name="trustlake", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `trustlake` or `trustlake models`: the help
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "trustlake"
+        print(f"{where}: {exc.format_message().rstrip('.')} (see `{where} --help`)", file=sys.stderr)
+        return exc.exit_code
+    except click.ClickException as exc:
+        print(f"trustlake: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C where a command does not handle it itself
+        return 130
+    return 0 if code is None else code
 
 
 if __name__ == "__main__":
