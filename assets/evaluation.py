@@ -27,17 +27,23 @@ def _f(value) -> str:
 
 
 def text_summary(ev: ClassifierEvaluation) -> str:
-    rows = ["| set | policy | candidate PR-AUC | baseline PR-AUC | champion PR-AUC | candidate ROC-AUC |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| set | policy | candidate PR-AUC | baseline PR-AUC | champion PR-AUC | candidate ROC-AUC |",
+        "|---|---|---|---|---|---|",
+    ]
     champ = ev.champion_text_only
     for p in VIOLATING:
-        rows.append(f"| text-only held-out | {p} | {_f(ev.text_only.pr_auc(p))} | "
-                    f"{_f(ev.baseline_text_only.pr_auc(p))} | {_f(champ.pr_auc(p) if champ else None)} | "
-                    f"{_f(ev.text_only.roc_auc(p))} |")
+        rows.append(
+            f"| text-only held-out | {p} | {_f(ev.text_only.pr_auc(p))} | "
+            f"{_f(ev.baseline_text_only.pr_auc(p))} | {_f(champ.pr_auc(p) if champ else None)} | "
+            f"{_f(ev.text_only.roc_auc(p))} |"
+        )
     for s in ev.held_out_sources or ():
         for p, m in s.candidate.policies.items():
-            rows.append(f"| held-out source {s.source} | {p} | {_f(m.pr_auc)} | {_f(s.baseline.pr_auc(p))} |  | "
-                        f"{_f(m.roc_auc)} |")
+            rows.append(
+                f"| held-out source {s.source} | {p} | {_f(m.pr_auc)} | {_f(s.baseline.pr_auc(p))} |  | "
+                f"{_f(m.roc_auc)} |"
+            )
     return "\n".join(rows)
 
 
@@ -47,10 +53,16 @@ def _check_specs(name: str, gates: tuple[str, ...]) -> list[dg.AssetCheckSpec]:
 
 
 def _check_results(gates: tuple[GateResult, ...]) -> list[dg.AssetCheckResult]:
-    return [dg.AssetCheckResult(check_name=g.name, passed=g.passed, description=g.message,
-                                severity=dg.AssetCheckSeverity.ERROR,
-                                metadata={"value": rounded(g.value, 4), "bound": rounded(g.bound, 4)})
-            for g in gates]
+    return [
+        dg.AssetCheckResult(
+            check_name=g.name,
+            passed=g.passed,
+            description=g.message,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"value": rounded(g.value, 4), "bound": rounded(g.bound, 4)},
+        )
+        for g in gates
+    ]
 
 
 @dataclass(frozen=True)
@@ -74,14 +86,24 @@ def incumbent_champion(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
     registry = Registry(lakehouse.lake.models)
     entry = registry.champion()
     if entry is None:
-        return dg.Output(IncumbentChampion(None, None, None), data_version=dg.DataVersion("none"),
-                         metadata={"champion": "none"})
+        return dg.Output(
+            IncumbentChampion(None, None, None), data_version=dg.DataVersion("none"), metadata={"champion": "none"}
+        )
     pair = ModelArtifact.read(registry.artifact_dir(entry))
-    classifier = (ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
-                  if pair.kind == "risk_model" else None)
-    return dg.Output(IncumbentChampion(entry.version, pair, classifier), data_version=dg.DataVersion(entry.version),
-                     metadata={"champion": entry.version, "content_classifier": classifier.version if classifier
-                               else "none", "dataset_version": entry.dataset_version})
+    classifier = (
+        ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
+        if pair.kind == "risk_model"
+        else None
+    )
+    return dg.Output(
+        IncumbentChampion(entry.version, pair, classifier),
+        data_version=dg.DataVersion(entry.version),
+        metadata={
+            "champion": entry.version,
+            "content_classifier": classifier.version if classifier else "none",
+            "dataset_version": entry.dataset_version,
+        },
+    )
 
 
 def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.AssetsDefinition:
@@ -89,41 +111,67 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
         name=name,
         group_name="evaluation",
         kinds={"python"},
-        ins={"model": dg.AssetIn(model_key), "baseline": dg.AssetIn("baseline_model"),
-             "training_set": dg.AssetIn("training_set"), "label_issues": dg.AssetIn("label_issues"),
-             "incumbent": dg.AssetIn("incumbent_champion")},
+        ins={
+            "model": dg.AssetIn(model_key),
+            "baseline": dg.AssetIn("baseline_model"),
+            "training_set": dg.AssetIn("training_set"),
+            "label_issues": dg.AssetIn("label_issues"),
+            "incumbent": dg.AssetIn("incumbent_champion"),
+        },
         check_specs=_check_specs(name, TEXT_GATES),
         description=f"`{model_key}` as a content classifier, on text it never trained on: the text-only held-out "
         "texts (every source) and QA gold scored with no context, and leave-one-source-out (each corpus and each "
         "YouTube video held out in turn: the stand-in for a platform it has never seen), beside the TF-IDF "
         "baseline and the champion on the same rows.",
     )
-    def _evaluation(context: dg.AssetExecutionContext, model: ModelArtifact, baseline: ModelArtifact,
-                    training_set: TrainingSetRef, label_issues: LabelIssuesRef, incumbent: IncumbentChampion,
-                    training: TrainingResource):
-        ev = evaluate_text_model(model, pl.read_parquet(training_set.path), baseline, incumbent.classifier,
-                                 pl.read_parquet(label_issues.path), training.gates(), run_loso=run_loso)
-        yield dg.Output(ev, metadata={
-            "model_version": model.version,
-            "text_only_macro_pr_auc": rounded(ev.text_only.macro_pr_auc),
-            "baseline_text_only_macro_pr_auc": rounded(ev.baseline_text_only.macro_pr_auc),
-            "text_only_texts": ev.text_only.rows,
-            **({"qa_gold_text_only_macro_pr_auc": rounded(ev.qa_gold_text_only.macro_pr_auc)}
-               if ev.qa_gold_text_only else {}),
-            **{f"held_out_source/{s.source}/macro_pr_auc": rounded(s.candidate.macro_pr_auc)
-               for s in ev.held_out_sources or ()},
-            "gates_passed": ev.gates_passed,
-            "summary": dg.MetadataValue.md(text_summary(ev)),
-            "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, text-only held-out"),
-            "calibration": image_markdown(ev.plots["calibration"], "reliability diagram, text-only held-out"),
-        })
+    def _evaluation(
+        context: dg.AssetExecutionContext,
+        model: ModelArtifact,
+        baseline: ModelArtifact,
+        training_set: TrainingSetRef,
+        label_issues: LabelIssuesRef,
+        incumbent: IncumbentChampion,
+        training: TrainingResource,
+    ):
+        ev = evaluate_text_model(
+            model,
+            pl.read_parquet(training_set.path),
+            baseline,
+            incumbent.classifier,
+            pl.read_parquet(label_issues.path),
+            training.gates(),
+            run_loso=run_loso,
+        )
+        yield dg.Output(
+            ev,
+            metadata={
+                "model_version": model.version,
+                "text_only_macro_pr_auc": rounded(ev.text_only.macro_pr_auc),
+                "baseline_text_only_macro_pr_auc": rounded(ev.baseline_text_only.macro_pr_auc),
+                "text_only_texts": ev.text_only.rows,
+                **(
+                    {"qa_gold_text_only_macro_pr_auc": rounded(ev.qa_gold_text_only.macro_pr_auc)}
+                    if ev.qa_gold_text_only
+                    else {}
+                ),
+                **{
+                    f"held_out_source/{s.source}/macro_pr_auc": rounded(s.candidate.macro_pr_auc)
+                    for s in ev.held_out_sources or ()
+                },
+                "gates_passed": ev.gates_passed,
+                "summary": dg.MetadataValue.md(text_summary(ev)),
+                "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, text-only held-out"),
+                "calibration": image_markdown(ev.plots["calibration"], "reliability diagram, text-only held-out"),
+            },
+        )
         yield from _check_results(ev.gates)
 
     return _evaluation
 
 
-content_classifier_evaluation = text_evaluation_asset("content_classifier_evaluation", "content_classifier",
-                                                      run_loso=True)
+content_classifier_evaluation = text_evaluation_asset(
+    "content_classifier_evaluation", "content_classifier", run_loso=True
+)
 # The deep model's leave-one-source-out would mean eight more Ray trainings per run on CPU (docs/models.md):
 # it is reported on text-only held-out and cannot be promoted without it.
 text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_loso=False)
@@ -132,29 +180,49 @@ text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_los
 @dg.asset(
     group_name="evaluation",
     kinds={"python"},
-    ins={"model": dg.AssetIn("risk_model"), "classifier_evaluation": dg.AssetIn("content_classifier_evaluation"),
-         "training_set": dg.AssetIn("training_set"), "incumbent": dg.AssetIn("incumbent_champion")},
+    ins={
+        "model": dg.AssetIn("risk_model"),
+        "classifier_evaluation": dg.AssetIn("content_classifier_evaluation"),
+        "training_set": dg.AssetIn("training_set"),
+        "incumbent": dg.AssetIn("incumbent_champion"),
+    },
     deps=["users"],
     check_specs=_check_specs("risk_model_evaluation", PAIR_GATES),
     description="The pair (content classifier + risk model) on platform content of the test period (the "
     "simulated split) and its QA-gold subset, per slice, beside its classifier alone and the champion pair; "
     "registered in the model registry as a candidate.",
 )
-def risk_model_evaluation(context: dg.AssetExecutionContext, model: ModelArtifact,
-                          classifier_evaluation: ClassifierEvaluation, training_set: TrainingSetRef,
-                          incumbent: IncumbentChampion, lakehouse: LakehouseResource, training: TrainingResource):
-    ev = evaluate_risk_model(model, pl.read_parquet(training_set.path), lakehouse.lake.read_table("users"),
-                             incumbent.pair,
-                             classifier_evaluation, training.gates())
+def risk_model_evaluation(
+    context: dg.AssetExecutionContext,
+    model: ModelArtifact,
+    classifier_evaluation: ClassifierEvaluation,
+    training_set: TrainingSetRef,
+    incumbent: IncumbentChampion,
+    lakehouse: LakehouseResource,
+    training: TrainingResource,
+):
+    ev = evaluate_risk_model(
+        model,
+        pl.read_parquet(training_set.path),
+        lakehouse.lake.read_table("users"),
+        incumbent.pair,
+        classifier_evaluation,
+        training.gates(),
+    )
     Registry(lakehouse.lake.models).register(registry_entry(model, ev, git_sha()))
-    yield dg.Output(ev, metadata={
-        "model_version": model.version, "content_classifier_version": ev.content_classifier_version,
-        "test_macro_pr_auc": rounded(ev.test.macro_pr_auc),
-        "classifier_alone_test_macro_pr_auc": rounded(ev.classifier_alone_test.macro_pr_auc),
-        **({"qa_gold_macro_pr_auc": rounded(ev.qa_gold.macro_pr_auc)} if ev.qa_gold else {}),
-        "test_rows": ev.test.rows, "gates_passed": ev.gates_passed,
-        "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, simulated test split"),
-    })
+    yield dg.Output(
+        ev,
+        metadata={
+            "model_version": model.version,
+            "content_classifier_version": ev.content_classifier_version,
+            "test_macro_pr_auc": rounded(ev.test.macro_pr_auc),
+            "classifier_alone_test_macro_pr_auc": rounded(ev.classifier_alone_test.macro_pr_auc),
+            **({"qa_gold_macro_pr_auc": rounded(ev.qa_gold.macro_pr_auc)} if ev.qa_gold else {}),
+            "test_rows": ev.test.rows,
+            "gates_passed": ev.gates_passed,
+            "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, simulated test split"),
+        },
+    )
     yield from _check_results(ev.gates)
 
 
@@ -166,12 +234,14 @@ evaluation_assets = [incumbent_champion, content_classifier_evaluation, text_eva
     kinds={"python"},
     ins={"pair": dg.AssetIn("risk_model_evaluation"), "text": dg.AssetIn("text_evaluation")},
 )
-def deployed_model(context: dg.AssetExecutionContext, pair: PairEvaluation, text: ClassifierEvaluation,
-                   lakehouse: LakehouseResource) -> DeploymentDecision:
+def deployed_model(
+    context: dg.AssetExecutionContext, pair: PairEvaluation, text: ClassifierEvaluation, lakehouse: LakehouseResource
+) -> DeploymentDecision:
     """The champion pair: promoted when the content classifier and the risk model passed every gate and the
     champion is still the one they were evaluated against (who, when and why are recorded in the
     registry); otherwise the current champion stays."""
     decision = deploy(Registry(lakehouse.lake.models), pair, [text], actor=f"dagster run {context.run_id}")
-    context.add_output_metadata({"champion": decision.champion or "none",
-                                 "promoted": decision.promoted or "none", "reason": decision.reason})
+    context.add_output_metadata(
+        {"champion": decision.champion or "none", "promoted": decision.promoted or "none", "reason": decision.reason}
+    )
     return decision

@@ -1,8 +1,8 @@
 """Feature tables in the lake (group `features`), each with blocking quality checks. Drift is
 monitoring's (assets/monitoring.py): against the champion's training reference, not the last build."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import dagster as dg
 import polars as pl
@@ -34,8 +34,9 @@ TABLES = {
         "The author's history as of each content item's creation time: account age, prior posts, posts in "
         "the last 24 h, reports received, standing enforcements. Nothing after the post leaks in.",
         ("content", "users", "reports", "decisions", "appeals"),
-        lambda raw: build.author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"],
-                                          raw["appeals"]),
+        lambda raw: build.author_features(
+            raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]
+        ),
     ),
     "network_features": FeatureTable(
         "Accounts linked by shared device or IP fingerprints (connected components): component size and "
@@ -87,7 +88,10 @@ def feature_asset(name: str, table: FeatureTable) -> dg.AssetsDefinition:
             metadata={**frame_metadata(frame), "path": dg.MetadataValue.path(str(path))},
             check_results=[
                 dg.AssetCheckResult(
-                    check_name=check, passed=o.passed, description=o.message, metadata=o.metadata,
+                    check_name=check,
+                    passed=o.passed,
+                    description=o.message,
+                    metadata=o.metadata,
                     severity=dg.AssetCheckSeverity.ERROR,
                 )
                 for check, o in outcomes.items()

@@ -9,8 +9,14 @@ import dagster as dg
 import polars as pl
 
 _DAGSTER_TYPE = {
-    pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Int16: "SMALLINT", pl.UInt32: "UINTEGER",
-    pl.Float64: "DOUBLE", pl.Float32: "FLOAT", pl.Boolean: "BOOLEAN", pl.String: "VARCHAR",
+    pl.Int64: "BIGINT",
+    pl.Int32: "INTEGER",
+    pl.Int16: "SMALLINT",
+    pl.UInt32: "UINTEGER",
+    pl.Float64: "DOUBLE",
+    pl.Float32: "FLOAT",
+    pl.Boolean: "BOOLEAN",
+    pl.String: "VARCHAR",
     pl.Date: "DATE",
 }
 
@@ -18,7 +24,9 @@ _DAGSTER_TYPE = {
 def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
     cols = []
     for name, dtype in frame.schema.items():
-        type_name = _DAGSTER_TYPE.get(dtype.base_type(), str(dtype)) if not isinstance(dtype, pl.Datetime) else "TIMESTAMP"
+        type_name = (
+            _DAGSTER_TYPE.get(dtype.base_type(), str(dtype)) if not isinstance(dtype, pl.Datetime) else "TIMESTAMP"
+        )
         cols.append(dg.TableColumn(name, type_name))
     return dg.TableSchema(columns=cols)
 
@@ -30,8 +38,7 @@ def preview(frame: pl.DataFrame, rows: int = 5, width: int = 60) -> dg.MetadataV
     header = "| " + " | ".join(head.columns) + " |"
     rule = "|" + "---|" * len(head.columns)
     body = [
-        "| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
-        for row in head.iter_rows()
+        "| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |" for row in head.iter_rows()
     ]
     return dg.MetadataValue.md("\n".join([header, rule, *body]))
 
@@ -46,6 +53,7 @@ def frame_metadata(frame: pl.DataFrame) -> dict:
 
 def markdown_table(frame: pl.DataFrame, digits: int = 3) -> str:
     """A small frame as a markdown table, floats rounded for people."""
+
     def cell(v) -> str:
         if isinstance(v, float):
             return f"{v:.{digits}f}" if math.isfinite(v) else ""
@@ -64,7 +72,6 @@ def image_markdown(path: str, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})\n\n`{path}`")
 
 
-
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
     """The days a run targets (one, or a range in a single-run backfill); [] when unpartitioned."""
     if not (context.has_partition_key or context.has_partition_key_range):
@@ -81,9 +88,11 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
     return round(float(value), digits)
 
 
-def add_partition_metadata(context: dg.AssetExecutionContext, day: date, metadata: dict,
-                           asset_key: str | None = None) -> None:
+def add_partition_metadata(
+    context: dg.AssetExecutionContext, day: date, metadata: dict, asset_key: str | None = None
+) -> None:
     """Metadata that describes one day of a (possibly ranged) run, recorded on that day's
     materialization only; entries that are None are left out."""
-    context.add_asset_metadata({k: v for k, v in metadata.items() if v is not None}, asset_key=asset_key,
-                               partition_key=day.isoformat())
+    context.add_asset_metadata(
+        {k: v for k, v in metadata.items() if v is not None}, asset_key=asset_key, partition_key=day.isoformat()
+    )

@@ -33,10 +33,13 @@ from orchestration.resources import LakehouseResource, MonitoringResource
 RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
 # Labels about a day's content arrive over the following LOOKBACK_DAYS days (decisions, appeals, audits),
 # so a day's live precision and QA prevalence depend on the label partitions of those days too.
-LATER_LABELS = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=LOOKBACK_DAYS,
-                                             allow_nonexistent_upstream_partitions=True)
-LABEL_DEPS = [dg.AssetDep("training_labels", partition_mapping=LATER_LABELS),
-              dg.AssetDep("published_marts", partition_mapping=LATER_LABELS)]
+LATER_LABELS = dg.TimeWindowPartitionMapping(
+    start_offset=0, end_offset=LOOKBACK_DAYS, allow_nonexistent_upstream_partitions=True
+)
+LABEL_DEPS = [
+    dg.AssetDep("training_labels", partition_mapping=LATER_LABELS),
+    dg.AssetDep("published_marts", partition_mapping=LATER_LABELS),
+]
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,12 @@ def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.D
     ins={"deployed": dg.AssetIn("deployed_model"), "training_set": dg.AssetIn("training_set")},
     deps=list(RAW_INPUTS),
 )
-def monitoring_reference(context: dg.AssetExecutionContext, deployed: DeploymentDecision,
-                         training_set: TrainingSetRef, lakehouse: LakehouseResource) -> MonitoringReferenceRef:
+def monitoring_reference(
+    context: dg.AssetExecutionContext,
+    deployed: DeploymentDecision,
+    training_set: TrainingSetRef,
+    lakehouse: LakehouseResource,
+) -> MonitoringReferenceRef:
     """What every monitored day is compared with: the platform content of the days the champion trained on,
     scored once by the champion through the batch-scoring code path, as PSI bins of every score and watched
     feature, with the champion's operating points and the newest label its training set holds. Written once
@@ -91,30 +98,49 @@ def monitoring_reference(context: dg.AssetExecutionContext, deployed: Deployment
             raise dg.Failure(
                 f"champion {version} was trained on dataset {entry.dataset_version} but training_set is now "
                 f"{training_set.version}, and no reference of the champion was kept: its training rows are gone. "
-                "Run retrain_job so a champion trained on the current training set is deployed, or promote one.")
+                "Run retrain_job so a champion trained on the current training set is deployed, or promote one."
+            )
         rows = pl.read_parquet(training_set.path)
         window = mon.training_window(rows)
         raw = _raw(lake)
         content = raw["content"].filter(pl.col("created_at").dt.date().is_between(window[0], window[1]))
         champion = load_model(registry.artifact_dir(entry))
         frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
-        scored = pl.concat([frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")],
-                           how="horizontal")
-        reference = mon.build_reference(version, entry.dataset_version, window, scored, entry.operating_points,
-                                        mon.qa_labels(rows), created_at=f"dagster run {context.run_id}")
+        scored = pl.concat(
+            [frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")], how="horizontal"
+        )
+        reference = mon.build_reference(
+            version,
+            entry.dataset_version,
+            window,
+            scored,
+            entry.operating_points,
+            mon.qa_labels(rows),
+            created_at=f"dagster run {context.run_id}",
+        )
         mon.write_reference(reference, scored, target)
     kind = lambda c, b: "values" if b.by_value else "bands" if c in mon.FIXED_EDGES else "deciles"  # noqa: E731
-    bins = pl.DataFrame([{"column": c, "kind": kind(c, b), "bins": len(b.shares), "largest_bin_share": max(b.shares)}
-                         for c, b in reference.bins.items()])
-    context.add_output_metadata({
-        "champion": version, "dataset_version": reference.dataset_version,
-        "window": f"{reference.window_start} .. {reference.window_end}", "dagster/row_count": reference.rows,
-        "labels_until": reference.labels_until.isoformat() if reference.labels_until else "none",
-        "label_rows": reference.label_rows, "qa_audited": reference.qa_audited, "binning": reference.binning,
-        **{f"prevalence_offset/{p}": round(v, 4) for p, v in reference.prevalence_offset.items()},
-        "path": dg.MetadataValue.path(str(target)),
-        "bins": dg.MetadataValue.md(markdown_table(bins)),
-    })
+    bins = pl.DataFrame(
+        [
+            {"column": c, "kind": kind(c, b), "bins": len(b.shares), "largest_bin_share": max(b.shares)}
+            for c, b in reference.bins.items()
+        ]
+    )
+    context.add_output_metadata(
+        {
+            "champion": version,
+            "dataset_version": reference.dataset_version,
+            "window": f"{reference.window_start} .. {reference.window_end}",
+            "dagster/row_count": reference.rows,
+            "labels_until": reference.labels_until.isoformat() if reference.labels_until else "none",
+            "label_rows": reference.label_rows,
+            "qa_audited": reference.qa_audited,
+            "binning": reference.binning,
+            **{f"prevalence_offset/{p}": round(v, 4) for p, v in reference.prevalence_offset.items()},
+            "path": dg.MetadataValue.path(str(target)),
+            "bins": dg.MetadataValue.md(markdown_table(bins)),
+        }
+    )
     return MonitoringReferenceRef(str(target), version, reference.dataset_version, reference.rows)
 
 
@@ -123,13 +149,16 @@ def _scores(lake: Lake, days: list[date], champion: str) -> pl.DataFrame:
     missing = [d for d in days if not lake.partition_dir("content_scores", d, lake.scores).is_dir()]
     if missing:
         raise dg.Failure(f"content_scores has no partition for {', '.join(map(str, missing))}: score those days first")
-    scores = (pl.concat([pl.read_parquet(lake.partition_dir("content_scores", d, lake.scores) / "part-0.parquet")
-                         for d in days], how="diagonal_relaxed")
-              .with_columns(day=pl.col("created_at").dt.date()))
+    scores = pl.concat(
+        [pl.read_parquet(lake.partition_dir("content_scores", d, lake.scores) / "part-0.parquet") for d in days],
+        how="diagonal_relaxed",
+    ).with_columns(day=pl.col("created_at").dt.date())
     others = sorted(set(scores["model_version"].unique().drop_nulls()) - {champion})
     if others:
-        raise dg.Failure(f"some of these days were scored by {', '.join(others)}, not by the champion {champion} the "
-                         "reference describes: materialize content_scores for them again, then monitoring")
+        raise dg.Failure(
+            f"some of these days were scored by {', '.join(others)}, not by the champion {champion} the "
+            "reference describes: materialize content_scores for them again, then monitoring"
+        )
     return scores
 
 
@@ -155,11 +184,17 @@ def _check(check_name: str, v: mon.Verdict) -> dg.AssetCheckResult:
     severity = dg.AssetCheckSeverity.ERROR if v.level == "fail" else dg.AssetCheckSeverity.WARN
     meta = {"level": v.level}
     if v.worst:
-        meta.update({"day": str(v.worst["date"]), "subject": v.worst["subject"],
-                     **({"value": round(float(v.worst["value"]), 4)} if v.worst["value"] is not None else {}),
-                     **({"expected": round(float(v.worst["expected"]), 4)} if v.worst["expected"] is not None else {})})
-    return dg.AssetCheckResult(check_name=check_name, passed=v.passed, severity=severity, description=v.message,
-                               metadata=meta)
+        meta.update(
+            {
+                "day": str(v.worst["date"]),
+                "subject": v.worst["subject"],
+                **({"value": round(float(v.worst["value"]), 4)} if v.worst["value"] is not None else {}),
+                **({"expected": round(float(v.worst["expected"]), 4)} if v.worst["expected"] is not None else {}),
+            }
+        )
+    return dg.AssetCheckResult(
+        check_name=check_name, passed=v.passed, severity=severity, description=v.message, metadata=meta
+    )
 
 
 LIMITS = mon.MonitoringThresholds()  # the defaults the descriptions quote; a deployment may set others
@@ -168,26 +203,35 @@ CHECK_DESCRIPTIONS = {
         "Largest PSI of a day's champion scores (each policy's calibrated probability and the risk) against the "
         f"champion's reference: WARN above TRUSTLAKE_DRIFT_PSI_WARN ({LIMITS.psi_warn:g}), ERROR above "
         f"TRUSTLAKE_DRIFT_PSI_FAIL ({LIMITS.psi_fail:g}). Days with fewer than {LIMITS.min_rows} scored items "
-        "are not judged."),
+        "are not judged."
+    ),
     "feature_drift_psi": (
         "Largest PSI of a day's model inputs (behaviour, network and text signals, surface, language) against the "
-        "champion's reference, with the thresholds of score_drift_psi."),
+        "champion's reference, with the thresholds of score_drift_psi."
+    ),
     "live_precision_drop": (
         "Precision of a day's auto-actions (the enforcement policy's removals) by their later moderator decisions, "
         "appeal outcomes and QA audits, against the validation precision the champion's operating points promised: "
         f"WARN when more than TRUSTLAKE_PRECISION_DROP_WARN ({LIMITS.precision_drop_warn:g}) below and the "
         f"promise lies outside the 95% interval, ERROR past TRUSTLAKE_PRECISION_DROP_FAIL "
-        f"({LIMITS.precision_drop_fail:g}). Judged from {LIMITS.min_labelled} labelled auto-actions."),
+        f"({LIMITS.precision_drop_fail:g}). Judged from {LIMITS.min_labelled} labelled auto-actions."
+    ),
     "predicted_vs_qa_prevalence": (
         "Per policy, the mean calibrated score of a day's content against the prevalence its QA audits estimate, "
         "held to the gap the champion had on its training window: WARN when the gap moved by more than "
         f"TRUSTLAKE_PREVALENCE_GAP_WARN ({LIMITS.prevalence_gap_warn:g}) and the corrected prediction lies outside "
         f"the QA 95% interval, ERROR past TRUSTLAKE_PREVALENCE_GAP_FAIL ({LIMITS.prevalence_gap_fail:g}). Judged "
-        f"from {LIMITS.min_audited} audits."),
+        f"from {LIMITS.min_audited} audits."
+    ),
 }
 
-DAILY = dict(group_name="monitoring", kinds={"polars", "parquet"}, partitions_def=daily_partitions,
-             backfill_policy=dg.BackfillPolicy.single_run(), ins={"reference": dg.AssetIn("monitoring_reference")})
+DAILY = dict(
+    group_name="monitoring",
+    kinds={"polars", "parquet"},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    ins={"reference": dg.AssetIn("monitoring_reference")},
+)
 
 
 @dg.asset(
@@ -198,8 +242,12 @@ DAILY = dict(group_name="monitoring", kinds={"polars", "parquet"}, partitions_de
         for name in ("score_drift_psi", "feature_drift_psi")
     ],
 )
-def model_drift(context: dg.AssetExecutionContext, reference: MonitoringReferenceRef, lakehouse: LakehouseResource,
-                monitoring: MonitoringResource) -> Iterator:
+def model_drift(
+    context: dg.AssetExecutionContext,
+    reference: MonitoringReferenceRef,
+    lakehouse: LakehouseResource,
+    monitoring: MonitoringResource,
+) -> Iterator:
     """Each day's score and feature drift: the population stability index of every champion score and watched
     model input of the day's content against `monitoring_reference`, on the reference's own bins (fixed bands
     for scores and account age, deciles, or one bin per value; ml/monitoring.py). One row per day and column."""
@@ -214,18 +262,32 @@ def model_drift(context: dg.AssetExecutionContext, reference: MonitoringReferenc
     _write_days(lake, "model_drift", tables)
     for day, table in tables.items():
         worst = mon.worst_psi(table)
-        context.add_asset_metadata({
-            "champion": ref.champion, "dagster/row_count": table.height,
-            "scored_items": int(table["n"].max() or 0),
-            **({"max_psi": round(worst["value"], 4), "max_psi_column": worst["subject"],
-                "max_psi_metric": worst["metric"], "status": worst["status"]} if worst else {"status": "insufficient"}),
-            **_day_metadata(table, {}),
-        }, partition_key=day.isoformat())
+        context.add_asset_metadata(
+            {
+                "champion": ref.champion,
+                "dagster/row_count": table.height,
+                "scored_items": int(table["n"].max() or 0),
+                **(
+                    {
+                        "max_psi": round(worst["value"], 4),
+                        "max_psi_column": worst["subject"],
+                        "max_psi_metric": worst["metric"],
+                        "status": worst["status"],
+                    }
+                    if worst
+                    else {"status": "insufficient"}
+                ),
+                **_day_metadata(table, {}),
+            },
+            partition_key=day.isoformat(),
+        )
     run = pl.concat(tables.values())
-    yield dg.MaterializeResult(check_results=[
-        _check("score_drift_psi", mon.verdict(run, ("score_psi",), _psi_text)),
-        _check("feature_drift_psi", mon.verdict(run, ("feature_psi",), _psi_text)),
-    ])
+    yield dg.MaterializeResult(
+        check_results=[
+            _check("score_drift_psi", mon.verdict(run, ("score_psi",), _psi_text)),
+            _check("feature_drift_psi", mon.verdict(run, ("feature_psi",), _psi_text)),
+        ]
+    )
 
 
 def _psi_text(row: dict) -> str:
@@ -233,18 +295,27 @@ def _psi_text(row: dict) -> str:
 
 
 def _labels(lake: Lake) -> pl.DataFrame:
-    return read_frame(lake.marts_db, "select content_id, label, label_source, label_at from training_labels "
-                                     "where content_id is not null")
+    return read_frame(
+        lake.marts_db,
+        "select content_id, label, label_source, label_at from training_labels where content_id is not null",
+    )
 
 
 @dg.asset(
     **DAILY,
     deps=["content_scores", *LABEL_DEPS],
-    check_specs=[dg.AssetCheckSpec("live_precision_drop", asset="live_precision",
-                                   description=CHECK_DESCRIPTIONS["live_precision_drop"])],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "live_precision_drop", asset="live_precision", description=CHECK_DESCRIPTIONS["live_precision_drop"]
+        )
+    ],
 )
-def live_precision(context: dg.AssetExecutionContext, reference: MonitoringReferenceRef,
-                   lakehouse: LakehouseResource, monitoring: MonitoringResource) -> Iterator:
+def live_precision(
+    context: dg.AssetExecutionContext,
+    reference: MonitoringReferenceRef,
+    lakehouse: LakehouseResource,
+    monitoring: MonitoringResource,
+) -> Iterator:
     """Each day's live quality: the precision of the content the champion's enforcement policy removed on its
     own, by what happened to it later (resolved labels in `training_labels`: QA gold over appeal outcomes over
     moderator decisions), overall with a 95% interval and per policy, the share of auto-actions labelled so
@@ -257,28 +328,61 @@ def live_precision(context: dg.AssetExecutionContext, reference: MonitoringRefer
     _write_days(lake, "live_precision", tables)
     for day, table in tables.items():
         status = table.filter(pl.col("metric") == "live_precision", pl.col("subject") == "all")["status"][0]
-        context.add_asset_metadata({
-            "champion": ref.champion, "dagster/row_count": table.height, "status": status,
-            **_day_metadata(table, {"live_precision": ("live_precision", "all"),
-                                    "auto_actions": ("auto_actions", "all"),
-                                    "labelled_share": ("auto_actions_labelled_share", "all")}),
-        }, partition_key=day.isoformat())
+        context.add_asset_metadata(
+            {
+                "champion": ref.champion,
+                "dagster/row_count": table.height,
+                "status": status,
+                **_day_metadata(
+                    table,
+                    {
+                        "live_precision": ("live_precision", "all"),
+                        "auto_actions": ("auto_actions", "all"),
+                        "labelled_share": ("auto_actions_labelled_share", "all"),
+                    },
+                ),
+            },
+            partition_key=day.isoformat(),
+        )
     run = pl.concat(tables.values())
-    yield dg.MaterializeResult(check_results=[_check("live_precision_drop", mon.verdict(
-        run.filter(pl.col("subject") == "all"), ("live_precision",),
-        lambda r: (f"{r['date']}: live precision {r['value']:.3f} of {r['n']} labelled auto-actions vs "
-                   f"{r['expected']:.3f} promised ({r['status']})") if r["value"] is not None and
-        r["expected"] is not None else f"{r['date']}: {r['n']} labelled auto-actions ({r['status']})"))])
+    yield dg.MaterializeResult(
+        check_results=[
+            _check(
+                "live_precision_drop",
+                mon.verdict(
+                    run.filter(pl.col("subject") == "all"),
+                    ("live_precision",),
+                    lambda r: (
+                        (
+                            f"{r['date']}: live precision {r['value']:.3f} of {r['n']} labelled auto-actions vs "
+                            f"{r['expected']:.3f} promised ({r['status']})"
+                        )
+                        if r["value"] is not None and r["expected"] is not None
+                        else f"{r['date']}: {r['n']} labelled auto-actions ({r['status']})"
+                    ),
+                ),
+            )
+        ]
+    )
 
 
 @dg.asset(
     **DAILY,
     deps=["content_scores", *LABEL_DEPS],
-    check_specs=[dg.AssetCheckSpec("predicted_vs_qa_prevalence", asset="prevalence_gap",
-                                   description=CHECK_DESCRIPTIONS["predicted_vs_qa_prevalence"])],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "predicted_vs_qa_prevalence",
+            asset="prevalence_gap",
+            description=CHECK_DESCRIPTIONS["predicted_vs_qa_prevalence"],
+        )
+    ],
 )
-def prevalence_gap(context: dg.AssetExecutionContext, reference: MonitoringReferenceRef,
-                   lakehouse: LakehouseResource, monitoring: MonitoringResource) -> Iterator:
+def prevalence_gap(
+    context: dg.AssetExecutionContext,
+    reference: MonitoringReferenceRef,
+    lakehouse: LakehouseResource,
+    monitoring: MonitoringResource,
+) -> Iterator:
     """Each day's predicted prevalence per policy (mean calibrated score, and the share over the champion's
     review threshold) against the QA-estimated prevalence of the same content (audits are a uniform random
     sample) with its 95% Wilson interval, and the gap between them."""
@@ -291,19 +395,40 @@ def prevalence_gap(context: dg.AssetExecutionContext, reference: MonitoringRefer
     _write_days(lake, "prevalence_gap", tables)
     for day, table in tables.items():
         gaps = table.filter(pl.col("metric") == "prevalence_gap")
-        context.add_asset_metadata({
-            "champion": ref.champion, "dagster/row_count": table.height,
-            "audited_items": int(gaps["n"].max() or 0),
-            **{f"gap/{r['subject']}": round(r["value"], 4) for r in gaps.iter_rows(named=True)
-               if r["value"] is not None},
-            **_day_metadata(table, {}),
-        }, partition_key=day.isoformat())
+        context.add_asset_metadata(
+            {
+                "champion": ref.champion,
+                "dagster/row_count": table.height,
+                "audited_items": int(gaps["n"].max() or 0),
+                **{
+                    f"gap/{r['subject']}": round(r["value"], 4)
+                    for r in gaps.iter_rows(named=True)
+                    if r["value"] is not None
+                },
+                **_day_metadata(table, {}),
+            },
+            partition_key=day.isoformat(),
+        )
     run = pl.concat(tables.values())
-    yield dg.MaterializeResult(check_results=[_check("predicted_vs_qa_prevalence", mon.verdict(
-        run, ("prevalence_gap",),
-        lambda r: (f"{r['date']}: {r['subject']} predicted minus QA prevalence {r['value']:+.3f} over {r['n']} "
-                   f"audits, the champion's own gap {r['expected']:+.3f} ({r['status']})")
-        if r["value"] is not None else f"{r['date']}: no audits yet"))])
+    yield dg.MaterializeResult(
+        check_results=[
+            _check(
+                "predicted_vs_qa_prevalence",
+                mon.verdict(
+                    run,
+                    ("prevalence_gap",),
+                    lambda r: (
+                        (
+                            f"{r['date']}: {r['subject']} predicted minus QA prevalence {r['value']:+.3f} over {r['n']} "
+                            f"audits, the champion's own gap {r['expected']:+.3f} ({r['status']})"
+                        )
+                        if r["value"] is not None
+                        else f"{r['date']}: no audits yet"
+                    ),
+                ),
+            )
+        ]
+    )
 
 
 ops_alert_log = dg.AssetSpec(

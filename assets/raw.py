@@ -39,11 +39,12 @@ RAW_SPECS = [
 ]
 
 
-
 def partition_bounds(partitions_def: dg.TimeWindowPartitionsDefinition) -> tuple[date, date]:
     """The first and last day of the lake's daily partitions now: the days a landed row may have."""
-    return (date.fromisoformat(partitions_def.get_first_partition_key()),
-            date.fromisoformat(partitions_def.get_last_partition_key()))
+    return (
+        date.fromisoformat(partitions_def.get_first_partition_key()),
+        date.fromisoformat(partitions_def.get_last_partition_key()),
+    )
 
 
 class RawTablesConfig(dg.Config):
@@ -91,7 +92,8 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
         context.log.warning(
             f"{q.table}: {q.source} broke the raw data rules and was moved to {q.quarantined} "
             f"({'; '.join(p.describe(limit=5) for p in q.validation.problems)}); "
-            f"{q.rows_kept:,} good rows kept in the lake. The reason file beside it says what to do.")
+            f"{q.rows_kept:,} good rows kept in the lake. The reason file beside it says what to do."
+        )
     for table in selected:
         frame = tables[table]
         part = partition_date(table, frame, sim_config)
@@ -99,8 +101,9 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
         # where it lives, files quarantined anywhere in the lake by this run) is on every day.
         for day in days:
             landed = frame.filter(part == day)
-            add_partition_metadata(context, day, {"dagster/row_count": landed.height, "preview": preview(landed)},
-                                   asset_key=table)
+            add_partition_metadata(
+                context, day, {"dagster/row_count": landed.height, "preview": preview(landed)}, asset_key=table
+            )
         quarantined = checked.for_table(table)
         yield dg.MaterializeResult(
             asset_key=table,
@@ -110,9 +113,18 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
                 "text_source": source,
                 "path": dg.MetadataValue.path(str(lake.raw / table)),
                 "quarantined_files": len(quarantined),
-                **({"quarantine": dg.MetadataValue.md("\n".join(
-                    f"- `{q.source}` -> `{q.quarantined}`: {', '.join(p.rule for p in q.validation.problems)}"
-                    for q in quarantined))} if quarantined else {}),
+                **(
+                    {
+                        "quarantine": dg.MetadataValue.md(
+                            "\n".join(
+                                f"- `{q.source}` -> `{q.quarantined}`: {', '.join(p.rule for p in q.validation.problems)}"
+                                for q in quarantined
+                            )
+                        )
+                    }
+                    if quarantined
+                    else {}
+                ),
             },
         )
 
@@ -123,8 +135,10 @@ def _land_file(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, 
     try:
         claim = Claim.from_name(lake, name)
         if set(context.selected_asset_keys) != {dg.AssetKey(claim.table)}:
-            raise LandingError(f"a land run of {name} materializes the raw table {claim.table} alone, not "
-                               f"{sorted(k.to_user_string() for k in context.selected_asset_keys)}")
+            raise LandingError(
+                f"a land run of {name} materializes the raw table {claim.table} alone, not "
+                f"{sorted(k.to_user_string() for k in context.selected_asset_keys)}"
+            )
         days = partition_days(context)
         landed = ingest_claim(lake, claim, partition_bounds(daily_partitions), (days[0], days[-1]))
     except LandingError as exc:
@@ -135,7 +149,8 @@ def _land_file(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, 
         context.log.warning(
             f"{claim.table}: {claim.original_name} broke the raw data rules "
             f"({'; '.join(p.describe(limit=5) for p in landed.validation.problems)}); its {landed.rows:,} good rows "
-            f"landed and the file was moved to {landed.quarantined}. The reason file beside it says what to do.")
+            f"landed and the file was moved to {landed.quarantined}. The reason file beside it says what to do."
+        )
     return dg.MaterializeResult(asset_key=claim.table, metadata=landed_metadata(landed))
 
 
@@ -150,8 +165,14 @@ def landed_metadata(landed: LandedFile) -> dict:
         "rows_per_day": dg.MetadataValue.json({d.isoformat(): n for d, n in sorted(landed.rows_per_day.items())}),
         "bad_rows": landed.validation.bad_rows if landed.validation else 0,
         "quarantined_files": int(landed.quarantined is not None),
-        **({"quarantine": dg.MetadataValue.md(
-            f"`{landed.quarantined}`:\n" + "\n".join(f"- {p.describe(limit=5)}" for p in problems))}
-           if landed.quarantined and problems else {}),
+        **(
+            {
+                "quarantine": dg.MetadataValue.md(
+                    f"`{landed.quarantined}`:\n" + "\n".join(f"- {p.describe(limit=5)}" for p in problems)
+                )
+            }
+            if landed.quarantined and problems
+            else {}
+        ),
         **({"path": dg.MetadataValue.path(str(landed.written[0].parent.parent))} if landed.written else {}),
     }

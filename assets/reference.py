@@ -23,13 +23,20 @@ def reference_labels(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     land_reference(lake, reference_frame(records))
     # Imported sets live beside the corpora; everything under lake/reference/ is what dbt reads.
     landed = pl.read_parquet(str(lake.reference / "*" / "*.parquet"))
-    summary = (landed.group_by("source", "policy").len().pivot(on="policy", index="source", values="len")
-               .fill_null(0).sort("source"))
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": landed.height,
-        "sources": landed["source"].n_unique(),
-        "distinct_texts": landed["text_hash"].n_unique(),
-        "text_origin": origin,
-        "rows_by_source_and_policy": dg.MetadataValue.md(markdown_table(summary)),
-        "path": dg.MetadataValue.path(str(lake.reference)),
-    })
+    summary = (
+        landed.group_by("source", "policy")
+        .len()
+        .pivot(on="policy", index="source", values="len")
+        .fill_null(0)
+        .sort("source")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": landed.height,
+            "sources": landed["source"].n_unique(),
+            "distinct_texts": landed["text_hash"].n_unique(),
+            "text_origin": origin,
+            "rows_by_source_and_policy": dg.MetadataValue.md(markdown_table(summary)),
+            "path": dg.MetadataValue.path(str(lake.reference)),
+        }
+    )

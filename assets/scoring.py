@@ -1,6 +1,6 @@
 """Batch scoring of each day's content by the deployed champion (group `scoring`)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -37,20 +37,28 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     content = raw["content"]
     todays = content.filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
     frame = scoring_frame(todays, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
-    scores = pl.concat([frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)],
-                       how="horizontal").with_columns(scored_at=pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)))
+    scores = pl.concat(
+        [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
+    ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))
     for day in days:
         todays_scores = scores.filter(pl.col("created_at").dt.date() == day)
         lake.write_partition("content_scores", day, todays_scores, root=lake.scores)
         # This day's own numbers on this day's materialization, so per-partition plots mean something.
-        add_partition_metadata(context, day, {
-            "dagster/row_count": todays_scores.height,
-            "mean_risk": rounded(float(risk(todays_scores).mean())) if todays_scores.height else None,
-            "actions": dg.MetadataValue.md(markdown_table(
-                todays_scores.group_by("action").len().sort("action").rename({"len": "items"}))),
-        })
-    return dg.MaterializeResult(metadata={
-        "model_version": champion.version,
-        "days_in_run": len(days),
-        "path": dg.MetadataValue.path(str(lake.scores / "content_scores")),
-    })
+        add_partition_metadata(
+            context,
+            day,
+            {
+                "dagster/row_count": todays_scores.height,
+                "mean_risk": rounded(float(risk(todays_scores).mean())) if todays_scores.height else None,
+                "actions": dg.MetadataValue.md(
+                    markdown_table(todays_scores.group_by("action").len().sort("action").rename({"len": "items"}))
+                ),
+            },
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": champion.version,
+            "days_in_run": len(days),
+            "path": dg.MetadataValue.path(str(lake.scores / "content_scores")),
+        }
+    )

@@ -12,13 +12,13 @@ from dagster_ray import RayResource
 
 from assets.metadata import markdown_table
 from ml.features.build import SCHEMAS
-from ml.training.label_noise import training_label_issues
 from ml.lake import write_parquet_atomic
 from ml.taxonomy import POLICIES
 from ml.training import fit
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_risk_model, fit_text_classifier
 from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version
+from ml.training.label_noise import training_label_issues
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.minilm_model import MiniLMParams
 from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
@@ -48,24 +48,35 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     lake = lakehouse.lake
     labels = read_frame(lake.marts_db, "select * from training_labels")
     feats = {name: pl.read_parquet(lake.features / name / "part-0.parquet") for name in SCHEMAS}
-    frame, facts = build_training_set(labels, feats["content_features"], feats["author_features"],
-                                      feats["network_features"])
+    frame, facts = build_training_set(
+        labels, feats["content_features"], feats["author_features"], feats["network_features"]
+    )
     version = dataset_version(frame)
     path = lake.features / "training_set" / "part-0.parquet"
     write_parquet_atomic(frame, path)
-    by_source = (frame.group_by("label_source", "split").len().pivot(on="split", index="label_source", values="len")
-                 .fill_null(0).sort("label_source"))
-    context.add_output_metadata({
-        "dataset_version": version, "dagster/row_count": frame.height, **facts,
-        "path": dg.MetadataValue.path(str(path)),
-        "rows_by_label_source_and_split": dg.MetadataValue.md(markdown_table(by_source)),
-    })
+    by_source = (
+        frame.group_by("label_source", "split")
+        .len()
+        .pivot(on="split", index="label_source", values="len")
+        .fill_null(0)
+        .sort("label_source")
+    )
+    context.add_output_metadata(
+        {
+            "dataset_version": version,
+            "dagster/row_count": frame.height,
+            **facts,
+            "path": dg.MetadataValue.path(str(path)),
+            "rows_by_label_source_and_split": dg.MetadataValue.md(markdown_table(by_source)),
+        }
+    )
     return TrainingSetRef(path=str(path), version=version, rows=facts)
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn", "parquet"})
-def label_issues(context: dg.AssetExecutionContext, training_set: TrainingSetRef,
-                 lakehouse: LakehouseResource) -> LabelIssuesRef:
+def label_issues(
+    context: dg.AssetExecutionContext, training_set: TrainingSetRef, lakehouse: LakehouseResource
+) -> LabelIssuesRef:
     """Likely label errors among the training labels, by confident learning (cleanlab) on out-of-fold
     probabilities of the content classifier's recipe (4 folds grouped by text). Flagged platform labels
     count a third in the classifiers' training; QA reviews every flag in `mart_label_issues`. The
@@ -76,53 +87,82 @@ def label_issues(context: dg.AssetExecutionContext, training_set: TrainingSetRef
     sources = pl.read_parquet(training_set.path, columns=["label_id", "label_source"])
     flagged = issues.join(sources, on="label_id").filter(pl.col("is_label_issue"))
     by_source = flagged.group_by("label_source").len().sort("label_source")
-    context.add_output_metadata({
-        "dagster/row_count": issues.height, "label_issues": flagged.height,
-        "issue_share": round(flagged.height / max(issues.height, 1), 4),
-        "issues_by_label_source": dg.MetadataValue.md(markdown_table(by_source)),
-        "path": dg.MetadataValue.path(str(path)),
-    })
+    context.add_output_metadata(
+        {
+            "dagster/row_count": issues.height,
+            "label_issues": flagged.height,
+            "issue_share": round(flagged.height / max(issues.height, 1), 4),
+            "issues_by_label_source": dg.MetadataValue.md(markdown_table(by_source)),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
     return LabelIssuesRef(str(path), training_set.version, issues.height, flagged.height)
 
 
 def model_metadata(artifact: ModelArtifact) -> dict:
     m = artifact.metrics
-    meta = {"model_version": artifact.version, "dataset_version": artifact.dataset_version,
-            "path": dg.MetadataValue.path(artifact.path), "params": dg.MetadataValue.json(artifact.params)}
+    meta = {
+        "model_version": artifact.version,
+        "dataset_version": artifact.dataset_version,
+        "path": dg.MetadataValue.path(artifact.path),
+        "params": dg.MetadataValue.json(artifact.params),
+    }
     by_policy = m.get("validation_text_only_pr_auc") or m.get("validation_pr_auc") or {}
     meta.update({f"validation_pr_auc/{p}": round(by_policy[p], 4) for p in POLICIES if p in by_policy})
-    meta.update({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()
-                 if isinstance(v, (int, float)) and k not in meta})
+    meta.update(
+        {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in m.items()
+            if isinstance(v, (int, float)) and k not in meta
+        }
+    )
     return meta
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn"})
-def content_classifier(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
-                       lakehouse: LakehouseResource) -> ModelArtifact:
+def content_classifier(
+    context: dg.AssetExecutionContext,
+    training_set: TrainingSetRef,
+    label_issues: LabelIssuesRef,
+    lakehouse: LakehouseResource,
+) -> ModelArtifact:
     """The content classifier: text only, trained on every labelled text of the train split. Two linear
     members averaged and calibrated per policy: the labels as given (confidence-weighted, with text signals)
     and each text's consensus label; likely label errors on platform labels count a third. It answers
     whenever a request carries no platform context."""
-    artifact = fit_text_classifier(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
-                                   pl.read_parquet(label_issues.path), CONTENT_CLASSIFIER_RECIPE)
+    artifact = fit_text_classifier(
+        pl.read_parquet(training_set.path),
+        training_set.version,
+        lakehouse.lake.models,
+        pl.read_parquet(label_issues.path),
+        CONTENT_CLASSIFIER_RECIPE,
+    )
     context.add_output_metadata(model_metadata(artifact))
     return artifact
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn"})
-def baseline_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef,
-                   lakehouse: LakehouseResource) -> ModelArtifact:
+def baseline_model(
+    context: dg.AssetExecutionContext, training_set: TrainingSetRef, lakehouse: LakehouseResource
+) -> ModelArtifact:
     """The obvious model every report is measured against: TF-IDF word and character n-grams with logistic
     regression, on the same training texts, every label as given, unweighted."""
-    artifact = fit_text_classifier(pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models,
-                                   None, BASELINE_RECIPE)
+    artifact = fit_text_classifier(
+        pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models, None, BASELINE_RECIPE
+    )
     context.add_output_metadata(model_metadata(artifact))
     return artifact
 
 
 @dg.asset(group_name="training", kinds={"pytorch", "ray"})
-def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
-               ray_cluster: RayResource, lakehouse: LakehouseResource, training: TrainingResource) -> ModelArtifact:
+def text_model(
+    context: dg.AssetExecutionContext,
+    training_set: TrainingSetRef,
+    label_issues: LabelIssuesRef,
+    ray_cluster: RayResource,
+    lakehouse: LakehouseResource,
+    training: TrainingResource,
+) -> ModelArtifact:
     """The deep text model, a content-classifier candidate trained with Ray's TorchTrainer on the same rows
     (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
     (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end.
@@ -131,8 +171,14 @@ def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, 
     frame, issues = pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path)
     profile = resolve_text_profile(training.text_profile, cluster_has_gpu())
     if profile == "minilm":
-        artifact = fit.fit_minilm(frame, issues, training_set.version, lakehouse.lake.models, storage,
-                                  MiniLMParams(cpus_per_worker=training.text_cpus_per_worker))
+        artifact = fit.fit_minilm(
+            frame,
+            issues,
+            training_set.version,
+            lakehouse.lake.models,
+            storage,
+            MiniLMParams(cpus_per_worker=training.text_cpus_per_worker),
+        )
     else:
         params = TextModelParams(epochs=training.text_epochs, cpus_per_worker=training.text_cpus_per_worker)
         artifact = fit.fit_text_model(frame, issues, training_set.version, lakehouse.lake.models, storage, params)
@@ -141,17 +187,30 @@ def text_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, 
 
 
 @dg.asset(group_name="training", kinds={"lightgbm", "ray"})
-def risk_model(context: dg.AssetExecutionContext, training_set: TrainingSetRef, label_issues: LabelIssuesRef,
-               content_classifier: ModelArtifact, ray_cluster: RayResource, lakehouse: LakehouseResource,
-               training: TrainingResource) -> ModelArtifact:
+def risk_model(
+    context: dg.AssetExecutionContext,
+    training_set: TrainingSetRef,
+    label_issues: LabelIssuesRef,
+    content_classifier: ModelArtifact,
+    ray_cluster: RayResource,
+    lakehouse: LakehouseResource,
+    training: TrainingResource,
+) -> ModelArtifact:
     """The risk model: multiclass LightGBM on Ray Train V2 over the content classifier's out-of-fold scores
     plus behaviour, network and context features of platform content. With its content classifier it is the
     pair that is evaluated, promoted and served together. `ray_cluster` is connected for the step by
     dagster-ray before this body runs."""
     storage = training.ray_storage()
-    params = LightGBMParams(num_workers=training.lightgbm_workers,
-                            threads_per_worker=training.lightgbm_threads_per_worker)
-    artifact = fit_risk_model(pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path),
-                              content_classifier, lakehouse.lake.models, storage, params)
+    params = LightGBMParams(
+        num_workers=training.lightgbm_workers, threads_per_worker=training.lightgbm_threads_per_worker
+    )
+    artifact = fit_risk_model(
+        pl.read_parquet(training_set.path),
+        pl.read_parquet(label_issues.path),
+        content_classifier,
+        lakehouse.lake.models,
+        storage,
+        params,
+    )
     context.add_output_metadata(model_metadata(artifact))
     return artifact

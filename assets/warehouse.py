@@ -35,6 +35,7 @@ TRAINING_MODELS = ("mart_label_issues",)
 # Models built from the monitoring tables and the ops alert log; they run after monitoring.
 MONITORING_MODELS = ("mart_model_monitoring", "ops_alerts")
 
+
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
     """Keys, groups, owners, automation and check descriptions of every dbt node, in one place.
 
@@ -48,22 +49,37 @@ class TrustlakeDbtTranslator(DagsterDbtTranslator):
         if props["resource_type"] == "source":
             return spec.replace_attributes(key=dg.AssetKey(props["name"]))
         layer = props.get("fqn", ["", ""])[1] if len(props.get("fqn", [])) > 2 else "marts"
-        group = ("scoring" if props["name"] in SCORING_MODELS else
-                 "training" if props["name"] in TRAINING_MODELS else
-                 "monitoring" if props["name"] in MONITORING_MODELS else "warehouse")
+        group = (
+            "scoring"
+            if props["name"] in SCORING_MODELS
+            else "training"
+            if props["name"] in TRAINING_MODELS
+            else "monitoring"
+            if props["name"] in MONITORING_MODELS
+            else "warehouse"
+        )
         key = dg.AssetKey(props["name"])
         partition_column = _model_meta(props).get("partition_column")
         return spec.replace_attributes(
-            key=key, group_name=group, owners=owners_for(group), automation_condition=automation_condition_for(key),
-        ).merge_attributes(kinds={"dbt", "duckdb"}, tags={"layer": layer},
-                           metadata={"partition_column": partition_column} if partition_column else {})
+            key=key,
+            group_name=group,
+            owners=owners_for(group),
+            automation_condition=automation_condition_for(key),
+        ).merge_attributes(
+            kinds={"dbt", "duckdb"},
+            tags={"layer": layer},
+            metadata={"partition_column": partition_column} if partition_column else {},
+        )
 
-    def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
-                             project) -> dg.AssetCheckSpec | None:
+    def get_asset_check_spec(
+        self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str, project
+    ) -> dg.AssetCheckSpec | None:
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
         if spec is None or spec.description:
             return spec
-        return spec._replace(description=describe_dbt_test(manifest["nodes"][unique_id], spec.asset_key.to_user_string()))
+        return spec._replace(
+            description=describe_dbt_test(manifest["nodes"][unique_id], spec.asset_key.to_user_string())
+        )
 
 
 def _model_meta(props: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -77,8 +93,9 @@ def describe_dbt_test(test: Mapping[str, Any], tested: str) -> str:
         return test["description"]
     generic = test.get("test_metadata") or {}
     if not generic:
-        comments = [line.strip()[2:].strip() for line in test.get("raw_code", "").splitlines()
-                    if line.strip().startswith("--")]
+        comments = [
+            line.strip()[2:].strip() for line in test.get("raw_code", "").splitlines() if line.strip().startswith("--")
+        ]
         return " ".join(comments) or f"dbt test {test['name']}: fails when its query returns rows."
     args = generic.get("kwargs") or {}
     col = f"`{args.get('column_name')}`" if args.get("column_name") else "the row"
@@ -141,49 +158,77 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
         if invocation.is_successful() or not is_lock_error(invocation.get_error()):
             break
         if time.monotonic() >= deadline:
-            raise dg.Failure(f"dbt could not lock {lake.warehouse_db}: {lock_holder(invocation.get_error())} kept it "
-                             f"open for {LOCK_WAIT_SECONDS:.0f} s. Close it and run again; analysts query "
-                             f"{lake.marts_db} (docs/operations.md, 'Warehouse locks and recovery').")
-        context.log.warning(f"dbt could not lock {lake.warehouse_db} ({lock_holder(invocation.get_error())} opened "
-                            "it first); building again once it is closed.")
+            raise dg.Failure(
+                f"dbt could not lock {lake.warehouse_db}: {lock_holder(invocation.get_error())} kept it "
+                f"open for {LOCK_WAIT_SECONDS:.0f} s. Close it and run again; analysts query "
+                f"{lake.marts_db} (docs/operations.md, 'Warehouse locks and recovery')."
+            )
+        context.log.warning(
+            f"dbt could not lock {lake.warehouse_db} ({lock_holder(invocation.get_error())} opened "
+            "it first); building again once it is closed."
+        )
     keys = {e.output_name: context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)}
     names = {output: key.path[-1] for output, key in keys.items()}
-    tables = retry_while_locked(lambda: describe_tables(lake.warehouse_db, list(names.values())),
-                                lake.warehouse_db, on_wait=context.log.warning)
+    tables = retry_while_locked(
+        lambda: describe_tables(lake.warehouse_db, list(names.values())), lake.warehouse_db, on_wait=context.log.warning
+    )
     # A model with a partition column (its YAML meta) reports each day's own rows on that day's
     # partition; any other model reports only the whole table, which no day owns.
     dated = {names[o]: context.assets_def.specs_by_key[k].metadata.get("partition_column") for o, k in keys.items()}
     dated = {name: column for name, column in dated.items() if column} if days else {}
-    per_day = retry_while_locked(lambda: rows_by_day(lake.warehouse_db, dated, days[0], days[-1]),
-                                 lake.warehouse_db, on_wait=context.log.warning) if dated else {}
+    per_day = (
+        retry_while_locked(
+            lambda: rows_by_day(lake.warehouse_db, dated, days[0], days[-1]),
+            lake.warehouse_db,
+            on_wait=context.log.warning,
+        )
+        if dated
+        else {}
+    )
     for event in events:
         if isinstance(event, dg.Output) and names[event.output_name] in tables:
             name = names[event.output_name]
             rows, schema = tables[name]
-            metadata = {**{k: round(v, 3) if isinstance(v, float) else v for k, v in event.metadata.items()},
-                        "table_row_count": rows, "dagster/column_schema": schema_metadata(schema)}
+            metadata = {
+                **{k: round(v, 3) if isinstance(v, float) else v for k, v in event.metadata.items()},
+                "table_row_count": rows,
+                "dagster/column_schema": schema_metadata(schema),
+            }
             if not days:
                 metadata["dagster/row_count"] = rows
             for day in days if name in per_day else ():
-                context.add_asset_metadata({"dagster/row_count": per_day[name].get(day, 0)},
-                                           asset_key=keys[event.output_name], partition_key=day.isoformat())
+                context.add_asset_metadata(
+                    {"dagster/row_count": per_day[name].get(day, 0)},
+                    asset_key=keys[event.output_name],
+                    partition_key=day.isoformat(),
+                )
             event = event.with_metadata(metadata)
         yield event
     if not invocation.is_successful():
         raise dg.Failure(f"dbt build failed; see the failed models and checks above. {invocation.get_error()}")
 
+
 @dbt_assets(select=" ".join(SCORING_MODELS), name="review_queue_models", **DBT_ASSET_ARGS)
-def review_queue_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
+def review_queue_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
+) -> Iterator:
     """The review queue from the champion's scores, then a fresh publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)
     lake = lakehouse.lake
     publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
 
 
-@dbt_assets(select=" ".join(TRAINING_MODELS), name="label_quality_models", manifest=dbt_project.manifest_path,
-            project=dbt_project, dagster_dbt_translator=translator, pool=DUCKDB_POOL)
-def label_quality_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                         lakehouse: LakehouseResource) -> Iterator:
+@dbt_assets(
+    select=" ".join(TRAINING_MODELS),
+    name="label_quality_models",
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    pool=DUCKDB_POOL,
+)
+def label_quality_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
+) -> Iterator:
     """mart_label_issues from the training run's label issues, then a fresh publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)
     lake = lakehouse.lake
@@ -193,17 +238,21 @@ def label_quality_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
 def schema_metadata(schema: list[tuple[str, str]]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in schema])
 
+
 def warehouse_marts(manifest: Mapping[str, Any]) -> list[str]:
     """The marts the warehouse build makes (dbt models in the `marts` schema outside the scoring,
     training and monitoring groups): what `published_marts` waits for. Read from the manifest, so
     a new mart is published without being listed again here."""
     later = {*SCORING_MODELS, *TRAINING_MODELS, *MONITORING_MODELS}
-    return sorted(n["name"] for n in manifest["nodes"].values()
-                  if n["resource_type"] == "model" and n["config"].get("schema") == MARTS_SCHEMA
-                  and n["name"] not in later)
+    return sorted(
+        n["name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and n["config"].get("schema") == MARTS_SCHEMA and n["name"] not in later
+    )
 
 
 MART_KEYS = warehouse_marts(json.loads(dbt_project.manifest_path.read_text()))
+
 
 @dg.asset(
     key="published_marts",
@@ -224,8 +273,8 @@ def published_marts(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
         metadata={
             "path": dg.MetadataValue.path(str(lake.marts_db)),
             "tables": len(counts),
-            "rows_by_table": dg.MetadataValue.md(markdown_table(
-                pl.DataFrame({"table": list(counts), "rows": list(counts.values())}))),
+            "rows_by_table": dg.MetadataValue.md(
+                markdown_table(pl.DataFrame({"table": list(counts), "rows": list(counts.values())}))
+            ),
         }
     )
-

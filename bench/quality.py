@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import polars as pl
-
 from report import write_report  # bench/report.py, beside this script
+
 from ml.evaluation.results import ClassifierEvaluation, PairEvaluation, SetMetrics, read_evaluation
 from ml.lake import Lake
 from ml.registry import Registry
@@ -36,10 +36,20 @@ def set_rows(name: str, set_name: str, metrics: SetMetrics | None) -> list[dict]
     """Per-policy and macro rows of one model on one set (none when the set was not measured)."""
     if metrics is None:
         return []
-    return [*({"model": name, "set": set_name, "policy": p, "pr_auc": m.pr_auc, "roc_auc": m.roc_auc}
-              for p, m in metrics.policies.items() if p in VIOLATING),
-            {"model": name, "set": set_name, "policy": "macro", "pr_auc": metrics.macro_pr_auc,
-             "roc_auc": metrics.macro_roc_auc}]
+    return [
+        *(
+            {"model": name, "set": set_name, "policy": p, "pr_auc": m.pr_auc, "roc_auc": m.roc_auc}
+            for p, m in metrics.policies.items()
+            if p in VIOLATING
+        ),
+        {
+            "model": name,
+            "set": set_name,
+            "policy": "macro",
+            "pr_auc": metrics.macro_pr_auc,
+            "roc_auc": metrics.macro_roc_auc,
+        },
+    ]
 
 
 def classifier_rows(name: str, ev: ClassifierEvaluation, baseline: bool = False) -> list[dict]:
@@ -61,16 +71,27 @@ def label_issue_truth(lake: Lake) -> dict:
     issues = pl.read_parquet(lake.features / "label_issues" / "part-0.parquet")
     truth = pl.read_parquet(str(lake.ground_truth / "content_truth" / "date=*" / "*.parquet"))
     platform = issues.filter(pl.col("label_id").str.starts_with("content:")).with_columns(
-        pl.col("label_id").str.strip_prefix("content:").cast(pl.Int64).alias("content_id"))
+        pl.col("label_id").str.strip_prefix("content:").cast(pl.Int64).alias("content_id")
+    )
     joined = platform.join(truth.select("content_id", "true_policy"), on="content_id")
     wrong = joined["given_label"] != joined["true_policy"]
     flagged = joined["is_label_issue"]
-    return {"platform_labels": joined.height, "wrong_labels": int(wrong.sum()), "flagged": int(flagged.sum()),
-            "precision": round(float((wrong & flagged).sum() / max(flagged.sum(), 1)), 3),
-            "recall": round(float((wrong & flagged).sum() / max(wrong.sum(), 1)), 3),
-            "suggested_label_right_when_flagged": round(float(
-                (joined.filter(flagged & wrong)["suggested_label"] == joined.filter(flagged & wrong)["true_policy"])
-                .mean() or 0.0), 3)}
+    return {
+        "platform_labels": joined.height,
+        "wrong_labels": int(wrong.sum()),
+        "flagged": int(flagged.sum()),
+        "precision": round(float((wrong & flagged).sum() / max(flagged.sum(), 1)), 3),
+        "recall": round(float((wrong & flagged).sum() / max(wrong.sum(), 1)), 3),
+        "suggested_label_right_when_flagged": round(
+            float(
+                (
+                    joined.filter(flagged & wrong)["suggested_label"] == joined.filter(flagged & wrong)["true_policy"]
+                ).mean()
+                or 0.0
+            ),
+            3,
+        ),
+    }
 
 
 def encoder_speed(lake: Lake, n: int) -> dict:
@@ -90,7 +111,7 @@ def encoder_speed(lake: Lake, n: int) -> dict:
         started = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, n, 64):
-                enc = tok(batch[i:i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                enc = tok(batch[i : i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
                 model(**enc)
         out[f"{order}_texts_per_second"] = round(n / (time.perf_counter() - started), 1)
     return out

@@ -19,12 +19,18 @@ _START_LOAD = os.getloadavg()
 
 def write_report(name: str, report, summary=None) -> Path:
     """Print `summary` (default: the whole report) and write the report with its machine facts."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    payload = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "commit": commit or "unknown", "cpus": os.cpu_count(),
-               "load_average_at_start": [round(x, 2) for x in _START_LOAD],
-               "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "results": report}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
+    payload = {
+        "benchmark": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit or "unknown",
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in _START_LOAD],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "results": report,
+    }
     print(json.dumps(report if summary is None else summary, indent=2))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"

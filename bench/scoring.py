@@ -35,8 +35,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from report import write_report  # bench/report.py, beside this script
+
 from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.lake import Lake
@@ -57,17 +57,26 @@ def batch(settings: Settings, items: int) -> dict:
     t = time.perf_counter()
     scores = score_frame(champion, frame)
     seconds = time.perf_counter() - t
-    return {"model_version": champion.version, "items": scores.height, "seconds": round(seconds, 2),
-            "items_per_second": round(scores.height / seconds), "distinct_texts": frame["text"].n_unique(),
-            "goal_items_per_second": 50_000}
+    return {
+        "model_version": champion.version,
+        "items": scores.height,
+        "seconds": round(seconds, 2),
+        "items_per_second": round(scores.height / seconds),
+        "distinct_texts": frame["text"].n_unique(),
+        "goal_items_per_second": 50_000,
+    }
 
 
 def distinct_input(texts, rows: int, path: Path) -> None:
     """`rows` texts drawn from `texts`, each made unique by its row number, as CSV or Parquet."""
     import polars as pl
 
-    frame = (texts.sample(n=rows, with_replacement=True, seed=0).to_frame("text")
-             .with_row_index("id").with_columns(pl.col("text") + " #" + pl.col("id").cast(pl.String)))
+    frame = (
+        texts.sample(n=rows, with_replacement=True, seed=0)
+        .to_frame("text")
+        .with_row_index("id")
+        .with_columns(pl.col("text") + " #" + pl.col("id").cast(pl.String))
+    )
     frame.write_csv(path) if path.suffix == ".csv" else frame.write_parquet(path)
 
 
@@ -99,9 +108,17 @@ def distinct_child(src: Path) -> None:
     score_file(Lake(settings.home).models, src, "text", out)
     seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
     # CPU seconds too: on a shared machine wall time mostly measures the neighbours.
-    print(json.dumps({"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-                      "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": imported,
-                      "output_bytes": out.stat().st_size}))
+    print(
+        json.dumps(
+            {
+                "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu_seconds, 2),
+                "peak_rss_mb": peak_rss_mb(),
+                "rss_after_imports_mb": imported,
+                "output_bytes": out.stat().st_size,
+            }
+        )
+    )
 
 
 def distinct(settings: Settings, sizes: list[int], fmt: str) -> dict:
@@ -112,24 +129,42 @@ def distinct(settings: Settings, sizes: list[int], fmt: str) -> dict:
         for rows in sizes:
             src = Path(tmp) / f"distinct-{rows}.{fmt}"
             distinct_input(pool["text"], rows, src)
-            child = subprocess.run([sys.executable, __file__, "--distinct-child", str(src)], capture_output=True,
-                                   text=True, cwd=PROJECT_ROOT, check=False)
+            child = subprocess.run(
+                [sys.executable, __file__, "--distinct-child", str(src)],
+                capture_output=True,
+                text=True,
+                cwd=PROJECT_ROOT,
+                check=False,
+            )
             if child.returncode != 0:
                 how = f"signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
                 raise RuntimeError(f"scoring {rows:,} rows failed ({how}): {child.stderr[-2000:]}")
             run = json.loads(child.stdout.strip().splitlines()[-1])
-            runs.append({"rows": rows, "input_bytes": src.stat().st_size,
-                         "items_per_second": round(rows / run["seconds"]),
-                         "items_per_cpu_second": round(rows / run["cpu_seconds"]), **run})
+            runs.append(
+                {
+                    "rows": rows,
+                    "input_bytes": src.stat().st_size,
+                    "items_per_second": round(rows / run["seconds"]),
+                    "items_per_cpu_second": round(rows / run["cpu_seconds"]),
+                    **run,
+                }
+            )
             for f in Path(tmp).iterdir():
                 f.unlink()
-            print(f"distinct {rows:>10,} rows: {runs[-1]['items_per_second']:>7,} items/s "
-                  f"({runs[-1]['items_per_cpu_second']:,} per CPU second), peak RSS {run['peak_rss_mb']:,} MB",
-                  file=sys.stderr)
+            print(
+                f"distinct {rows:>10,} rows: {runs[-1]['items_per_second']:>7,} items/s "
+                f"({runs[-1]['items_per_cpu_second']:,} per CPU second), peak RSS {run['peak_rss_mb']:,} MB",
+                file=sys.stderr,
+            )
     ratio = runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
-    return {"format": fmt, "runs": runs, "peak_rss_ratio": round(ratio, 2),
-            "ratio_of": f"{runs[-1]['rows']:,} vs {runs[0]['rows']:,} rows", "goal_peak_rss_ratio": 1.5,
-            "goal_met": ratio <= 1.5}
+    return {
+        "format": fmt,
+        "runs": runs,
+        "peak_rss_ratio": round(ratio, 2),
+        "ratio_of": f"{runs[-1]['rows']:,} vs {runs[0]['rows']:,} rows",
+        "goal_peak_rss_ratio": 1.5,
+        "goal_met": ratio <= 1.5,
+    }
 
 
 def free_port() -> int:
@@ -216,9 +251,16 @@ async def closed_loop(port: int, connections: int, requests: int, texts: list[st
     started = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(connections)))
     seconds = time.perf_counter() - started
-    return {"connections": connections, "requests": requests, "seconds": round(seconds, 2),
-            "answered_200_per_second": round(len(ok) / seconds, 1), "share_503": round(len(shed) / requests, 4),
-            "other_outcomes": other, **_percentiles("ok", ok), **_percentiles("503", shed)}
+    return {
+        "connections": connections,
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "answered_200_per_second": round(len(ok) / seconds, 1),
+        "share_503": round(len(shed) / requests, 4),
+        "other_outcomes": other,
+        **_percentiles("ok", ok),
+        **_percentiles("503", shed),
+    }
 
 
 # The load generators speak HTTP/1.1 over plain asyncio streams: httpx spends more CPU per request
@@ -228,8 +270,10 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 def _score_request(port: int, i: int, texts: list[str]) -> bytes:
     body = json.dumps({"items": [{"id": i, "text": texts[i % len(texts)]}]}).encode()
-    return (f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def _exchange(conn: Connection, request: bytes) -> tuple[int, dict[str, str]]:
@@ -259,8 +303,13 @@ def serving(settings: Settings, *flags: str):
     """`trustlake serve` in a subprocess on a free loopback port, once /health says ok."""
     port = free_port()
     env = {**os.environ, "TRUSTLAKE_HOME": str(settings.home)}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("trustlake")), "serve", "--port", str(port), *flags],
-                              env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("trustlake")), "serve", "--port", str(port), *flags],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 60
         while True:
@@ -296,13 +345,22 @@ def http(settings: Settings, rate: float, seconds: float) -> dict:
         connections, requests = CLOSED_LOOP[-1]
         unbounded = asyncio.run(closed_loop(port, connections, requests, texts))
     shedding_p99 = closed[str(connections)]["ok_p99_ms"]
-    return {"rate_per_second": rate, "requests": len(lat), "other_outcomes": other,
-            "p50_ms": round(float(np.percentile(lat, 50)), 2),
-            "p90_ms": round(float(np.percentile(lat, 90)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
-            "max_ms": round(float(lat.max()), 2), "goal_p99_ms": 25,
-            "max_in_flight": max_in_flight, "closed_loop": closed, "closed_loop_without_shedding": unbounded,
-            "p99_ms_of_200s_at_200_connections_shedding_vs_not": round(shedding_p99 / unbounded["ok_p99_ms"], 3)
-            if shedding_p99 and unbounded["ok_p99_ms"] else None}
+    return {
+        "rate_per_second": rate,
+        "requests": len(lat),
+        "other_outcomes": other,
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p90_ms": round(float(np.percentile(lat, 90)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "max_ms": round(float(lat.max()), 2),
+        "goal_p99_ms": 25,
+        "max_in_flight": max_in_flight,
+        "closed_loop": closed,
+        "closed_loop_without_shedding": unbounded,
+        "p99_ms_of_200s_at_200_connections_shedding_vs_not": round(shedding_p99 / unbounded["ok_p99_ms"], 3)
+        if shedding_p99 and unbounded["ok_p99_ms"]
+        else None,
+    }
 
 
 def main() -> None:
@@ -310,8 +368,11 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--sizes", default="100000,1000000,2000000",
-                        help="rows of all-distinct text to score, comma-separated, each in a fresh process")
+    parser.add_argument(
+        "--sizes",
+        default="100000,1000000,2000000",
+        help="rows of all-distinct text to score, comma-separated, each in a fresh process",
+    )
     parser.add_argument("--distinct-format", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--only", choices=["batch", "distinct", "http"], default=None, help="run one part only")
     parser.add_argument("--distinct-child", type=Path, default=None, help=argparse.SUPPRESS)

@@ -8,11 +8,11 @@ Prints wall time, rows per second over every table, and content items per second
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import timedelta
 
 from report import write_report  # bench/report.py, beside this script
+
 from ml.corpora import load_text_pool
 from ml.simulator import RAW_TABLES, SimConfig, build_world, simulate_days
 from orchestration.settings import Settings

@@ -15,7 +15,6 @@ deep text model's training throughput (examples/s) on a sample of real corpus te
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import replace
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
 from report import write_report  # bench/report.py, beside this script
+
 from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.features.text import distinct, hashed_ngrams
@@ -34,8 +33,8 @@ from ml.taxonomy import POLICIES
 from ml.training import lightgbm_model, text_model
 from ml.training.content import risk_features
 from ml.training.lightgbm_model import LightGBMParams
-from ml.training.text_classifier import ClassifierParams, LinearTextClassifier, TextMatrix
 from ml.training.matrix import dense_matrix
+from ml.training.text_classifier import ClassifierParams, LinearTextClassifier, TextMatrix
 from ml.training.text_model import TextModelParams
 from orchestration.settings import Settings
 
@@ -46,7 +45,8 @@ def feature_matrix(rows: int, pool) -> tuple[np.ndarray, np.ndarray, pl.DataFram
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
     content = raw["content"].head(rows)
     frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]).join(
-        raw["content_truth"].select("content_id", "true_policy"), on="content_id")
+        raw["content_truth"].select("content_id", "true_policy"), on="content_id"
+    )
     y = frame["true_policy"].replace_strict({p: i for i, p in enumerate(POLICIES)}, return_dtype=pl.Int32).to_numpy()
     return risk_features(frame, classifier_proba(pool, frame["text"].to_list())), y, frame
 
@@ -73,8 +73,14 @@ def main() -> None:
     n_val = len(y) // 10
     X_tr, y_tr, X_val, y_val = X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
     # Same work on both sides: fixed rounds, no early stopping.
-    base = LightGBMParams(max_rounds=args.rounds, early_stopping_rounds=args.rounds + 1, feature_fraction=1.0,
-                          max_bin=255, threads_per_worker=2, num_workers=1)
+    base = LightGBMParams(
+        max_rounds=args.rounds,
+        early_stopping_rounds=args.rounds + 1,
+        feature_fraction=1.0,
+        max_bin=255,
+        threads_per_worker=2,
+        num_workers=1,
+    )
 
     t = time.perf_counter()
     booster = lightgbm_model.train_local(X_tr, y_tr, X_val, y_val, base)
@@ -86,8 +92,9 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        lightgbm_model.train_ray(X_tr[:1000], y_tr[:1000], X_val[:500], y_val[:500], replace(base, max_rounds=1),
-                                 Path(tmp))
+        lightgbm_model.train_ray(
+            X_tr[:1000], y_tr[:1000], X_val[:500], y_val[:500], replace(base, max_rounds=1), Path(tmp)
+        )
         fixed_fit_s = time.perf_counter() - t
         for workers, threads in ((1, 2), (2, 1)):
             p = replace(base, num_workers=workers, threads_per_worker=threads)
@@ -95,26 +102,37 @@ def main() -> None:
             b, info = lightgbm_model.train_ray(X_tr, y_tr, X_val, y_val, p, Path(tmp))
             wall = time.perf_counter() - t
             results[f"{workers}x{threads}"] = {
-                "wall_seconds": round(wall, 2), "in_worker_train_seconds": round(info["train_seconds"], 2),
-                "rounds": b.num_trees() // len(POLICIES), "ratio_vs_plain": round(wall / plain_s, 3),
+                "wall_seconds": round(wall, 2),
+                "in_worker_train_seconds": round(info["train_seconds"], 2),
+                "rounds": b.num_trees() // len(POLICIES),
+                "ratio_vs_plain": round(wall / plain_s, 3),
                 "ratio_vs_plain_excluding_fixed_fit_cost": round((wall - fixed_fit_s) / plain_s, 3),
             }
 
         # Deep text model throughput on real texts with their context features.
         sample = frame.sample(n=min(20_000, frame.height), seed=0)
         ng, dn = hashed_ngrams(sample["text"].to_list()), dense_matrix(sample)
-        ys = sample["true_policy"].replace_strict({p: i for i, p in enumerate(POLICIES)},
-                                                  return_dtype=pl.Int32).to_numpy()
+        ys = (
+            sample["true_policy"]
+            .replace_strict({p: i for i, p in enumerate(POLICIES)}, return_dtype=pl.Int32)
+            .to_numpy()
+        )
         half = len(ys) // 2
-        _, tinfo = text_model.train_ray(ng[:half], dn[:half], ys[:half], (ng[half:], dn[half:], ys[half:]),
-                                        TextModelParams(epochs=1), Path(tmp))
+        _, tinfo = text_model.train_ray(
+            ng[:half], dn[:half], ys[:half], (ng[half:], dn[half:], ys[half:]), TextModelParams(epochs=1), Path(tmp)
+        )
     ray.shutdown()
     report = {
-        "rows": int(len(y)), "features": int(X.shape[1]), "rounds": args.rounds, "text_source": source,
+        "rows": int(len(y)),
+        "features": int(X.shape[1]),
+        "rounds": args.rounds,
+        "text_source": source,
         "matrix_build_seconds": round(build_s, 1),
-        "plain_lightgbm_seconds": round(plain_s, 2), "plain_rounds": booster.num_trees() // len(POLICIES),
+        "plain_lightgbm_seconds": round(plain_s, 2),
+        "plain_rounds": booster.num_trees() // len(POLICIES),
         "ray": results,
-        "ray_init_seconds": round(init_s, 2), "ray_fixed_fit_seconds_1k_rows_1_round": round(fixed_fit_s, 2),
+        "ray_init_seconds": round(init_s, 2),
+        "ray_fixed_fit_seconds_1k_rows_1_round": round(fixed_fit_s, 2),
         "goal_ratio": 1.2,
         "text_model_examples_per_second": round(tinfo["examples_per_second"]),
         "text_model_examples": half,

@@ -22,15 +22,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
-
 from report import write_report  # bench/report.py, beside this script
+
 from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
 from ml.reference import land_reference, reference_frame
 from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_environment
-
 
 # Built by scoring, training and monitoring runs from tables this benchmark does not make.
 LATER_MODELS = ("mart_review_queue", "mart_label_issues", "mart_model_monitoring", "ops_alerts")
@@ -39,9 +38,25 @@ LATER_MODELS = ("mart_review_queue", "mart_label_issues", "mart_model_monitoring
 def dbt_build(lake: Lake, *extra: str) -> float:
     env = {**os.environ, **dbt_environment(lake)}
     t0 = time.perf_counter()
-    out = subprocess.run([DBT_EXECUTABLE, "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(lake.home / "dbt-target"),
-                          "--exclude", *LATER_MODELS, *extra], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            DBT_EXECUTABLE,
+            "build",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(lake.home / "dbt-target"),
+            "--exclude",
+            *LATER_MODELS,
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(out.stdout[-3000:] + out.stderr[-3000:])

@@ -12,9 +12,9 @@ import csv
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -25,8 +25,15 @@ from ml.text import with_text_identity
 log = logging.getLogger(__name__)
 
 # How each corpus is read: (relative glob, reader, surface style).
-RAW_SCHEMA = {"corpus": pl.String, "source": pl.String, "record_id": pl.String, "source_label": pl.String,
-              "policy": pl.String, "text": pl.String, "confidence": pl.Float64}
+RAW_SCHEMA = {
+    "corpus": pl.String,
+    "source": pl.String,
+    "record_id": pl.String,
+    "source_label": pl.String,
+    "policy": pl.String,
+    "text": pl.String,
+    "confidence": pl.Float64,
+}
 
 
 class CorpusError(ValueError):
@@ -53,8 +60,10 @@ def _davidson(path: Path) -> list[Record]:
     mapping = {"0": "hate_speech", "1": "harassment", "2": "benign"}
     votes = {"0": "hate_speech", "1": "offensive_language", "2": "neither"}
     reader = csv.DictReader(io.StringIO(_decode(path)))
-    return [(r[""], r["class"], mapping[r["class"]], r["tweet"], int(r[votes[r["class"]]]) / max(int(r["count"]), 1))
-            for r in reader]
+    return [
+        (r[""], r["class"], mapping[r["class"]], r["tweet"], int(r[votes[r["class"]]]) / max(int(r["count"]), 1))
+        for r in reader
+    ]
 
 
 def _olid(path: Path) -> list[Record]:
@@ -78,8 +87,9 @@ def _sms_spam(path: Path) -> list[Record]:
 def _smishing(path: Path) -> list[Record]:
     mapping = {"ham": "benign", "spam": "spam", "smishing": "scam"}
     reader = csv.DictReader(io.StringIO(_decode(path)))
-    return [(str(n + 1), r["label"], mapping[r["label"].strip().lower()], r["TEXT"], None)
-            for n, r in enumerate(reader)]
+    return [
+        (str(n + 1), r["label"], mapping[r["label"].strip().lower()], r["TEXT"], None) for n, r in enumerate(reader)
+    ]
 
 
 def _youtube(path: Path) -> list[Record]:
@@ -128,18 +138,20 @@ def read_corpora(directory: Path) -> pl.DataFrame:
                 rows = spec.reader(path)
             except (KeyError, ValueError, csv.Error) as exc:
                 raise CorpusError(f"corpus {spec.name}: cannot parse {path}: {exc!r}") from exc
-            frames.append(pl.DataFrame(
-                {
-                    "corpus": [spec.name] * len(rows),
-                    "source": [spec.source_of(path)] * len(rows),
-                    "record_id": [r[0] for r in rows],
-                    "source_label": [r[1] for r in rows],
-                    "policy": [r[2] for r in rows],
-                    "text": [r[3] for r in rows],
-                    "confidence": [spec.confidence if r[4] is None else r[4] for r in rows],
-                },
-                schema=RAW_SCHEMA,
-            ))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "corpus": [spec.name] * len(rows),
+                        "source": [spec.source_of(path)] * len(rows),
+                        "record_id": [r[0] for r in rows],
+                        "source_label": [r[1] for r in rows],
+                        "policy": [r[2] for r in rows],
+                        "text": [r[3] for r in rows],
+                        "confidence": [spec.confidence if r[4] is None else r[4] for r in rows],
+                    },
+                    schema=RAW_SCHEMA,
+                )
+            )
     return pl.concat(frames)
 
 
@@ -174,32 +186,65 @@ def deduplicate(records: pl.DataFrame) -> pl.DataFrame:
 # Built-in fallback: a small template generator so the pipeline runs with no corpora.
 # ---------------------------------------------------------------------------------------
 _TEMPLATES: dict[str, tuple[str, list[str], list[str]]] = {
-    "benign": ("tweet", [
-        "had a great {x} with my {y} today", "does anyone know a good {x} near the {y}",
-        "loving this {x}, thanks for sharing", "can't wait for the {x} this weekend with {y}",
-        "what a {x} game last night", "happy birthday to my favourite {y}",
-    ], ["lunch", "walk", "movie", "coffee", "concert", "family", "friends", "team", "park", "sister"]),
-    "harassment": ("tweet", [
-        "you are such a pathetic {x}, nobody likes you", "shut up you stupid {x}",
-        "go away {x}, you are worthless", "everyone knows you are a lying {x}",
-        "lol look at this ugly {x}", "you {x}, delete your account",
-    ], ["loser", "clown", "idiot", "moron", "fool", "joke", "creep", "coward", "freak", "liar"]),
-    "hate_speech": ("tweet", [
-        "all {x} should be banned from this country", "{x} are vermin and do not belong here",
-        "I hate every one of those {x}", "get the {x} out of our {y}",
-        "{x} are subhuman", "we need to get rid of {x} for good",
-    ], ["immigrants", "foreigners", "those people", "outsiders", "neighbourhood", "city", "schools"]),
-    "spam": ("youtube", [
-        "check out my channel for free {x}!!!", "subscribe to me and win {x}",
-        "FREE {x} click here now www.{y}.com", "follow my page for daily {x}",
-        "earn {x} from home, visit {y}.net", "like and share for a chance to get {x}",
-    ], ["giftcards", "followers", "iphones", "crypto", "cash", "promo", "deals", "prizes"]),
-    "scam": ("sms", [
-        "URGENT your {x} account is locked, verify at http://{y}.co now",
-        "you have won a {x}! call 0800 {n} to claim", "your {x} parcel is held, pay fee at {y}.info",
-        "final notice: {x} refund pending, send your card details to {y}",
-        "bank alert: unusual {x} login, confirm pin at http://{y}-secure.com",
-    ], ["bank", "paypal", "lottery", "tax", "delivery", "netflix", "prize", "wallet"]),
+    "benign": (
+        "tweet",
+        [
+            "had a great {x} with my {y} today",
+            "does anyone know a good {x} near the {y}",
+            "loving this {x}, thanks for sharing",
+            "can't wait for the {x} this weekend with {y}",
+            "what a {x} game last night",
+            "happy birthday to my favourite {y}",
+        ],
+        ["lunch", "walk", "movie", "coffee", "concert", "family", "friends", "team", "park", "sister"],
+    ),
+    "harassment": (
+        "tweet",
+        [
+            "you are such a pathetic {x}, nobody likes you",
+            "shut up you stupid {x}",
+            "go away {x}, you are worthless",
+            "everyone knows you are a lying {x}",
+            "lol look at this ugly {x}",
+            "you {x}, delete your account",
+        ],
+        ["loser", "clown", "idiot", "moron", "fool", "joke", "creep", "coward", "freak", "liar"],
+    ),
+    "hate_speech": (
+        "tweet",
+        [
+            "all {x} should be banned from this country",
+            "{x} are vermin and do not belong here",
+            "I hate every one of those {x}",
+            "get the {x} out of our {y}",
+            "{x} are subhuman",
+            "we need to get rid of {x} for good",
+        ],
+        ["immigrants", "foreigners", "those people", "outsiders", "neighbourhood", "city", "schools"],
+    ),
+    "spam": (
+        "youtube",
+        [
+            "check out my channel for free {x}!!!",
+            "subscribe to me and win {x}",
+            "FREE {x} click here now www.{y}.com",
+            "follow my page for daily {x}",
+            "earn {x} from home, visit {y}.net",
+            "like and share for a chance to get {x}",
+        ],
+        ["giftcards", "followers", "iphones", "crypto", "cash", "promo", "deals", "prizes"],
+    ),
+    "scam": (
+        "sms",
+        [
+            "URGENT your {x} account is locked, verify at http://{y}.co now",
+            "you have won a {x}! call 0800 {n} to claim",
+            "your {x} parcel is held, pay fee at {y}.info",
+            "final notice: {x} refund pending, send your card details to {y}",
+            "bank alert: unusual {x} login, confirm pin at http://{y}-secure.com",
+        ],
+        ["bank", "paypal", "lottery", "tax", "delivery", "netflix", "prize", "wallet"],
+    ),
 }
 
 
@@ -207,19 +252,25 @@ def builtin_records(seed: int = 7, per_policy: int = 600) -> pl.DataFrame:
     """Deterministic synthetic records (RAW_SCHEMA), used only when no corpora directory is available."""
     rng = np.random.default_rng(seed)
     rows = []
-    for policy, (style, templates, words) in _TEMPLATES.items():
+    for policy, (_style, templates, words) in _TEMPLATES.items():
         for _ in range(per_policy):
             t = templates[rng.integers(len(templates))]
             text = t.format(
-                x=words[rng.integers(len(words))], y=words[rng.integers(len(words))],
+                x=words[rng.integers(len(words))],
+                y=words[rng.integers(len(words))],
                 n=int(rng.integers(100000, 999999)),
             )
             rows.append(("builtin", policy, text + " " + "".join(rng.choice(list("!?. "), 2))))
     records = pl.DataFrame(
-        {"corpus": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows],
-         "source": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows],
-         "record_id": [str(i) for i in range(len(rows))], "source_label": [r[1] for r in rows],
-         "policy": [r[1] for r in rows], "text": [r[2] for r in rows], "confidence": [1.0] * len(rows)},
+        {
+            "corpus": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows],
+            "source": [f"builtin_{_TEMPLATES[r[1]][0]}" for r in rows],
+            "record_id": [str(i) for i in range(len(rows))],
+            "source_label": [r[1] for r in rows],
+            "policy": [r[1] for r in rows],
+            "text": [r[2] for r in rows],
+            "confidence": [1.0] * len(rows),
+        },
         schema=RAW_SCHEMA,
     )
     return records
@@ -257,5 +308,14 @@ def load_text_pool(directory: Path | None, seed: int = 7) -> tuple[pl.DataFrame,
     return builtin_pool(seed), "builtin"
 
 
-__all__ = ["CORPORA", "CorpusError", "POLICIES", "builtin_pool", "builtin_records", "deduplicate", "load_records",
-           "load_text_pool", "read_corpora"]
+__all__ = [
+    "CORPORA",
+    "CorpusError",
+    "POLICIES",
+    "builtin_pool",
+    "builtin_records",
+    "deduplicate",
+    "load_records",
+    "load_text_pool",
+    "read_corpora",
+]

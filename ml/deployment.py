@@ -21,8 +21,9 @@ class DeploymentDecision:
     reason: str
 
 
-def deploy(registry: Registry, pair: PairEvaluation, competitors: Sequence[ClassifierEvaluation],
-           actor: str) -> DeploymentDecision:
+def deploy(
+    registry: Registry, pair: PairEvaluation, competitors: Sequence[ClassifierEvaluation], actor: str
+) -> DeploymentDecision:
     """Promote the pair (recording who and why) or leave the champion untouched.
 
     `competitors` are evaluations of other content-classifier candidates, named in the reason when
@@ -31,19 +32,29 @@ def deploy(registry: Registry, pair: PairEvaluation, competitors: Sequence[Class
     before = registry.champion()
     current = before.version if before else None
     text_only = pair.classifier.text_only.macro_pr_auc
-    note = "".join(f"; {ev.version} ranks better on text-only held-out ({ev.text_only.macro_pr_auc:.3f}) but failed "
-                   f"{', '.join(ev.failed_gates)}" for ev in competitors
-                   if ev.text_only.macro_pr_auc > text_only and not ev.gates_passed)
+    note = "".join(
+        f"; {ev.version} ranks better on text-only held-out ({ev.text_only.macro_pr_auc:.3f}) but failed "
+        f"{', '.join(ev.failed_gates)}"
+        for ev in competitors
+        if ev.text_only.macro_pr_auc > text_only and not ev.gates_passed
+    )
     if not pair.gates_passed:
-        return DeploymentDecision(None, current, f"{pair.version} failed its gates ({', '.join(pair.failed_gates)}); "
-                                                 f"champion unchanged{note}")
+        return DeploymentDecision(
+            None, current, f"{pair.version} failed its gates ({', '.join(pair.failed_gates)}); champion unchanged{note}"
+        )
     if current == pair.version:
         return DeploymentDecision(None, current, "the pair is already champion")
-    reason = (f"every gate passed: text-only held-out macro PR-AUC {text_only:.3f} vs baseline "
-              f"{pair.classifier.baseline_text_only.macro_pr_auc:.3f}, simulated test macro PR-AUC "
-              f"{pair.test.macro_pr_auc:.3f}"
-              + (f" vs champion {pair.champion_test.macro_pr_auc:.3f} on the same rows" if pair.champion_test
-                 else " (first champion)") + note)
+    reason = (
+        f"every gate passed: text-only held-out macro PR-AUC {text_only:.3f} vs baseline "
+        f"{pair.classifier.baseline_text_only.macro_pr_auc:.3f}, simulated test macro PR-AUC "
+        f"{pair.test.macro_pr_auc:.3f}"
+        + (
+            f" vs champion {pair.champion_test.macro_pr_auc:.3f} on the same rows"
+            if pair.champion_test
+            else " (first champion)"
+        )
+        + note
+    )
     try:
         registry.promote(pair.version, reason=reason, actor=actor, expected_champion=pair.champion_version)
     except ChampionChangedError as exc:

@@ -29,8 +29,12 @@ from ml.taxonomy import VIOLATING
 
 ENFORCEMENT_ACTIONS = ("remove", "review", "allow")  # what the policy decides (not a moderator's decision action)
 THRESHOLD_NAMES = ("auto_action", "review")
-CONTEXT_COLUMNS = {"account_age_days_below": "account_age_days", "component_size_at_least": "component_size",
-                   "prior_enforcements_at_least": "prior_enforcements", "verified": "verified"}
+CONTEXT_COLUMNS = {
+    "account_age_days_below": "account_age_days",
+    "component_size_at_least": "component_size",
+    "prior_enforcements_at_least": "prior_enforcements",
+    "verified": "verified",
+}
 
 
 class PolicyError(ValueError):
@@ -54,8 +58,7 @@ class ContextRule(BaseModel):
     prior_enforcements_at_least: float | None = None
     verified: bool | None = None
 
-    @field_validator("account_age_days_below", "component_size_at_least", "prior_enforcements_at_least",
-                     mode="before")
+    @field_validator("account_age_days_below", "component_size_at_least", "prior_enforcements_at_least", mode="before")
     @classmethod
     def _numbers(cls, value, info):
         return _number(info.field_name, value)
@@ -124,7 +127,7 @@ class EnforcementPolicy(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "EnforcementPolicy":
+    def _unique_names(self) -> EnforcementPolicy:
         seen = set()
         for rule in self.rules:
             if rule.name in seen:
@@ -132,8 +135,9 @@ class EnforcementPolicy(BaseModel):
             seen.add(rule.name)
         return self
 
-    def decide(self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]],
-               context: pl.DataFrame | None = None) -> np.ndarray:
+    def decide(
+        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
+    ) -> np.ndarray:
         """The action for each row of `proba` (p_<policy> columns) given operating points."""
         n = proba.height
         action = np.full(n, None, dtype=object)
@@ -141,8 +145,11 @@ class EnforcementPolicy(BaseModel):
             policies = VIOLATING if rule.policy == "any" else (rule.policy,)
             hit = np.zeros(n, dtype=bool)
             for p in policies:
-                t = (thresholds[p][rule.score_at_least] if isinstance(rule.score_at_least, str)
-                     else float(rule.score_at_least))
+                t = (
+                    thresholds[p][rule.score_at_least]
+                    if isinstance(rule.score_at_least, str)
+                    else float(rule.score_at_least)
+                )
                 hit |= proba[f"p_{p}"].to_numpy() >= t
             for key, value in rule.context.items():
                 hit &= _context_mask(context, key, value, n)
@@ -191,8 +198,11 @@ def _line(loc: tuple, lines: dict[tuple, int], key: bool) -> int:
 def _describe(error: dict) -> str:
     field = error["loc"][-1] if error["loc"] else "policy"
     if error["type"] == "extra_forbidden":
-        where = "rule key" if len(error["loc"]) == 3 and error["loc"][0] == "rules" else (
-            "context rule" if "context" in error["loc"] else "key")
+        where = (
+            "rule key"
+            if len(error["loc"]) == 3 and error["loc"][0] == "rules"
+            else ("context rule" if "context" in error["loc"] else "key")
+        )
         return f"unknown {where} {field!r}"
     if error["type"] == "missing":
         return f"{'rule' if error['loc'][0] == 'rules' else 'policy'} is missing {field!r}"
@@ -221,8 +231,9 @@ def parse_policy(text: str, path: str = "<policy>") -> EnforcementPolicy:
     except ValidationError as exc:
         error = exc.errors()[0]  # the first problem, as a person fixes them one at a time
         loc = tuple(error["loc"])
-        raise PolicyError(f"{path} line {_line(loc, lines, error['type'] == 'extra_forbidden')}: "
-                          f"{_describe(error)}") from None
+        raise PolicyError(
+            f"{path} line {_line(loc, lines, error['type'] == 'extra_forbidden')}: {_describe(error)}"
+        ) from None
 
 
 def load_policy(path: Path) -> EnforcementPolicy:

@@ -126,12 +126,14 @@ class Lake:
         write_parquet_atomic(frame, target)
         for foreign in sorted(target_dir.glob("*.parquet")):
             if foreign != target and not foreign.name.startswith(LANDED_PREFIX):
-                self.quarantine(foreign, table, FOREIGN_FILE_REASON.format(
-                    partition=target_dir, target=target.name, day=day.isoformat()))
+                self.quarantine(
+                    foreign,
+                    table,
+                    FOREIGN_FILE_REASON.format(partition=target_dir, target=target.name, day=day.isoformat()),
+                )
         return target
 
-    def quarantine(self, file: Path, table: str, reason: str, now: datetime | None = None,
-                   copy: bool = False) -> Path:
+    def quarantine(self, file: Path, table: str, reason: str, now: datetime | None = None, copy: bool = False) -> Path:
         """Move `file` to `quarantine_dir/<table>/<UTC timestamp>-<name>` beside `<that>.reason.txt`.
 
         `reason` is the human part (what is wrong, which rows, what to do); the reason file adds
@@ -175,7 +177,9 @@ class Lake:
         base = (root or self.raw) / table
         if not base.is_dir():
             return []
-        return sorted(date.fromisoformat(p.name.split("=", 1)[1]) for p in base.glob("date=*") if any(p.glob("*.parquet")))
+        return sorted(
+            date.fromisoformat(p.name.split("=", 1)[1]) for p in base.glob("date=*") if any(p.glob("*.parquet"))
+        )
 
 
 # The name prefix of partition files holding landed external rows (ml.landing): re-landing the day
@@ -201,8 +205,7 @@ def _owned_temp(target: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_parquet_atomic(frame: pl.DataFrame, target: Path,
-                         before_replace: Callable[[], object] | None = None) -> Path:
+def write_parquet_atomic(frame: pl.DataFrame, target: Path, before_replace: Callable[[], object] | None = None) -> Path:
     """Write `frame` to `target` through a hidden temporary file in the same directory.
 
     `before_replace` runs once the new file is complete, just before it is renamed over
@@ -265,8 +268,9 @@ class AbandonedTemp:
     age_seconds: float
 
 
-def abandoned_temp_files(roots: tuple[Path, ...], grace_seconds: float = TEMP_GRACE_SECONDS,
-                         now: float | None = None) -> list[AbandonedTemp]:
+def abandoned_temp_files(
+    roots: tuple[Path, ...], grace_seconds: float = TEMP_GRACE_SECONDS, now: float | None = None
+) -> list[AbandonedTemp]:
     """Hidden `.<name>.*.tmp` files (and DuckDB's `.tmp.wal`) under `roots` that no live writer owns.
 
     A temp file is abandoned when it is older than `grace_seconds` and nobody holds a lock on

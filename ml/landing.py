@@ -83,40 +83,98 @@ def _contract(table: str, columns: dict, required: tuple[str, ...], **rules) -> 
 
 
 CONTRACTS: dict[str, TableContract] = {
-    "users": _contract("users", {
-        "user_id": pl.Int64, "signup_at": TIMESTAMP, "country": pl.String, "language": pl.String,
-        "device_fingerprint": pl.String, "ip_fingerprint": pl.String, "verified": pl.Boolean,
-        "follower_count": pl.Int64,
-    }, required=("user_id", "signup_at"), min_values={"follower_count": 0}),
-    "content": _contract("content", {
-        "content_id": pl.Int64, "author_id": pl.Int64, "created_at": TIMESTAMP, "surface": pl.String,
-        "language": pl.String, "text": pl.String, "text_hash": pl.String, "has_link": pl.Boolean,
-        "has_phone": pl.Boolean,
-    }, required=("content_id", "author_id", "created_at", "text", "text_hash"),
-        enums={"surface": SURFACES}, max_chars={"text": MAX_TEXT_CHARS}, text_hash=("text", "text_hash"),
-        references=(Reference("author_id", "users"),)),
-    "reports": _contract("reports", {
-        "report_id": pl.Int64, "content_id": pl.Int64, "reporter_id": pl.Int64, "reason": pl.String,
-        "reported_at": TIMESTAMP,
-    }, required=("report_id", "content_id", "reported_at"), enums={"reason": tuple(REPORT_REASONS)},
-        references=(Reference("content_id", "content"),)),
-    "decisions": _contract("decisions", {
-        "decision_id": pl.Int64, "content_id": pl.Int64, "moderator_id": pl.Int64, "review_reason": pl.String,
-        "policy": pl.String, "action": pl.String, "decided_at": TIMESTAMP,
-    }, required=("decision_id", "content_id", "moderator_id", "decided_at"),
+    "users": _contract(
+        "users",
+        {
+            "user_id": pl.Int64,
+            "signup_at": TIMESTAMP,
+            "country": pl.String,
+            "language": pl.String,
+            "device_fingerprint": pl.String,
+            "ip_fingerprint": pl.String,
+            "verified": pl.Boolean,
+            "follower_count": pl.Int64,
+        },
+        required=("user_id", "signup_at"),
+        min_values={"follower_count": 0},
+    ),
+    "content": _contract(
+        "content",
+        {
+            "content_id": pl.Int64,
+            "author_id": pl.Int64,
+            "created_at": TIMESTAMP,
+            "surface": pl.String,
+            "language": pl.String,
+            "text": pl.String,
+            "text_hash": pl.String,
+            "has_link": pl.Boolean,
+            "has_phone": pl.Boolean,
+        },
+        required=("content_id", "author_id", "created_at", "text", "text_hash"),
+        enums={"surface": SURFACES},
+        max_chars={"text": MAX_TEXT_CHARS},
+        text_hash=("text", "text_hash"),
+        references=(Reference("author_id", "users"),),
+    ),
+    "reports": _contract(
+        "reports",
+        {
+            "report_id": pl.Int64,
+            "content_id": pl.Int64,
+            "reporter_id": pl.Int64,
+            "reason": pl.String,
+            "reported_at": TIMESTAMP,
+        },
+        required=("report_id", "content_id", "reported_at"),
+        enums={"reason": tuple(REPORT_REASONS)},
+        references=(Reference("content_id", "content"),),
+    ),
+    "decisions": _contract(
+        "decisions",
+        {
+            "decision_id": pl.Int64,
+            "content_id": pl.Int64,
+            "moderator_id": pl.Int64,
+            "review_reason": pl.String,
+            "policy": pl.String,
+            "action": pl.String,
+            "decided_at": TIMESTAMP,
+        },
+        required=("decision_id", "content_id", "moderator_id", "decided_at"),
         enums={"review_reason": REVIEW_REASONS, "policy": tuple(POLICIES), "action": DECISION_ACTIONS},
-        unique=("content_id",), references=(Reference("content_id", "content"),)),
-    "appeals": _contract("appeals", {
-        "appeal_id": pl.Int64, "decision_id": pl.Int64, "content_id": pl.Int64, "appellant_id": pl.Int64,
-        "appealed_at": TIMESTAMP, "resolved_at": TIMESTAMP, "outcome": pl.String,
-    }, required=("appeal_id", "decision_id", "resolved_at"), enums={"outcome": APPEAL_OUTCOMES},
+        unique=("content_id",),
+        references=(Reference("content_id", "content"),),
+    ),
+    "appeals": _contract(
+        "appeals",
+        {
+            "appeal_id": pl.Int64,
+            "decision_id": pl.Int64,
+            "content_id": pl.Int64,
+            "appellant_id": pl.Int64,
+            "appealed_at": TIMESTAMP,
+            "resolved_at": TIMESTAMP,
+            "outcome": pl.String,
+        },
+        required=("appeal_id", "decision_id", "resolved_at"),
+        enums={"outcome": APPEAL_OUTCOMES},
         ordered=(("resolved_at", "appealed_at"),),
-        references=(Reference("decision_id", "decisions", allowed=("action", ENFORCEMENTS)),)),
-    "qa_audits": _contract("qa_audits", {
-        "audit_id": pl.Int64, "content_id": pl.Int64, "auditor_id": pl.Int64, "gold_policy": pl.String,
-        "audited_at": TIMESTAMP,
-    }, required=("audit_id", "content_id", "audited_at"), enums={"gold_policy": tuple(POLICIES)},
-        references=(Reference("content_id", "content"),)),
+        references=(Reference("decision_id", "decisions", allowed=("action", ENFORCEMENTS)),),
+    ),
+    "qa_audits": _contract(
+        "qa_audits",
+        {
+            "audit_id": pl.Int64,
+            "content_id": pl.Int64,
+            "auditor_id": pl.Int64,
+            "gold_policy": pl.String,
+            "audited_at": TIMESTAMP,
+        },
+        required=("audit_id", "content_id", "audited_at"),
+        enums={"gold_policy": tuple(POLICIES)},
+        references=(Reference("content_id", "content"),),
+    ),
 }
 assert tuple(CONTRACTS) == RAW_TABLES
 
@@ -159,13 +217,16 @@ class Validation:
         return self.rows_read - (self.good.height if self.good is not None else 0)
 
     def describe(self) -> str:
-        head = (f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in this {self.table} file "
-                f"({self.rows_read:,} rows read, {self.bad_rows:,} bad):")
+        head = (
+            f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in this {self.table} file "
+            f"({self.rows_read:,} rows read, {self.bad_rows:,} bad):"
+        )
         return "\n".join([head, *(f"  - {p.describe()}" for p in self.problems)])
 
 
-def validate(table: str, file: Path, now: datetime | None = None,
-             tolerance: timedelta = FUTURE_TOLERANCE) -> Validation:
+def validate(
+    table: str, file: Path, now: datetime | None = None, tolerance: timedelta = FUTURE_TOLERANCE
+) -> Validation:
     """Check a Parquet or CSV file against `table`'s contract; never raises for bad content."""
     file = Path(file)
     try:
@@ -196,15 +257,17 @@ def _read(file: Path) -> pl.DataFrame:
     raise ValueError(f"unsupported file type {file.suffix!r}: land Parquet or CSV")
 
 
-def validate_frame(table: str, frame: pl.DataFrame, now: datetime | None = None,
-                   tolerance: timedelta = FUTURE_TOLERANCE) -> tuple[pl.DataFrame | None, list[Problem]]:
+def validate_frame(
+    table: str, frame: pl.DataFrame, now: datetime | None = None, tolerance: timedelta = FUTURE_TOLERANCE
+) -> tuple[pl.DataFrame | None, list[Problem]]:
     """The rows of `frame` that pass every rule of `table`'s contract, and the problems found."""
     typed, bad, problems = _check_rows(table, frame, now, tolerance)
     return (None if typed is None else typed.filter(~bad)), problems
 
 
-def _check_rows(table: str, frame: pl.DataFrame, now: datetime | None,
-                tolerance: timedelta) -> tuple[pl.DataFrame | None, pl.Series | None, list[Problem]]:
+def _check_rows(
+    table: str, frame: pl.DataFrame, now: datetime | None, tolerance: timedelta
+) -> tuple[pl.DataFrame | None, pl.Series | None, list[Problem]]:
     """`frame` in the contract's columns and types, which rows break a rule, and the problems."""
     contract = CONTRACTS[table]
     expected = list(contract.columns)
@@ -212,12 +275,21 @@ def _check_rows(table: str, frame: pl.DataFrame, now: datetime | None,
     extra = [c for c in frame.columns if c not in contract.columns]
     problems: list[Problem] = []
     if extra:
-        problems.append(Problem("unexpected_columns", None,
-                                f"column(s) {extra} are not part of the {table} table ({', '.join(expected)})"
-                                + ("" if missing else "; the good rows keep only the table's columns")))
+        problems.append(
+            Problem(
+                "unexpected_columns",
+                None,
+                f"column(s) {extra} are not part of the {table} table ({', '.join(expected)})"
+                + ("" if missing else "; the good rows keep only the table's columns"),
+            )
+        )
     if missing:
-        problems.insert(0, Problem("missing_columns", None,
-                                   f"column(s) {missing} are missing; a {table} file has {', '.join(expected)}"))
+        problems.insert(
+            0,
+            Problem(
+                "missing_columns", None, f"column(s) {missing} are missing; a {table} file has {', '.join(expected)}"
+            ),
+        )
         return None, None, problems
 
     n = frame.height
@@ -228,7 +300,9 @@ def _check_rows(table: str, frame: pl.DataFrame, now: datetime | None,
         typed, not_typed = _coerce(frame[name], dtype)
         typed_columns.append(typed.alias(name))
         failed[name] = not_typed
-        bad = _flag(problems, bad, not_typed, "bad_value", name, f"with a value that is not a valid {_type_name(dtype)}")
+        bad = _flag(
+            problems, bad, not_typed, "bad_value", name, f"with a value that is not a valid {_type_name(dtype)}"
+        )
     typed = pl.DataFrame(typed_columns)
 
     for name in contract.required:
@@ -238,14 +312,19 @@ def _check_rows(table: str, frame: pl.DataFrame, now: datetime | None,
         unknown = typed[name].is_not_null() & ~typed[name].is_in(list(allowed))
         if unknown.any():
             values = sorted(typed[name].filter(unknown).unique().to_list())[:5]
-            bad = _flag(problems, bad, unknown, "unknown_value", name,
-                        f"with {values}, not one of {list(allowed)}")
+            bad = _flag(problems, bad, unknown, "unknown_value", name, f"with {values}, not one of {list(allowed)}")
     horizon = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) + tolerance
     future = (typed[contract.event_time] > horizon).fill_null(False)
     if future.any():
         latest = typed[contract.event_time].filter(future).max()
-        bad = _flag(problems, bad, future, "future_time", contract.event_time,
-                    f"dated after {horizon:%Y-%m-%d %H:%M} UTC (now + {_hours(tolerance)} h), the latest {latest}")
+        bad = _flag(
+            problems,
+            bad,
+            future,
+            "future_time",
+            contract.event_time,
+            f"dated after {horizon:%Y-%m-%d %H:%M} UTC (now + {_hours(tolerance)} h), the latest {latest}",
+        )
     for name, dtype in contract.columns.items():
         if dtype == pl.String:
             limit = contract.max_chars.get(name, MAX_STRING_CHARS)
@@ -258,20 +337,40 @@ def _check_rows(table: str, frame: pl.DataFrame, now: datetime | None,
     if contract.text_hash:
         text, hashed = contract.text_hash
         expected_hash = typed[text].map_elements(lambda t: text_hash(normalise(t)), return_dtype=pl.String)
-        bad = _flag(problems, bad, typed[hashed].is_not_null() & (typed[hashed] != expected_hash), "text_hash_mismatch",
-                    hashed, f"that is not ml.text.text_hash(ml.text.normalise({text})), the 16-hex-digit hash "
-                    "deduplication and evaluation splits rely on")
+        bad = _flag(
+            problems,
+            bad,
+            typed[hashed].is_not_null() & (typed[hashed] != expected_hash),
+            "text_hash_mismatch",
+            hashed,
+            f"that is not ml.text.text_hash(ml.text.normalise({text})), the 16-hex-digit hash "
+            "deduplication and evaluation splits rely on",
+        )
 
     # A row equal to an earlier row in every column is a copy: dropping it loses nothing. Rows
     # that share a key but differ elsewhere conflict, and no rule says which one is right.
     copy = ~typed.select(pl.struct(pl.all()).is_first_distinct()).to_series()
-    bad = _flag(problems, bad, copy, "duplicate_row", contract.key, "that copy an earlier row exactly (the copies are dropped)")
+    bad = _flag(
+        problems, bad, copy, "duplicate_row", contract.key, "that copy an earlier row exactly (the copies are dropped)"
+    )
     conflict = _conflicts(typed[contract.key], copy)
-    bad = _flag(problems, bad, conflict, "conflicting_key", contract.key,
-                "sharing their key with a different row (which one is right is unknown)")
+    bad = _flag(
+        problems,
+        bad,
+        conflict,
+        "conflicting_key",
+        contract.key,
+        "sharing their key with a different row (which one is right is unknown)",
+    )
     for name in contract.unique:
-        bad = _flag(problems, bad, _conflicts(typed[name], copy), "duplicate_value", name,
-                    f"sharing their {name} with another row (a {name} has at most one {table} row)")
+        bad = _flag(
+            problems,
+            bad,
+            _conflicts(typed[name], copy),
+            "duplicate_value",
+            name,
+            f"sharing their {name} with another row (a {name} has at most one {table} row)",
+        )
     return typed, bad, problems
 
 
@@ -305,8 +404,13 @@ def _coerce(series: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series
         else:
             typed = pl.Series([None] * series.len(), dtype=TIMESTAMP)
     elif dtype == pl.Boolean and series.dtype == pl.String:
-        typed = series.str.strip_chars().str.to_lowercase().replace_strict(
-            {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean)
+        typed = (
+            series.str.strip_chars()
+            .str.to_lowercase()
+            .replace_strict(
+                {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean
+            )
+        )
     elif dtype == pl.Int64 and series.dtype.is_float():
         whole = (series.is_finite() & (series.round(0) == series)).fill_null(False)
         typed = series.cast(pl.Int64, strict=False).zip_with(whole, pl.Series([None] * series.len(), dtype=pl.Int64))
@@ -329,8 +433,10 @@ ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 def _parse_timestamps(text: pl.Series) -> pl.Series:
     text = text.str.strip_chars()
     naive = [text.str.to_datetime(f, time_unit="us", strict=False) for f in NAIVE_FORMATS]
-    zoned = [text.str.to_datetime(f, time_unit="us", strict=False).dt.convert_time_zone("UTC")
-             .dt.replace_time_zone(None) for f in ZONED_FORMATS]
+    zoned = [
+        text.str.to_datetime(f, time_unit="us", strict=False).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        for f in ZONED_FORMATS
+    ]
     return pl.select(pl.coalesce(*naive, *zoned).alias(text.name)).to_series()
 
 
@@ -410,25 +516,36 @@ def _quarantine_raw_file(lake: Lake, table: str, path: Path, result: Validation)
     partition = path.parent.name
     day = partition.split("=", 1)[1] if "=" in partition else "?"
     keep = result.good is not None and result.good.height > 0
-    rows = (f"rows:       the {result.good.height:,} good rows were written back to {path}; the "
-            f"{result.bad_rows:,} rows listed above are not in the lake (this file keeps every row)." if keep else
-            "rows:       none of this file's rows are in the lake any more (no row passed every rule).")
+    rows = (
+        f"rows:       the {result.good.height:,} good rows were written back to {path}; the "
+        f"{result.bad_rows:,} rows listed above are not in the lake (this file keeps every row)."
+        if keep
+        else "rows:       none of this file's rows are in the lake any more (no row passed every rule)."
+    )
     if keep and all(p.rule == "duplicate_row" for p in result.problems):
         todo = "what to do: nothing is missing from the lake (only exact copies were dropped); delete this file."
     else:
-        todo = (f"what to do: fix the rows listed above and put the corrected file back at {path}\n"
-                f"            (it is validated again on the next run), or re-land the day with\n"
-                f"            `trustlake run --first {day} --days 1` if trustlake's simulator wrote it.")
+        todo = (
+            f"what to do: fix the rows listed above and put the corrected file back at {path}\n"
+            f"            (it is validated again on the next run), or re-land the day with\n"
+            f"            `trustlake run --first {day} --days 1` if trustlake's simulator wrote it."
+        )
     reason = f"why:        {result.describe()}\n{rows}\n{todo}"
     moved: list[Path] = []
     if keep:
         # The good rows replace the file in one rename right after it moves out.
-        write_parquet_atomic(result.good, path,
-                             before_replace=lambda: moved.append(lake.quarantine(path, table, reason)))
+        write_parquet_atomic(
+            result.good, path, before_replace=lambda: moved.append(lake.quarantine(path, table, reason))
+        )
     else:
         moved.append(lake.quarantine(path, table, reason))
-    log.warning("raw file %s broke the %s contract and was quarantined (%s); %s good rows kept",
-                path, table, "; ".join(p.rule for p in result.problems), result.good.height if keep else 0)
+    log.warning(
+        "raw file %s broke the %s contract and was quarantined (%s); %s good rows kept",
+        path,
+        table,
+        "; ".join(p.rule for p in result.problems),
+        result.good.height if keep else 0,
+    )
     return QuarantinedFile(table, path, moved[0], result, result.good.height if keep else 0)
 
 
@@ -509,11 +626,13 @@ class Claim:
         return f"{self.table}/{self.path.name}"
 
     @classmethod
-    def from_name(cls, lake: Lake, name: str) -> "Claim":
+    def from_name(cls, lake: Lake, name: str) -> Claim:
         table, _, file = name.partition("/")
         if table not in CONTRACTS or not file or "/" in file or "-" not in file:
-            raise LandingError(f"{name!r} is not a landing claim (<table>/<fingerprint>-<file name>, "
-                               f"table one of {', '.join(CONTRACTS)})")
+            raise LandingError(
+                f"{name!r} is not a landing claim (<table>/<fingerprint>-<file name>, "
+                f"table one of {', '.join(CONTRACTS)})"
+            )
         return cls(table, lake.landing / INGESTING / table / file)
 
 
@@ -555,8 +674,9 @@ def file_fingerprint(file: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def dropped_files(lake: Lake, table: str, now: float | None = None, settle_seconds: float = SETTLE_SECONDS
-                  ) -> list[Path]:
+def dropped_files(
+    lake: Lake, table: str, now: float | None = None, settle_seconds: float = SETTLE_SECONDS
+) -> list[Path]:
     """Files in `landing/<table>/` to look at: not hidden, not a folder, untouched for `settle_seconds`."""
     folder = lake.landing / table
     if not folder.is_dir():
@@ -581,8 +701,11 @@ def claims(lake: Lake, tables: Iterable[str] = RAW_TABLES) -> list[Claim]:
     for table in tables:
         folder = lake.landing / INGESTING / table
         if folder.is_dir():
-            out += [Claim(table, p) for p in sorted(folder.iterdir())
-                    if p.is_file() and not p.name.startswith(".") and "-" in p.name]
+            out += [
+                Claim(table, p)
+                for p in sorted(folder.iterdir())
+                if p.is_file() and not p.name.startswith(".") and "-" in p.name
+            ]
     return out
 
 
@@ -592,8 +715,15 @@ def landing_day(table: str, frame: pl.DataFrame, first_day: date) -> pl.Series:
     return day.clip(lower_bound=first_day) if table == "users" else day
 
 
-def check_landing(lake: Lake, table: str, file: Path, window: tuple[date, date], now: datetime | None = None,
-                  ignore_fingerprint: str | None = None, pending: Iterable[Claim] = ()) -> LandingCheck:
+def check_landing(
+    lake: Lake,
+    table: str,
+    file: Path,
+    window: tuple[date, date],
+    now: datetime | None = None,
+    ignore_fingerprint: str | None = None,
+    pending: Iterable[Claim] = (),
+) -> LandingCheck:
     """Check a dropped file against `table`'s contract (file rules, then lake rules on the rows passing them).
 
     `window` is the first and last day of the lake's daily partitions. `ignore_fingerprint` leaves
@@ -617,8 +747,7 @@ def check_landing(lake: Lake, table: str, file: Path, window: tuple[date, date],
         problems.append(Problem("empty", None, "the file has no rows"))
     waiting: set[str] = set()
     if (~bad).any():
-        bad = _check_against_lake(lake, table, typed, bad, window, problems, ignore_fingerprint,
-                                  list(pending), waiting)
+        bad = _check_against_lake(lake, table, typed, bad, window, problems, ignore_fingerprint, list(pending), waiting)
     good = typed.filter(~bad)
     days = tuple(sorted(set(landing_day(table, good, window[0]).to_list())))
     return LandingCheck(Validation(table, file, frame.height, good, tuple(problems)), days, tuple(sorted(waiting)))
@@ -630,17 +759,29 @@ def _lake_rows(lake: Lake, table: str, ignore_fingerprint: str | None = None) ->
     files = [p for p in sorted((lake.raw / table).glob("date=*/*.parquet")) if p.name != skip]
     if not files:
         return None
-    return pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert",
-                           extra_columns="ignore").select(list(CONTRACTS[table].columns))
+    return pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert", extra_columns="ignore").select(
+        list(CONTRACTS[table].columns)
+    )
 
 
-def _check_against_lake(lake: Lake, table: str, typed: pl.DataFrame, bad: pl.Series, window: tuple[date, date],
-                        problems: list[Problem], ignore_fingerprint: str | None, pending: list[Claim],
-                        waiting: set[str]) -> pl.Series:
+def _check_against_lake(
+    lake: Lake,
+    table: str,
+    typed: pl.DataFrame,
+    bad: pl.Series,
+    window: tuple[date, date],
+    problems: list[Problem],
+    ignore_fingerprint: str | None,
+    pending: list[Claim],
+    waiting: set[str],
+) -> pl.Series:
     contract = CONTRACTS[table]
     first, last = window
-    rows = typed.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
-                              landing_day(table, typed, first).alias("_day"), bad.alias("_bad"))
+    rows = typed.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
+        landing_day(table, typed, first).alias("_day"),
+        bad.alias("_bad"),
+    )
     n = typed.height
 
     def mask(frame: pl.DataFrame) -> pl.Series:
@@ -656,8 +797,12 @@ def _check_against_lake(lake: Lake, table: str, typed: pl.DataFrame, bad: pl.Ser
     def alive() -> pl.DataFrame:
         return rows.filter(~pl.col("_bad"))
 
-    flag(alive().filter((pl.col("_day") < first) | (pl.col("_day") > last)), "outside_window", contract.event_time,
-         f"dated outside the lake's daily partitions ({first} .. {last})")
+    flag(
+        alive().filter((pl.col("_day") < first) | (pl.col("_day") > last)),
+        "outside_window",
+        contract.event_time,
+        f"dated outside the lake's daily partitions ({first} .. {last})",
+    )
 
     # Keys: a row equal to a lake row in every column is already there; a different row with the
     # same key would replace it silently, so it is a duplicate, not an update.
@@ -668,41 +813,77 @@ def _check_against_lake(lake: Lake, table: str, typed: pl.DataFrame, bad: pl.Ser
         existing = own.filter(pl.col(contract.key).is_in(keys)).collect().unique(subset=contract.key, keep="first")
         joined = alive().join(existing, on=contract.key, how="inner", suffix="_lake")
         same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_lake")) for c in columns if c != contract.key)
-        flag(joined.filter(same), "already_landed", contract.key,
-             "identical to rows already in the lake (nothing is missing; they were not landed twice)")
-        flag(joined.filter(~same), "duplicate_key", contract.key,
-             f"whose {contract.key} is already in the lake with different values (a key is never overwritten)")
+        flag(
+            joined.filter(same),
+            "already_landed",
+            contract.key,
+            "identical to rows already in the lake (nothing is missing; they were not landed twice)",
+        )
+        flag(
+            joined.filter(~same),
+            "duplicate_key",
+            contract.key,
+            f"whose {contract.key} is already in the lake with different values (a key is never overwritten)",
+        )
         for name in contract.unique:
             taken = own.filter(pl.col(name).is_in(alive()[name].drop_nulls().unique().implode())).select(name)
-            flag(alive().join(taken.collect().unique(), on=name, how="semi"), "duplicate_value", name,
-                 f"whose {name} already has a {table} row in the lake (a {name} has at most one)")
+            flag(
+                alive().join(taken.collect().unique(), on=name, how="semi"),
+                "duplicate_value",
+                name,
+                f"whose {name} already has a {table} row in the lake (a {name} has at most one)",
+            )
 
     for ref in contract.references:
         target = CONTRACTS[ref.table]
         wanted = alive()[ref.column].drop_nulls().unique().implode()
         theirs = _lake_rows(lake, ref.table)
-        found = (theirs.filter(pl.col(target.key).is_in(wanted))
-                 .select(pl.col(target.key).alias(ref.column), pl.col(target.event_time).alias("_ref_time"),
-                         *([pl.col(ref.allowed[0]).alias("_ref_kind")] if ref.allowed else []))
-                 .collect().unique(subset=ref.column, keep="first")) if theirs is not None else None
-        joined = alive().join(found, on=ref.column, how="left") if found is not None else alive().with_columns(
-            pl.lit(None, dtype=TIMESTAMP).alias("_ref_time"))
+        found = (
+            (
+                theirs.filter(pl.col(target.key).is_in(wanted))
+                .select(
+                    pl.col(target.key).alias(ref.column),
+                    pl.col(target.event_time).alias("_ref_time"),
+                    *([pl.col(ref.allowed[0]).alias("_ref_kind")] if ref.allowed else []),
+                )
+                .collect()
+                .unique(subset=ref.column, keep="first")
+            )
+            if theirs is not None
+            else None
+        )
+        joined = (
+            alive().join(found, on=ref.column, how="left")
+            if found is not None
+            else alive().with_columns(pl.lit(None, dtype=TIMESTAMP).alias("_ref_time"))
+        )
         unknown = joined.filter(pl.col(ref.column).is_not_null() & pl.col("_ref_time").is_null())
         if unknown.height and pending:
             held = _pending_keys(pending, ref.table, target.key)
             for claim, keys in held:
                 if unknown[ref.column].is_in(keys.implode()).any():
                     waiting.add(claim.name)
-        flag(unknown, "unknown_reference", ref.column,
-             f"whose {ref.column} is not a {target.key} of any {ref.table} row in the lake (land those first)")
+        flag(
+            unknown,
+            "unknown_reference",
+            ref.column,
+            f"whose {ref.column} is not a {target.key} of any {ref.table} row in the lake (land those first)",
+        )
         known = joined.filter(pl.col("_ref_time").is_not_null() & ~pl.col("_bad"))
-        flag(known.filter(pl.col(contract.event_time) < pl.col("_ref_time")), "before_reference", contract.event_time,
-             f"earlier than the {ref.table} row their {ref.column} points at ({target.event_time})")
+        flag(
+            known.filter(pl.col(contract.event_time) < pl.col("_ref_time")),
+            "before_reference",
+            contract.event_time,
+            f"earlier than the {ref.table} row their {ref.column} points at ({target.event_time})",
+        )
         if ref.allowed:
             column, values = ref.allowed
-            flag(known.filter(~pl.col("_ref_kind").is_in(list(values)).fill_null(False)),
-                 "reference_not_allowed", ref.column,
-                 f"pointing at {ref.table} rows whose {column} is not one of {list(values)}")
+            flag(
+                known.filter(~pl.col("_ref_kind").is_in(list(values)).fill_null(False)),
+                "reference_not_allowed",
+                ref.column,
+                f"pointing at {ref.table} rows whose {column} is not one of {list(values)}",
+            )
 
     if table in ("decisions", "reports"):
         _check_review_order(lake, table, alive(), flag)
@@ -713,19 +894,33 @@ def _check_review_order(lake: Lake, table: str, alive: pl.DataFrame, flag) -> No
     """A decision's review latency (from its content's first report) is never negative (fct_moderation_actions)."""
     reports, decisions = _lake_rows(lake, "reports"), _lake_rows(lake, "decisions")
     content_ids = alive["content_id"].drop_nulls().unique().implode()
-    first_reports = None if reports is None else (
-        reports.filter(pl.col("content_id").is_in(content_ids)).group_by("content_id")
-        .agg(pl.col("reported_at").min().alias("_first_report")).collect())
+    first_reports = (
+        None
+        if reports is None
+        else (
+            reports.filter(pl.col("content_id").is_in(content_ids))
+            .group_by("content_id")
+            .agg(pl.col("reported_at").min().alias("_first_report"))
+            .collect()
+        )
+    )
     if table == "decisions":
         if first_reports is not None:
             early = alive.join(first_reports, on="content_id").filter(pl.col("decided_at") < pl.col("_first_report"))
-            flag(early, "decided_before_report", "decided_at",
-                 "earlier than the first report on their content (the review latency would be negative)")
+            flag(
+                early,
+                "decided_before_report",
+                "decided_at",
+                "earlier than the first report on their content (the review latency would be negative)",
+            )
         return
     if decisions is None:
         return
-    decided = (decisions.filter(pl.col("content_id").is_in(content_ids))
-               .select("content_id", pl.col("decided_at").alias("_decided_at")).collect())
+    decided = (
+        decisions.filter(pl.col("content_id").is_in(content_ids))
+        .select("content_id", pl.col("decided_at").alias("_decided_at"))
+        .collect()
+    )
     joined = alive.join(decided, on="content_id")
     if first_reports is not None:
         joined = joined.join(first_reports, on="content_id", how="left")
@@ -733,10 +928,15 @@ def _check_review_order(lake: Lake, table: str, alive: pl.DataFrame, flag) -> No
         joined = joined.with_columns(pl.lit(None, dtype=TIMESTAMP).alias("_first_report"))
     # The content's first report after this file lands: the earlier of the lake's and the file's.
     joined = joined.with_columns(
-        pl.min_horizontal(pl.col("_first_report"), pl.col("reported_at").min().over("content_id")).alias("_new_first"))
+        pl.min_horizontal(pl.col("_first_report"), pl.col("reported_at").min().over("content_id")).alias("_new_first")
+    )
     late = joined.filter(pl.col("_new_first") > pl.col("_decided_at"))
-    flag(late, "report_after_decision", "reported_at",
-         "that would be the first report on content decided before it (the review latency would be negative)")
+    flag(
+        late,
+        "report_after_decision",
+        "reported_at",
+        "that would be the first report on content decided before it (the review latency would be negative)",
+    )
 
 
 def _pending_keys(pending: list[Claim], table: str, key: str) -> list[tuple[Claim, pl.Series]]:
@@ -774,12 +974,17 @@ def claim_file(lake: Lake, table: str, file: Path, copy: bool = False) -> Claim:
 def quarantine_dropped(lake: Lake, check: LandingCheck, copy: bool = False) -> Path:
     """Put a file that lands nothing in quarantine with its reason: moved, or copied (`trustlake land`,
     which refuses a file with any problem whole, so its good rows did not land either)."""
-    return lake.quarantine(check.validation.path, check.validation.table,
-                           landing_reason(lake, check.validation, {}, (), refused_whole=copy), copy=copy)
+    return lake.quarantine(
+        check.validation.path,
+        check.validation.table,
+        landing_reason(lake, check.validation, {}, (), refused_whole=copy),
+        copy=copy,
+    )
 
 
-def ingest_claim(lake: Lake, claim: Claim, window: tuple[date, date], run_days: tuple[date, date],
-                 now: datetime | None = None) -> LandedFile:
+def ingest_claim(
+    lake: Lake, claim: Claim, window: tuple[date, date], run_days: tuple[date, date], now: datetime | None = None
+) -> LandedFile:
     """Land a claim's good rows in the raw partitions of their days; quarantine or keep the original.
 
     Idempotent: a re-run rewrites the same `landed-<fingerprint>.parquet` files (the check leaves
@@ -794,9 +999,11 @@ def ingest_claim(lake: Lake, claim: Claim, window: tuple[date, date], run_days: 
         result = check.validation
         outside = [d for d in check.days if not run_days[0] <= d <= run_days[1]]
         if outside:
-            raise LandingError(f"{claim.name} has rows for {outside[0]} .. {outside[-1]}, outside this run's "
-                               f"partitions {run_days[0]} .. {run_days[1]}: launch it for {check.days[0]} .. "
-                               f"{check.days[-1]} (the landing sensor does)")
+            raise LandingError(
+                f"{claim.name} has rows for {outside[0]} .. {outside[-1]}, outside this run's "
+                f"partitions {run_days[0]} .. {run_days[1]}: launch it for {check.days[0]} .. "
+                f"{check.days[-1]} (the landing sensor does)"
+            )
         good = result.good if result.good is not None else pl.DataFrame(schema=CONTRACTS[table].columns)
         day_of = landing_day(table, good, window[0])
         name = f"{LANDED_PREFIX}{claim.fingerprint}.parquet"
@@ -816,8 +1023,13 @@ def ingest_claim(lake: Lake, claim: Claim, window: tuple[date, date], run_days: 
         else:
             ingested = None
             quarantined = lake.quarantine(claim.path, table, landing_reason(lake, result, per_day, written), now=now)
-        log.info("landed %s: %s rows in %s day(s)%s", claim.name, good.height, len(per_day),
-                 f"; {result.bad_rows} bad rows quarantined in {quarantined}" if quarantined else "")
+        log.info(
+            "landed %s: %s rows in %s day(s)%s",
+            claim.name,
+            good.height,
+            len(per_day),
+            f"; {result.bad_rows} bad rows quarantined in {quarantined}" if quarantined else "",
+        )
         return LandedFile(claim, result, per_day, tuple(written), quarantined, ingested)
 
 
@@ -826,16 +1038,22 @@ def _already_handled(lake: Lake, claim: Claim) -> LandedFile:
     ingested = sorted((lake.landing / INGESTED / claim.table).glob(f"*-{claim.path.name}"))
     quarantined = sorted((lake.quarantine_dir / claim.table).glob(f"*-{claim.path.name}"))
     if not (written or ingested or quarantined):
-        raise LandingError(f"no file is waiting at {claim.path} and nothing in the lake came from it: "
-                           f"drop the file into {lake.landing / claim.table} again")
-    per_day = {date.fromisoformat(p.parent.name.split("=", 1)[1]): pl.scan_parquet(p).select(pl.len()).collect().item()
-               for p in written}
-    return LandedFile(claim, None, per_day, written, quarantined[-1] if quarantined else None,
-                      ingested[-1] if ingested else None)
+        raise LandingError(
+            f"no file is waiting at {claim.path} and nothing in the lake came from it: "
+            f"drop the file into {lake.landing / claim.table} again"
+        )
+    per_day = {
+        date.fromisoformat(p.parent.name.split("=", 1)[1]): pl.scan_parquet(p).select(pl.len()).collect().item()
+        for p in written
+    }
+    return LandedFile(
+        claim, None, per_day, written, quarantined[-1] if quarantined else None, ingested[-1] if ingested else None
+    )
 
 
-def landing_reason(lake: Lake, result: Validation, rows_per_day: dict[date, int], written: Iterable[Path],
-                   refused_whole: bool = False) -> str:
+def landing_reason(
+    lake: Lake, result: Validation, rows_per_day: dict[date, int], written: Iterable[Path], refused_whole: bool = False
+) -> str:
     """The human part of a quarantined landed file's reason file: what is wrong, where rows went, what to do."""
     landed = sum(rows_per_day.values())
     folder = lake.landing / result.table
@@ -843,28 +1061,40 @@ def landing_reason(lake: Lake, result: Validation, rows_per_day: dict[date, int]
     good = result.good.height if result.good is not None else 0
     if landed:
         days = sorted(rows_per_day)
-        rows = (f"rows:       the {landed:,} good rows were landed in the raw lake "
-                f"({', '.join(str(p) for p in written)}, days {days[0]} .. {days[-1]});\n"
-                f"            the {result.bad_rows:,} rows listed above are not in the lake.")
+        rows = (
+            f"rows:       the {landed:,} good rows were landed in the raw lake "
+            f"({', '.join(str(p) for p in written)}, days {days[0]} .. {days[-1]});\n"
+            f"            the {result.bad_rows:,} rows listed above are not in the lake."
+        )
     elif refused_whole and good:
-        rows = (f"rows:       nothing from this file was landed: `trustlake land` lands a file whole or not at all,\n"
-                f"            so its {good:,} good rows wait for the rows listed above to be fixed.")
+        rows = (
+            f"rows:       nothing from this file was landed: `trustlake land` lands a file whole or not at all,\n"
+            f"            so its {good:,} good rows wait for the rows listed above to be fixed."
+        )
     else:
         rows = "rows:       none of this file's rows were landed (no row passed every rule)."
     if rules <= {"duplicate_row", "already_landed"}:
-        todo = ("what to do: nothing is missing from the lake (only copies of rows it holds were refused); "
-                "delete this file.")
+        todo = (
+            "what to do: nothing is missing from the lake (only copies of rows it holds were refused); "
+            "delete this file."
+        )
     elif rules & {"unreadable", "missing_columns", "empty"}:
         columns = ", ".join(CONTRACTS[result.table].columns)
-        todo = (f"what to do: write the file again as Parquet or UTF-8 CSV with the columns {columns}\n"
-                f"            and drop it into {folder}/ (docs/operations.md, 'Landing external data').")
+        todo = (
+            f"what to do: write the file again as Parquet or UTF-8 CSV with the columns {columns}\n"
+            f"            and drop it into {folder}/ (docs/operations.md, 'Landing external data')."
+        )
     elif refused_whole:
-        todo = (f"what to do: fix the rows listed above and run `trustlake land FILE --table {result.table}` again,\n"
-                f"            or drop the file into {folder}/ to land its good rows now and quarantine the rest.")
+        todo = (
+            f"what to do: fix the rows listed above and run `trustlake land FILE --table {result.table}` again,\n"
+            f"            or drop the file into {folder}/ to land its good rows now and quarantine the rest."
+        )
     else:
-        todo = (f"what to do: fix the rows listed above and drop a file with them into {folder}/;\n"
-                "            rows that already landed are recognised and refused as already_landed, so\n"
-                "            dropping the whole corrected file is safe too.")
+        todo = (
+            f"what to do: fix the rows listed above and drop a file with them into {folder}/;\n"
+            "            rows that already landed are recognised and refused as already_landed, so\n"
+            "            dropping the whole corrected file is safe too."
+        )
     if "unknown_reference" in rules:
         todo += "\n            Rows referring to rows not in the lake yet: land those first (users, content, ...)."
     return f"why:        {result.describe()}\n{rows}\n{todo}"

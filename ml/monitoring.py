@@ -47,9 +47,26 @@ SCORE_COLUMNS: tuple[str, ...] = (*(f"p_{p}" for p in VIOLATING), "risk")
 # over an author's whole history (prior posts, reports, enforcements, and the enforced share of a ring) are
 # not: they only grow as the platform's history does, so against any past window they drift by design.
 NUMERIC_FEATURES: tuple[str, ...] = (
-    "account_age_days", "follower_count", "posts_last_24h", "component_size", "text_chars", "text_words",
-    "url_count", "phone_count", "mention_count", "hashtag_count", "upper_ratio", "digit_ratio", "exclaim_count",
-    "emoji_count", "leetspeak_tokens", "has_link", "has_phone", "promo_words", "verified", "shares_fingerprints",
+    "account_age_days",
+    "follower_count",
+    "posts_last_24h",
+    "component_size",
+    "text_chars",
+    "text_words",
+    "url_count",
+    "phone_count",
+    "mention_count",
+    "hashtag_count",
+    "upper_ratio",
+    "digit_ratio",
+    "exclaim_count",
+    "emoji_count",
+    "leetspeak_tokens",
+    "has_link",
+    "has_phone",
+    "promo_words",
+    "verified",
+    "shares_fingerprints",
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("surface", "language")
 # Columns cut at fixed points rather than the reference's deciles. Calibrated scores: ten equal bands of
@@ -62,16 +79,27 @@ FIXED_EDGES: dict[str, tuple[float, ...]] = {
 }
 # The binning rules' identity: a reference binned by other rules (older code) is binned again from its
 # scored rows when it is next used, so a change of rules never compares a day with stale bins.
-BINNING = hashlib.blake2b(repr((PSI_BINS, PSI_FLOOR, SCORE_COLUMNS, NUMERIC_FEATURES, CATEGORICAL_FEATURES,
-                                sorted(FIXED_EDGES.items()))).encode(), digest_size=6).hexdigest()
+BINNING = hashlib.blake2b(
+    repr(
+        (PSI_BINS, PSI_FLOOR, SCORE_COLUMNS, NUMERIC_FEATURES, CATEGORICAL_FEATURES, sorted(FIXED_EDGES.items()))
+    ).encode(),
+    digest_size=6,
+).hexdigest()
 AUTO_ACTION = "remove"  # the enforcement policy's action taken without a person (ml/enforcement_policy.yaml)
 FLAGGED = ("remove", "review")
 OTHER = "<other>"
 # Columns of every monitoring table (one row per day, metric and subject).
 METRIC_SCHEMA = {
-    "date": pl.Date, "metric": pl.String, "subject": pl.String, "value": pl.Float64,
-    "expected": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64,
-    "status": pl.String, "champion": pl.String,
+    "date": pl.Date,
+    "metric": pl.String,
+    "subject": pl.String,
+    "value": pl.Float64,
+    "expected": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n": pl.Int64,
+    "status": pl.String,
+    "champion": pl.String,
 }
 STATUSES = ("ok", "warn", "fail", "insufficient")
 
@@ -209,10 +237,12 @@ class Reference:
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Reference":
+    def from_json(cls, text: str) -> Reference:
         data = json.loads(text)
-        data["bins"] = {k: Bins(**{**b, "shares": tuple(b["shares"]), "edges": tuple(b["edges"]),
-                                   "values": tuple(b["values"])}) for k, b in data["bins"].items()}
+        data["bins"] = {
+            k: Bins(**{**b, "shares": tuple(b["shares"]), "edges": tuple(b["edges"]), "values": tuple(b["values"])})
+            for k, b in data["bins"].items()
+        }
         data["window_start"] = date.fromisoformat(data["window_start"])
         data["window_end"] = date.fromisoformat(data["window_end"])
         data["labels_until"] = datetime.fromisoformat(data["labels_until"]) if data["labels_until"] else None
@@ -263,8 +293,10 @@ def training_window(training_set: pl.DataFrame) -> tuple[date, date, datetime | 
     platform = training_set.filter(pl.col("content_id").is_not_null())
     train = platform.filter(pl.col("split") == "train")
     if train.is_empty():
-        raise ValueError("the training set has no platform content in its train split: there is no "
-                         "training window to monitor against (land and label some days, then retrain)")
+        raise ValueError(
+            "the training set has no platform content in its train split: there is no "
+            "training window to monitor against (land and label some days, then retrain)"
+        )
     labels_until = platform["label_at"].max() if "label_at" in platform.columns else None
     return train["created_date"].min(), train["created_date"].max(), labels_until, platform.height
 
@@ -292,24 +324,45 @@ def qa_labels(training_set: pl.DataFrame) -> pl.DataFrame:
     return training_set.filter(pl.col("label_source") == "qa_audit").select("content_id", "label")
 
 
-def build_reference(champion: str, dataset_version: str, window: tuple[date, date, datetime | None, int],
-                    monitored: pl.DataFrame, operating_points: Mapping[str, OperatingPoint], audits: pl.DataFrame,
-                    created_at: str = "") -> Reference:
+def build_reference(
+    champion: str,
+    dataset_version: str,
+    window: tuple[date, date, datetime | None, int],
+    monitored: pl.DataFrame,
+    operating_points: Mapping[str, OperatingPoint],
+    audits: pl.DataFrame,
+    created_at: str = "",
+) -> Reference:
     """The reference from `monitored` (the window's content with its champion scores and features) and `audits`
     (content_id, label of QA-audited content; those of the window are used)."""
     start, end, labels_until, label_rows = window
     frame = with_risk(monitored)
     audited = frame.select("content_id").join(audits, on="content_id", how="inner")
-    offset = {p: (float(frame[f"p_{p}"].mean()) - float((audited["label"] == p).mean())) if audited.height else 0.0
-              for p in VIOLATING}
+    offset = {
+        p: (float(frame[f"p_{p}"].mean()) - float((audited["label"] == p).mean())) if audited.height else 0.0
+        for p in VIOLATING
+    }
     return Reference(
-        champion=champion, dataset_version=dataset_version, window_start=start, window_end=end, rows=frame.height,
-        labels_until=labels_until, label_rows=label_rows, bins=reference_bins(frame),
-        thresholds={p: {"auto_action": float(op.auto_action_threshold), "review": float(op.review_threshold)}
-                    for p, op in operating_points.items()},
-        promised_precision={p: float(op.auto_action_precision) for p, op in operating_points.items()
-                            if op.reachable and _finite(op.auto_action_precision)},
-        prevalence_offset=offset, qa_audited=audited.height, created_at=created_at,
+        champion=champion,
+        dataset_version=dataset_version,
+        window_start=start,
+        window_end=end,
+        rows=frame.height,
+        labels_until=labels_until,
+        label_rows=label_rows,
+        bins=reference_bins(frame),
+        thresholds={
+            p: {"auto_action": float(op.auto_action_threshold), "review": float(op.review_threshold)}
+            for p, op in operating_points.items()
+        },
+        promised_precision={
+            p: float(op.auto_action_precision)
+            for p, op in operating_points.items()
+            if op.reachable and _finite(op.auto_action_precision)
+        },
+        prevalence_offset=offset,
+        qa_audited=audited.height,
+        created_at=created_at,
     )
 
 
@@ -337,10 +390,16 @@ def drift(reference: Reference, day: date, monitored: pl.DataFrame, limits: Moni
         if column not in frame.columns:
             continue
         value = psi(bins, frame[column])
-        status = ("insufficient" if frame.height < limits.min_rows
-                  else _level(value, limits.psi_warn, limits.psi_fail))
-        rows.append({"metric": "score_psi" if column in SCORE_COLUMNS else "feature_psi", "subject": column,
-                     "value": value, "n": frame.height, "status": status})
+        status = "insufficient" if frame.height < limits.min_rows else _level(value, limits.psi_warn, limits.psi_fail)
+        rows.append(
+            {
+                "metric": "score_psi" if column in SCORE_COLUMNS else "feature_psi",
+                "subject": column,
+                "value": value,
+                "n": frame.height,
+                "status": status,
+            }
+        )
     return _rows(day, reference.champion, rows)
 
 
@@ -363,8 +422,9 @@ def top_policy(scores: pl.DataFrame) -> pl.Expr:
     return expr
 
 
-def live_precision(reference: Reference, day: date, scores: pl.DataFrame, labels: pl.DataFrame,
-                   limits: MonitoringThresholds) -> pl.DataFrame:
+def live_precision(
+    reference: Reference, day: date, scores: pl.DataFrame, labels: pl.DataFrame, limits: MonitoringThresholds
+) -> pl.DataFrame:
     """Precision of the day's auto-actions by what happened to them later, and QA recall.
 
     `scores`: the day's content_scores rows; `labels`: training_labels rows of platform content
@@ -387,34 +447,73 @@ def live_precision(reference: Reference, day: date, scores: pl.DataFrame, labels
         status = "ok"
     else:
         status = _level(expected - value, limits.precision_drop_warn, limits.precision_drop_fail)
-    rows = [{"metric": "live_precision", "subject": "all", "value": value, "expected": expected,
-             "ci_low": _nan_none(low), "ci_high": _nan_none(high), "n": n, "status": status},
-            {"metric": "auto_actions", "subject": "all", "value": float(auto.height), "n": auto.height},
-            {"metric": "auto_actions_labelled_share", "subject": "all",
-             "value": n / auto.height if auto.height else None, "n": auto.height}]
+    rows = [
+        {
+            "metric": "live_precision",
+            "subject": "all",
+            "value": value,
+            "expected": expected,
+            "ci_low": _nan_none(low),
+            "ci_high": _nan_none(high),
+            "n": n,
+            "status": status,
+        },
+        {"metric": "auto_actions", "subject": "all", "value": float(auto.height), "n": auto.height},
+        {
+            "metric": "auto_actions_labelled_share",
+            "subject": "all",
+            "value": n / auto.height if auto.height else None,
+            "n": auto.height,
+        },
+    ]
     qa_judged = judged.filter(pl.col("label_source") == "qa_audit")
     if qa_judged.height:
         lo, hi = wilson(int((qa_judged["label"] != "benign").sum()), qa_judged.height)
-        rows.append({"metric": "live_precision_qa", "subject": "all",
-                     "value": float((qa_judged["label"] != "benign").mean()), "expected": expected,
-                     "ci_low": lo, "ci_high": hi, "n": qa_judged.height})
+        rows.append(
+            {
+                "metric": "live_precision_qa",
+                "subject": "all",
+                "value": float((qa_judged["label"] != "benign").mean()),
+                "expected": expected,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": qa_judged.height,
+            }
+        )
     for policy in VIOLATING:
         mine = judged.filter(pl.col("top_policy") == policy)
         if mine.height:
             hits = int((mine["label"] == policy).sum())
             lo, hi = wilson(hits, mine.height)
-            rows.append({"metric": "live_precision", "subject": policy, "value": hits / mine.height,
-                         "expected": reference.promised_precision.get(policy), "ci_low": lo, "ci_high": hi,
-                         "n": mine.height})
-    audited = scores.join(labels.filter(pl.col("label_source") == "qa_audit").select("content_id", "label"),
-                          on="content_id", how="inner")
+            rows.append(
+                {
+                    "metric": "live_precision",
+                    "subject": policy,
+                    "value": hits / mine.height,
+                    "expected": reference.promised_precision.get(policy),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": mine.height,
+                }
+            )
+    audited = scores.join(
+        labels.filter(pl.col("label_source") == "qa_audit").select("content_id", "label"), on="content_id", how="inner"
+    )
     for policy in VIOLATING:
         positives = audited.filter(pl.col("label") == policy)
         if positives.height:
             hits = int(positives["action"].is_in(FLAGGED).sum())
             lo, hi = wilson(hits, positives.height)
-            rows.append({"metric": "qa_recall", "subject": policy, "value": hits / positives.height,
-                         "ci_low": lo, "ci_high": hi, "n": positives.height})
+            rows.append(
+                {
+                    "metric": "qa_recall",
+                    "subject": policy,
+                    "value": hits / positives.height,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": positives.height,
+                }
+            )
     return _rows(day, reference.champion, rows)
 
 
@@ -422,8 +521,9 @@ def _nan_none(x: float) -> float | None:
     return None if x != x else x
 
 
-def prevalence(reference: Reference, day: date, scores: pl.DataFrame, qa_labels: pl.DataFrame,
-               limits: MonitoringThresholds) -> pl.DataFrame:
+def prevalence(
+    reference: Reference, day: date, scores: pl.DataFrame, qa_labels: pl.DataFrame, limits: MonitoringThresholds
+) -> pl.DataFrame:
     """Predicted prevalence per policy (mean calibrated score; share over the review threshold) against the
     QA estimate of the same day's content. `qa_labels`: content_id and gold label of QA-audited content.
 
@@ -442,20 +542,36 @@ def prevalence(reference: Reference, day: date, scores: pl.DataFrame, qa_labels:
         qa = hits / n if n else None
         low, high = wilson(hits, n)
         offset = reference.prevalence_offset.get(policy, 0.0)
-        rows += [{"metric": "predicted_prevalence", "subject": policy, "value": predicted, "n": scores.height},
-                 {"metric": "share_over_review_threshold", "subject": policy, "value": over, "n": scores.height},
-                 {"metric": "qa_prevalence", "subject": policy, "value": qa, "ci_low": _nan_none(low),
-                  "ci_high": _nan_none(high), "n": n}]
+        rows += [
+            {"metric": "predicted_prevalence", "subject": policy, "value": predicted, "n": scores.height},
+            {"metric": "share_over_review_threshold", "subject": policy, "value": over, "n": scores.height},
+            {
+                "metric": "qa_prevalence",
+                "subject": policy,
+                "value": qa,
+                "ci_low": _nan_none(low),
+                "ci_high": _nan_none(high),
+                "n": n,
+            },
+        ]
         if predicted is None or qa is None or n < limits.min_audited:
             status = "insufficient"
         elif low <= predicted - offset <= high:  # inside the QA interval: the move may be sampling noise
             status = "ok"
         else:
             status = _level(abs(predicted - qa - offset), limits.prevalence_gap_warn, limits.prevalence_gap_fail)
-        rows.append({"metric": "prevalence_gap", "subject": policy,
-                     "value": None if predicted is None or qa is None else predicted - qa, "expected": offset,
-                     "ci_low": None if predicted is None or n == 0 else predicted - high,
-                     "ci_high": None if predicted is None or n == 0 else predicted - low, "n": n, "status": status})
+        rows.append(
+            {
+                "metric": "prevalence_gap",
+                "subject": policy,
+                "value": None if predicted is None or qa is None else predicted - qa,
+                "expected": offset,
+                "ci_low": None if predicted is None or n == 0 else predicted - high,
+                "ci_high": None if predicted is None or n == 0 else predicted - low,
+                "n": n,
+                "status": status,
+            }
+        )
     return _rows(day, reference.champion, rows)
 
 
@@ -483,8 +599,9 @@ def verdict(frame: pl.DataFrame, metrics: tuple[str, ...], describe) -> Verdict:
     judged = frame.filter(pl.col("metric").is_in(metrics) & pl.col("status").is_not_null())
     if judged.is_empty():
         return Verdict("insufficient", "nothing to judge: no scored content in these days", None)
-    ranked = judged.with_columns(_rank=pl.col("status").replace_strict(_RANK, return_dtype=pl.Int8),
-                                 _size=pl.col("value").abs().fill_null(0.0))
+    ranked = judged.with_columns(
+        _rank=pl.col("status").replace_strict(_RANK, return_dtype=pl.Int8), _size=pl.col("value").abs().fill_null(0.0)
+    )
     worst = ranked.sort(["_rank", "_size"], descending=True).drop("_rank", "_size").row(0, named=True)
     counts = dict(judged.group_by("status").len().iter_rows())
     tally = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
@@ -518,24 +635,48 @@ class RetrainRequest:
     tags: dict[str, str]
 
 
-def retrain_request(champion: str, dataset_version: str, new_labels: dict[str, int], min_new_labels: int,
-                    drifted: dict | None, psi_limit: float) -> RetrainRequest | None:
+def retrain_request(
+    champion: str,
+    dataset_version: str,
+    new_labels: dict[str, int],
+    min_new_labels: int,
+    drifted: dict | None,
+    psi_limit: float,
+) -> RetrainRequest | None:
     """Retrain on drift past `psi_limit` (the PSI fail threshold) in a day scored by this champion, else on
     `min_new_labels` new labels. One drift request per champion; one label request per champion and
     each further `min_new_labels` labels, so a retraining that keeps the champion is not asked for again
     until there is more evidence."""
     total = sum(new_labels.values())
-    common = {"trustlake/champion": champion, "trustlake/champion_dataset_version": dataset_version,
-              "trustlake/new_labels": str(total), "trustlake/new_labels_threshold": str(min_new_labels)}
+    common = {
+        "trustlake/champion": champion,
+        "trustlake/champion_dataset_version": dataset_version,
+        "trustlake/new_labels": str(total),
+        "trustlake/new_labels_threshold": str(min_new_labels),
+    }
     if drifted is not None and drifted["value"] > psi_limit:
-        return RetrainRequest("drift", f"drift:{champion}", {
-            **common, "trustlake/retrain_reason": "drift", "trustlake/drift_psi": f"{drifted['value']:.3f}",
-            "trustlake/drift_metric": f"{drifted['metric']}:{drifted['subject']}",
-            "trustlake/drift_day": str(drifted["date"]), "trustlake/drift_psi_threshold": f"{psi_limit:g}"})
+        return RetrainRequest(
+            "drift",
+            f"drift:{champion}",
+            {
+                **common,
+                "trustlake/retrain_reason": "drift",
+                "trustlake/drift_psi": f"{drifted['value']:.3f}",
+                "trustlake/drift_metric": f"{drifted['metric']}:{drifted['subject']}",
+                "trustlake/drift_day": str(drifted["date"]),
+                "trustlake/drift_psi_threshold": f"{psi_limit:g}",
+            },
+        )
     if total >= min_new_labels:
-        return RetrainRequest("new_labels", f"new_labels:{champion}:{total // min_new_labels}", {
-            **common, "trustlake/retrain_reason": "new_labels",
-            **{f"trustlake/new_labels/{source}": str(n) for source, n in new_labels.items()}})
+        return RetrainRequest(
+            "new_labels",
+            f"new_labels:{champion}:{total // min_new_labels}",
+            {
+                **common,
+                "trustlake/retrain_reason": "new_labels",
+                **{f"trustlake/new_labels/{source}": str(n) for source, n in new_labels.items()},
+            },
+        )
     return None
 
 
@@ -543,8 +684,14 @@ def retrain_request(champion: str, dataset_version: str, new_labels: dict[str, i
 # Operational alerts: an append-only Parquet log, one file per failed run
 # ---------------------------------------------------------------------------------------
 OPS_ALERT_SCHEMA = {
-    "alert_id": pl.String, "run_id": pl.String, "job_name": pl.String, "failed_steps": pl.String,
-    "failed_assets": pl.String, "error": pl.String, "failed_at": pl.Datetime("us"), "partition_range": pl.String,
+    "alert_id": pl.String,
+    "run_id": pl.String,
+    "job_name": pl.String,
+    "failed_steps": pl.String,
+    "failed_assets": pl.String,
+    "error": pl.String,
+    "failed_at": pl.Datetime("us"),
+    "partition_range": pl.String,
 }
 ERROR_LINES = 5
 
@@ -555,16 +702,31 @@ def first_lines(text: str | None, lines: int = ERROR_LINES, width: int = 2000) -
     return "\n".join(kept)[:width]
 
 
-def write_ops_alert(ops_dir: Path, run_id: str, job_name: str, failed_steps: list[str], failed_assets: list[str],
-                    error: str, failed_at: datetime, partition_range: str | None = None) -> Path:
+def write_ops_alert(
+    ops_dir: Path,
+    run_id: str,
+    job_name: str,
+    failed_steps: list[str],
+    failed_assets: list[str],
+    error: str,
+    failed_at: datetime,
+    partition_range: str | None = None,
+) -> Path:
     """Record one failed run as `<ops_dir>/ops_alerts/run-<run_id>.parquet`, written atomically.
 
     The file is named by the run, so recording the same failure twice (a sensor tick retried after a
     crash) rewrites the same row instead of adding a second one.
     """
-    row = {"alert_id": f"run-{run_id}", "run_id": run_id, "job_name": job_name,
-           "failed_steps": ", ".join(failed_steps), "failed_assets": ", ".join(failed_assets),
-           "error": first_lines(error), "failed_at": failed_at.replace(tzinfo=None), "partition_range": partition_range}
+    row = {
+        "alert_id": f"run-{run_id}",
+        "run_id": run_id,
+        "job_name": job_name,
+        "failed_steps": ", ".join(failed_steps),
+        "failed_assets": ", ".join(failed_assets),
+        "error": first_lines(error),
+        "failed_at": failed_at.replace(tzinfo=None),
+        "partition_range": partition_range,
+    }
     target = Path(ops_dir) / "ops_alerts" / f"run-{run_id}.parquet"
     return write_parquet_atomic(pl.DataFrame([row], schema=OPS_ALERT_SCHEMA), target)
 

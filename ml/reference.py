@@ -20,8 +20,14 @@ from ml.taxonomy import POLICIES
 from ml.text import normalise, text_hash
 
 REFERENCE_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String, "corpus": pl.String, "record_id": pl.String, "original_label": pl.String,
-    "policy": pl.String, "text": pl.String, "text_hash": pl.String, "confidence": pl.Float64,
+    "source": pl.String,
+    "corpus": pl.String,
+    "record_id": pl.String,
+    "original_label": pl.String,
+    "policy": pl.String,
+    "text": pl.String,
+    "text_hash": pl.String,
+    "confidence": pl.Float64,
 }
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 MAX_TEXT_CHARS = 10_000
@@ -36,9 +42,11 @@ def reference_frame(records: pl.DataFrame) -> pl.DataFrame:
     """Corpus records (ml.corpora.RAW_SCHEMA) as reference rows; texts that normalise to nothing are left out."""
     hashes = [text_hash(normalise(t)) if normalise(t) else None for t in records["text"].to_list()]
     frame = records.with_columns(pl.Series("text_hash", hashes, dtype=pl.String)).rename(
-        {"source_label": "original_label"})
+        {"source_label": "original_label"}
+    )
     return frame.filter(pl.col("text_hash").is_not_null()).select(
-        [pl.col(c).cast(t) for c, t in REFERENCE_SCHEMA.items()])
+        [pl.col(c).cast(t) for c, t in REFERENCE_SCHEMA.items()]
+    )
 
 
 def land_reference(lake, frame: pl.DataFrame) -> list[Path]:
@@ -64,9 +72,11 @@ def read_mapping(path: Path) -> dict[str, str]:
         raise LabelImportError(f"{path}: the mapping must be a YAML mapping of `original label: policy` lines")
     bad = {str(k): v for k, v in data.items() if v not in POLICIES}
     if bad:
-        raise LabelImportError(f"{path}: " + "; ".join(f"label {k!r} maps to {v!r}, which is not a policy"
-                                                     for k, v in bad.items())
-                               + f" (policies: {', '.join(POLICIES)})")
+        raise LabelImportError(
+            f"{path}: "
+            + "; ".join(f"label {k!r} maps to {v!r}, which is not a policy" for k, v in bad.items())
+            + f" (policies: {', '.join(POLICIES)})"
+        )
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -85,8 +95,9 @@ def _read(path: Path) -> pl.DataFrame:
     raise LabelImportError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
 
 
-def import_labels(path: Path, text_column: str, label_column: str, source: str,
-                  mapping: dict[str, str] | None = None) -> ImportResult:
+def import_labels(
+    path: Path, text_column: str, label_column: str, source: str, mapping: dict[str, str] | None = None
+) -> ImportResult:
     """Validate a labelled file; no mapping means the labels must already be policy names."""
     path = Path(path)
     if not SOURCE_NAME.match(source):
@@ -98,8 +109,9 @@ def import_labels(path: Path, text_column: str, label_column: str, source: str,
     except LabelImportError:
         raise
     except Exception as exc:  # polars raises several types for unreadable files
-        raise LabelImportError(f"{path}: cannot read it ({exc.__class__.__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise LabelImportError(
+            f"{path}: cannot read it ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     for col in (text_column, label_column):
         if col not in frame.columns:
             raise LabelImportError(f"{path}: no column {col!r}; columns are {', '.join(frame.columns)}")
@@ -112,25 +124,37 @@ def import_labels(path: Path, text_column: str, label_column: str, source: str,
     text = pl.col("text")
     norm_empty = text.is_null() | (text.str.strip_chars() == "")
     reason = (
-        pl.when(norm_empty).then(pl.lit("empty text"))
-        .when(text.str.contains("\ufffd", literal=True)).then(pl.lit("text is not valid UTF-8"))
-        .when(text.str.len_chars() > MAX_TEXT_CHARS).then(pl.lit(f"text longer than {MAX_TEXT_CHARS} characters"))
-        .when(pl.col("original_label").is_null() | (pl.col("original_label") == "")).then(pl.lit("missing label"))
-        .when(~pl.col("original_label").is_in(list(mapping))).then(
-            pl.lit("label '") + pl.col("original_label") + pl.lit("' has no policy in the mapping"))
+        pl.when(norm_empty)
+        .then(pl.lit("empty text"))
+        .when(text.str.contains("\ufffd", literal=True))
+        .then(pl.lit("text is not valid UTF-8"))
+        .when(text.str.len_chars() > MAX_TEXT_CHARS)
+        .then(pl.lit(f"text longer than {MAX_TEXT_CHARS} characters"))
+        .when(pl.col("original_label").is_null() | (pl.col("original_label") == ""))
+        .then(pl.lit("missing label"))
+        .when(~pl.col("original_label").is_in(list(mapping)))
+        .then(pl.lit("label '") + pl.col("original_label") + pl.lit("' has no policy in the mapping"))
         .otherwise(None)
     )
     checked = rows.with_columns(reason.alias("reason"))
     rejected = checked.filter(pl.col("reason").is_not_null())
     good = checked.filter(pl.col("reason").is_null())
-    unmapped = dict(rejected.filter(pl.col("reason").str.ends_with("has no policy in the mapping"))
-                    .group_by("original_label").len().iter_rows())
+    unmapped = dict(
+        rejected.filter(pl.col("reason").str.ends_with("has no policy in the mapping"))
+        .group_by("original_label")
+        .len()
+        .iter_rows()
+    )
     good = good.with_columns(
-        pl.lit(source).alias("source"), pl.lit(source).alias("corpus"),
+        pl.lit(source).alias("source"),
+        pl.lit(source).alias("corpus"),
         pl.col("row").cast(pl.String).alias("record_id"),
         pl.col("original_label").replace_strict(mapping).alias("policy"),
         pl.lit(IMPORT_CONFIDENCE).alias("confidence"),
     )
-    landed = reference_frame(good.rename({"original_label": "source_label"}).select(
-        "source", "corpus", "record_id", "source_label", "policy", "text", "confidence"))
+    landed = reference_frame(
+        good.rename({"original_label": "source_label"}).select(
+            "source", "corpus", "record_id", "source_label", "policy", "text", "confidence"
+        )
+    )
     return ImportResult(landed, rejected, {str(k): int(v) for k, v in unmapped.items()})

@@ -31,8 +31,17 @@ from ml.evaluation.results import OperatingPoint, as_json
 
 STATUSES = ("candidate", "champion", "retired")
 # The fields every reader (CLI, HTTP service, deployment) relies on; an entry without them is damage.
-ENTRY_FIELDS = ("version", "kind", "path", "status", "created_at", "dataset_version", "code_version", "metrics",
-                "operating_points")
+ENTRY_FIELDS = (
+    "version",
+    "kind",
+    "path",
+    "status",
+    "created_at",
+    "dataset_version",
+    "code_version",
+    "metrics",
+    "operating_points",
+)
 
 
 @dataclass(frozen=True)
@@ -75,15 +84,21 @@ class RegistryEntry:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "RegistryEntry":
+    def from_dict(cls, d: Mapping) -> RegistryEntry:
         known = {f.name for f in fields(cls)}
         metrics = dict(d.get("metrics") or {})
         metrics["failed_gates"] = tuple(metrics.get("failed_gates") or ())
         metric_fields = {f.name for f in fields(EntryMetrics)}
-        return cls(**{**{k: v for k, v in d.items() if k in known},
-                      "metrics": EntryMetrics(**{k: v for k, v in metrics.items() if k in metric_fields}),
-                      "operating_points": {p: op if isinstance(op, OperatingPoint) else OperatingPoint(**op)
-                                           for p, op in (d.get("operating_points") or {}).items()}})
+        return cls(
+            **{
+                **{k: v for k, v in d.items() if k in known},
+                "metrics": EntryMetrics(**{k: v for k, v in metrics.items() if k in metric_fields}),
+                "operating_points": {
+                    p: op if isinstance(op, OperatingPoint) else OperatingPoint(**op)
+                    for p, op in (d.get("operating_points") or {}).items()
+                },
+            }
+        )
 
 
 class RegistryError(ValueError):
@@ -139,8 +154,10 @@ class Registry:
             saved = datetime.fromtimestamp(self.last_good.stat().st_mtime, UTC).isoformat(timespec="seconds")
             hint = f"restore the last good copy (saved {saved}) with: {restore}"
         else:
-            hint = (f"there is no usable last good copy ({self.last_good.name}: {last_problem}); restore "
-                    f"{self.path.name} from a backup")
+            hint = (
+                f"there is no usable last good copy ({self.last_good.name}: {last_problem}); restore "
+                f"{self.path.name} from a backup"
+            )
         return RegistryError(f"model registry {self.path} is damaged ({problem}); {hint}")
 
     def _write(self, table: dict) -> None:
@@ -173,8 +190,7 @@ class Registry:
 
     # -- reads ------------------------------------------------------------------------
     def list(self) -> list[RegistryEntry]:
-        return sorted((RegistryEntry.from_dict(e) for e in self._read()["models"].values()),
-                      key=lambda e: e.created_at)
+        return sorted((RegistryEntry.from_dict(e) for e in self._read()["models"].values()), key=lambda e: e.created_at)
 
     def get(self, version: str) -> RegistryEntry:
         models = self._read()["models"]
@@ -184,8 +200,9 @@ class Registry:
         return RegistryEntry.from_dict(models[version])
 
     def champion(self) -> RegistryEntry | None:
-        return next((RegistryEntry.from_dict(e) for e in self._read()["models"].values() if e["status"] == "champion"),
-                    None)
+        return next(
+            (RegistryEntry.from_dict(e) for e in self._read()["models"].values() if e["status"] == "champion"), None
+        )
 
     def history(self) -> list[dict]:
         return self._read()["history"]
@@ -210,9 +227,11 @@ class Registry:
             if candidate.is_dir():
                 return candidate
         tried = " or ".join(str(c) for c in candidates)
-        raise RegistryError(f"model {entry.version}: its artifact directory is missing ({tried}); restore it "
-                            "from a backup or promote another version (`trustlake models list`, "
-                            "`trustlake models promote VERSION`)")
+        raise RegistryError(
+            f"model {entry.version}: its artifact directory is missing ({tried}); restore it "
+            "from a backup or promote another version (`trustlake models list`, "
+            "`trustlake models promote VERSION`)"
+        )
 
     # -- writes -----------------------------------------------------------------------
     def register(self, entry: RegistryEntry) -> RegistryEntry:
@@ -220,8 +239,12 @@ class Registry:
         with self._locked():
             table = self._read()
             current = table["models"].get(entry.version, {})
-            row = {**entry.to_dict(), "path": self._stored_path(entry.path), "status": current.get("status", "candidate"),
-                   "created_at": current.get("created_at", entry.created_at or _now())}
+            row = {
+                **entry.to_dict(),
+                "path": self._stored_path(entry.path),
+                "status": current.get("status", "candidate"),
+                "created_at": current.get("created_at", entry.created_at or _now()),
+            }
             table["models"][entry.version] = row = as_json(row)  # NaN as null: strict JSON
             self._write(table)
         return RegistryEntry.from_dict(row)
@@ -241,12 +264,19 @@ class Registry:
             if expected_champion is not _ANY and previous != expected_champion:
                 raise ChampionChangedError(
                     f"{version} was evaluated against champion {expected_champion or 'none'}, but the champion is now "
-                    f"{previous or 'none'}: evaluate it again against the current champion (materialize retrain_job)")
+                    f"{previous or 'none'}: evaluate it again against the current champion (materialize retrain_job)"
+                )
             if previous:
                 table["models"][previous]["status"] = "retired"
             table["models"][version]["status"] = "champion"
-            event = {"at": _now(), "action": "promote", "version": version, "previous": previous,
-                     "reason": reason, "actor": actor}
+            event = {
+                "at": _now(),
+                "action": "promote",
+                "version": version,
+                "previous": previous,
+                "reason": reason,
+                "actor": actor,
+            }
             table["history"].append(event)
             self._write(table)
         return event
@@ -265,8 +295,15 @@ class Registry:
             # The rollback's own "previous" points at what preceded the target, so repeated
             # rollbacks walk further back instead of flip-flopping.
             before = next((h.get("previous") for h in reversed(promotions) if h["version"] == target), None)
-            event = {"at": _now(), "action": "rollback", "version": target, "previous": before,
-                     "rolled_back": current, "reason": reason, "actor": actor}
+            event = {
+                "at": _now(),
+                "action": "rollback",
+                "version": target,
+                "previous": before,
+                "rolled_back": current,
+                "reason": reason,
+                "actor": actor,
+            }
             table["history"].append(event)
             self._write(table)
         return event
@@ -286,8 +323,11 @@ def _parse(data: bytes) -> tuple[dict, str | None]:
 
 
 def _table_problem(table) -> str | None:
-    if not isinstance(table, dict) or not isinstance(table.get("models"), dict) \
-            or not isinstance(table.get("history"), list):
+    if (
+        not isinstance(table, dict)
+        or not isinstance(table.get("models"), dict)
+        or not isinstance(table.get("history"), list)
+    ):
         return "expected an object with a 'models' object and a 'history' list"
     for version, entry in table["models"].items():
         if not isinstance(entry, dict):
@@ -330,9 +370,14 @@ def registry_entry(artifact, evaluation, code_version: str) -> RegistryEntry:
 
     clf = evaluation.classifier
     return RegistryEntry(
-        version=artifact.version, kind=artifact.kind, path=artifact.path,
-        content_classifier=evaluation.content_classifier_version, dataset_version=artifact.dataset_version,
-        code_version=code_version, params=artifact.params, evaluated_against=evaluation.champion_version,
+        version=artifact.version,
+        kind=artifact.kind,
+        path=artifact.path,
+        content_classifier=evaluation.content_classifier_version,
+        dataset_version=artifact.dataset_version,
+        code_version=code_version,
+        params=artifact.params,
+        evaluated_against=evaluation.champion_version,
         metrics=EntryMetrics(
             text_only_macro_pr_auc=clf.text_only.macro_pr_auc,
             baseline_text_only_macro_pr_auc=clf.baseline_text_only.macro_pr_auc,
@@ -341,7 +386,9 @@ def registry_entry(artifact, evaluation, code_version: str) -> RegistryEntry:
             test_macro_pr_auc=evaluation.test.macro_pr_auc,
             qa_gold_macro_pr_auc=macro(evaluation.qa_gold) if evaluation.qa_gold else None,
             test_pr_auc={p: evaluation.test.pr_auc(p) for p in POLICIES},
-            gates_passed=evaluation.gates_passed, failed_gates=tuple(evaluation.failed_gates)),
+            gates_passed=evaluation.gates_passed,
+            failed_gates=tuple(evaluation.failed_gates),
+        ),
         operating_points=dict(evaluation.operating_points),
     )
 

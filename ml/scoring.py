@@ -32,8 +32,12 @@ EMPTY_TEXT = "empty_text"
 # `ml.scoring_io.score_file`, the only path that reads raw bytes).
 INVALID_UTF8 = "invalid_utf8"
 OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version", "text_flag")
-OUTPUT_SCHEMA = {**{c: pl.Float64 for c in PROBA_COLUMNS}, "action": pl.String, "model_version": pl.String,
-                 "text_flag": pl.String}
+OUTPUT_SCHEMA = {
+    **{c: pl.Float64 for c in PROBA_COLUMNS},
+    "action": pl.String,
+    "model_version": pl.String,
+    "text_flag": pl.String,
+}
 
 
 @dataclass
@@ -126,8 +130,9 @@ class NgramCache:
             self.values -= block.nnz
 
 
-def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 20_000,
-                progress=None, cache: NgramCache | None = None) -> pl.DataFrame:
+def score_frame(
+    champion: Champion, frame: pl.DataFrame, batch_size: int = 20_000, progress=None, cache: NgramCache | None = None
+) -> pl.DataFrame:
     """One output row per input row, in order: p_<policy> columns, action, model_version, text_flag.
 
     `frame` needs `text`; any platform context columns it has (surface, account_age_days, ...)
@@ -149,11 +154,13 @@ def score_frame(champion: Champion, frame: pl.DataFrame, batch_size: int = 20_00
         scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
         actions = champion.policy.decide(scores, champion.thresholds, chunk)
         empty = chunk["text"].str.strip_chars().str.len_chars() == 0
-        parts.append(scores.with_columns(
-            pl.Series("action", actions, dtype=pl.String),
-            pl.lit(champion.version, dtype=pl.String).alias("model_version"),
-            pl.when(empty).then(pl.lit(EMPTY_TEXT)).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
-        ))
+        parts.append(
+            scores.with_columns(
+                pl.Series("action", actions, dtype=pl.String),
+                pl.lit(champion.version, dtype=pl.String).alias("model_version"),
+                pl.when(empty).then(pl.lit(EMPTY_TEXT)).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
+            )
+        )
         if progress is not None:
             progress(chunk.height)
     if not parts:

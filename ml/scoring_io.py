@@ -74,7 +74,7 @@ class _Utf8Problems:
     def add(self, columns: set[str], rows: set[int]) -> None:
         self.columns |= columns
         self.count += len(rows)
-        self.rows.extend(sorted(rows)[:ROWS_SHOWN - len(self.rows)])
+        self.rows.extend(sorted(rows)[: ROWS_SHOWN - len(self.rows)])
 
 
 def _decode_utf8(array: pa.Array) -> tuple[pa.Array, list[int]]:
@@ -116,8 +116,10 @@ def _open_csv(path: Path, text_column: str) -> _Input:
         names = probe.schema.names
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ScoringInputError(f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once "
-                                "in the header; give every column its own name")
+        raise ScoringInputError(
+            f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once "
+            "in the header; give every column its own name"
+        )
     convert = pa_csv.ConvertOptions(column_types={n: pa.binary() for n in names})
     schema = pa.schema([(n, pa.string()) for n in names])
 
@@ -145,8 +147,9 @@ def _open_parquet(path: Path, text_column: str) -> _Input:
     with pq.ParquetFile(path) as parquet:  # the footer only: schema and row count
         schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
     text_type = schema.field(text_column).type if text_column in schema.names else None
-    binary_text = text_type is not None and (pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type)
-                                             or pa.types.is_binary_view(text_type))
+    binary_text = text_type is not None and (
+        pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type) or pa.types.is_binary_view(text_type)
+    )
 
     def batches(problems: _Utf8Problems) -> Iterator[tuple[pa.RecordBatch, list[int]]]:
         first_row = 1
@@ -172,8 +175,12 @@ def _is_nested(t: pa.DataType) -> bool:
 
 
 def _is_binary(t: pa.DataType) -> bool:
-    return (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
-            or pa.types.is_binary_view(t))
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    )
 
 
 def open_input(path: Path, text_column: str) -> _Input:
@@ -195,8 +202,10 @@ def open_input(path: Path, text_column: str) -> _Input:
         raise ScoringInputError(f"{path}: no column {text_column!r}; columns are {', '.join(names)}")
     text_type = source.schema.field(text_column).type
     if _is_nested(text_type):
-        raise ScoringInputError(f"{path}: column {text_column!r} holds {text_type} values, not text; "
-                                "pass a column of strings with --text-column")
+        raise ScoringInputError(
+            f"{path}: column {text_column!r} holds {text_type} values, not text; "
+            "pass a column of strings with --text-column"
+        )
     clash = [c for c in OUTPUT_COLUMNS if c in names]
     if clash:
         raise ScoringInputError(f"{path}: already has output column(s) {', '.join(clash)}; rename them first")
@@ -204,14 +213,15 @@ def open_input(path: Path, text_column: str) -> _Input:
 
 
 def _output_path(input_path: Path, output_path: Path | None) -> Path:
-    output = Path(output_path) if output_path else input_path.with_name(
-        f"{input_path.stem}.scored{input_path.suffix}")
+    output = Path(output_path) if output_path else input_path.with_name(f"{input_path.stem}.scored{input_path.suffix}")
     if output.suffix.lower() not in SUFFIXES:
         raise ScoringInputError(f"{output}: unsupported output type {output.suffix!r}; use .csv or .parquet")
-    if output.resolve() == input_path.resolve() or (output.exists() and input_path.exists()
-                                                    and os.path.samefile(output, input_path)):
-        raise ScoringInputError(f"{output}: is the input file; scoring would replace the texts being read: "
-                                "choose another --output")
+    if output.resolve() == input_path.resolve() or (
+        output.exists() and input_path.exists() and os.path.samefile(output, input_path)
+    ):
+        raise ScoringInputError(
+            f"{output}: is the input file; scoring would replace the texts being read: choose another --output"
+        )
     if not output.parent.is_dir():
         raise ScoringInputError(f"{output.parent}: no such folder for the output; create it first")
     if output.is_dir():
@@ -228,18 +238,22 @@ def _scored_tables(source: _Input, champion, problems: _Utf8Problems, progress) 
         try:
             item = next(batches, None)
         except (pa.ArrowException, OSError, ValueError) as exc:
-            raise ScoringInputError(f"{source.path}: cannot read it as {source.path.suffix[1:].lower()} "
-                                    f"after row {rows} ({_first_line(exc)})") from exc
+            raise ScoringInputError(
+                f"{source.path}: cannot read it as {source.path.suffix[1:].lower()} "
+                f"after row {rows} ({_first_line(exc)})"
+            ) from exc
         if item is None:
             return
         batch, text_bad = item
         text = pl.from_arrow(batch.column(source.text_column)).cast(pl.String)
-        scores = score_frame(champion, pl.DataFrame({"text": text}), batch_size=BATCH_ROWS, progress=progress,
-                             cache=cache)
+        scores = score_frame(
+            champion, pl.DataFrame({"text": text}), batch_size=BATCH_ROWS, progress=progress, cache=cache
+        )
         if text_bad:
             bad = pl.Series(range(batch.num_rows)).is_in(text_bad)
             scores = scores.with_columns(
-                pl.when(bad).then(pl.lit(INVALID_UTF8)).otherwise(pl.col("text_flag")).alias("text_flag"))
+                pl.when(bad).then(pl.lit(INVALID_UTF8)).otherwise(pl.col("text_flag")).alias("text_flag")
+            )
         table = pa.Table.from_batches([batch])
         for name, column in zip(scores.columns, scores.to_arrow().columns):
             table = table.append_column(name, column)
@@ -294,19 +308,29 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def score_file(models_dir: Path, input_path: Path, text_column: str, output_path: Path | None = None,
-               warn: Callable[[str], None] = _stderr) -> Path:
+def score_file(
+    models_dir: Path,
+    input_path: Path,
+    text_column: str,
+    output_path: Path | None = None,
+    warn: Callable[[str], None] = _stderr,
+) -> Path:
     """Write one scored row per input row, in order: input columns, p_<policy>, action, model_version,
     text_flag. Returns the output path; `warn` receives one line per notable input problem."""
     input_path = Path(input_path)
     source = open_input(input_path, text_column)
     output = _output_path(input_path, output_path)
     if output.suffix.lower() == ".csv":
-        unwritable = [f"{f.name} ({f.type})" for f in source.schema
-                      if f.name != text_column and (_is_nested(f.type) or _is_binary(f.type))]
+        unwritable = [
+            f"{f.name} ({f.type})"
+            for f in source.schema
+            if f.name != text_column and (_is_nested(f.type) or _is_binary(f.type))
+        ]
         if unwritable:
-            raise ScoringInputError(f"{input_path}: column(s) {', '.join(unwritable)} cannot be written to CSV; "
-                                    "write a .parquet output instead")
+            raise ScoringInputError(
+                f"{input_path}: column(s) {', '.join(unwritable)} cannot be written to CSV; "
+                "write a .parquet output instead"
+            )
     champion = load_champion(models_dir)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
@@ -331,11 +355,14 @@ def score_file(models_dir: Path, input_path: Path, text_column: str, output_path
         tmp.unlink(missing_ok=True)
         raise
     if problems.count:
-        flagged = (f"; texts that had them are flagged text_flag={INVALID_UTF8}"
-                   if text_column in problems.columns else "")
-        warn(f"{input_path}: {problems.count} row(s) hold bytes that are not UTF-8 "
-             f"({_rows_text(problems.rows, problems.count)}; row 1 is the first row of data) in column(s) "
-             f"{', '.join(sorted(problems.columns))}: kept, with U+FFFD in place of those bytes{flagged}")
+        flagged = (
+            f"; texts that had them are flagged text_flag={INVALID_UTF8}" if text_column in problems.columns else ""
+        )
+        warn(
+            f"{input_path}: {problems.count} row(s) hold bytes that are not UTF-8 "
+            f"({_rows_text(problems.rows, problems.count)}; row 1 is the first row of data) in column(s) "
+            f"{', '.join(sorted(problems.columns))}: kept, with U+FFFD in place of those bytes{flagged}"
+        )
     if flags.get(EMPTY_TEXT):
         warn(f"{input_path}: {flags[EMPTY_TEXT]} row(s) have empty text: scored, and flagged text_flag={EMPTY_TEXT}")
     return output

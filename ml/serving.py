@@ -71,8 +71,14 @@ class ServingLimits:
     keep_alive_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "body_timeout_s", "max_in_flight", "scoring_threads", "retry_after_s",
-                     "keep_alive_s"):
+        for name in (
+            "max_body_bytes",
+            "body_timeout_s",
+            "max_in_flight",
+            "scoring_threads",
+            "retry_after_s",
+            "keep_alive_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"serving limit {name} must be positive, got {getattr(self, name)!r}")
 
@@ -175,9 +181,12 @@ class ChampionCache:
         except Exception as exc:  # whatever broke, a loaded champion keeps serving; the reason is reported
             self.problem = str(exc) if isinstance(exc, RegistryError) else f"cannot load the champion: {exc!r}"
             self._retry_at = time.monotonic() + self.RETRY_S
-            logger.warning("model registry: %s%s", self.problem,
-                           "; still serving " + self._served.champion.version if self._served else "",
-                           exc_info=not isinstance(exc, RegistryError))
+            logger.warning(
+                "model registry: %s%s",
+                self.problem,
+                "; still serving " + self._served.champion.version if self._served else "",
+                exc_info=not isinstance(exc, RegistryError),
+            )
 
 
 @dataclass
@@ -212,9 +221,13 @@ class RequestGuard:
         if limited and state.in_flight >= limits.max_in_flight:
             # An unread body of declared length is skipped by the server and the connection kept;
             # one of unknown length (chunked) is not worth reading, so that connection is closed.
-            await self._refuse(send, 503, f"server busy: {limits.max_in_flight} requests in flight; retry later",
-                               extra=[(b"retry-after", str(limits.retry_after_s).encode())],
-                               close=b"transfer-encoding" in headers)
+            await self._refuse(
+                send,
+                503,
+                f"server busy: {limits.max_in_flight} requests in flight; retry later",
+                extra=[(b"retry-after", str(limits.retry_after_s).encode())],
+                close=b"transfer-encoding" in headers,
+            )
             return
         if limited:
             state.in_flight += 1
@@ -246,15 +259,15 @@ class RequestGuard:
                     if not message.get("more_body", False):
                         return b"".join(chunks)
         except TimeoutError:
-            await self._refuse(send, 408, f"request body not received within {limits.body_timeout_s:g} s "
-                                          f"({size} bytes arrived)")
+            await self._refuse(
+                send, 408, f"request body not received within {limits.body_timeout_s:g} s ({size} bytes arrived)"
+            )
             return None
 
     async def _refuse(self, send, status: int, error: str, extra: list | None = None, close: bool = True) -> None:
         self.state.refused[status] += 1
         body = json.dumps({"error": error}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   *(extra or [])]
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
         if close:
             # The rest of the body is never read: closing is the only way to stop the client sending it.
             headers.append((b"connection", b"close"))
@@ -305,9 +318,12 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
 
     @app.get("/health")
     def health() -> JSONResponse:
-        load = {"in_flight": guard.in_flight, "max_in_flight": limits.max_in_flight,
-                "scoring_threads": limits.scoring_threads,
-                "refused": {str(k): v for k, v in guard.refused.items()}}
+        load = {
+            "in_flight": guard.in_flight,
+            "max_in_flight": limits.max_in_flight,
+            "scoring_threads": limits.scoring_threads,
+            "refused": {str(k): v for k, v in guard.refused.items()},
+        }
         try:
             served = cache.get()
         except RegistryError as exc:
@@ -324,10 +340,17 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         champion, entry = served.champion, served.entry
-        return {"model_version": champion.version, "kind": entry.kind, "dataset_version": entry.dataset_version,
-                "code_version": entry.code_version, "metrics": as_json(entry.metrics),
-                "operating_points": champion.thresholds, "max_items": MAX_ITEMS, "max_text_chars": MAX_TEXT_CHARS,
-                "max_body_bytes": limits.max_body_bytes}
+        return {
+            "model_version": champion.version,
+            "kind": entry.kind,
+            "dataset_version": entry.dataset_version,
+            "code_version": entry.code_version,
+            "metrics": as_json(entry.metrics),
+            "operating_points": champion.thresholds,
+            "max_items": MAX_ITEMS,
+            "max_text_chars": MAX_TEXT_CHARS,
+            "max_body_bytes": limits.max_body_bytes,
+        }
 
     def score_items(items: list[Item]) -> dict[str, Any]:
         try:
@@ -337,8 +360,14 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
         scored = score_frame(champion, items_frame(items))
         results = []
         for item, row in zip(items, scored.iter_rows(named=True)):
-            results.append({"id": item.id, **{c: row[c] for c in PROBA_COLUMNS}, "action": row["action"],
-                            "model_version": row["model_version"]})
+            results.append(
+                {
+                    "id": item.id,
+                    **{c: row[c] for c in PROBA_COLUMNS},
+                    "action": row["action"],
+                    "model_version": row["model_version"],
+                }
+            )
         return {"model_version": champion.version, "results": results}
 
     @app.post("/v1/score")

@@ -41,8 +41,18 @@ POLICY_MIX = np.array(
 ACTIVITY = np.array([1.0, 2.0, 3.0, 3.0])  # relative posting rate by archetype
 COUNTRIES = ("US", "GB", "IN", "BR", "DE", "NG", "PH", "MX", "FR", "ID")
 COUNTRY_P = (0.30, 0.10, 0.15, 0.09, 0.06, 0.07, 0.07, 0.06, 0.05, 0.05)
-LANGUAGE_OF = {"US": "en", "GB": "en", "IN": "en", "BR": "pt", "DE": "de", "NG": "en",
-               "PH": "en", "MX": "es", "FR": "fr", "ID": "id"}
+LANGUAGE_OF = {
+    "US": "en",
+    "GB": "en",
+    "IN": "en",
+    "BR": "pt",
+    "DE": "de",
+    "NG": "en",
+    "PH": "en",
+    "MX": "es",
+    "FR": "fr",
+    "ID": "id",
+}
 REPORT_REASONS = POLICIES[1:]
 # Ways the world can change from a given day on (SimConfig.world_shift; docs/simulator.md, "World shifts").
 WORLD_SHIFTS: tuple[str, ...] = ("spam_campaign", "slang")
@@ -184,10 +194,21 @@ def build_world(config: SimConfig) -> World:
     if config.world_shift == "spam_campaign":
         extra = _campaign_bots(config, n_rings)
         user_id, signup, device, ip, ring_id, countries, followers, verified, activity, archetype, bot = (
-            np.concatenate([a, extra[k]]) for a, k in (
-                (user_id, "user_id"), (signup, "signup"), (device, "device"), (ip, "ip"), (ring_id, "ring_id"),
-                (countries, "country"), (followers, "followers"), (verified, "verified"), (activity, "activity"),
-                (archetype, "archetype"), (bot, "bot")))
+            np.concatenate([a, extra[k]])
+            for a, k in (
+                (user_id, "user_id"),
+                (signup, "signup"),
+                (device, "device"),
+                (ip, "ip"),
+                (ring_id, "ring_id"),
+                (countries, "country"),
+                (followers, "followers"),
+                (verified, "verified"),
+                (activity, "activity"),
+                (archetype, "archetype"),
+                (bot, "bot"),
+            )
+        )
 
     users = pl.DataFrame(
         {
@@ -227,11 +248,17 @@ def _campaign_bots(config: SimConfig, ring: int) -> dict[str, np.ndarray]:
     created = _epoch(config.world_shift_from) + rng.integers(0, _BOTS_POST_AFTER, size=n)
     devices, ips = rng.integers(0, 2**62, size=2, dtype=np.int64), rng.integers(0, 2**62, size=2, dtype=np.int64)
     return {
-        "user_id": _ids(rng, n), "signup": created, "device": devices[rng.integers(0, 2, size=n)],
-        "ip": ips[rng.integers(0, 2, size=n)], "ring_id": np.full(n, ring, dtype=np.int64),
+        "user_id": _ids(rng, n),
+        "signup": created,
+        "device": devices[rng.integers(0, 2, size=n)],
+        "ip": ips[rng.integers(0, 2, size=n)],
+        "ring_id": np.full(n, ring, dtype=np.int64),
         "country": np.array(COUNTRIES)[rng.choice(len(COUNTRIES), size=n, p=np.array(COUNTRY_P))],
-        "followers": rng.integers(0, 30, size=n), "verified": np.zeros(n, dtype=bool),
-        "activity": np.zeros(n), "archetype": np.full(n, ARCHETYPES.index("spammer")), "bot": np.ones(n, dtype=bool),
+        "followers": rng.integers(0, 30, size=n),
+        "verified": np.zeros(n, dtype=bool),
+        "activity": np.zeros(n),
+        "archetype": np.full(n, ARCHETYPES.index("spammer")),
+        "bot": np.ones(n, dtype=bool),
     }
 
 
@@ -241,18 +268,30 @@ _BOTS_POST_AFTER = 3 * _HOUR  # the bots sign up within this long after the firs
 _BAIT_OPENERS = ("omg", "hey", "ngl", "honestly", "okay so", "not gonna lie", "lowkey", "no way")
 _BAIT_NAMES = ("babe", "hun", "bestie", "sis", "king", "queen", "friend", "love")
 _BAIT_BODIES = (
-    "your pics are so cute, come see mine", "I just started a new page and it would mean a lot if you looked",
-    "this changed my whole month", "I found something you need to see before it's gone",
-    "my mentor showed me how to make it work from my phone", "early members are getting in first right now",
-    "I'm bored, come talk to me", "I posted something special for my followers only",
+    "your pics are so cute, come see mine",
+    "I just started a new page and it would mean a lot if you looked",
+    "this changed my whole month",
+    "I found something you need to see before it's gone",
+    "my mentor showed me how to make it work from my phone",
+    "early members are getting in first right now",
+    "I'm bored, come talk to me",
+    "I posted something special for my followers only",
 )
 _BAIT_CALLS = ("it's in my bio", "ask me how", "dm me the word", "look at my story", "add me", "check my page")
 _BAIT_WORDS = ("moonrise", "velvet", "orbit", "bloom", "nova", "ember", "lumen", "halo")
-_BAIT_EMOJI = ("\U0001F60D", "\u2728", "\U0001F64F", "\U0001F440", "\U0001F495", "\U0001F525", "\U0001F60A")
+_BAIT_EMOJI = ("\U0001f60d", "\u2728", "\U0001f64f", "\U0001f440", "\U0001f495", "\U0001f525", "\U0001f60a")
 # The "slang" shift: profanity and violent words used as praise, which a model trained on older
 # text reads as abuse although the posts are benign.
-_SLANG = ("this is so fucking good", "shit goes hard", "damn this slaps", "you absolute menace lmao",
-          "ngl that's sick af", "killing it fr, savage", "bitch this is iconic", "this goes crazy, no cap")
+_SLANG = (
+    "this is so fucking good",
+    "shit goes hard",
+    "damn this slaps",
+    "you absolute menace lmao",
+    "ngl that's sick af",
+    "killing it fr, savage",
+    "bitch this is iconic",
+    "this goes crazy, no cap",
+)
 
 
 def _pick(rng: np.random.Generator, words: tuple[str, ...], n: int) -> pl.Series:
@@ -261,9 +300,16 @@ def _pick(rng: np.random.Generator, words: tuple[str, ...], n: int) -> pl.Series
 
 def _bait_texts(rng: np.random.Generator, n: int) -> np.ndarray:
     word = _pick(rng, _BAIT_WORDS, n) + pl.Series(rng.integers(10, 100, size=n)).cast(pl.String)
-    parts = pl.DataFrame({"o": _pick(rng, _BAIT_OPENERS, n), "n": _pick(rng, _BAIT_NAMES, n),
-                          "b": _pick(rng, _BAIT_BODIES, n), "e": _pick(rng, _BAIT_EMOJI, n),
-                          "c": _pick(rng, _BAIT_CALLS, n), "w": word})
+    parts = pl.DataFrame(
+        {
+            "o": _pick(rng, _BAIT_OPENERS, n),
+            "n": _pick(rng, _BAIT_NAMES, n),
+            "b": _pick(rng, _BAIT_BODIES, n),
+            "e": _pick(rng, _BAIT_EMOJI, n),
+            "c": _pick(rng, _BAIT_CALLS, n),
+            "w": word,
+        }
+    )
     return parts.select(pl.format("{} {} {} {} {} @{}", "o", "n", "b", "e", "c", "w").alias("text"))["text"].to_numpy()
 
 
@@ -357,12 +403,14 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     style, post_text, post_hash = texts["style"][text_idx], texts["text"][text_idx], texts["text_hash"][text_idx]
     if config.shifted(day):
         author, true_policy, style, post_text, post_hash, created, campaign = _shift_posts(
-            config, day, n_total, arche, bot, (author, true_policy, style, post_text, post_hash, created, campaign))
+            config, day, n_total, arche, bot, (author, true_policy, style, post_text, post_hash, created, campaign)
+        )
 
     n = len(author)
     content_id = _ids(rng, n)
     surface = np.where(
-        style == "sms", "direct_message",
+        style == "sms",
+        "direct_message",
         np.where(style == "youtube", "video_comment", np.where(rng.random(n) < 0.6, "post", "comment")),
     )
     text = pl.Series("text", post_text, dtype=pl.String)
@@ -404,10 +452,12 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     trolls = eligible[arche[eligible] == 1]
     if len(trolls) == 0:
         trolls = eligible
-    r_reporter = np.concatenate([
-        reporters_any[rng.integers(0, len(reporters_any), size=n_r_org)],
-        trolls[rng.integers(0, len(trolls), size=n_r_brig)],
-    ])
+    r_reporter = np.concatenate(
+        [
+            reporters_any[rng.integers(0, len(reporters_any), size=n_r_org)],
+            trolls[rng.integers(0, len(trolls), size=n_r_brig)],
+        ]
+    )
     tp = true_policy[r_content[:n_r_org]]
     says_true = (tp > 0) & (rng.random(n_r_org) < 0.75)
     org_reason = np.where(says_true, tp, rng.integers(1, len(POLICIES), size=n_r_org))
@@ -433,8 +483,11 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     top_reason[r_content] = r_reason  # any report's reason; ties are noise anyway
     proactive = (rng.random(n) < config.proactive_review_rate) & (first_report == np.iinfo(np.int64).max)
     reviewed = np.flatnonzero((first_report < np.iinfo(np.int64).max) | proactive)
-    queued = np.where(proactive[reviewed], created[reviewed] + rng.integers(600, 4 * _HOUR, size=len(reviewed)),
-                      first_report[reviewed])
+    queued = np.where(
+        proactive[reviewed],
+        created[reviewed] + rng.integers(600, 4 * _HOUR, size=len(reviewed)),
+        first_report[reviewed],
+    )
     mod = rng.integers(0, len(world.moderator_ids), size=len(reviewed))
     acc = world.moderator_accuracy[mod] - np.where(true_policy[reviewed] == 2, 0.08, 0.0)
     correct = rng.random(len(reviewed)) < acc
@@ -470,7 +523,9 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     wrong_a = d_policy[appealed] != tp_r[appealed]
     p_over = np.where(wrong_a, config.overturn_rate_wrong, config.overturn_rate_right)
     overturned = rng.random(len(appealed)) < p_over
-    appealed_at = decided[appealed] + np.minimum(rng.exponential(12 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(np.int64)
+    appealed_at = decided[appealed] + np.minimum(rng.exponential(12 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(
+        np.int64
+    )
     resolved_at = appealed_at + np.minimum(rng.exponential(18 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(np.int64)
     appeals = pl.DataFrame(
         {
@@ -505,8 +560,9 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     }
 
 
-def _shift_posts(config: SimConfig, day: date, n_total: int, arche: np.ndarray, bot: np.ndarray,
-                 posts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+def _shift_posts(
+    config: SimConfig, day: date, n_total: int, arche: np.ndarray, bot: np.ndarray, posts: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
     """The day's posts (author, true policy, style, text, text hash, created, campaign) in the shifted
     world, drawn from the shift's own stream so the same seed gives the same shifted days."""
     author, true_policy, style, text, hashes, created, campaign = posts
@@ -529,11 +585,15 @@ def _shift_posts(config: SimConfig, day: date, n_total: int, arche: np.ndarray, 
     at = np.minimum(start[burst] + rng.integers(0, 2 * _HOUR, size=n), day_start + _DAY - 1)
     bait = _bait_texts(rng, n)
     first_campaign = int(campaign.max()) + 1 if len(campaign) else 0
-    return (np.concatenate([author, bots[rng.integers(0, len(bots), size=n)]]),
-            np.concatenate([true_policy, np.full(n, POLICIES.index("spam"))]),
-            np.concatenate([style, np.full(n, "tweet", dtype=object)]),
-            np.concatenate([text, bait]), np.concatenate([hashes, _text_hashes(bait)]),
-            np.concatenate([created, at]), np.concatenate([campaign, first_campaign + burst]))
+    return (
+        np.concatenate([author, bots[rng.integers(0, len(bots), size=n)]]),
+        np.concatenate([true_policy, np.full(n, POLICIES.index("spam"))]),
+        np.concatenate([style, np.full(n, "tweet", dtype=object)]),
+        np.concatenate([text, bait]),
+        np.concatenate([hashes, _text_hashes(bait)]),
+        np.concatenate([created, at]),
+        np.concatenate([campaign, first_campaign + burst]),
+    )
 
 
 EVENT_TIME: dict[str, str] = {
@@ -546,8 +606,16 @@ EVENT_TIME: dict[str, str] = {
     "content_truth": "created_at",
     "user_truth": "signup_at",
 }
-USER_COLUMNS = ["user_id", "signup_at", "country", "language", "device_fingerprint", "ip_fingerprint",
-                "verified", "follower_count"]
+USER_COLUMNS = [
+    "user_id",
+    "signup_at",
+    "country",
+    "language",
+    "device_fingerprint",
+    "ip_fingerprint",
+    "verified",
+    "follower_count",
+]
 
 
 def _users_for_days(config: SimConfig, first: date, last: date) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -585,4 +653,3 @@ def simulate_days(config: SimConfig, pool: pl.DataFrame, first: date, last: date
         part = partition_date(name, frame, config)
         out[name] = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
     return out
-

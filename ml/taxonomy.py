@@ -22,5 +22,3 @@ CONFLICT_PRECEDENCE: dict[str, int] = {
 DECISION_ACTIONS: tuple[str, ...] = ("remove", "restrict", "no_action")
 SURFACES: tuple[str, ...] = ("post", "comment", "video_comment", "direct_message")
 ARCHETYPES: tuple[str, ...] = ("ordinary", "troll", "spammer", "scam_ring")
-
-

@@ -53,8 +53,12 @@ def lock_holder(error: BaseException | str) -> str:
     return f"PID {found.group(2)} ({found.group(1)})" if found else "another process"
 
 
-def retry_while_locked(action: Callable[[], T], db: Path, timeout_s: float = LOCK_WAIT_SECONDS,
-                       on_wait: Callable[[str], object] | None = None) -> T:
+def retry_while_locked(
+    action: Callable[[], T],
+    db: Path,
+    timeout_s: float = LOCK_WAIT_SECONDS,
+    on_wait: Callable[[str], object] | None = None,
+) -> T:
     """Run `action`; while it fails because another process holds `db`, wait and retry for up to
     `timeout_s`, telling `on_wait` who holds it (at once, then every LOCK_MESSAGE_EVERY_SECONDS).
     Raises WarehouseLockedError when the lock outlasts the wait."""
@@ -71,18 +75,22 @@ def retry_while_locked(action: Callable[[], T], db: Path, timeout_s: float = LOC
                 raise WarehouseLockedError(
                     f"{db} is still locked by {lock_holder(exc)} after {timeout_s:.0f} s. Close that process and "
                     f"run again: only the pipeline opens {db.name}; analysts query {db.with_name('marts.duckdb')} "
-                    "(docs/operations.md, 'Warehouse locks and recovery').") from exc
+                    "(docs/operations.md, 'Warehouse locks and recovery')."
+                ) from exc
             if on_wait is not None and (told is None or waited - told >= LOCK_MESSAGE_EVERY_SECONDS):
-                on_wait(f"{db} is locked by {lock_holder(exc)}; waiting up to {timeout_s:.0f} s for it to be "
-                        f"closed ({waited:.0f} s so far). Only the pipeline opens {db.name}: analysts should query "
-                        f"{db.with_name('marts.duckdb')}, the read-only copy that never blocks the pipeline.")
+                on_wait(
+                    f"{db} is locked by {lock_holder(exc)}; waiting up to {timeout_s:.0f} s for it to be "
+                    f"closed ({waited:.0f} s so far). Only the pipeline opens {db.name}: analysts should query "
+                    f"{db.with_name('marts.duckdb')}, the read-only copy that never blocks the pipeline."
+                )
                 told = waited
             time.sleep(min(delay, max(0.05, timeout_s - waited)))
             delay = min(delay * 2, 2.0)
 
 
-def wait_until_writable(db: Path, timeout_s: float = LOCK_WAIT_SECONDS,
-                        on_wait: Callable[[str], object] | None = None) -> float:
+def wait_until_writable(
+    db: Path, timeout_s: float = LOCK_WAIT_SECONDS, on_wait: Callable[[str], object] | None = None
+) -> float:
     """Block until a writer could open `db` (a file that does not exist yet is writable); returns
     the seconds waited. Raises WarehouseLockedError when it stays locked past `timeout_s`."""
     start = time.monotonic()
@@ -123,20 +131,29 @@ def rows_by_day(db_path: Path, columns: dict[str, str], first, last) -> dict[str
         return {}
     out: dict[str, dict] = {}
     with duckdb.connect(str(db_path), read_only=True) as con:
-        found = dict(con.execute("select table_name, table_schema from information_schema.tables "
-                                 "where table_name in ?", [list(columns)]).fetchall())
+        found = dict(
+            con.execute(
+                "select table_name, table_schema from information_schema.tables where table_name in ?", [list(columns)]
+            ).fetchall()
+        )
         for name, column in columns.items():
             if name not in found:
                 continue
             rows = con.execute(
                 f'select cast("{column}" as date) as day, count(*) from "{found[name]}"."{name}" '
-                f'where cast("{column}" as date) between ? and ? group by 1', [first, last]).fetchall()
+                f'where cast("{column}" as date) between ? and ? group by 1',
+                [first, last],
+            ).fetchall()
             out[name] = {day: int(n) for day, n in rows}
     return out
 
 
-def publish_marts(warehouse_db: Path, marts_db: Path, on_wait: Callable[[str], object] | None = None,
-                  lock_timeout_s: float = LOCK_WAIT_SECONDS) -> dict[str, int]:
+def publish_marts(
+    warehouse_db: Path,
+    marts_db: Path,
+    on_wait: Callable[[str], object] | None = None,
+    lock_timeout_s: float = LOCK_WAIT_SECONDS,
+) -> dict[str, int]:
     """Copy every table of the `marts` schema into a new file and rename it over `marts_db`.
 
     Readers that have the old file open keep reading the old inode; new readers see the new
@@ -150,13 +167,17 @@ def publish_marts(warehouse_db: Path, marts_db: Path, on_wait: Callable[[str], o
     counts: dict[str, int] = {}
     try:
         with duckdb.connect(tmp) as con:
-            retry_while_locked(lambda: con.execute(f"attach '{warehouse_db}' as wh (read_only)"),
-                               warehouse_db, lock_timeout_s, on_wait)
-            tables = [r[0] for r in con.execute(
-                "select table_name from information_schema.tables "
-                "where table_catalog = 'wh' and table_schema = ? and table_type = 'BASE TABLE' order by 1",
-                [MARTS_SCHEMA],
-            ).fetchall()]
+            retry_while_locked(
+                lambda: con.execute(f"attach '{warehouse_db}' as wh (read_only)"), warehouse_db, lock_timeout_s, on_wait
+            )
+            tables = [
+                r[0]
+                for r in con.execute(
+                    "select table_name from information_schema.tables "
+                    "where table_catalog = 'wh' and table_schema = ? and table_type = 'BASE TABLE' order by 1",
+                    [MARTS_SCHEMA],
+                ).fetchall()
+            ]
             if not tables:
                 raise RuntimeError(f"no tables in schema {MARTS_SCHEMA!r} of {warehouse_db}: build the warehouse first")
             for t in tables:
@@ -209,16 +230,19 @@ def analyst_query(db_path: Path, sql: str) -> tuple[list[str], list[tuple]]:
         raise AnalystQueryError(f"one statement per call, got {len(statements)}; run them one at a time")
     kind = statements[0].type.name
     if kind not in ANALYST_STATEMENTS:
-        raise AnalystQueryError(f"{kind} statements are refused: the marts are read-only "
-                                "(SELECT, EXPLAIN, PRAGMA and CALL are allowed)")
+        raise AnalystQueryError(
+            f"{kind} statements are refused: the marts are read-only (SELECT, EXPLAIN, PRAGMA and CALL are allowed)"
+        )
     try:
         with analyst_connection(db_path) as con:
             cur = con.execute(statements[0])
             columns = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchall()
     except duckdb.PermissionException as exc:
-        raise AnalystQueryError(f"only the marts in {Path(db_path).name} can be read; other files, databases "
-                                f"and extensions are off ({_one_line(exc)})") from exc
+        raise AnalystQueryError(
+            f"only the marts in {Path(db_path).name} can be read; other files, databases "
+            f"and extensions are off ({_one_line(exc)})"
+        ) from exc
     except duckdb.Error as exc:
         raise AnalystQueryError(_one_line(exc)) from exc
     return columns, rows

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -81,15 +81,18 @@ def run_window(settings: Settings, first_day: str | None, days: int | None) -> t
     if days is not None and days < 1:
         raise ValueError("--days must be at least 1")
     if last > settings.last_day:
-        raise ValueError(f"{first} + {days} days ends {last}, past yesterday ({settings.last_day}), the last "
-                         "day that has ended: ask for fewer days")
+        raise ValueError(
+            f"{first} + {days} days ends {last}, past yesterday ({settings.last_day}), the last "
+            "day that has ended: ask for fewer days"
+        )
     if first > last:
         raise ValueError(f"nothing to build: {first} is after yesterday ({settings.last_day})")
     return first, last
 
 
-def launch_jobs(command: str, settings: Settings, *, verbose: bool, jobs: Callable[[Launcher], int],
-                if_not_launched: str = "") -> int:
+def launch_jobs(
+    command: str, settings: Settings, *, verbose: bool, jobs: Callable[[Launcher], int], if_not_launched: str = ""
+) -> int:
     """The one place the CLI launches Dagster jobs (`trustlake run`, `trustlake land`).
 
     Recovers first (dead runs, stuck pool slots, killed writes' temp files), then opens a Launcher
@@ -123,13 +126,24 @@ def launch_jobs(command: str, settings: Settings, *, verbose: bool, jobs: Callab
 
 
 @cli.command("run", **described("launch ingest_job, retrain_job and score_job over the simulated window"))
-@click.option("--days", type=int, default=None,
-              help="days to build from --first (default: through yesterday, the window's last day)")
-@click.option("--first", "first_day", default=None,
-              help="first day to (re)build, YYYY-MM-DD (default: the platform's first day, pinned in the home)")
+@click.option(
+    "--days",
+    type=int,
+    default=None,
+    help="days to build from --first (default: through yesterday, the window's last day)",
+)
+@click.option(
+    "--first",
+    "first_day",
+    default=None,
+    help="first day to (re)build, YYYY-MM-DD (default: the platform's first day, pinned in the home)",
+)
 @click.option("--skip-training", is_flag=True, help="land and model the data only (ingest_job)")
-@click.option("--verbose", is_flag=True,
-              help="show Dagster's and dbt's own output (the runs keep their full logs in the UI either way)")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="show Dagster's and dbt's own output (the runs keep their full logs in the UI either way)",
+)
 @with_settings
 def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_training: bool, verbose: bool) -> int:
     settings = _prepare(settings)
@@ -152,8 +166,10 @@ def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_tr
             return 1
         if skip_training:
             return 0
-        say("trustlake: retrain_job: features, label issues, the content classifier, the text model and the risk "
-            "model (Ray), the baseline, judged on text and sources they never saw; promotion if every gate passes")
+        say(
+            "trustlake: retrain_job: features, label issues, the content classifier, the text model and the risk "
+            "model (Ray), the baseline, judged on text and sources they never saw; promotion if every gate passes"
+        )
         outcome = launcher.run("retrain_job")
         if not _succeeded(outcome):
             return 1
@@ -225,7 +241,7 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
     if models:
         print_model_report(models)
         print_champion(lake)
-    print("\nnext: make ui  (Dagster UI)   |   trustlake sql \"select * from mart_appeals\"")
+    print('\nnext: make ui  (Dagster UI)   |   trustlake sql "select * from mart_appeals"')
 
 
 def f(v) -> str:
@@ -243,27 +259,32 @@ def print_model_report(evaluations: dict) -> None:
     for key in ("content_classifier_evaluation", "text_evaluation"):
         if key in evaluations:
             ev = evaluations[key]
-            rows.append((ev.kind, ev.text_only, "passed" if ev.gates_passed else "FAILED: " + ", ".join(ev.failed_gates)))
+            rows.append(
+                (ev.kind, ev.text_only, "passed" if ev.gates_passed else "FAILED: " + ", ".join(ev.failed_gates))
+            )
     main = evaluations.get("content_classifier_evaluation")
     if main:
         rows.append(("baseline", main.baseline_text_only, "reference"))
     for name, m, gates in rows:
-        print(f"  {name:<22} {f(m.macro_pr_auc)} " + " ".join(f"{f(m.pr_auc(p)):>11}" for p in VIOLATING)
-              + f"  {gates}")
+        print(
+            f"  {name:<22} {f(m.macro_pr_auc)} " + " ".join(f"{f(m.pr_auc(p)):>11}" for p in VIOLATING) + f"  {gates}"
+        )
     if main and main.held_out_sources:
         print("  leave-one-source-out macro PR-AUC (a model of the same recipe trained without the source):")
         print(f"  {'held-out source':<26} {'classifier':>10} {'baseline':>9} {'delta':>7}  95% interval")
         for s in main.held_out_sources:
-            print(f"  {s.source:<26} {f(s.candidate.macro_pr_auc):>10} {f(s.baseline.macro_pr_auc):>9} "
-                  f"{s.delta:+7.3f}  {s.delta_ci_low:+.3f} .. {s.delta_ci_high:+.3f}")
+            print(
+                f"  {s.source:<26} {f(s.candidate.macro_pr_auc):>10} {f(s.baseline.macro_pr_auc):>9} "
+                f"{s.delta:+7.3f}  {s.delta_ci_low:+.3f} .. {s.delta_ci_high:+.3f}"
+            )
     pair = evaluations.get("risk_model_evaluation")
     if pair:
-        qa = (f"{pair.qa_gold.macro_pr_auc:.3f} on {pair.qa_gold.rows} audited items" if pair.qa_gold
-              else "not measured")
-        print(f"  pair {pair.version}: simulated test macro PR-AUC {f(pair.test.macro_pr_auc).strip()} "
-              f"on {pair.test.rows} items (classifier alone {f(pair.classifier_alone_test.macro_pr_auc).strip()}), "
-              f"QA gold {qa}, gates " + ("passed" if pair.gates_passed
-                                                   else "FAILED: " + ", ".join(pair.failed_gates)))
+        qa = f"{pair.qa_gold.macro_pr_auc:.3f} on {pair.qa_gold.rows} audited items" if pair.qa_gold else "not measured"
+        print(
+            f"  pair {pair.version}: simulated test macro PR-AUC {f(pair.test.macro_pr_auc).strip()} "
+            f"on {pair.test.rows} items (classifier alone {f(pair.classifier_alone_test.macro_pr_auc).strip()}), "
+            f"QA gold {qa}, gates " + ("passed" if pair.gates_passed else "FAILED: " + ", ".join(pair.failed_gates))
+        )
 
 
 def print_champion(lake) -> None:
@@ -280,14 +301,18 @@ def print_champion(lake) -> None:
         return
     m = champ.metrics
     qa = m.qa_gold_macro_pr_auc
-    print(f"champion   {champ.version} with content classifier {champ.content_classifier}: "
-          f"text-only macro PR-AUC {f(m.text_only_macro_pr_auc).strip()}, simulated test "
-          f"{f(m.test_macro_pr_auc).strip()}" + (f", QA gold {qa:.3f}" if qa is not None else ""))
+    print(
+        f"champion   {champ.version} with content classifier {champ.content_classifier}: "
+        f"text-only macro PR-AUC {f(m.text_only_macro_pr_auc).strip()}, simulated test "
+        f"{f(m.test_macro_pr_auc).strip()}" + (f", QA gold {qa:.3f}" if qa is not None else "")
+    )
     for p in VIOLATING:
         op = champ.operating_points[p]
         auto = f"{op.auto_action_threshold:.3f}" if op.reachable else "unreachable"
-        print(f"  {p:<12} text-only PR-AUC {f(m.text_only_pr_auc.get(p)).strip()}  auto-action at {auto}  "
-              f"review at {op.review_threshold:.3f}")
+        print(
+            f"  {p:<12} text-only PR-AUC {f(m.text_only_pr_auc.get(p)).strip()}  auto-action at {auto}  "
+            f"review at {op.review_threshold:.3f}"
+        )
 
 
 def query_lake_count(lake, table: str) -> tuple[int, int]:
@@ -325,12 +350,21 @@ class StatementCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-@cli.command("sql", cls=StatementCommand, help="one read-only query on the published marts (marts.duckdb): QUERY is one SELECT "
-                         "(or EXPLAIN, PRAGMA, CALL) statement",
-             short_help="one read-only query on the published marts (marts.duckdb)")
+@cli.command(
+    "sql",
+    cls=StatementCommand,
+    help="one read-only query on the published marts (marts.duckdb): QUERY is one SELECT "
+    "(or EXPLAIN, PRAGMA, CALL) statement",
+    short_help="one read-only query on the published marts (marts.duckdb)",
+)
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              help="table for people (default), csv or json for programs")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    help="table for people (default), csv or json for programs",
+)
 @click.option("--limit", type=int, default=None, help="rows to print (default: 50 for table, all for csv and json)")
 @with_settings
 def cmd_sql(settings: Settings, query: str, fmt: str, limit: int | None) -> int:
@@ -348,8 +382,11 @@ def cmd_sql(settings: Settings, query: str, fmt: str, limit: int | None) -> int:
     limit = limit if limit is not None else (50 if fmt == "table" else None)
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if fmt == "json" and repeated:
-        print(f"trustlake sql: column name(s) {', '.join(repeated)} repeat; a JSON object keeps only one: "
-              "give each column its own alias", file=sys.stderr)
+        print(
+            f"trustlake sql: column name(s) {', '.join(repeated)} repeat; a JSON object keeps only one: "
+            "give each column its own alias",
+            file=sys.stderr,
+        )
         return 2
     shown = rows if limit is None else rows[:limit]
     try:
@@ -365,8 +402,7 @@ def cmd_sql(settings: Settings, query: str, fmt: str, limit: int | None) -> int:
         return 0
     if len(rows) > len(shown):
         # stderr for machine formats, so a note never ends up inside the CSV or JSON
-        print(f"({len(rows) - len(shown)} more rows; use --limit)",
-              file=sys.stdout if fmt == "table" else sys.stderr)
+        print(f"({len(rows) - len(shown)} more rows; use --limit)", file=sys.stdout if fmt == "table" else sys.stderr)
     return 0
 
 
@@ -448,10 +484,24 @@ def cli_actor() -> str:
 @models.command("list", **described("every registered model version, oldest first"))
 @registry_command
 def models_list(registry) -> None:
-    rows = [(e.version, e.kind, e.status, e.created_at, e.dataset_version, e.code_version[:12],
-             e.metrics.test_macro_pr_auc, e.metrics.gates_passed) for e in registry.list()]
-    print(format_table(["version", "kind", "status", "created_at", "dataset", "code", "test_macro_pr_auc",
-                        "gates_passed"], rows))
+    rows = [
+        (
+            e.version,
+            e.kind,
+            e.status,
+            e.created_at,
+            e.dataset_version,
+            e.code_version[:12],
+            e.metrics.test_macro_pr_auc,
+            e.metrics.gates_passed,
+        )
+        for e in registry.list()
+    ]
+    print(
+        format_table(
+            ["version", "kind", "status", "created_at", "dataset", "code", "test_macro_pr_auc", "gates_passed"], rows
+        )
+    )
 
 
 @models.command("show", **described("one version's registry entry as JSON (VERSION from `trustlake models list`)"))
@@ -463,8 +513,9 @@ def models_show(registry, version: str) -> None:
     print(json.dumps(registry.get(version).to_dict(), indent=2, sort_keys=True))
 
 
-REASON = click.option("--reason", default="manual change from the CLI", show_default=True,
-                      help="why, kept in the promotion history")
+REASON = click.option(
+    "--reason", default="manual change from the CLI", show_default=True, help="why, kept in the promotion history"
+)
 
 
 @models.command("promote", **described("make VERSION the champion"))
@@ -521,30 +572,57 @@ def cmd_score(settings: Settings, input_path: str, text_column: str, output: str
 @cli.command("serve", **described("HTTP scoring service (FastAPI on uvicorn)"))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--max-body-bytes", type=int, default=None,
-              help="larger bodies get 413, chunked ones too (env TRUSTLAKE_SERVE_MAX_BODY_BYTES)")
-@click.option("--body-timeout", type=float, default=None,
-              help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)")
-@click.option("--max-in-flight", type=int, default=None,
-              help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)")
-@click.option("--scoring-threads", type=int, default=None,
-              help="requests scored at once, the rest in flight wait (env TRUSTLAKE_SERVE_SCORING_THREADS)")
-@click.option("--keep-alive", type=float, default=None,
-              help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)")
+@click.option(
+    "--max-body-bytes",
+    type=int,
+    default=None,
+    help="larger bodies get 413, chunked ones too (env TRUSTLAKE_SERVE_MAX_BODY_BYTES)",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=None,
+    help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)",
+)
+@click.option(
+    "--max-in-flight",
+    type=int,
+    default=None,
+    help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)",
+)
+@click.option(
+    "--scoring-threads",
+    type=int,
+    default=None,
+    help="requests scored at once, the rest in flight wait (env TRUSTLAKE_SERVE_SCORING_THREADS)",
+)
+@click.option(
+    "--keep-alive", type=float, default=None, help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)"
+)
 @with_settings
-def cmd_serve(settings: Settings, host: str, port: int, max_body_bytes: int | None, body_timeout: float | None,
-              max_in_flight: int | None, scoring_threads: int | None, keep_alive: float | None) -> int:
+def cmd_serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    max_body_bytes: int | None,
+    body_timeout: float | None,
+    max_in_flight: int | None,
+    scoring_threads: int | None,
+    keep_alive: float | None,
+) -> int:
     import uvicorn
 
     from ml.lake import Lake
     from ml.serving import ServingLimits, create_app
 
     # A flag wins over its TRUSTLAKE_SERVE_* variable; neither set keeps the service's default.
-    chosen = {"max_body_bytes": (max_body_bytes, settings.serve_max_body_bytes),
-              "body_timeout_s": (body_timeout, settings.serve_body_timeout_s),
-              "max_in_flight": (max_in_flight, settings.serve_max_in_flight),
-              "scoring_threads": (scoring_threads, settings.serve_scoring_threads),
-              "keep_alive_s": (keep_alive, settings.serve_keep_alive_s)}
+    chosen = {
+        "max_body_bytes": (max_body_bytes, settings.serve_max_body_bytes),
+        "body_timeout_s": (body_timeout, settings.serve_body_timeout_s),
+        "max_in_flight": (max_in_flight, settings.serve_max_in_flight),
+        "scoring_threads": (scoring_threads, settings.serve_scoring_threads),
+        "keep_alive_s": (keep_alive, settings.serve_keep_alive_s),
+    }
     overrides = {name: next((v for v in values if v is not None), None) for name, values in chosen.items()}
     try:
         limits = ServingLimits(**{name: v for name, v in overrides.items() if v is not None})
@@ -563,18 +641,24 @@ def labels() -> None:
     pass
 
 
-@labels.command("import", **described("validate the CSV or Parquet FILE of labelled texts and land it as a "
-                                        "reference source; unusable rows are quarantined with their reason"))
+@labels.command(
+    "import",
+    **described(
+        "validate the CSV or Parquet FILE of labelled texts and land it as a "
+        "reference source; unusable rows are quarantined with their reason"
+    ),
+)
 @click.argument("file")
 @click.option("--text-column", required=True)
 @click.option("--label-column", required=True)
 @click.option("--mapping", default=None, help="YAML of `original label: policy` lines")
 @click.option("--source", required=True, help="name of the labelled set (lower-case letters, digits, _)")
 @with_settings
-def cmd_labels_import(settings: Settings, file: str, text_column: str, label_column: str, mapping: str | None,
-                      source: str) -> int:
+def cmd_labels_import(
+    settings: Settings, file: str, text_column: str, label_column: str, mapping: str | None, source: str
+) -> int:
     """`trustlake labels import FILE ...`: validate a labelled set and land it as a reference source."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
 
     from ml.lake import Lake, write_parquet_atomic
@@ -588,10 +672,12 @@ def cmd_labels_import(settings: Settings, file: str, text_column: str, label_col
         print(f"trustlake labels import: {exc}", file=sys.stderr)
         return 2
     for label, n in sorted(result.unmapped_labels.items()):
-        print(f"trustlake labels import: label {label!r} has no policy in the mapping ({n} rows quarantined)",
-              file=sys.stderr)
+        print(
+            f"trustlake labels import: label {label!r} has no policy in the mapping ({n} rows quarantined)",
+            file=sys.stderr,
+        )
     if result.rejected.height:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         out = lake.quarantine_dir / "labels" / f"{source}-{stamp}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         result.rejected.write_csv(out)
@@ -603,18 +689,28 @@ def cmd_labels_import(settings: Settings, file: str, text_column: str, label_col
         print("trustlake labels import: no usable rows; nothing landed", file=sys.stderr)
         return 2
     target = write_parquet_atomic(result.good, lake.reference / source / "part-0.parquet")
-    print(f"trustlake labels import: {result.good.height:,} labelled texts landed as source {source!r} "
-          f"in {target}; the next training run uses them (trustlake run)")
+    print(
+        f"trustlake labels import: {result.good.height:,} labelled texts landed as source {source!r} "
+        f"in {target}; the next training run uses them (trustlake run)"
+    )
     return 0
 
 
-@cli.command("land", **described("check a Parquet or CSV file of a raw table and land it (land_job), or "
-                                 "quarantine it with its reasons"))
+@cli.command(
+    "land",
+    **described("check a Parquet or CSV file of a raw table and land it (land_job), or quarantine it with its reasons"),
+)
 @click.argument("file")
-@click.option("--table", required=True, help="the raw table its rows belong to: users, content, reports, "
-              "decisions, appeals or qa_audits")
-@click.option("--verbose", is_flag=True,
-              help="show Dagster's and dbt's own output (the run keeps its full log in the UI either way)")
+@click.option(
+    "--table",
+    required=True,
+    help="the raw table its rows belong to: users, content, reports, decisions, appeals or qa_audits",
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="show Dagster's and dbt's own output (the run keeps its full log in the UI either way)",
+)
 @with_settings
 def cmd_land(settings: Settings, file: str, table: str, verbose: bool) -> int:
     """`trustlake land FILE --table T`: check FILE now and land it whole as a land_job run, or not at all.
@@ -646,45 +742,61 @@ def cmd_land(settings: Settings, file: str, table: str, verbose: bool) -> int:
     check = check_landing(lake, table, file, partition_bounds(daily_partitions), pending=claims(lake))
     result = check.validation
     if check.waiting_for:
-        complain(f"rows of {file} refer to rows that {', '.join(check.waiting_for)} is still landing; run this again once "
-            "that land_job run has finished (nothing landed)")
+        complain(
+            f"rows of {file} refer to rows that {', '.join(check.waiting_for)} is still landing; run this again once "
+            "that land_job run has finished (nothing landed)"
+        )
         return 2
     if result.problems:
         moved = quarantine_dropped(lake, check, copy=True)
         for problem in result.problems:
             complain(problem.describe(limit=5))
-        complain(f"nothing landed ({result.rows_read:,} rows read, {result.bad_rows:,} bad); {file} is unchanged, a copy "
-            f"and its reason are in {moved.parent}/ ({moved.name}.reason.txt). Fix the rows and run this again.")
+        complain(
+            f"nothing landed ({result.rows_read:,} rows read, {result.bad_rows:,} bad); {file} is unchanged, a copy "
+            f"and its reason are in {moved.parent}/ ({moved.name}.reason.txt). Fix the rows and run this again."
+        )
         return 2
     claim = claim_file(lake, table, file, copy=True)
-    print(f"trustlake land: {file} passed every rule ({result.rows_read:,} rows, {check.days[0]} .. {check.days[-1]});"
-          f" landing it as {claim.name}", flush=True)
+    print(
+        f"trustlake land: {file} passed every rule ({result.rows_read:,} rows, {check.days[0]} .. {check.days[-1]});"
+        f" landing it as {claim.name}",
+        flush=True,
+    )
     waits = f"the file waits in {claim.path.parent}/"
 
     def jobs(launcher: Launcher) -> int:
         # The run the landing sensor would request for this claim, launched against the code location.
         request = land_run_request(claim, check.days, launcher.asset_graph)
-        outcome = launcher.run(request.job_name, tags=request.tags, run_config=request.run_config,
-                               asset_selection=request.asset_selection)
+        outcome = launcher.run(
+            request.job_name, tags=request.tags, run_config=request.run_config, asset_selection=request.asset_selection
+        )
         if not _succeeded(outcome):
-            print(f"trustlake land: land_job failed (run {outcome.run_id}); {waits}. Open the UI to see why (make ui) "
-                  "and re-execute the run there.", file=sys.stderr)
+            print(
+                f"trustlake land: land_job failed (run {outcome.run_id}); {waits}. Open the UI to see why (make ui) "
+                "and re-execute the run there.",
+                file=sys.stderr,
+            )
             return 1
-        print(f"trustlake land: {result.rows_read:,} {table} rows landed for {check.days[0]} .. {check.days[-1]}; "
-              f"warehouse and marts rebuilt (run {outcome.run_id})")
+        print(
+            f"trustlake land: {result.rows_read:,} {table} rows landed for {check.days[0]} .. {check.days[-1]}; "
+            f"warehouse and marts rebuilt (run {outcome.run_id})"
+        )
         return 0
 
     return launch_jobs("land", settings, verbose=verbose, jobs=jobs, if_not_launched=f"; {waits}")
 
 
-@cli.command("prepare", **described("create the home (pinning its first day), the Dagster instance and the dbt "
-                                    "manifest"))
+@cli.command(
+    "prepare", **described("create the home (pinning its first day), the Dagster instance and the dbt manifest")
+)
 @with_settings
 def cmd_prepare(settings: Settings) -> int:
     settings = _prepare(settings)
-    print(f"trustlake home: {settings.home}; simulated window {settings.start_date} .. {settings.last_day} "
-          f"(first day {'from TRUSTLAKE_START_DATE' if settings.start_date_source == 'TRUSTLAKE_START_DATE' else 'pinned in ' + str(settings.platform_file)}); "
-          "dbt manifest ready")
+    print(
+        f"trustlake home: {settings.home}; simulated window {settings.start_date} .. {settings.last_day} "
+        f"(first day {'from TRUSTLAKE_START_DATE' if settings.start_date_source == 'TRUSTLAKE_START_DATE' else 'pinned in ' + str(settings.platform_file)}); "
+        "dbt manifest ready"
+    )
     return 0
 
 

@@ -35,8 +35,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     def catalogued(spec: dg.AssetSpec) -> dg.AssetSpec:
         # Owners by group and automation in one place each (the dbt translator already applied both).
-        return spec.replace_attributes(owners=spec.owners or owners_for(spec.group_name),
-                                       automation_condition=spec.automation_condition or automation_condition_for(spec.key))
+        return spec.replace_attributes(
+            owners=spec.owners or owners_for(spec.group_name),
+            automation_condition=spec.automation_condition or automation_condition_for(spec.key),
+        )
 
     assets = [a.map_asset_specs(catalogued) if isinstance(a, AssetsDefinition) else a for a in all_assets()]
     return dg.Definitions(
@@ -44,10 +46,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=jobs,
         schedules=schedules,
         sensors=[automation_sensor, landing_sensor, retraining_sensor, run_failure_alert_sensor],
-        executor=dg.multiprocess_executor.configured({
-            "max_concurrent": settings.max_concurrent_steps,
-            "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}},
-        }),
+        executor=dg.multiprocess_executor.configured(
+            {
+                "max_concurrent": settings.max_concurrent_steps,
+                "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}},
+            }
+        ),
         resources={
             "lakehouse": LakehouseResource.from_settings(settings),
             "monitoring": MonitoringResource.from_settings(settings),

@@ -32,8 +32,11 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRunStatus
-from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
-                                        PARTITION_NAME_TAG)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 from ml.lake import Lake
 from orchestration.settings import WORKSPACE_FILE
@@ -113,10 +116,18 @@ class Launcher:
     and stopped on leaving it; launch as many runs as needed in between.
     """
 
-    def __init__(self, instance: dg.DagsterInstance, *, say: Callable[[str], None] | None = None,
-                 verbose: bool = False, workspace_file: Path = WORKSPACE_FILE,
-                 on_launch: Callable[[str], None] | None = None, lake: Lake | None = None,
-                 poll_seconds: float = POLL_SECONDS, heartbeat_seconds: float = HEARTBEAT_SECONDS):
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        *,
+        say: Callable[[str], None] | None = None,
+        verbose: bool = False,
+        workspace_file: Path = WORKSPACE_FILE,
+        on_launch: Callable[[str], None] | None = None,
+        lake: Lake | None = None,
+        poll_seconds: float = POLL_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ):
         self.instance = instance
         self.say = say or (lambda line: print(line, flush=True))
         self.verbose = verbose
@@ -130,7 +141,7 @@ class Launcher:
         self._workspace = None
 
     # -- the code location ---------------------------------------------------------------
-    def __enter__(self) -> "Launcher":
+    def __enter__(self) -> Launcher:
         from dagster._core.workspace.context import WorkspaceProcessContext
         from dagster._core.workspace.load_target import WorkspaceFileTarget
 
@@ -149,8 +160,10 @@ class Launcher:
         if self._workspace.has_code_location_error(LOCATION_NAME):
             error = self._workspace.get_code_location_error(LOCATION_NAME)
             self.__exit__(None, None, None)
-            raise LaunchError(f"the code location {LOCATION_NAME!r} did not load: {_first_line(error.message)}"
-                              + (f" (details in {self.log_file})" if self.log_file else ""))
+            raise LaunchError(
+                f"the code location {LOCATION_NAME!r} did not load: {_first_line(error.message)}"
+                + (f" (details in {self.log_file})" if self.log_file else "")
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -167,9 +180,15 @@ class Launcher:
         [repo] = self._workspace.get_code_location(LOCATION_NAME).get_repositories().values()
         return repo.asset_graph
 
-    def launch(self, job_name: str, *, partition_range: tuple[str | date, str | date] | None = None,
-               tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
-               asset_selection: Sequence[dg.AssetKey] | None = None) -> str:
+    def launch(
+        self,
+        job_name: str,
+        *,
+        partition_range: tuple[str | date, str | date] | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_config: Mapping | None = None,
+        asset_selection: Sequence[dg.AssetKey] | None = None,
+    ) -> str:
         """Create a run of `job_name` (over partitions `first..last`, inclusive, if given; of the
         assets in `asset_selection` only, if given) and launch it.
 
@@ -182,23 +201,42 @@ class Launcher:
         location = self._workspace.get_code_location(LOCATION_NAME)
         [repo] = location.get_repositories().values()
         if not repo.has_job(job_name):
-            raise LaunchError(f"no job {job_name!r} in the code location; it has "
-                              f"{', '.join(sorted(j.name for j in repo.get_all_jobs()))}")
-        remote_job = location.get_job(JobSubsetSelector(location_name=location.name, repository_name=repo.name,
-                                                        job_name=job_name, op_selection=None,
-                                                        asset_selection=asset_selection))
+            raise LaunchError(
+                f"no job {job_name!r} in the code location; it has "
+                f"{', '.join(sorted(j.name for j in repo.get_all_jobs()))}"
+            )
+        remote_job = location.get_job(
+            JobSubsetSelector(
+                location_name=location.name,
+                repository_name=repo.name,
+                job_name=job_name,
+                op_selection=None,
+                asset_selection=asset_selection,
+            )
+        )
         run_tags = {**remote_job.tags, **(tags or {}), **_partition_tags(repo, job_name, partition_range)}
         run_config = dict(run_config or {})
-        plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None, known_state=None,
-                                           instance=self.instance)
+        plan = location.get_execution_plan(
+            remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=self.instance
+        )
         run = self.instance.create_run(
-            job_name=job_name, run_id=None, run_config=run_config, resolved_op_selection=None,
-            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute, op_selection=None,
-            status=None, root_run_id=None, parent_run_id=None, tags=run_tags,
-            job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
-            parent_job_snapshot=remote_job.parent_job_snapshot, remote_job_origin=remote_job.get_remote_origin(),
+            job_name=job_name,
+            run_id=None,
+            run_config=run_config,
+            resolved_op_selection=None,
+            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+            op_selection=None,
+            status=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags=run_tags,
+            job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(),
             job_code_origin=remote_job.get_python_origin(),
-            asset_selection=frozenset(asset_selection) if asset_selection else None, asset_check_selection=None,
+            asset_selection=frozenset(asset_selection) if asset_selection else None,
+            asset_check_selection=None,
             asset_graph=repo.asset_graph,
         )
         if self.on_launch is not None:
@@ -222,17 +260,30 @@ class Launcher:
             self._cancel(run_id, progress)
             raise
         final = self.instance.get_run_by_id(run_id)
-        return RunOutcome(run_id=run_id, job_name=run.job_name, status=final.status.value,
-                          seconds=time.monotonic() - started, failed_steps=tuple(progress.failed_steps),
-                          failed_checks=tuple(progress.failed_checks), error=progress.error)
+        return RunOutcome(
+            run_id=run_id,
+            job_name=run.job_name,
+            status=final.status.value,
+            seconds=time.monotonic() - started,
+            failed_steps=tuple(progress.failed_steps),
+            failed_checks=tuple(progress.failed_checks),
+            error=progress.error,
+        )
 
-    def run(self, job_name: str, *, partition_range: tuple[str | date, str | date] | None = None,
-            tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
-            asset_selection: Sequence[dg.AssetKey] | None = None,
-            timeout_seconds: float | None = RUN_TIMEOUT_SECONDS) -> RunOutcome:
+    def run(
+        self,
+        job_name: str,
+        *,
+        partition_range: tuple[str | date, str | date] | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_config: Mapping | None = None,
+        asset_selection: Sequence[dg.AssetKey] | None = None,
+        timeout_seconds: float | None = RUN_TIMEOUT_SECONDS,
+    ) -> RunOutcome:
         """`launch` then `wait`."""
-        run_id = self.launch(job_name, partition_range=partition_range, tags=tags, run_config=run_config,
-                             asset_selection=asset_selection)
+        run_id = self.launch(
+            job_name, partition_range=partition_range, tags=tags, run_config=run_config, asset_selection=asset_selection
+        )
         return self.wait(run_id, timeout_seconds=timeout_seconds)
 
     # -- following a run -----------------------------------------------------------------
@@ -272,8 +323,10 @@ class Launcher:
         step = entry.step_key
         if event is None:
             if entry.level >= 30 and not self.verbose:  # WARNING and above, said once, here
-                self._tell(progress, f"  {progress.job_name}: warning{f' in {step}' if step else ''}: "
-                           f"{_first_line(entry.user_message)}")
+                self._tell(
+                    progress,
+                    f"  {progress.job_name}: warning{f' in {step}' if step else ''}: {_first_line(entry.user_message)}",
+                )
             return
         kind = event.event_type
         if kind == dg.DagsterEventType.STEP_START:
@@ -288,13 +341,20 @@ class Launcher:
             progress.finished.add(step)
             failure = StepFailure(step, _step_error(event))
             progress.failed_steps.append(failure)
-            self._tell(progress, f"  {progress.job_name}: {step} FAILED{self._took(progress, step, entry)}: "
-                       f"{failure.error}")
+            self._tell(
+                progress, f"  {progress.job_name}: {step} FAILED{self._took(progress, step, entry)}: {failure.error}"
+            )
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.event_specific_data
             if not ev.passed:
-                progress.failed_checks.append(FailedCheck(ev.asset_key.to_user_string(), ev.check_name,
-                                                          ev.severity.value, _first_line(ev.description or "")))
+                progress.failed_checks.append(
+                    FailedCheck(
+                        ev.asset_key.to_user_string(),
+                        ev.check_name,
+                        ev.severity.value,
+                        _first_line(ev.description or ""),
+                    )
+                )
         elif kind == dg.DagsterEventType.RUN_FAILURE:
             progress.error = _first_line(event.message or "the run failed")
         elif kind == dg.DagsterEventType.ENGINE_EVENT and entry.level >= 30 and not self.verbose:
@@ -340,20 +400,10 @@ class Launcher:
             if run is None or run.is_finished:
                 return
             time.sleep(self.poll_seconds)
-        self.say(f"trustlake: run {run_id} did not stop within {CANCEL_WAIT_SECONDS:.0f} s; the next "
-                 "`trustlake run` recovers it if its process is gone")
-
-
-def launch_and_wait(job_name: str, *, instance: dg.DagsterInstance | None = None,
-                    partition_range: tuple[str | date, str | date] | None = None,
-                    tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
-                    say: Callable[[str], None] | None = None, verbose: bool = False,
-                    timeout_seconds: float | None = RUN_TIMEOUT_SECONDS, lake: Lake | None = None) -> RunOutcome:
-    """One run of `job_name`, launched and followed to its end (a Launcher for a single run)."""
-    instance = instance or dg.DagsterInstance.get()
-    with Launcher(instance, say=say, verbose=verbose, lake=lake) as launcher:
-        return launcher.run(job_name, partition_range=partition_range, tags=tags, run_config=run_config,
-                            timeout_seconds=timeout_seconds)
+        self.say(
+            f"trustlake: run {run_id} did not stop within {CANCEL_WAIT_SECONDS:.0f} s; the next "
+            "`trustlake run` recovers it if its process is gone"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -369,8 +419,10 @@ def _partition_tags(repo, job_name: str, partition_range) -> dict[str, str]:
     missing = [k for k in (first, last) if k not in keys]
     if first > last or missing:
         window = f"{keys[0]} .. {keys[-1]}" if keys else "none yet"
-        raise LaunchError(f"{job_name} has no partition {', '.join(missing) or f'range {first} .. {last}'} "
-                          f"(its partitions: {window}; the last one is yesterday, UTC)")
+        raise LaunchError(
+            f"{job_name} has no partition {', '.join(missing) or f'range {first} .. {last}'} "
+            f"(its partitions: {window}; the last one is yesterday, UTC)"
+        )
     if first == last:
         return {PARTITION_NAME_TAG: first}
     return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
@@ -384,8 +436,11 @@ def _step_error(event) -> str:
         return _first_line(data.user_failure_data.description)
     error = data.error
     # Dagster wraps what the asset raised ("Error occurred while executing op ..."): say the cause.
-    while error is not None and error.cause is not None and error.cls_name in (
-            "DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+    while (
+        error is not None
+        and error.cause is not None
+        and error.cls_name in ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
+    ):
         error = error.cause
     if error is None:
         return _first_line(event.message or "failed")

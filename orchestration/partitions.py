@@ -9,6 +9,4 @@ import dagster as dg
 
 from orchestration.settings import Settings
 
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=Settings.from_env().start_date.isoformat(), end_offset=0
-)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=Settings.from_env().start_date.isoformat(), end_offset=0)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from dagster_ray import Lifecycle, LocalRay, RayResource
 
 if TYPE_CHECKING:
+    from dagster_ray.types import AnyDagsterContext
     from ray._private.worker import BaseContext
 
-    from dagster_ray.types import AnyDagsterContext
     from orchestration.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -51,9 +51,16 @@ class LoopbackRay(LocalRay):
 
     @classmethod
     def with_cpus(cls, num_cpus: int) -> LoopbackRay:
-        return cls(lifecycle=NOTHING_TO_DELETE,
-                   ray_init_options={"num_cpus": num_cpus, "include_dashboard": False, "dashboard_host": LOOPBACK,
-                                     "_node_ip_address": LOOPBACK, "log_to_driver": False})
+        return cls(
+            lifecycle=NOTHING_TO_DELETE,
+            ray_init_options={
+                "num_cpus": num_cpus,
+                "include_dashboard": False,
+                "dashboard_host": LOOPBACK,
+                "_node_ip_address": LOOPBACK,
+                "log_to_driver": False,
+            },
+        )
 
     @property
     def ray_address(self) -> str:  # type: ignore[override]
@@ -79,8 +86,10 @@ class LoopbackRay(LocalRay):
         if node_ip != LOOPBACK:
             ray.shutdown()
             self._context = None
-            raise RuntimeError(f"local Ray chose node address {node_ip}, not {LOOPBACK}: its ports would be reachable "
-                               "from the network. Set RAY_ADDRESS to use a cluster on purpose.")
+            raise RuntimeError(
+                f"local Ray chose node address {node_ip}, not {LOOPBACK}: its ports would be reachable "
+                "from the network. Set RAY_ADDRESS to use a cluster on purpose."
+            )
         return ray_context
 
     def on_connect(self, context: AnyDagsterContext) -> None:
@@ -119,6 +128,7 @@ class ExistingRayCluster(RayResource):
 def ray_cluster(settings: Settings) -> RayResource:
     """The `ray_cluster` resource the settings ask for: `RAY_ADDRESS`'s cluster, else a local one."""
     if settings.ray_address:
-        return ExistingRayCluster(address=settings.ray_address, lifecycle=NOTHING_TO_DELETE,
-                                  ray_init_options={"log_to_driver": False})
+        return ExistingRayCluster(
+            address=settings.ray_address, lifecycle=NOTHING_TO_DELETE, ray_init_options={"log_to_driver": False}
+        )
     return LoopbackRay.with_cpus(settings.ray_cpus)

@@ -159,8 +159,10 @@ class RecoveredRun:
         freed = f"; freed its slot in pool {', '.join(repr(p) for p in self.pools)}" if self.pools else ""
         pids = ", ".join(str(p) for p in self.pids)
         marked = "canceled" if self.was == DagsterRunStatus.CANCELING.value else "failed"
-        return (f"recovered run {self.run_id} ({self.job_name}, {self.was}): its process (pid {pids}) is gone, "
-                f"killed or crashed; marked it {marked}{freed}")
+        return (
+            f"recovered run {self.run_id} ({self.job_name}, {self.was}): its process (pid {pids}) is gone, "
+            f"killed or crashed; marked it {marked}{freed}"
+        )
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,11 @@ class RecoveryReport:
 
     def lines(self) -> list[str]:
         out = [r.describe() for r in self.recovered_runs] + [f.describe() for f in self.freed_slots]
-        out += [f"removed {t.path} ({t.size:,} bytes, untouched for {_duration(t.age_seconds)}): the temp file "
-                "of a write that was killed" for t in self.removed_temp_files]
+        out += [
+            f"removed {t.path} ({t.size:,} bytes, untouched for {_duration(t.age_seconds)}): the temp file "
+            "of a write that was killed"
+            for t in self.removed_temp_files
+        ]
         out += self.busy_pools
         return out + ([self.note] if self.note else [])
 
@@ -201,14 +206,18 @@ def recover(instance: dg.DagsterInstance, lake: Lake) -> RecoveryReport:
                 if recovered:
                     report.recovered_runs.append(recovered)
         else:
-            report.note = ("runs are stored in a shared database: dead runs are left to Dagster's run monitoring "
-                           "daemon (run_monitoring in dagster.yaml)")
+            report.note = (
+                "runs are stored in a shared database: dead runs are left to Dagster's run monitoring "
+                "daemon (run_monitoring in dagster.yaml)"
+            )
         recovered_ids = {r.run_id for r in report.recovered_runs}
         report.freed_slots = _free_orphan_slots(instance, [u for u in uses if u.run_id not in recovered_ids])
         for use in pool_uses(instance):
             if use.holding:
-                report.busy_pools.append(f"pool {use.pool!r} is held by {_describe_holder(instance, use, local)}: "
-                                         "steps that need it wait until it is free")
+                report.busy_pools.append(
+                    f"pool {use.pool!r} is held by {_describe_holder(instance, use, local)}: "
+                    "steps that need it wait until it is free"
+                )
     for temp in abandoned_temp_files(lake.temp_roots):
         try:
             temp.path.unlink()
@@ -229,11 +238,13 @@ def _recover_if_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, uses: lis
     pids = tuple(sorted({p.pid for p in procs}))
     pools = tuple(sorted({u.pool for u in uses if u.run_id == run.run_id and u.holding}))
     canceling = current.status == DagsterRunStatus.CANCELING
-    message = (f"trustlake recovery: the process running this run (pid {', '.join(map(str, pids))}) is gone, "
-               f"killed or crashed, while the run was {current.status.value}. "
-               f"Marked {'canceled' if canceling else 'failed'}"
-               + (f" and its slot in pool {', '.join(pools)} freed" if pools else "")
-               + "; re-run it to rebuild what it was building.")
+    message = (
+        f"trustlake recovery: the process running this run (pid {', '.join(map(str, pids))}) is gone, "
+        f"killed or crashed, while the run was {current.status.value}. "
+        f"Marked {'canceled' if canceling else 'failed'}"
+        + (f" and its slot in pool {', '.join(pools)} freed" if pools else "")
+        + "; re-run it to rebuild what it was building."
+    )
     if canceling:
         instance.report_run_canceled(current, message)
     else:
@@ -303,8 +314,14 @@ class PoolWaitWatcher(threading.Thread):
     recovers that run on the spot so the wait ends.
     """
 
-    def __init__(self, instance: dg.DagsterInstance, lake: Lake, say: Callable[[str], None],
-                 pid: int | None = None, interval: float = WATCH_INTERVAL_SECONDS):
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        lake: Lake,
+        say: Callable[[str], None],
+        pid: int | None = None,
+        interval: float = WATCH_INTERVAL_SECONDS,
+    ):
         super().__init__(name="trustlake-pool-watcher", daemon=True)
         self._ref = instance.get_ref() if not instance.is_ephemeral else None
         self._instance = instance
@@ -354,9 +371,11 @@ class PoolWaitWatcher(threading.Thread):
                 continue
             self._told[key] = now
             held = " and ".join(_describe_holder(instance, h, local_run_storage(instance)) for h in holders)
-            message = (f"run {wait.run_id} step {wait.step_key} is waiting for pool {wait.pool!r} "
-                       f"(limit {wait.limit}), held by {held or 'no run (the limit is 0)'}. "
-                       "It starts as soon as a slot is free.")
+            message = (
+                f"run {wait.run_id} step {wait.step_key} is waiting for pool {wait.pool!r} "
+                f"(limit {wait.limit}), held by {held or 'no run (the limit is 0)'}. "
+                "It starts as soon as a slot is free."
+            )
             run = instance.get_run_by_id(wait.run_id)
             if run is not None:
                 instance.report_engine_event(message, run, step_key=wait.step_key)  # INFO in the run's log

@@ -38,7 +38,7 @@ class LakehouseResource(dg.ConfigurableResource):
     world_shift_share: float = SimConfig.world_shift_share
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "LakehouseResource":
+    def from_settings(cls, settings: Settings) -> LakehouseResource:
         return cls(
             home=str(settings.home),
             corpora_dir=str(settings.corpora) if settings.corpora else "",
@@ -93,10 +93,15 @@ class TrainingResource(dg.ConfigurableResource):
     text_cpus_per_worker: int = 2
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TrainingResource":
-        return cls(lightgbm_workers=settings.lightgbm_workers, lightgbm_threads_per_worker=settings.lightgbm_threads,
-                   text_epochs=settings.text_epochs, text_profile=settings.text_profile,
-                   gate_min_pr_auc=settings.gate_min_pr_auc, ray_storage_path=str(settings.home / "ray"))
+    def from_settings(cls, settings: Settings) -> TrainingResource:
+        return cls(
+            lightgbm_workers=settings.lightgbm_workers,
+            lightgbm_threads_per_worker=settings.lightgbm_threads,
+            text_epochs=settings.text_epochs,
+            text_profile=settings.text_profile,
+            gate_min_pr_auc=settings.gate_min_pr_auc,
+            ray_storage_path=str(settings.home / "ray"),
+        )
 
     def ray_storage(self) -> Path:
         path = Path(self.ray_storage_path)
@@ -126,7 +131,7 @@ class MonitoringResource(dg.ConfigurableResource):
     min_audited: int = MonitoringThresholds.min_audited
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "MonitoringResource":
+    def from_settings(cls, settings: Settings) -> MonitoringResource:
         return cls(**asdict(settings.monitoring))
 
     def thresholds(self) -> MonitoringThresholds:

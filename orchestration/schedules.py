@@ -8,7 +8,10 @@ from orchestration.jobs import daily_job, retrain_job
 # days on its own. Turned on (UI, or `dagster schedule start daily_schedule`), its tick at 01:00
 # UTC runs daily_job for the day that just ended, which is the next day past the window.
 daily_schedule = dg.build_schedule_from_partitioned_job(
-    daily_job, name="daily_schedule", hour_of_day=1, default_status=dg.DefaultScheduleStatus.STOPPED,
+    daily_job,
+    name="daily_schedule",
+    hour_of_day=1,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description="daily_job for each new day (the partition that just ended), at 01:00 UTC.",
 )
 

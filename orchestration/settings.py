@@ -82,7 +82,7 @@ class Settings:
         return last_complete_day()
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("TRUSTLAKE_HOME", PROJECT_ROOT / ".trustlake")).expanduser().resolve()
         corpora_env = env.get("TRUSTLAKE_CORPORA")
@@ -116,8 +116,13 @@ class Settings:
             serve_scoring_threads=_optional(env, "TRUSTLAKE_SERVE_SCORING_THREADS", int),
             serve_keep_alive_s=_optional(env, "TRUSTLAKE_SERVE_KEEP_ALIVE_S", float),
             **_world_shift(env),
-            monitoring=MonitoringThresholds(**{name: value for name, (var, kind) in MONITORING_ENV.items()
-                                                if (value := _optional(env, var, kind)) is not None}),
+            monitoring=MonitoringThresholds(
+                **{
+                    name: value
+                    for name, (var, kind) in MONITORING_ENV.items()
+                    if (value := _optional(env, var, kind)) is not None
+                }
+            ),
         )
 
 
@@ -133,8 +138,10 @@ def _start_date(override: str, pin: Path, days: int) -> tuple[date, str]:
     except FileNotFoundError:
         return last_complete_day() - timedelta(days=days - 1), "default"
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{pin} is damaged ({exc}); it records the platform's first day as "
-                         '{"start_date": "YYYY-MM-DD"}: fix it, or delete it to pin today - TRUSTLAKE_DAYS again') from None
+        raise ValueError(
+            f"{pin} is damaged ({exc}); it records the platform's first day as "
+            '{"start_date": "YYYY-MM-DD"}: fix it, or delete it to pin today - TRUSTLAKE_DAYS again'
+        ) from None
     return date.fromisoformat(pinned), "pinned"
 
 
@@ -155,14 +162,18 @@ def _world_shift(env) -> dict:
     kind = env.get("TRUSTLAKE_WORLD_SHIFT", "").strip()
     start = env.get("TRUSTLAKE_WORLD_SHIFT_FROM", "").strip()
     if kind and not start:
-        raise ValueError(f"TRUSTLAKE_WORLD_SHIFT={kind} needs TRUSTLAKE_WORLD_SHIFT_FROM, the day it starts "
-                         "(YYYY-MM-DD)")
+        raise ValueError(
+            f"TRUSTLAKE_WORLD_SHIFT={kind} needs TRUSTLAKE_WORLD_SHIFT_FROM, the day it starts (YYYY-MM-DD)"
+        )
     try:
         first = date.fromisoformat(start) if start else None
     except ValueError:
         raise ValueError(f"TRUSTLAKE_WORLD_SHIFT_FROM={start!r} is not a day (YYYY-MM-DD)") from None
-    return {"world_shift": kind, "world_shift_from": first if kind else None,
-            "world_shift_share": _optional(env, "TRUSTLAKE_WORLD_SHIFT_SHARE", float)}
+    return {
+        "world_shift": kind,
+        "world_shift_from": first if kind else None,
+        "world_shift_share": _optional(env, "TRUSTLAKE_WORLD_SHIFT_SHARE", float),
+    }
 
 
 def _optional(env, name: str, kind: type):
@@ -186,8 +197,9 @@ def prepare_home(settings: Settings) -> Settings:
     """
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     if not settings.platform_file.exists():
-        write_text_atomic(settings.platform_file,
-                          json.dumps({"start_date": settings.start_date.isoformat()}, indent=2) + "\n")
+        write_text_atomic(
+            settings.platform_file, json.dumps({"start_date": settings.start_date.isoformat()}, indent=2) + "\n"
+        )
     instance_yaml = settings.dagster_home / "dagster.yaml"
     wanted = render_instance_yaml(settings.max_concurrent_runs)
     current = instance_yaml.read_text() if instance_yaml.exists() else None

@@ -72,7 +72,7 @@ class TrustlakeDbtCliResource(DbtCliResource):
     env: dict[str, str] = Field(default_factory=dict, description="Variables dbt reads (profiles.yml, sources).")
 
     @classmethod
-    def for_lake(cls, lake: Lake) -> "TrustlakeDbtCliResource":
+    def for_lake(cls, lake: Lake) -> TrustlakeDbtCliResource:
         return cls(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE, env=dbt_environment(lake))
 
     def cli(self, args, **kwargs):
@@ -83,14 +83,27 @@ class TrustlakeDbtCliResource(DbtCliResource):
 def prepare_manifest(lake: Lake) -> Path:
     """Parse the dbt project into target/manifest.json when any project file is newer."""
     manifest = dbt_project.manifest_path
-    sources = [p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in {".sql", ".yml", ".yaml"}
-               and "target" not in p.relative_to(DBT_PROJECT_DIR).parts]
+    sources = [
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.suffix in {".sql", ".yml", ".yaml"} and "target" not in p.relative_to(DBT_PROJECT_DIR).parts
+    ]
     if manifest.exists() and all(p.stat().st_mtime <= manifest.stat().st_mtime for p in sources):
         return manifest
     lake.warehouse_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
-        capture_output=True, text=True, env={**os.environ, **dbt_environment(lake)},
+        [
+            DBT_EXECUTABLE,
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **dbt_environment(lake)},
     )
     if result.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")

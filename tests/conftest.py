@@ -31,8 +31,12 @@ E2E_DAYS = 12
 # 12 small days give a test split with few hate-speech labels (PR-AUC near 0.2), so the
 # end-to-end run lowers the min-PR-AUC gate; tests/test_deployment.py covers the gates.
 # TRUSTLAKE_DAYS makes the window exactly those days: pinned start .. yesterday.
-E2E_ENV = {"TRUSTLAKE_USERS": "1500", "TRUSTLAKE_CONTENT_PER_DAY": "800", "TRUSTLAKE_GATE_MIN_PR_AUC": "0.1",
-           "TRUSTLAKE_DAYS": str(E2E_DAYS)}
+E2E_ENV = {
+    "TRUSTLAKE_USERS": "1500",
+    "TRUSTLAKE_CONTENT_PER_DAY": "800",
+    "TRUSTLAKE_GATE_MIN_PR_AUC": "0.1",
+    "TRUSTLAKE_DAYS": str(E2E_DAYS),
+}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -73,8 +77,14 @@ def run_cli(home: Path, *args: str, timeout: float = 1200, **extra: str) -> subp
     """`trustlake ARGS` in `home`; past `timeout` the command and everything it started (the code
     server, run workers, dbt) are killed, so a stuck run never outlives its test."""
     exe = Path(sys.executable).with_name("trustlake")
-    proc = subprocess.Popen([str(exe), *args], env=trustlake_env(home, **extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    proc = subprocess.Popen(
+        [str(exe), *args],
+        env=trustlake_env(home, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -125,17 +135,31 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
     config = SimConfig(seed=seed, users=900, content_per_day=500)
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
     content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
-    source = (pl.when(pl.int_range(pl.len()) % qa_every == 0).then(pl.lit("qa_audit"))
-              .otherwise(pl.lit("moderator_decision")) if qa_every else pl.lit("moderator_decision"))
+    source = (
+        pl.when(pl.int_range(pl.len()) % qa_every == 0).then(pl.lit("qa_audit")).otherwise(pl.lit("moderator_decision"))
+        if qa_every
+        else pl.lit("moderator_decision")
+    )
     labels = content.sample(n=rows, seed=seed).select(
         (pl.lit("content:") + pl.col("content_id").cast(pl.String)).alias("label_id"),
-        "content_id", "author_id", "created_at", pl.col("created_at").dt.date().alias("created_date"), "surface",
-        "language", "text", "text_hash",
+        "content_id",
+        "author_id",
+        "created_at",
+        pl.col("created_at").dt.date().alias("created_date"),
+        "surface",
+        "language",
+        "text",
+        "text_hash",
         pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
-        pl.col("true_policy").alias("label"), source.alias("label_source"), pl.lit("platform").alias("source"),
-        pl.lit(1.0).alias("confidence"))
+        pl.col("true_policy").alias("label"),
+        source.alias("label_source"),
+        pl.lit("platform").alias("source"),
+        pl.lit(1.0).alias("confidence"),
+    )
     frame, _ = build_training_set(
-        labels, content_features(raw["content"]),
+        labels,
+        content_features(raw["content"]),
         author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
-        network_features(raw["content"], raw["users"], raw["decisions"]))
+        network_features(raw["content"], raw["users"], raw["decisions"]),
+    )
     return frame, raw["users"]

@@ -23,8 +23,9 @@ def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
     land_reference(lake, reference_frame(builtin_records(per_policy=per_policy)))
 
 
-def text_classifier_candidate(frame: pl.DataFrame, models: Path, shuffle_labels: bool = False
-                              ) -> tuple[ModelArtifact, ClassifierEvaluation]:
+def text_classifier_candidate(
+    frame: pl.DataFrame, models: Path, shuffle_labels: bool = False
+) -> tuple[ModelArtifact, ClassifierEvaluation]:
     """A content classifier fitted, evaluated against the baseline and registered as a candidate.
 
     Its recipe counts every label (no label_issues table here): `CONTENT_CLASSIFIER_RECIPE` with
@@ -38,11 +39,20 @@ def text_classifier_candidate(frame: pl.DataFrame, models: Path, shuffle_labels:
     baseline = fit_text_classifier(frame, version, models, None, BASELINE_RECIPE)
     artifact = fit_text_classifier(frame, version, models, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
     ev = evaluate_text_model(artifact, frame, baseline, None, None, run_loso=False)
-    Registry(models).register(RegistryEntry.from_dict({
-        "version": artifact.version, "kind": artifact.kind, "path": artifact.path,
-        "dataset_version": artifact.dataset_version, "code_version": "test", "params": artifact.params,
-        "metrics": {"text_only_macro_pr_auc": ev.text_only.macro_pr_auc},
-        "operating_points": {p: asdict(op) for p, op in ev.operating_points.items()}}))
+    Registry(models).register(
+        RegistryEntry.from_dict(
+            {
+                "version": artifact.version,
+                "kind": artifact.kind,
+                "path": artifact.path,
+                "dataset_version": artifact.dataset_version,
+                "code_version": "test",
+                "params": artifact.params,
+                "metrics": {"text_only_macro_pr_auc": ev.text_only.macro_pr_auc},
+                "operating_points": {p: asdict(op) for p, op in ev.operating_points.items()},
+            }
+        )
+    )
     return artifact, ev
 
 
@@ -64,10 +74,19 @@ def classifier_evaluation(version: str, passed: bool, text_only: float) -> Class
     from ml.evaluation.results import GateResult
 
     return ClassifierEvaluation(
-        version=version, kind="content_classifier", dataset_version="d", baseline_version="baseline-x",
-        operating_points={}, text_only=_set(text_only), baseline_text_only=_set(0.5), qa_gold_text_only=None,
-        champion_version=None, champion_text_only=None, held_out_sources=None,
-        gates=(GateResult("beats_baseline_text_only", passed, "", 0.0, 0.0),))
+        version=version,
+        kind="content_classifier",
+        dataset_version="d",
+        baseline_version="baseline-x",
+        operating_points={},
+        text_only=_set(text_only),
+        baseline_text_only=_set(0.5),
+        qa_gold_text_only=None,
+        champion_version=None,
+        champion_text_only=None,
+        held_out_sources=None,
+        gates=(GateResult("beats_baseline_text_only", passed, "", 0.0, 0.0),),
+    )
 
 
 def pair_evaluation(version: str, passed: bool, text_only: float, champion: str | None = None):
@@ -75,11 +94,20 @@ def pair_evaluation(version: str, passed: bool, text_only: float, champion: str 
     from ml.evaluation.results import GateResult, PairEvaluation
 
     return PairEvaluation(
-        version=version, kind="risk_model", dataset_version="d", content_classifier_version=f"cc-{version}",
-        operating_points={}, test=_set(0.7), classifier_alone_test=_set(0.7), qa_gold=None, slices={},
-        champion_version=champion, champion_test=_set(0.6) if champion else None,
+        version=version,
+        kind="risk_model",
+        dataset_version="d",
+        content_classifier_version=f"cc-{version}",
+        operating_points={},
+        test=_set(0.7),
+        classifier_alone_test=_set(0.7),
+        qa_gold=None,
+        slices={},
+        champion_version=champion,
+        champion_test=_set(0.6) if champion else None,
         classifier=classifier_evaluation(f"cc-{version}", True, text_only),
-        gates=(GateResult("min_pr_auc", passed, "", 0.0, 0.0),))
+        gates=(GateResult("min_pr_auc", passed, "", 0.0, 0.0),),
+    )
 
 
 def children(pid: int) -> list[tuple[int, str]]:
@@ -113,14 +141,19 @@ def external_users(n: int, day, first_id: int = 8_000_000_000_000_000_000) -> pl
     from ml.landing import CONTRACTS
 
     start = datetime(day.year, day.month, day.day, 9)
-    return pl.DataFrame({
-        "user_id": [first_id + i for i in range(n)],
-        "signup_at": [start + timedelta(minutes=7 * i) for i in range(n)],
-        "country": ["GB"] * n, "language": ["en"] * n,
-        "device_fingerprint": [f"{0xd0000000 + i:016x}" for i in range(n)],
-        "ip_fingerprint": [f"{0xe0000000 + i:016x}" for i in range(n)],
-        "verified": [i % 2 == 0 for i in range(n)], "follower_count": [10 * i for i in range(n)],
-    }, schema=CONTRACTS["users"].columns)
+    return pl.DataFrame(
+        {
+            "user_id": [first_id + i for i in range(n)],
+            "signup_at": [start + timedelta(minutes=7 * i) for i in range(n)],
+            "country": ["GB"] * n,
+            "language": ["en"] * n,
+            "device_fingerprint": [f"{0xD0000000 + i:016x}" for i in range(n)],
+            "ip_fingerprint": [f"{0xE0000000 + i:016x}" for i in range(n)],
+            "verified": [i % 2 == 0 for i in range(n)],
+            "follower_count": [10 * i for i in range(n)],
+        },
+        schema=CONTRACTS["users"].columns,
+    )
 
 
 def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> pl.DataFrame:
@@ -131,15 +164,23 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
     from ml.text import normalise, text_hash
 
     start = datetime(day.year, day.month, day.day, hour)
-    texts = [f"partner post {first_id + i}: the match tonight was great, see you at the stadium" for i in
-             range(len(authors))]
-    return pl.DataFrame({
-        "content_id": [first_id + i for i in range(len(authors))], "author_id": authors,
-        "created_at": [start + timedelta(seconds=30 * i) for i in range(len(authors))],
-        "surface": ["post", "comment"] * (len(authors) // 2) + ["post"] * (len(authors) % 2),
-        "language": ["en"] * len(authors), "text": texts, "text_hash": [text_hash(normalise(t)) for t in texts],
-        "has_link": [False] * len(authors), "has_phone": [False] * len(authors),
-    }, schema=CONTRACTS["content"].columns)
+    texts = [
+        f"partner post {first_id + i}: the match tonight was great, see you at the stadium" for i in range(len(authors))
+    ]
+    return pl.DataFrame(
+        {
+            "content_id": [first_id + i for i in range(len(authors))],
+            "author_id": authors,
+            "created_at": [start + timedelta(seconds=30 * i) for i in range(len(authors))],
+            "surface": ["post", "comment"] * (len(authors) // 2) + ["post"] * (len(authors) % 2),
+            "language": ["en"] * len(authors),
+            "text": texts,
+            "text_hash": [text_hash(normalise(t)) for t in texts],
+            "has_link": [False] * len(authors),
+            "has_phone": [False] * len(authors),
+        },
+        schema=CONTRACTS["content"].columns,
+    )
 
 
 def lakehouse_resource(home, **env: str):

@@ -53,8 +53,10 @@ def test_asset_specs_match_the_committed_snapshot():
     current = asset_specs()
     committed = json.loads(SNAPSHOT.read_text())
     changed = sorted(k for k in set(current) | set(committed) if current.get(k) != committed.get(k))
-    assert changed == [], (f"the asset graph changed for {changed}; if that is intended, regenerate the snapshot "
-                           "with `.venv/bin/python -m tests.test_asset_snapshot` and commit the diff")
+    assert changed == [], (
+        f"the asset graph changed for {changed}; if that is intended, regenerate the snapshot "
+        "with `.venv/bin/python -m tests.test_asset_snapshot` and commit the diff"
+    )
 
 
 if __name__ == "__main__":

@@ -30,28 +30,37 @@ def home(tmp_path, monkeypatch):
 
 
 def test_help_lists_every_command_and_imports_nothing_heavy():
-    probe = ("import sys\nfrom orchestration.cli import main\ncode = main(['--help'])\n"
-             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dbt', 'ray', 'torch', 'lightgbm'})\n"
-             "print('heavy:', heavy, 'code:', code)")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                            timeout=120, check=False)
+    probe = (
+        "import sys\nfrom orchestration.cli import main\ncode = main(['--help'])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dbt', 'ray', 'torch', 'lightgbm'})\n"
+        "print('heavy:', heavy, 'code:', code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "heavy: [] code: 0", result.stdout
-    listed = [line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines()[1:]
-              if line.startswith("  ") and not line.startswith("      ")]
+    listed = [
+        line.split()[0]
+        for line in result.stdout.split("Commands:")[1].splitlines()[1:]
+        if line.startswith("  ") and not line.startswith("      ")
+    ]
     assert listed == ["run", "ui", "sql", "models", "score", "serve", "labels", "land", "prepare"]
 
 
-@pytest.mark.parametrize("args, says", [
-    (["run", "--bogus"], "trustlake run: No such option '--bogus'"),
-    (["run", "--days", "x"], "trustlake run: Invalid value for '--days'"),
-    (["sql"], "trustlake sql: Missing argument 'QUERY'"),
-    (["sql", "select 1", "--format", "xml"], "trustlake sql: Invalid value for '--format'"),
-    (["score", "--text-column", "body"], "trustlake score: Missing option '--input'"),
-    (["models", "show"], "trustlake models show: Missing argument 'VERSION'"),
-    (["models", "frobnicate"], "trustlake models: No such command 'frobnicate'"),
-    (["nope"], "trustlake: No such command 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["run", "--bogus"], "trustlake run: No such option '--bogus'"),
+        (["run", "--days", "x"], "trustlake run: Invalid value for '--days'"),
+        (["sql"], "trustlake sql: Missing argument 'QUERY'"),
+        (["sql", "select 1", "--format", "xml"], "trustlake sql: Invalid value for '--format'"),
+        (["score", "--text-column", "body"], "trustlake score: Missing option '--input'"),
+        (["models", "show"], "trustlake models show: Missing argument 'VERSION'"),
+        (["models", "frobnicate"], "trustlake models: No such command 'frobnicate'"),
+        (["nope"], "trustlake: No such command 'nope'"),
+    ],
+)
 def test_a_usage_error_is_one_line_naming_the_command_and_exits_2(capsys, args, says):
     code, out, err = cli(capsys, *args)
     assert code == 2 and out == ""
@@ -72,8 +81,10 @@ def test_models_subcommands_promote_show_and_roll_back(home, capsys):
     code, out, _ = cli(capsys, "models", "show", "b")
     assert code == 0 and json.loads(out)["status"] == "champion"
     code, out, _ = cli(capsys, "models", "list")
-    assert code == 0 and [line.split()[:3] for line in out.splitlines()[2:]] == [["a", "baseline", "retired"],
-                                                                              ["b", "baseline", "champion"]]
+    assert code == 0 and [line.split()[:3] for line in out.splitlines()[2:]] == [
+        ["a", "baseline", "retired"],
+        ["b", "baseline", "champion"],
+    ]
     code, out, _ = cli(capsys, "models", "rollback")
     assert (code, out) == (0, "champion is now a (rolled back b)\n")
     history = Registry(home / "models").history()

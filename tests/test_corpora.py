@@ -33,8 +33,12 @@ def test_every_corpus_parses_to_its_published_row_count(records):
 
 @needs_corpora
 def test_labels_map_to_the_policy_taxonomy_with_published_class_counts(records):
-    by = dict(records.group_by("corpus", "policy").len().select(
-        pl.concat_str("corpus", "policy", separator="/"), "len").iter_rows())
+    by = dict(
+        records.group_by("corpus", "policy")
+        .len()
+        .select(pl.concat_str("corpus", "policy", separator="/"), "len")
+        .iter_rows()
+    )
     assert by["davidson_hate_offensive/hate_speech"] == 1_430
     assert by["davidson_hate_offensive/harassment"] == 19_190
     assert by["olid_offenseval2019/harassment"] == 4_400
@@ -64,12 +68,14 @@ def test_deduplicated_pool_has_one_row_per_normalised_text(records):
 
 
 def test_conflict_rule_prefers_the_higher_precedence_label():
-    records = pl.DataFrame({
-        "corpus": ["a", "b", "c", "a", "b"],
-        "source_label": ["x"] * 5,
-        "policy": ["spam", "scam", "benign", "benign", "harassment"],
-        "text": ["WIN a prize now", "win a  PRIZE now ", "win a prize now", "hello", "Hello"],
-    })
+    records = pl.DataFrame(
+        {
+            "corpus": ["a", "b", "c", "a", "b"],
+            "source_label": ["x"] * 5,
+            "policy": ["spam", "scam", "benign", "benign", "harassment"],
+            "text": ["WIN a prize now", "win a  PRIZE now ", "win a prize now", "hello", "Hello"],
+        }
+    )
     pool = deduplicate(records).sort("text_norm")
     assert pool["policy"].to_list() == ["harassment", "scam"]
     assert pool["label_conflict"].to_list() == [True, True]

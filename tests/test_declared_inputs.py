@@ -84,8 +84,13 @@ def test_evaluations_compare_with_a_declared_champion_not_the_registry_file(grap
 def test_the_incumbent_champion_is_the_only_evaluation_asset_reading_the_registry(graph):
     used = touched(evaluation.incumbent_champion, evaluation)
     assert used["champion"] == {"incumbent_champion"}
-    assert parents(graph, "content_classifier_evaluation") >= {"content_classifier", "baseline_model", "training_set",
-                                                               "label_issues", "incumbent_champion"}
+    assert parents(graph, "content_classifier_evaluation") >= {
+        "content_classifier",
+        "baseline_model",
+        "training_set",
+        "label_issues",
+        "incumbent_champion",
+    }
 
 
 @pytest.mark.parametrize("name", list(features.TABLES))

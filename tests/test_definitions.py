@@ -13,8 +13,18 @@ from orchestration.definitions import defs
 from orchestration.settings import PROJECT_ROOT, Settings, last_complete_day
 
 RAW = ["users", "content", "reports", "decisions", "appeals", "qa_audits"]
-MARTS = ["fct_content", "fct_moderation_actions", "dim_users", "mart_policy_daily", "mart_prevalence_daily",
-         "mart_appeals", "mart_moderator_quality", "mart_review_sla", "mart_reporter_quality", "training_labels"]
+MARTS = [
+    "fct_content",
+    "fct_moderation_actions",
+    "dim_users",
+    "mart_policy_daily",
+    "mart_prevalence_daily",
+    "mart_appeals",
+    "mart_moderator_quality",
+    "mart_review_sla",
+    "mart_reporter_quality",
+    "training_labels",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +60,14 @@ def test_importing_and_loading_the_definitions_writes_nothing_and_leaves_the_env
     manifest = target / "manifest.json"
     before = (files_under(target), manifest.stat().st_mtime_ns)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "TRUSTLAKE_"))}
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", IMPORT_AND_LOAD],
-                            env={**env, "TRUSTLAKE_HOME": str(home)}, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", IMPORT_AND_LOAD],
+        env={**env, "TRUSTLAKE_HOME": str(home)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["after"] == seen["before"]
@@ -132,10 +147,15 @@ def test_lineage_runs_raw_to_staging_to_intermediate_to_marts(graph):
     assert parents("stg_platform__content") == {"content"}
     assert parents("stg_platform__decisions") == {"decisions"}
     assert {"stg_platform__decisions", "stg_platform__appeals", "stg_platform__qa_audits"} <= parents(
-        "int_resolved_content_labels")
+        "int_resolved_content_labels"
+    )
     assert "int_resolved_content_labels" in parents("fct_content")
-    assert parents("training_labels") == {"int_resolved_content_labels", "stg_platform__content",
-                                          "int_moderator_qa_agreement", "stg_reference__labelled_texts"}
+    assert parents("training_labels") == {
+        "int_resolved_content_labels",
+        "stg_platform__content",
+        "int_moderator_qa_agreement",
+        "stg_reference__labelled_texts",
+    }
     assert parents("stg_reference__labelled_texts") == {"reference_labels"}
     assert parents("mart_label_issues") == {"label_issues", "training_labels"}
     assert set(MARTS) <= parents("published_marts")
@@ -146,8 +166,10 @@ def test_lineage_runs_raw_to_staging_to_intermediate_to_marts(graph):
 def test_dbt_tests_are_asset_checks_on_the_assets_they_test(graph):
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("content", "source_unique_raw_content_content_id") in checks
-    assert ("stg_platform__decisions",
-            "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_") in checks
+    assert (
+        "stg_platform__decisions",
+        "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_",
+    ) in checks
     assert ("decisions", "source_accepted_values_raw_decisions_action__remove__restrict__no_action") in checks
     assert ("fct_content", "unique_fct_content_content_id") in checks
     assert ("mart_prevalence_daily", "assert_qa_prevalence_in_unit_interval") in checks
@@ -165,8 +187,11 @@ def test_every_duckdb_writer_shares_one_pool(graph):
 
 
 def test_every_asset_has_a_description(graph):
-    missing = [k.to_user_string() for k in graph.get_all_asset_keys()
-               if graph.has(k) and graph.get(k).is_materializable and not graph.get(k).description]
+    missing = [
+        k.to_user_string()
+        for k in graph.get_all_asset_keys()
+        if graph.has(k) and graph.get(k).is_materializable and not graph.get(k).description
+    ]
     assert missing == []
 
 
@@ -174,8 +199,12 @@ def test_feature_assets_carry_blocking_quality_checks_and_feature_drift_is_monit
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     for table in ("content_features", "author_features", "network_features"):
         assert graph.get(dg.AssetKey(table)).group_name == "features"
-        assert {c for t, c in checks if t == table} == {"schema", "null_rates", "value_ranges",
-                                                        "covers_labelled_content"}
+        assert {c for t, c in checks if t == table} == {
+            "schema",
+            "null_rates",
+            "value_ranges",
+            "covers_labelled_content",
+        }
     assert ("model_drift", "feature_drift_psi") in checks  # against the champion's reference, not the last build
 
 
@@ -186,7 +215,8 @@ def test_models_take_the_training_set_as_a_real_input(graph):
         assert dg.AssetKey("training_set") in asset.keys_by_input_name.values()
         assert graph.get(asset.key).group_name == "training"
     assert {"content_features", "author_features", "network_features", "training_labels"} <= {
-        k.to_user_string() for k in graph.get(dg.AssetKey("training_set")).parent_keys}
+        k.to_user_string() for k in graph.get(dg.AssetKey("training_set")).parent_keys
+    }
 
 
 def test_the_risk_model_is_stacked_on_the_content_classifier_and_evaluated_as_a_pair(graph):
@@ -236,8 +266,9 @@ def test_the_ray_cluster_is_local_unless_ray_address_names_one(tmp_path):
     assert local["ray_cluster"].ray_init_options["num_cpus"] == 3
     assert local["ray_cluster"].ray_init_options["_node_ip_address"] == "127.0.0.1"
     assert local["training"].ray_storage_path == str(tmp_path / "ray")  # Ray Train run state under the home
-    remote = build_definitions(Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path),
-                                                  "RAY_ADDRESS": "ray://head.ray.svc:10001"})).resources
+    remote = build_definitions(
+        Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path), "RAY_ADDRESS": "ray://head.ray.svc:10001"})
+    ).resources
     assert isinstance(remote["ray_cluster"], ExistingRayCluster)
     assert remote["ray_cluster"].ray_address == "ray://head.ray.svc:10001"
     assert "num_cpus" not in remote["ray_cluster"].ray_init_options  # the cluster's size is the cluster's

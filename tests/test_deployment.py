@@ -53,8 +53,9 @@ def test_evaluation_scores_the_model_it_was_given(world, tmp_path):
     a, ev_a = text_classifier_candidate(world[0], tmp_path / "a")
     b, _ = text_classifier_candidate(world[0], tmp_path / "b", shuffle_labels=True)
     test = held_out_texts(world[0], "test")
-    direct = {m.version: macro_pr_auc(pr_auc_by_policy(label_array(test), Scorer(m).predict_proba(test)))
-              for m in (a, b)}
+    direct = {
+        m.version: macro_pr_auc(pr_auc_by_policy(label_array(test), Scorer(m).predict_proba(test))) for m in (a, b)
+    }
     assert abs(direct[a.version] - direct[b.version]) > 0.05  # the two models are told apart
     assert ev_a.version == a.version
     assert ev_a.text_only.macro_pr_auc == pytest.approx(direct[a.version])
@@ -65,16 +66,26 @@ def _held_out(source: str, delta: float, half_width: float):
     from ml.evaluation.results import HeldOutSource
     from tests.helpers import _set
 
-    return HeldOutSource(source=source, candidate=_set(0.8 + delta), baseline=_set(0.8), rows_trained=1000,
-                         unlearnable_policies=(), delta=delta, delta_ci_low=delta - half_width,
-                         delta_ci_high=delta + half_width)
+    return HeldOutSource(
+        source=source,
+        candidate=_set(0.8 + delta),
+        baseline=_set(0.8),
+        rows_trained=1000,
+        unlearnable_policies=(),
+        delta=delta,
+        delta_ci_low=delta - half_width,
+        delta_ci_high=delta + half_width,
+    )
 
 
-@pytest.mark.parametrize("sources, passed", [
-    ([("a", 0.05, 0.01), ("b", -0.002, 0.003)], True),   # ahead on one, a tie on the other
-    ([("a", 0.05, 0.01), ("b", -0.03, 0.01)], False),    # clearly behind on one source
-    ([("a", 0.05, 0.01), ("b", -0.004, 0.02)], False),   # a wide interval cannot show it is within the margin
-])
+@pytest.mark.parametrize(
+    "sources, passed",
+    [
+        ([("a", 0.05, 0.01), ("b", -0.002, 0.003)], True),  # ahead on one, a tie on the other
+        ([("a", 0.05, 0.01), ("b", -0.03, 0.01)], False),  # clearly behind on one source
+        ([("a", 0.05, 0.01), ("b", -0.004, 0.02)], False),  # a wide interval cannot show it is within the margin
+    ],
+)
 def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, passed):
     from dataclasses import replace
 
@@ -82,7 +93,8 @@ def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, pas
 
     ev = replace(classifier_evaluation("c", True, 0.7), held_out_sources=tuple(_held_out(*s) for s in sources))
     gate = {g.name: g for g in text_gates(ev, GateConfig(max_source_regression=0.01))}[
-        "non_inferior_on_every_held_out_source"]
+        "non_inferior_on_every_held_out_source"
+    ]
     assert gate.passed is passed, gate.message
     assert ("behind the baseline (95%) on: none" in gate.message) is passed
 
@@ -90,8 +102,20 @@ def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, pas
 def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     registry = Registry(tmp_path)
     for v in ("good", "bad"):
-        registry.register(RegistryEntry.from_dict({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
-                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}}))
+        registry.register(
+            RegistryEntry.from_dict(
+                {
+                    "version": v,
+                    "kind": "risk_model",
+                    "path": v,
+                    "dataset_version": "d",
+                    "code_version": "x",
+                    "params": {},
+                    "metrics": {},
+                    "operating_points": {},
+                }
+            )
+        )
     assert deploy(registry, pair_evaluation("good", True, 0.8), [], actor="t").promoted == "good"
     decision = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), [], actor="t")
     assert decision.promoted is None and "champion unchanged" in decision.reason
@@ -107,8 +131,20 @@ def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path
     # the winner whatever its figures, and says why.
     registry = Registry(tmp_path)
     for v in ("first", "fast", "slow"):
-        registry.register(RegistryEntry.from_dict({"version": v, "kind": "risk_model", "path": v, "dataset_version": "d",
-                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}}))
+        registry.register(
+            RegistryEntry.from_dict(
+                {
+                    "version": v,
+                    "kind": "risk_model",
+                    "path": v,
+                    "dataset_version": "d",
+                    "code_version": "x",
+                    "params": {},
+                    "metrics": {},
+                    "operating_points": {},
+                }
+            )
+        )
     registry.promote("first", "initial", "t")
     assert deploy(registry, pair_evaluation("fast", True, 0.8, champion="first"), [], actor="t").promoted == "fast"
     late = deploy(registry, pair_evaluation("slow", True, 0.99, champion="first"), [], actor="t")
@@ -120,8 +156,20 @@ def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path
 def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
     registry = Registry(tmp_path)
     for v in ("a", "b", "c"):
-        registry.register(RegistryEntry.from_dict({"version": v, "kind": "baseline", "path": str(tmp_path / v), "dataset_version": "d",
-                           "code_version": "x", "params": {}, "metrics": {}, "operating_points": {}}))
+        registry.register(
+            RegistryEntry.from_dict(
+                {
+                    "version": v,
+                    "kind": "baseline",
+                    "path": str(tmp_path / v),
+                    "dataset_version": "d",
+                    "code_version": "x",
+                    "params": {},
+                    "metrics": {},
+                    "operating_points": {},
+                }
+            )
+        )
     with pytest.raises(RegistryError, match="nothing to roll back"):
         registry.rollback(actor="t")
     registry.promote("a", "first", "t")
@@ -152,12 +200,9 @@ def test_enforcement_policy_rejects_malformed_files_naming_the_line(tmp_path):
     good = load_policy(Path(__file__).parents[1] / "ml" / "enforcement_policy.yaml")
     assert good.rules[0].name == "remove_ring_scams"
     cases = {
-        "version: 1\nrules:\n  - name: r\n    policy: spam\n    score_at_least: review\n    action: delete\n":
-            "line 6: unknown action 'delete'",
-        "version: 1\nrules:\n  - name: r\n    policy: fraud\n    score_at_least: review\n    action: remove\n":
-            "line 4: unknown policy 'fraud'",
-        "version: 1\nrules:\n  - name: r\n    policy: spam\n    score_at_least: 1.5\n    action: remove\n":
-            "line 5: score_at_least 1.5",
+        "version: 1\nrules:\n  - name: r\n    policy: spam\n    score_at_least: review\n    action: delete\n": "line 6: unknown action 'delete'",
+        "version: 1\nrules:\n  - name: r\n    policy: fraud\n    score_at_least: review\n    action: remove\n": "line 4: unknown policy 'fraud'",
+        "version: 1\nrules:\n  - name: r\n    policy: spam\n    score_at_least: 1.5\n    action: remove\n": "line 5: score_at_least 1.5",
         "version: 1\nrules:\n  - name: r\n    policy: spam\n    score_at_least: review\n    action: remove\n"
         "    context: {account_age_days_below: soon}\n": "line 7: account_age_days_below needs a number",
         "version: 1\nrules: [\n": "not valid YAML",
@@ -171,9 +216,11 @@ def test_enforcement_policy_rejects_malformed_files_naming_the_line(tmp_path):
 
 
 def test_enforcement_policy_applies_context_rules():
-    policy = parse_policy("version: 1\nrules:\n  - name: ring\n    policy: scam\n    score_at_least: 0.2\n"
-                          "    context: {component_size_at_least: 3}\n    action: remove\n"
-                          "  - name: rest\n    policy: any\n    score_at_least: 0.5\n    action: review\n")
+    policy = parse_policy(
+        "version: 1\nrules:\n  - name: ring\n    policy: scam\n    score_at_least: 0.2\n"
+        "    context: {component_size_at_least: 3}\n    action: remove\n"
+        "  - name: rest\n    policy: any\n    score_at_least: 0.5\n    action: review\n"
+    )
     proba = pl.DataFrame({c: [0.0, 0.0, 0.0] for c in PROBA_COLUMNS}).with_columns(p_scam=pl.Series([0.3, 0.3, 0.6]))
     ctx = pl.DataFrame({"component_size": [5, 1, None]})
     thresholds = {p: {"auto_action": 0.9, "review": 0.5} for p in ("hate_speech", "harassment", "spam", "scam")}
@@ -208,17 +255,20 @@ def client(deployed):
     return TestClient(create_app(deployed[0]))
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"items": []}, 422),
-    ({"items": [{"text": 5}]}, 422),
-    ({"items": [{"id": 1.5, "text": "x"}]}, 422),
-    ({"items": [{"text": "x", "context": {"account_age_days": "old"}}]}, 422),
-    ({"items": [{"text": "x", "context": {"unknown": 1}}]}, 422),
-    ({"items": [{"text": "x" * 10_001}]}, 422),
-    ({"items": [{"text": "x"}] * 257}, 422),
-    ({"nothing": True}, 422),
-    ([1, 2, 3], 422),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"items": []}, 422),
+        ({"items": [{"text": 5}]}, 422),
+        ({"items": [{"id": 1.5, "text": "x"}]}, 422),
+        ({"items": [{"text": "x", "context": {"account_age_days": "old"}}]}, 422),
+        ({"items": [{"text": "x", "context": {"unknown": 1}}]}, 422),
+        ({"items": [{"text": "x" * 10_001}]}, 422),
+        ({"items": [{"text": "x"}] * 257}, 422),
+        ({"nothing": True}, 422),
+        ([1, 2, 3], 422),
+    ],
+)
 def test_service_answers_malformed_requests_with_4xx(client, body, status):
     resp = client.post("/v1/score", json=body)
     assert resp.status_code == status
@@ -226,7 +276,9 @@ def test_service_answers_malformed_requests_with_4xx(client, body, status):
 
 
 def test_service_rejects_unparseable_and_oversized_bodies(client):
-    assert client.post("/v1/score", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        client.post("/v1/score", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    )
     huge = b'{"items": [{"text": "' + b"a" * (5 * 1024 * 1024) + b'"}]}'
     assert client.post("/v1/score", content=huge, headers={"content-type": "application/json"}).status_code == 413
 

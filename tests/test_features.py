@@ -28,9 +28,16 @@ def _history(raw, cutoff: datetime | None):
         return raw[name] if cutoff is None else raw[name].filter(pl.col(col) <= cutoff)
 
     content = upto("content", "created_at")
-    return (author_features(content, raw["users"], upto("reports", "reported_at"), upto("decisions", "decided_at"),
-                            upto("appeals", "resolved_at")),
-            network_features(content, raw["users"], upto("decisions", "decided_at")))
+    return (
+        author_features(
+            content,
+            raw["users"],
+            upto("reports", "reported_at"),
+            upto("decisions", "decided_at"),
+            upto("appeals", "resolved_at"),
+        ),
+        network_features(content, raw["users"], upto("decisions", "decided_at")),
+    )
 
 
 def test_features_at_t_are_unchanged_when_events_after_t_are_added(raw, small_config):
@@ -59,18 +66,25 @@ def test_count_before_excludes_the_moment_itself_and_respects_windows():
 def test_network_features_find_a_planted_ring():
     t0 = datetime(2026, 10, 1)
     ring = [f"r{i}" for i in range(5)]
-    users = pl.DataFrame({
-        "user_id": list(range(1, 9)),
-        "signup_at": [t0 - timedelta(days=1)] * 8,
-        "device_fingerprint": ["devA", "devA", "devB", "devB", "devB", "own6", "own7", "own8"],
-        "ip_fingerprint": ["ip1", "ip2", "ip2", "ip9", "ip9", "ip6", "ip7", "ip8"],
-    })
+    users = pl.DataFrame(
+        {
+            "user_id": list(range(1, 9)),
+            "signup_at": [t0 - timedelta(days=1)] * 8,
+            "device_fingerprint": ["devA", "devA", "devB", "devB", "devB", "own6", "own7", "own8"],
+            "ip_fingerprint": ["ip1", "ip2", "ip2", "ip9", "ip9", "ip6", "ip7", "ip8"],
+        }
+    )
     comp = account_components(users)
     ring_ids = comp.filter(pl.col("user_id") <= 5)["component_id"].unique()
     assert len(ring_ids) == 1 and len(ring) == 5
     assert comp.filter(pl.col("user_id") > 5)["component_id"].n_unique() == 3
-    content = pl.DataFrame({"content_id": [100, 101, 102], "author_id": [1, 6, 5],
-                            "created_at": [t0 + timedelta(hours=h) for h in (1, 2, 5)]})
+    content = pl.DataFrame(
+        {
+            "content_id": [100, 101, 102],
+            "author_id": [1, 6, 5],
+            "created_at": [t0 + timedelta(hours=h) for h in (1, 2, 5)],
+        }
+    )
     decisions = pl.DataFrame({"content_id": [100], "action": ["remove"], "decided_at": [t0 + timedelta(hours=3)]})
     nf = network_features(content, users, decisions).sort("content_id")
     assert nf["component_size"].to_list() == [5, 1, 5]
@@ -81,8 +95,11 @@ def test_network_features_find_a_planted_ring():
 
 def test_feature_tables_match_their_declared_schema_and_ranges(raw):
     author, network = _history(raw, None)
-    for name, frame in (("content_features", content_features(raw["content"])), ("author_features", author),
-                        ("network_features", network)):
+    for name, frame in (
+        ("content_features", content_features(raw["content"])),
+        ("author_features", author),
+        ("network_features", network),
+    ):
         assert check_schema(frame, SCHEMAS[name]).passed, name
         assert check_ranges(frame, RANGES[name]).passed, name
         assert check_coverage(frame, raw["content"].height, raw["content"]["content_id"].head(50)).passed
@@ -103,8 +120,15 @@ def test_no_text_hash_appears_in_two_splits():
     days = [datetime(2026, 10, 1).date() + timedelta(days=int(d)) for d in rng.integers(0, 20, n)]
     distinct = [f"{h:016x}" for h in rng.integers(0, 2**62, 1500, dtype=np.int64)]
     hashes = [distinct[i] for i in rng.integers(0, 1500, n)]  # many duplicates, like reposted spam
-    labels = pl.DataFrame({"content_id": np.arange(n), "created_date": days, "text_hash": hashes,
-                           "eval_bucket": [int(h[:8], 16) % 100 for h in hashes], "label": ["spam"] * n})
+    labels = pl.DataFrame(
+        {
+            "content_id": np.arange(n),
+            "created_date": days,
+            "text_hash": hashes,
+            "eval_bucket": [int(h[:8], 16) % 100 for h in hashes],
+            "label": ["spam"] * n,
+        }
+    )
     split, removed = assign_splits(labels)
     homes = split.group_by("text_hash").agg(pl.col("split").n_unique())
     assert homes["split"].max() == 1

@@ -73,10 +73,10 @@ def test_each_rule_flags_exactly_the_rows_that_break_it(raw):
         action=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("ban")).otherwise("action"),
         decision_id=pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise("decision_id"),
         decided_at=pl.when(pl.int_range(pl.len()) == 2)
-        .then(pl.lit(NOW.replace(tzinfo=None) + timedelta(days=5 * 365))).otherwise("decided_at"),
+        .then(pl.lit(NOW.replace(tzinfo=None) + timedelta(days=5 * 365)))
+        .otherwise("decided_at"),
     )
-    conflicting = decisions.slice(5, 1).with_columns(pl.lit("restrict").alias("action"),
-                                                     pl.lit("spam").alias("policy"))
+    conflicting = decisions.slice(5, 1).with_columns(pl.lit("restrict").alias("action"), pl.lit("spam").alias("policy"))
     bad = pl.concat([bad, conflicting])  # row 22 shares row 6's key with different values
     good, problems = validate_frame("decisions", bad, now=NOW)
     assert rows_of(problems, "unknown_value") == [(1,)]
@@ -88,8 +88,11 @@ def test_each_rule_flags_exactly_the_rows_that_break_it(raw):
     assert good.height == 20 - 4
     assert good["decision_id"].n_unique() == good.height
 
-    content = tables["content"].head(5).with_columns(
-        text=pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("x" * 10_001)).otherwise("text"))
+    content = (
+        tables["content"]
+        .head(5)
+        .with_columns(text=pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("x" * 10_001)).otherwise("text"))
+    )
     good, problems = validate_frame("content", content, now=NOW)
     assert rows_of(problems, "text_too_long") == [(5,)] and good.height == 4
 
@@ -118,7 +121,8 @@ def test_a_csv_is_typed_by_the_contract_and_bad_values_are_named_by_row(tmp_path
     reports = tables["reports"].head(3).with_columns(pl.col("reported_at").dt.strftime("%Y-%m-%dT%H:%M:%S"))
     path = tmp_path / "reports.csv"
     reports.with_columns(pl.col("report_id").cast(pl.String)).with_columns(
-        report_id=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("12x")).otherwise("report_id")).write_csv(path)
+        report_id=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("12x")).otherwise("report_id")
+    ).write_csv(path)
     result = validate("reports", path, now=NOW)
     assert rows_of(result.problems, "bad_value") == [(2,)]
     assert result.good.schema == pl.Schema(CONTRACTS["reports"].columns)
@@ -185,15 +189,27 @@ def test_a_future_row_is_caught_against_the_clock_not_the_partition(raw):
 
 def test_the_row_rules_of_dbts_staging_tests_are_checked_before_dbt_reads_the_file(raw):
     _, tables = raw
-    users = tables["users"].head(3).with_columns(
-        follower_count=pl.when(pl.int_range(pl.len()) == 1).then(-5).otherwise("follower_count"))
+    users = (
+        tables["users"]
+        .head(3)
+        .with_columns(follower_count=pl.when(pl.int_range(pl.len()) == 1).then(-5).otherwise("follower_count"))
+    )
     assert rows_of(validate_frame("users", users, now=NOW)[1], "below_minimum") == [(2,)]
-    appeals = tables["appeals"].head(3).with_columns(
-        resolved_at=pl.when(pl.int_range(pl.len()) == 0).then(pl.col("appealed_at") - timedelta(hours=1))
-        .otherwise("resolved_at"))
+    appeals = (
+        tables["appeals"]
+        .head(3)
+        .with_columns(
+            resolved_at=pl.when(pl.int_range(pl.len()) == 0)
+            .then(pl.col("appealed_at") - timedelta(hours=1))
+            .otherwise("resolved_at")
+        )
+    )
     assert rows_of(validate_frame("appeals", appeals, now=NOW)[1], "time_order") == [(1,)]
-    content = tables["content"].head(3).with_columns(
-        text_hash=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("not-a-hash")).otherwise("text_hash"))
+    content = (
+        tables["content"]
+        .head(3)
+        .with_columns(text_hash=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("not-a-hash")).otherwise("text_hash"))
+    )
     assert rows_of(validate_frame("content", content, now=NOW)[1], "text_hash_mismatch") == [(3,)]
     decisions = tables["decisions"].head(3)
     second = decisions.slice(0, 1).with_columns(pl.col("decision_id") + 1, pl.lit("restrict").alias("action"))
@@ -204,8 +220,9 @@ def test_the_row_rules_of_dbts_staging_tests_are_checked_before_dbt_reads_the_fi
 def test_a_csv_timestamp_no_format_fits_is_a_bad_value_of_its_row_not_an_error(tmp_path, raw):
     _, tables = raw
     reports = tables["reports"].head(3).with_columns(pl.col("reported_at").dt.strftime("%Y-%m-%d %H:%M:%S"))
-    reports = reports.with_columns(reported_at=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("yesterday"))
-                                   .otherwise("reported_at"))
+    reports = reports.with_columns(
+        reported_at=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("yesterday")).otherwise("reported_at")
+    )
     path = tmp_path / "reports.csv"
     reports.write_csv(path)
     result = validate("reports", path, now=NOW)

@@ -46,9 +46,23 @@ def dagster_dev(home, tmp_path):
     port = free_port()
     log = open(tmp_path / "dagster-dev.log", "wb")
     env = trustlake_env(home, DAGSTER_HOME=str(home / "dagster"))
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-w",
-                             str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-                            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + START_WAIT_S
         while True:
@@ -116,8 +130,14 @@ def test_the_daemon_lands_a_good_drop_and_quarantines_a_bad_one(home, dagster_de
         if run and run["status"] in ("FAILURE", "CANCELED"):
             pytest.fail(f"land run {run['runId']} ended {run['status']}:\n{_tail(logs)}")
         observations = graphql(port, OBSERVATIONS)["data"]["assetOrError"]["assetObservations"]
-        observed = next((o for o in observations if any(e["label"] == "landed_file" and e.get("text") == "bad.parquet"
-                                                         for e in o["metadataEntries"])), None)
+        observed = next(
+            (
+                o
+                for o in observations
+                if any(e["label"] == "landed_file" and e.get("text") == "bad.parquet" for e in o["metadataEntries"])
+            ),
+            None,
+        )
         time.sleep(3)
     assert run and run["status"] == "SUCCESS", f"no successful land run within {RUN_WAIT_S} s: {run}\n{_tail(logs)}"
     assert observed, f"no quarantine observation for bad.parquet within {RUN_WAIT_S} s\n{_tail(logs)}"
@@ -133,7 +153,11 @@ def test_the_daemon_lands_a_good_drop_and_quarantines_a_bad_one(home, dagster_de
 
     assert list(folder.iterdir()) == []
     with duckdb.connect(str(lake.marts_db), read_only=True) as con:
-        landed = {r[0] for r in con.execute(
-            "select content_id from fct_content where content_id >= 8060000000000000000").fetchall()}
+        landed = {
+            r[0]
+            for r in con.execute(
+                "select content_id from fct_content where content_id >= 8060000000000000000"
+            ).fetchall()
+        }
     assert landed == set(good["content_id"])
     assert pl.read_parquet(next(lake.raw.glob("content/date=*/landed-*.parquet"))).height == 9

@@ -68,8 +68,10 @@ def resources(home: Path) -> dict:
     from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     # The same simulator settings and home as the `trustlake run` that built it.
-    return {"lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home))),
-            "dbt": TrustlakeDbtCliResource.for_lake(Lake(home))}
+    return {
+        "lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home))),
+        "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
+    }
 
 
 def execute(request: dg.RunRequest, home: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -77,9 +79,15 @@ def execute(request: dg.RunRequest, home: Path, instance: dg.DagsterInstance) ->
     from assets.raw import raw_platform_tables
     from assets.warehouse import published_marts, warehouse_models
 
-    return dg.materialize([raw_platform_tables, warehouse_models, published_marts],
-                          selection=request.asset_selection, run_config=request.run_config, tags=request.tags,
-                          resources=resources(home), instance=instance, raise_on_error=False)
+    return dg.materialize(
+        [raw_platform_tables, warehouse_models, published_marts],
+        selection=request.asset_selection,
+        run_config=request.run_config,
+        tags=request.tags,
+        resources=resources(home),
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 def tick(home: Path, instance: dg.DagsterInstance) -> dg.SensorResult:
@@ -87,8 +95,11 @@ def tick(home: Path, instance: dg.DagsterInstance) -> dg.SensorResult:
     from orchestration.resources import LakehouseResource
     from orchestration.sensors.landing import landing_sensor
 
-    with dg.build_sensor_context(instance=instance, definitions=defs(),
-                                 resources={"lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home)))}) as context:
+    with dg.build_sensor_context(
+        instance=instance,
+        definitions=defs(),
+        resources={"lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home)))},
+    ) as context:
         return landing_sensor(context)
 
 
@@ -102,17 +113,31 @@ def malformed(lake: Lake, authors: list[int]) -> dict[str, str]:
         "wrong-types.csv": ("bad_value", posts.with_columns(pl.lit("yesterday").alias("created_at"))),
         "truncated.parquet": ("unreadable", None),
         "latin1.csv": ("unreadable", None),
-        "duplicate-keys.parquet": ("duplicate_key", lake_rows.with_columns(
-            pl.lit("a different text for a key the lake already holds").alias("text")).with_columns(
-            pl.col("text").map_elements(lambda t: text_hash(normalise(t)), return_dtype=pl.String).alias("text_hash"))),
-        "conflicting-keys.csv": ("conflicting_key", posts.with_columns(pl.lit(8_010_000_000_000_000_099).alias(
-            "content_id"))),
+        "duplicate-keys.parquet": (
+            "duplicate_key",
+            lake_rows.with_columns(
+                pl.lit("a different text for a key the lake already holds").alias("text")
+            ).with_columns(
+                pl.col("text")
+                .map_elements(lambda t: text_hash(normalise(t)), return_dtype=pl.String)
+                .alias("text_hash")
+            ),
+        ),
+        "conflicting-keys.csv": (
+            "conflicting_key",
+            posts.with_columns(pl.lit(8_010_000_000_000_000_099).alias("content_id")),
+        ),
         "future.csv": ("future_time", posts.with_columns(pl.lit(datetime(2031, 1, 1)).alias("created_at"))),
-        "oversized.parquet": ("text_too_long", posts.with_columns(pl.lit(long_text).alias("text"),
-                                                                  pl.lit(text_hash(normalise(long_text))).alias(
-                                                                      "text_hash"))),
-        "unknown-authors.csv": ("unknown_reference", posts.with_columns(pl.lit(7_500_000_000_000_000_000).alias(
-            "author_id"))),
+        "oversized.parquet": (
+            "text_too_long",
+            posts.with_columns(
+                pl.lit(long_text).alias("text"), pl.lit(text_hash(normalise(long_text))).alias("text_hash")
+            ),
+        ),
+        "unknown-authors.csv": (
+            "unknown_reference",
+            posts.with_columns(pl.lit(7_500_000_000_000_000_000).alias("author_id")),
+        ),
         "notes.json": ("unreadable", None),
     }
     for name, (_, frame) in kinds.items():
@@ -140,10 +165,15 @@ def test_every_malformed_file_is_quarantined_with_its_reason_and_every_good_row_
     before = counts(lake)
     existing = lake.read_table("users")["user_id"].to_list()
     accounts = external_users(6, DAY2)
-    posts = pl.concat([external_content(accounts["user_id"].to_list(), DAY2, first_id=8_020_000_000_000_000_000),
-                       external_content(existing[:6], DAY3, first_id=8_020_000_000_000_000_100)])
+    posts = pl.concat(
+        [
+            external_content(accounts["user_id"].to_list(), DAY2, first_id=8_020_000_000_000_000_000),
+            external_content(existing[:6], DAY3, first_id=8_020_000_000_000_000_100),
+        ]
+    )
     split = external_content(existing[10:20], DAY3, first_id=8_030_000_000_000_000_000).with_columns(
-        content_id=pl.when(pl.int_range(pl.len()).is_in([3, 7])).then(None).otherwise("content_id"))
+        content_id=pl.when(pl.int_range(pl.len()).is_in([3, 7])).then(None).otherwise("content_id")
+    )
     drop(lake, "users", "partner-accounts.parquet", accounts)
     drop(lake, "content", "partner-posts.csv", posts)  # by the new accounts: waits for them to land
     drop(lake, "content", "null-keys.parquet", split)  # 8 good rows, 2 without a key
@@ -164,8 +194,9 @@ def test_every_malformed_file_is_quarantined_with_its_reason_and_every_good_row_
 
     moved = [p for p in (lake.quarantine_dir / "content").iterdir() if not p.name.endswith(".reason.txt")]
     # <UTC timestamp>-<file name>; a file a run split also carries its fingerprint: <timestamp>-<fp>-<name>
-    reasons = {name: Path(f"{p}.reason.txt").read_text() for p in moved for name in expected
-               if p.name.endswith(f"-{name}")}
+    reasons = {
+        name: Path(f"{p}.reason.txt").read_text() for p in moved for name in expected if p.name.endswith(f"-{name}")
+    }
     assert len(moved) == len(expected) and set(reasons) == set(expected)
     for name, rule in expected.items():
         assert rule in reasons[name], (name, reasons[name])
@@ -187,10 +218,16 @@ def test_every_malformed_file_is_quarantined_with_its_reason_and_every_good_row_
     from assets.warehouse import published_marts, warehouse_models
 
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        again = dg.materialize([raw_platform_tables, warehouse_models, published_marts], resources=resources(home),
-                               instance=instance, tags={"dagster/asset_partition_range_start": DAY2.isoformat(),
-                                                        "dagster/asset_partition_range_end": DAY3.isoformat()},
-                               raise_on_error=False)
+        again = dg.materialize(
+            [raw_platform_tables, warehouse_models, published_marts],
+            resources=resources(home),
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": DAY2.isoformat(),
+                "dagster/asset_partition_range_end": DAY3.isoformat(),
+            },
+            raise_on_error=False,
+        )
     assert again.success
     assert counts(lake) == after
     assert len(list((lake.raw / "content").glob(f"date=*/{LANDED_PREFIX}*.parquet"))) == 3  # 2 files, 2 days
@@ -203,7 +240,8 @@ def test_trustlake_land_refuses_a_bad_file_in_one_line_per_problem_and_lands_not
     users = lake.read_table("users")["user_id"].to_list()
     bad = external_content(users[:5], DAY2, first_id=8_040_000_000_000_000_000).with_columns(
         surface=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("billboard")).otherwise("surface"),
-        created_at=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(datetime(2031, 1, 1))).otherwise("created_at"))
+        created_at=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(datetime(2031, 1, 1))).otherwise("created_at"),
+    )
     file = tmp_path / "export.csv"
     bad.write_csv(file)
     original = file.read_bytes()

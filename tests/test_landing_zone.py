@@ -5,7 +5,7 @@ or one quarantine entry. Fast: no dbt here (tests/test_landing_drill.py runs the
 
 import os
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,12 +16,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from dagster._core.utils import make_new_run_id
 
 from ml.lake import LANDED_PREFIX, Lake
-from ml.landing import (CONTRACTS, INGESTING, Claim, check_landing, check_raw_lake, claim_file, claims,
-                        ingest_claim)
+from ml.landing import CONTRACTS, INGESTING, Claim, check_landing, check_raw_lake, claim_file, claims, ingest_claim
 from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
-from tests.helpers import external_content, external_users
-
 from orchestration.settings import Settings  # noqa: E402
+from tests.helpers import external_content, external_users
 
 # The test process's daily partitions (tests/conftest.py: an unpinned home, today - TRUSTLAKE_DAYS
 # to yesterday): the lake here starts on their first day, so the sensor's window check passes.
@@ -86,8 +84,12 @@ def test_the_simulators_rows_pass_every_lake_rule_when_landed_in_table_order(lak
         assert landed.rows == frame.height and landed.quarantined is None and landed.ingested.exists()
     _, tables = simulated
     for table in RAW_TABLES:
-        assert lake.read_table(table).drop("date").sort(CONTRACTS[table].key).equals(
-            tables[table].sort(CONTRACTS[table].key)), table
+        assert (
+            lake.read_table(table)
+            .drop("date")
+            .sort(CONTRACTS[table].key)
+            .equals(tables[table].sort(CONTRACTS[table].key))
+        ), table
 
 
 def test_each_lake_rule_refuses_exactly_the_rows_that_break_it(lake, simulated):
@@ -99,14 +101,18 @@ def test_each_lake_rule_refuses_exactly_the_rows_that_break_it(lake, simulated):
     fresh = external_content(users[:4], day, first_id=8_100_000_000_000_000_000)
     drifted = content.slice(0, 1).with_columns(text=pl.lit("edited"), text_hash=pl.lit("0f7e4d0c8b3a2e1f"))
     drifted = drifted.with_columns(text_hash=fresh.slice(0, 1)["text_hash"], text=fresh.slice(0, 1)["text"])
-    frame = pl.concat([
-        fresh.slice(0, 1),                                                   # 1 good
-        content.slice(5, 1),                                                 # 2 a copy of a lake row
-        drifted,                                                             # 3 a lake key, other values
-        fresh.slice(1, 1).with_columns(author_id=pl.lit(7_000_000_000_000_000_000)),  # 4 unknown author
-        fresh.slice(2, 1).with_columns(created_at=pl.lit(datetime.combine(START - timedelta(days=2), datetime.min.time()).replace(hour=12))),  # 5 before the lake
-        fresh.slice(3, 1),                                                   # 6 good
-    ])
+    frame = pl.concat(
+        [
+            fresh.slice(0, 1),  # 1 good
+            content.slice(5, 1),  # 2 a copy of a lake row
+            drifted,  # 3 a lake key, other values
+            fresh.slice(1, 1).with_columns(author_id=pl.lit(7_000_000_000_000_000_000)),  # 4 unknown author
+            fresh.slice(2, 1).with_columns(
+                created_at=pl.lit(datetime.combine(START - timedelta(days=2), datetime.min.time()).replace(hour=12))
+            ),  # 5 before the lake
+            fresh.slice(3, 1),  # 6 good
+        ]
+    )
     check = check_landing(lake, "content", drop(lake, "content", frame, "mixed.parquet"), WINDOW)
     assert rows_of(check, "already_landed") == [(2,)]
     assert rows_of(check, "duplicate_key") == [(3,)]
@@ -116,22 +122,41 @@ def test_each_lake_rule_refuses_exactly_the_rows_that_break_it(lake, simulated):
     assert check.days == (day,)
 
     decided = decisions.slice(0, 1)
-    target = content.filter(~pl.col("content_id").is_in(decisions["content_id"].implode())
-                            & ~pl.col("content_id").is_in(reports["content_id"].implode())
-                            & (pl.col("created_at") > datetime.combine(START + timedelta(days=1), datetime.min.time()))).slice(0, 2)
-    reported = reports.join(content.select("content_id", "created_at"), on="content_id").filter(
+    target = content.filter(
         ~pl.col("content_id").is_in(decisions["content_id"].implode())
-        & (pl.col("reported_at") > pl.col("created_at") + timedelta(minutes=1))).sort("reported_at").slice(0, 1)
+        & ~pl.col("content_id").is_in(reports["content_id"].implode())
+        & (pl.col("created_at") > datetime.combine(START + timedelta(days=1), datetime.min.time()))
+    ).slice(0, 2)
+    reported = (
+        reports.join(content.select("content_id", "created_at"), on="content_id")
+        .filter(
+            ~pl.col("content_id").is_in(decisions["content_id"].implode())
+            & (pl.col("reported_at") > pl.col("created_at") + timedelta(minutes=1))
+        )
+        .sort("reported_at")
+        .slice(0, 1)
+    )
     new = decided.with_columns(pl.col("decision_id") + 1)  # template for new decisions
-    frame = pl.concat([
-        new.with_columns(decision_id=pl.lit(8_200_000_000_000_000_001), content_id=decided["content_id"]),  # 1
-        new.with_columns(decision_id=pl.lit(8_200_000_000_000_000_002), content_id=target[0, "content_id"],
-                         decided_at=target[0, "created_at"] - timedelta(hours=1)),                       # 2
-        new.with_columns(decision_id=pl.lit(8_200_000_000_000_000_003), content_id=reported[0, "content_id"],
-                         decided_at=reported[0, "reported_at"] - timedelta(seconds=1)),                 # 3
-        new.with_columns(decision_id=pl.lit(8_200_000_000_000_000_004), content_id=target[1, "content_id"],
-                         decided_at=target[1, "created_at"] + timedelta(hours=1)),                      # 4 good
-    ])
+    frame = pl.concat(
+        [
+            new.with_columns(decision_id=pl.lit(8_200_000_000_000_000_001), content_id=decided["content_id"]),  # 1
+            new.with_columns(
+                decision_id=pl.lit(8_200_000_000_000_000_002),
+                content_id=target[0, "content_id"],
+                decided_at=target[0, "created_at"] - timedelta(hours=1),
+            ),  # 2
+            new.with_columns(
+                decision_id=pl.lit(8_200_000_000_000_000_003),
+                content_id=reported[0, "content_id"],
+                decided_at=reported[0, "reported_at"] - timedelta(seconds=1),
+            ),  # 3
+            new.with_columns(
+                decision_id=pl.lit(8_200_000_000_000_000_004),
+                content_id=target[1, "content_id"],
+                decided_at=target[1, "created_at"] + timedelta(hours=1),
+            ),  # 4 good
+        ]
+    )
     check = check_landing(lake, "decisions", drop(lake, "decisions", frame, "decisions.csv"), WINDOW)
     assert rows_of(check, "duplicate_value") == [(1,)]  # that content already has its decision
     assert rows_of(check, "before_reference") == [(2,)]
@@ -139,17 +164,27 @@ def test_each_lake_rule_refuses_exactly_the_rows_that_break_it(lake, simulated):
     assert check.validation.good["decision_id"].to_list() == [8_200_000_000_000_000_004]
 
     no_action = decisions.filter(pl.col("action") == "no_action").slice(0, 1)
-    appeal = lake.read_table("appeals").drop("date").slice(0, 1).with_columns(
-        appeal_id=pl.lit(8_300_000_000_000_000_001), decision_id=no_action["decision_id"],
-        content_id=no_action["content_id"], appealed_at=no_action["decided_at"] + timedelta(hours=1),
-        resolved_at=no_action["decided_at"] + timedelta(hours=5))
+    appeal = (
+        lake.read_table("appeals")
+        .drop("date")
+        .slice(0, 1)
+        .with_columns(
+            appeal_id=pl.lit(8_300_000_000_000_000_001),
+            decision_id=no_action["decision_id"],
+            content_id=no_action["content_id"],
+            appealed_at=no_action["decided_at"] + timedelta(hours=1),
+            resolved_at=no_action["decided_at"] + timedelta(hours=5),
+        )
+    )
     check = check_landing(lake, "appeals", drop(lake, "appeals", appeal, "appeals.parquet"), WINDOW)
     assert rows_of(check, "reference_not_allowed") == [(1,)]
 
     unreported = decisions.filter(~pl.col("content_id").is_in(reports["content_id"].implode())).slice(0, 1)
-    late = reports.slice(0, 1).with_columns(report_id=pl.lit(8_400_000_000_000_000_001),
-                                             content_id=unreported["content_id"],
-                                             reported_at=unreported["decided_at"] + timedelta(minutes=5))
+    late = reports.slice(0, 1).with_columns(
+        report_id=pl.lit(8_400_000_000_000_000_001),
+        content_id=unreported["content_id"],
+        reported_at=unreported["decided_at"] + timedelta(minutes=5),
+    )
     check = check_landing(lake, "reports", drop(lake, "reports", late, "late.parquet"), WINDOW)
     assert rows_of(check, "report_after_decision") == [(1,)]
 
@@ -158,7 +193,8 @@ def test_a_split_file_lands_its_good_rows_and_quarantines_the_original_saying_wh
     users = lake.read_table("users")["user_id"].to_list()
     day = START + timedelta(days=1)
     frame = external_content(users[:6], day, first_id=8_500_000_000_000_000_000).with_columns(
-        content_id=pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise("content_id"))
+        content_id=pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise("content_id")
+    )
     file = drop(lake, "content", frame, "partner.parquet")
     original = file.read_bytes()
     landed = ingest_claim(lake, claim_file(lake, "content", file), WINDOW, WINDOW)
@@ -200,10 +236,12 @@ def test_landed_rows_survive_the_day_being_simulated_again_and_the_raw_lake_chec
     file = drop(lake, "content", external_content(users[:3], day, first_id=8_700_000_000_000_000_000), "keep.csv")
     [written] = ingest_claim(lake, claim_file(lake, "content", file), WINDOW, WINDOW).written
     config, tables = simulated
-    lake.write_partition("content", day, tables["content"].filter(partition_date("content", tables["content"],
-                                                                                 config) == day))
-    assert sorted(p.name for p in lake.partition_dir("content", day).iterdir()) == sorted(["part-0.parquet",
-                                                                                           written.name])
+    lake.write_partition(
+        "content", day, tables["content"].filter(partition_date("content", tables["content"], config) == day)
+    )
+    assert sorted(p.name for p in lake.partition_dir("content", day).iterdir()) == sorted(
+        ["part-0.parquet", written.name]
+    )
     assert check_raw_lake(lake).quarantined == ()
     assert pl.read_parquet(written).height == 3
 
@@ -218,25 +256,38 @@ def evaluate(lake):
     from orchestration.sensors.landing import landing_sensor
 
     with dg.instance_for_test() as instance:
+
         def tick() -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, definitions=defs(),
-                                         resources={"lakehouse": LakehouseResource.from_settings(
-                                             Settings.from_env({"TRUSTLAKE_HOME": str(lake.home)}))}) as context:
+            with dg.build_sensor_context(
+                instance=instance,
+                definitions=defs(),
+                resources={
+                    "lakehouse": LakehouseResource.from_settings(Settings.from_env({"TRUSTLAKE_HOME": str(lake.home)}))
+                },
+            ) as context:
                 return landing_sensor(context)
+
         tick.instance = instance
         yield tick
 
 
 def quarantined(lake: Lake, table: str) -> dict[str, str]:
     folder = lake.quarantine_dir / table
-    return {p.name: Path(f"{p}.reason.txt").read_text() for p in sorted(folder.glob("*"))
-            if folder.is_dir() and not p.name.endswith(".reason.txt")}
+    return {
+        p.name: Path(f"{p}.reason.txt").read_text()
+        for p in sorted(folder.glob("*"))
+        if folder.is_dir() and not p.name.endswith(".reason.txt")
+    }
 
 
 def test_a_good_drop_becomes_one_run_request_for_its_table_and_days(lake, evaluate):
     users = lake.read_table("users")["user_id"].to_list()
-    frame = pl.concat([external_content(users[:3], START + timedelta(days=1), first_id=8_800_000_000_000_000_000),
-                       external_content(users[3:5], START + timedelta(days=2), first_id=8_800_000_000_000_000_010)])
+    frame = pl.concat(
+        [
+            external_content(users[:3], START + timedelta(days=1), first_id=8_800_000_000_000_000_000),
+            external_content(users[3:5], START + timedelta(days=2), first_id=8_800_000_000_000_000_010),
+        ]
+    )
     file = drop(lake, "content", frame, "partner-export.csv")
     result = evaluate()
     [request] = result.run_requests
@@ -247,7 +298,9 @@ def test_a_good_drop_becomes_one_run_request_for_its_table_and_days(lake, evalua
     assert request.tags["trustlake/landed_file"] == "partner-export.csv"
     assert request.tags["trustlake/landing_table"] == "content"
     assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
-        (START + timedelta(days=1)).isoformat(), (START + timedelta(days=2)).isoformat())
+        (START + timedelta(days=1)).isoformat(),
+        (START + timedelta(days=2)).isoformat(),
+    )
     keys = {k.to_user_string() for k in request.asset_selection}
     assert {"content", "stg_platform__content", "fct_content", "published_marts"} <= keys
     assert not keys & {"users", "reports", "stg_platform__users"}  # only what depends on the content
@@ -279,8 +332,13 @@ def test_one_bad_file_does_not_stop_the_good_one_beside_it(lake, evaluate):
 
 def test_a_file_still_being_written_is_left_for_a_later_tick(lake, evaluate):
     users = lake.read_table("users")["user_id"].to_list()
-    file = drop(lake, "content", external_content(users[:2], START, first_id=8_950_000_000_000_000_000),
-                "uploading.csv", settled=False)
+    file = drop(
+        lake,
+        "content",
+        external_content(users[:2], START, first_id=8_950_000_000_000_000_000),
+        "uploading.csv",
+        settled=False,
+    )
     result = evaluate()
     assert not result.run_requests and file.exists() and result.skip_reason
 
@@ -289,8 +347,12 @@ def test_content_waits_for_the_new_accounts_it_refers_to_until_they_have_landed(
     day = START + timedelta(days=2)
     new_users = external_users(3, day)
     drop(lake, "users", new_users, "accounts.parquet")
-    posts = drop(lake, "content", external_content(new_users["user_id"].to_list(), day,
-                                                   first_id=8_960_000_000_000_000_000), "posts.csv")
+    posts = drop(
+        lake,
+        "content",
+        external_content(new_users["user_id"].to_list(), day, first_id=8_960_000_000_000_000_000),
+        "posts.csv",
+    )
     [request] = evaluate().run_requests
     assert request.tags["trustlake/landing_table"] == "users"
     assert posts.exists()  # neither quarantined nor claimed: its authors are still landing

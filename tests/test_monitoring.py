@@ -18,11 +18,20 @@ LIMITS = mon.MonitoringThresholds()
 
 
 def reference(**changes) -> mon.Reference:
-    base = dict(champion="risk_model-a", dataset_version="d1", window_start=date(2026, 10, 1),
-                window_end=date(2026, 10, 7), rows=1000, labels_until=datetime(2026, 10, 12, 23), label_rows=500,
-                bins={}, thresholds={p: {"auto_action": 0.8, "review": 0.5} for p in VIOLATING},
-                promised_precision={p: 0.95 for p in VIOLATING}, prevalence_offset={p: 0.0 for p in VIOLATING},
-                qa_audited=100)
+    base = dict(
+        champion="risk_model-a",
+        dataset_version="d1",
+        window_start=date(2026, 10, 1),
+        window_end=date(2026, 10, 7),
+        rows=1000,
+        labels_until=datetime(2026, 10, 12, 23),
+        label_rows=500,
+        bins={},
+        thresholds={p: {"auto_action": 0.8, "review": 0.5} for p in VIOLATING},
+        promised_precision={p: 0.95 for p in VIOLATING},
+        prevalence_offset={p: 0.0 for p in VIOLATING},
+        qa_audited=100,
+    )
     return mon.Reference(**{**base, **changes})
 
 
@@ -73,8 +82,10 @@ def test_account_age_is_read_in_day_week_month_bands_so_ageing_is_not_drift_but_
 def test_drift_judges_only_days_with_enough_rows():
     rng = np.random.default_rng(4)
     ref = reference(bins={"text_chars": mon.fit_bins("text_chars", pl.Series(rng.normal(size=2000)))})
-    frame = lambda n, shift: pl.DataFrame({"text_chars": rng.normal(shift, 1, size=n),  # noqa: E731
-                                           **{f"p_{p}": np.zeros(n) for p in VIOLATING}})
+
+    def frame(n, shift):
+        return pl.DataFrame({"text_chars": rng.normal(shift, 1, size=n), **{f"p_{p}": np.zeros(n) for p in VIOLATING}})
+
     big = mon.drift(ref, DAY, frame(1000, 2.0), LIMITS)
     assert big.filter(pl.col("subject") == "text_chars")["status"][0] == "fail"
     small = mon.drift(ref, DAY, frame(LIMITS.min_rows - 1, 2.0), LIMITS)
@@ -83,8 +94,12 @@ def test_drift_judges_only_days_with_enough_rows():
 
 def test_a_reference_survives_its_json_round_trip(tmp_path):
     rng = np.random.default_rng(5)
-    ref = reference(bins={"text_chars": mon.fit_bins("text_chars", pl.Series(rng.normal(size=500))),
-                          "surface": mon.fit_bins("surface", pl.Series(["post", "comment"] * 10))})
+    ref = reference(
+        bins={
+            "text_chars": mon.fit_bins("text_chars", pl.Series(rng.normal(size=500))),
+            "surface": mon.fit_bins("surface", pl.Series(["post", "comment"] * 10)),
+        }
+    )
     directory = mon.reference_dir(tmp_path, ref.champion, ref.dataset_version)
     assert not mon.reference_complete(directory)
     mon.write_reference(ref, pl.DataFrame({"content_id": [1, 2]}), directory)
@@ -94,8 +109,13 @@ def test_a_reference_survives_its_json_round_trip(tmp_path):
 
 def test_a_reference_binned_by_older_rules_is_binned_again_from_its_scored_rows():
     rng = np.random.default_rng(6)
-    scored = pl.DataFrame({"text_chars": rng.normal(size=500), "prior_posts": rng.integers(0, 50, size=500),
-                           **{f"p_{p}": rng.random(500) for p in VIOLATING}})
+    scored = pl.DataFrame(
+        {
+            "text_chars": rng.normal(size=500),
+            "prior_posts": rng.integers(0, 50, size=500),
+            **{f"p_{p}": rng.random(500) for p in VIOLATING},
+        }
+    )
     old = reference(bins={"prior_posts": mon.fit_bins("prior_posts", scored["prior_posts"])}, binning="older")
     new = mon.rebinned(old, scored)
     assert new.binning == mon.BINNING and "prior_posts" not in new.bins  # no longer watched
@@ -104,10 +124,14 @@ def test_a_reference_binned_by_older_rules_is_binned_again_from_its_scored_rows(
 
 
 def test_the_training_window_is_the_train_split_days_of_platform_content():
-    frame = pl.DataFrame({
-        "content_id": [1, 2, 3, None], "split": ["train", "train", "test", "train"],
-        "created_date": [date(2026, 10, 2), date(2026, 10, 5), date(2026, 10, 9), None],
-        "label_at": [datetime(2026, 10, 3), datetime(2026, 10, 6), datetime(2026, 10, 11), None]})
+    frame = pl.DataFrame(
+        {
+            "content_id": [1, 2, 3, None],
+            "split": ["train", "train", "test", "train"],
+            "created_date": [date(2026, 10, 2), date(2026, 10, 5), date(2026, 10, 9), None],
+            "label_at": [datetime(2026, 10, 3), datetime(2026, 10, 6), datetime(2026, 10, 11), None],
+        }
+    )
     assert mon.training_window(frame) == (date(2026, 10, 2), date(2026, 10, 5), datetime(2026, 10, 11), 3)
     with pytest.raises(ValueError, match="no platform content in its train split"):
         mon.training_window(frame.filter(pl.col("split") != "train"))
@@ -116,9 +140,13 @@ def test_the_training_window_is_the_train_split_days_of_platform_content():
 # -- live precision ------------------------------------------------------------------------------
 def day_scores(n_remove: int, n_allow: int = 100) -> pl.DataFrame:
     n = n_remove + n_allow
-    return pl.DataFrame({
-        "content_id": list(range(n)), "action": ["remove"] * n_remove + ["allow"] * n_allow,
-        **{f"p_{p}": [0.9 if p == "spam" and i < n_remove else 0.01 for i in range(n)] for p in VIOLATING}})
+    return pl.DataFrame(
+        {
+            "content_id": list(range(n)),
+            "action": ["remove"] * n_remove + ["allow"] * n_allow,
+            **{f"p_{p}": [0.9 if p == "spam" and i < n_remove else 0.01 for i in range(n)] for p in VIOLATING},
+        }
+    )
 
 
 def labels_for(ids, label: str, source: str = "moderator_decision") -> pl.DataFrame:
@@ -159,12 +187,15 @@ def test_qa_recall_counts_audited_violations_the_champion_let_through():
 # -- prevalence -----------------------------------------------------------------------------------
 def prevalence_row(offset: float, qa_spam: int, audited: int = 100, p_spam: float = 0.2) -> dict:
     n = 1000
-    scores = pl.DataFrame({"content_id": list(range(n)), **{f"p_{p}": [p_spam if p == "spam" else 0.0] * n
-                                                            for p in VIOLATING}})
-    qa = pl.DataFrame({"content_id": list(range(audited)),
-                       "label": ["spam"] * qa_spam + ["benign"] * (audited - qa_spam)})
-    table = mon.prevalence(reference(prevalence_offset={p: offset if p == "spam" else 0.0 for p in VIOLATING}),
-                           DAY, scores, qa, LIMITS)
+    scores = pl.DataFrame(
+        {"content_id": list(range(n)), **{f"p_{p}": [p_spam if p == "spam" else 0.0] * n for p in VIOLATING}}
+    )
+    qa = pl.DataFrame(
+        {"content_id": list(range(audited)), "label": ["spam"] * qa_spam + ["benign"] * (audited - qa_spam)}
+    )
+    table = mon.prevalence(
+        reference(prevalence_offset={p: offset if p == "spam" else 0.0 for p in VIOLATING}), DAY, scores, qa, LIMITS
+    )
     return table.filter(pl.col("metric") == "prevalence_gap", pl.col("subject") == "spam").row(0, named=True)
 
 
@@ -185,22 +216,39 @@ def test_prevalence_gap_inside_the_qa_interval_or_on_few_audits_is_not_an_alarm(
 
 # -- verdicts and retraining evidence ------------------------------------------------------------
 def test_the_verdict_is_the_worst_day_and_names_it():
-    rows = pl.concat([
-        mon._rows(DAY, "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.05, "status": "ok"}]),
-        mon._rows(DAY + timedelta(days=1), "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.4,
-                                                  "status": "fail"}]),
-        mon._rows(DAY + timedelta(days=2), "c", [{"metric": "score_psi", "subject": "risk", "value": 0.12,
-                                                  "status": "warn"}])])
+    rows = pl.concat(
+        [
+            mon._rows(DAY, "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.05, "status": "ok"}]),
+            mon._rows(
+                DAY + timedelta(days=1),
+                "c",
+                [{"metric": "score_psi", "subject": "p_spam", "value": 0.4, "status": "fail"}],
+            ),
+            mon._rows(
+                DAY + timedelta(days=2),
+                "c",
+                [{"metric": "score_psi", "subject": "risk", "value": 0.12, "status": "warn"}],
+            ),
+        ]
+    )
     verdict = mon.verdict(rows, ("score_psi",), lambda r: f"{r['date']} {r['subject']}")
     assert verdict.level == "fail" and not verdict.passed
     assert verdict.message.startswith(f"{DAY + timedelta(days=1)} p_spam") and "1 fail" in verdict.message
 
 
 def test_new_labels_are_platform_labels_stamped_after_the_champions_newest():
-    labels = pl.DataFrame({
-        "label_source": ["moderator_decision", "qa_audit", "appeal_overturn", "reference", "moderator_decision"],
-        "label_at": [datetime(2026, 10, 13), datetime(2026, 10, 14), datetime(2026, 10, 12), None,
-                     datetime(2026, 10, 15)]})
+    labels = pl.DataFrame(
+        {
+            "label_source": ["moderator_decision", "qa_audit", "appeal_overturn", "reference", "moderator_decision"],
+            "label_at": [
+                datetime(2026, 10, 13),
+                datetime(2026, 10, 14),
+                datetime(2026, 10, 12),
+                None,
+                datetime(2026, 10, 15),
+            ],
+        }
+    )
     assert mon.new_labels_since(labels, datetime(2026, 10, 12, 23)) == {"moderator_decision": 2, "qa_audit": 1}
     assert sum(mon.new_labels_since(labels, None).values()) == 4
 
@@ -224,8 +272,14 @@ def test_thresholds_must_warn_before_they_fail():
 
 
 def test_thresholds_and_the_world_shift_come_from_the_environment():
-    settings = Settings.from_env({"TRUSTLAKE_DRIFT_PSI_FAIL": "0.4", "TRUSTLAKE_RETRAIN_MIN_NEW_LABELS": "50",
-                                  "TRUSTLAKE_WORLD_SHIFT": "slang", "TRUSTLAKE_WORLD_SHIFT_FROM": "2026-10-09"})
+    settings = Settings.from_env(
+        {
+            "TRUSTLAKE_DRIFT_PSI_FAIL": "0.4",
+            "TRUSTLAKE_RETRAIN_MIN_NEW_LABELS": "50",
+            "TRUSTLAKE_WORLD_SHIFT": "slang",
+            "TRUSTLAKE_WORLD_SHIFT_FROM": "2026-10-09",
+        }
+    )
     assert settings.monitoring.psi_fail == 0.4 and settings.monitoring.retrain_min_new_labels == 50
     assert settings.monitoring.psi_warn == mon.MonitoringThresholds.psi_warn
     assert (settings.world_shift, settings.world_shift_from) == ("slang", date(2026, 10, 9))
@@ -238,8 +292,16 @@ def test_thresholds_and_the_world_shift_come_from_the_environment():
 def test_an_ops_alert_is_one_row_per_run_however_often_it_is_recorded(tmp_path):
     at = datetime(2026, 10, 13, 8, 30)
     for _ in range(2):
-        mon.write_ops_alert(tmp_path, "r1", "score_job", ["content_scores"], ["content_scores"],
-                            "Failure: no champion\n\n  line two\nthree\nfour\nfive\nsix", at, "2026-10-13..2026-10-13")
+        mon.write_ops_alert(
+            tmp_path,
+            "r1",
+            "score_job",
+            ["content_scores"],
+            ["content_scores"],
+            "Failure: no champion\n\n  line two\nthree\nfour\nfive\nsix",
+            at,
+            "2026-10-13..2026-10-13",
+        )
     mon.write_ops_alert(tmp_path, "r2", "ingest_job", [], [], "worker died", at + timedelta(hours=1))
     alerts = mon.read_ops_alerts(tmp_path)
     assert alerts["run_id"].to_list() == ["r1", "r2"]
@@ -287,15 +349,21 @@ def test_the_spam_campaign_is_new_bot_accounts_posting_spam_no_corpus_holds(pool
     assert bots and bots <= set(shifted["users"]["user_id"])  # every bot lands in users before it posts
     signup = shifted["users"].filter(pl.col("user_id").is_in(list(bots)))
     first_post = novel.group_by("author_id").agg(pl.col("created_at").min())
-    assert (signup.join(first_post, left_on="user_id", right_on="author_id")
-            .filter(pl.col("signup_at") >= pl.col("created_at")).is_empty())
+    assert (
+        signup.join(first_post, left_on="user_id", right_on="author_id")
+        .filter(pl.col("signup_at") >= pl.col("created_at"))
+        .is_empty()
+    )
 
 
 def test_slang_rewrites_only_benign_posts_and_they_stay_benign(worlds):
     shifted, base = worlds["slang"], worlds["none"]
-    joined = (base["content"].select("content_id", "text").join(
-        shifted["content"].select("content_id", pl.col("text").alias("shifted_text")), on="content_id")
-        .join(base["content_truth"].select("content_id", "true_policy", "created_at"), on="content_id"))
+    joined = (
+        base["content"]
+        .select("content_id", "text")
+        .join(shifted["content"].select("content_id", pl.col("text").alias("shifted_text")), on="content_id")
+        .join(base["content_truth"].select("content_id", "true_policy", "created_at"), on="content_id")
+    )
     changed = joined.filter(pl.col("text") != pl.col("shifted_text"))
     assert changed.height > 100 and (changed["true_policy"] == "benign").all()
     assert (changed["created_at"].dt.date() >= SHIFT_DAY).all()
@@ -316,8 +384,11 @@ def test_a_classifier_trained_before_the_shift_misses_the_campaign_and_flags_the
     from tests.conftest import labelled_training_frame
 
     frame, _ = labelled_training_frame(pool, seed=11, days=6, rows=2500)
-    model = Scorer(fit_text_classifier(frame, dataset_version(frame), tmp_path, None,
-                                       CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues()))
+    model = Scorer(
+        fit_text_classifier(
+            frame, dataset_version(frame), tmp_path, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues()
+        )
+    )
 
     def proba(texts: list[str], policy: str) -> np.ndarray:
         scores = model.predict_proba(pl.DataFrame({"text": texts}), None)
@@ -326,12 +397,17 @@ def test_a_classifier_trained_before_the_shift_misses_the_campaign_and_flags_the
     shifted = worlds["spam_campaign"]
     content = shifted["content"].join(shifted["content_truth"].select("content_id", "true_policy"), on="content_id")
     campaign = content.filter(~pl.col("text_hash").is_in(pool["text_hash"].implode()))["text"].to_list()
-    old_spam = content.filter((pl.col("true_policy") == "spam")
-                              & pl.col("text_hash").is_in(pool["text_hash"].implode()))["text"].to_list()
+    old_spam = content.filter(
+        (pl.col("true_policy") == "spam") & pl.col("text_hash").is_in(pool["text_hash"].implode())
+    )["text"].to_list()
     assert np.median(proba(campaign, "spam")) < 0.5 * np.median(proba(old_spam, "spam"))
 
     base, slang = worlds["none"]["content"], worlds["slang"]["content"]
-    pairs = base.select("content_id", "text").join(slang.select("content_id", pl.col("text").alias("slang")),
-                                                   on="content_id").filter(pl.col("text") != pl.col("slang"))
+    pairs = (
+        base.select("content_id", "text")
+        .join(slang.select("content_id", pl.col("text").alias("slang")), on="content_id")
+        .filter(pl.col("text") != pl.col("slang"))
+    )
     assert np.mean(proba(pairs["slang"].to_list(), "harassment")) > 2 * np.mean(
-        proba(pairs["text"].to_list(), "harassment"))
+        proba(pairs["text"].to_list(), "harassment")
+    )

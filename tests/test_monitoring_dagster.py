@@ -46,17 +46,20 @@ def test_monitoring_assets_are_daily_like_scoring_and_read_a_declared_reference(
     for mart in ("mart_model_monitoring", "ops_alerts"):
         assert graph.get(dg.AssetKey(mart)).group_name == "monitoring"
     assert {"model_drift", "live_precision", "prevalence_gap"} <= {
-        k.to_user_string() for k in graph.get(dg.AssetKey("mart_model_monitoring")).parent_keys}
+        k.to_user_string() for k in graph.get(dg.AssetKey("mart_model_monitoring")).parent_keys
+    }
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("ops_alerts")).parent_keys} == {"ops_alert_log"}
 
 
 def test_every_monitoring_check_has_a_description_quoting_its_thresholds(defs):
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}
-    expected = {("model_drift", "score_drift_psi"): "TRUSTLAKE_DRIFT_PSI_FAIL",
-                ("model_drift", "feature_drift_psi"): "score_drift_psi",
-                ("live_precision", "live_precision_drop"): "TRUSTLAKE_PRECISION_DROP_FAIL",
-                ("prevalence_gap", "predicted_vs_qa_prevalence"): "TRUSTLAKE_PREVALENCE_GAP_FAIL"}
+    expected = {
+        ("model_drift", "score_drift_psi"): "TRUSTLAKE_DRIFT_PSI_FAIL",
+        ("model_drift", "feature_drift_psi"): "score_drift_psi",
+        ("live_precision", "live_precision_drop"): "TRUSTLAKE_PRECISION_DROP_FAIL",
+        ("prevalence_gap", "predicted_vs_qa_prevalence"): "TRUSTLAKE_PREVALENCE_GAP_FAIL",
+    }
     for key, quoted in expected.items():
         assert quoted in checks[key].description, key
         assert not checks[key].blocking, key  # an alarm must not stop the mart analysts read it in
@@ -68,8 +71,14 @@ def test_the_sensors_and_the_retraining_job_are_in_the_code_location(defs):
     retrain = {k.to_user_string() for k in defs.resolve_job_def("retrain_job").asset_layer.executable_asset_keys}
     assert {"training_set", "risk_model", "risk_model_evaluation", "deployed_model"} <= retrain
     score = {k.to_user_string() for k in defs.resolve_job_def("score_job").asset_layer.executable_asset_keys}
-    assert {"content_scores", "monitoring_reference", "model_drift", "live_precision", "prevalence_gap",
-            "mart_model_monitoring"} <= score
+    assert {
+        "content_scores",
+        "monitoring_reference",
+        "model_drift",
+        "live_precision",
+        "prevalence_gap",
+        "mart_model_monitoring",
+    } <= score
 
 
 # -- the retraining sensor ----------------------------------------------------------------------
@@ -78,36 +87,73 @@ def champion_home(home, new_labels: int) -> Lake:
     lake = Lake(home)
     (lake.models / CHAMPION).mkdir(parents=True)
     registry = Registry(lake.models)
-    registry.register(RegistryEntry.from_dict({"version": CHAMPION, "kind": "risk_model", "path": str(lake.models / CHAMPION),
-                       "dataset_version": DATASET, "code_version": "test", "metrics": {}, "operating_points": {}}))
+    registry.register(
+        RegistryEntry.from_dict(
+            {
+                "version": CHAMPION,
+                "kind": "risk_model",
+                "path": str(lake.models / CHAMPION),
+                "dataset_version": DATASET,
+                "code_version": "test",
+                "metrics": {},
+                "operating_points": {},
+            }
+        )
+    )
     registry.promote(CHAMPION, reason="test champion", actor="test")
     reference = mon.Reference(
-        champion=CHAMPION, dataset_version=DATASET, window_start=date(2026, 10, 1), window_end=date(2026, 10, 7),
-        rows=100, labels_until=LABELS_UNTIL, label_rows=300, bins={}, thresholds={}, promised_precision={},
-        prevalence_offset={p: 0.0 for p in VIOLATING}, qa_audited=30)
-    mon.write_reference(reference, pl.DataFrame({"content_id": [1]}),
-                        mon.reference_dir(lake.monitoring, CHAMPION, DATASET))
+        champion=CHAMPION,
+        dataset_version=DATASET,
+        window_start=date(2026, 10, 1),
+        window_end=date(2026, 10, 7),
+        rows=100,
+        labels_until=LABELS_UNTIL,
+        label_rows=300,
+        bins={},
+        thresholds={},
+        promised_precision={},
+        prevalence_offset={p: 0.0 for p in VIOLATING},
+        qa_audited=30,
+    )
+    mon.write_reference(
+        reference, pl.DataFrame({"content_id": [1]}), mon.reference_dir(lake.monitoring, CHAMPION, DATASET)
+    )
     lake.warehouse_dir.mkdir(parents=True)
     with duckdb.connect(str(lake.marts_db)) as con:
         con.execute("create table training_labels (label_source varchar, label_at timestamp)")
         con.execute("insert into training_labels select 'reference', null from range(500)")
         con.execute("insert into training_labels select 'moderator_decision', timestamp '2026-10-05' from range(300)")
-        con.execute(f"insert into training_labels select case when i % 5 = 0 then 'qa_audit' else 'moderator_decision' "
-                    f"end, timestamp '2026-10-13' + i * interval 1 minute from range({new_labels}) t(i)")
+        con.execute(
+            f"insert into training_labels select case when i % 5 = 0 then 'qa_audit' else 'moderator_decision' "
+            f"end, timestamp '2026-10-13' + i * interval 1 minute from range({new_labels}) t(i)"
+        )
     return lake
 
 
 def report_drift(instance: dg.DagsterInstance, day: str, psi: float, champion: str = CHAMPION) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key="model_drift", partition=day,
-        metadata={"max_psi": psi, "max_psi_column": "component_size", "max_psi_metric": "feature_psi",
-                  "champion": champion}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="model_drift",
+            partition=day,
+            metadata={
+                "max_psi": psi,
+                "max_psi_column": "component_size",
+                "max_psi_metric": "feature_psi",
+                "champion": champion,
+            },
+        )
+    )
 
 
 def evaluate(home, instance, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-        "lakehouse": lakehouse_resource(home),
-        "monitoring": MonitoringResource(retrain_min_new_labels=MIN_NEW_LABELS)})
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "lakehouse": lakehouse_resource(home),
+            "monitoring": MonitoringResource(retrain_min_new_labels=MIN_NEW_LABELS),
+        },
+    )
     result = retraining_sensor(context)
     if isinstance(result, dg.SkipReason):
         return [], result.skip_message, cursor
@@ -177,8 +223,7 @@ def test_the_same_evidence_is_not_requested_again(tmp_path, instance):
 
 def test_nothing_is_requested_while_a_retraining_run_is_in_progress(tmp_path, instance):
     champion_home(tmp_path, new_labels=500)
-    instance.add_run(dg.DagsterRun(job_name="retrain_job", run_id="r-in-progress",
-                                   status=dg.DagsterRunStatus.STARTED))
+    instance.add_run(dg.DagsterRun(job_name="retrain_job", run_id="r-in-progress", status=dg.DagsterRunStatus.STARTED))
     requests, reason, _ = evaluate(tmp_path, instance)
     assert requests == [] and "r-in-progress" in reason
 
@@ -201,9 +246,12 @@ def test_a_failed_run_becomes_an_ops_alerts_row_and_a_log_line(tmp_path, instanc
     result = dg.materialize([nightly_scores], instance=instance, raise_on_error=False)
     assert not result.success
     context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor", dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance, dagster_run=result.dagster_run,
-        resources={"lakehouse": lakehouse_resource(tmp_path)}).for_run_failure()
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"lakehouse": lakehouse_resource(tmp_path)},
+    ).for_run_failure()
     with caplog.at_level(logging.ERROR, logger="trustlake.alerts"):
         run_failure_alert_sensor(context)
         run_failure_alert_sensor(context)  # a retried tick rewrites the same row
@@ -227,9 +275,12 @@ def feature_join() -> None:
 def test_an_unexpected_error_is_recorded_root_cause_first(tmp_path, instance):
     result = dg.materialize([feature_join], instance=instance, raise_on_error=False)
     context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor", dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance, dagster_run=result.dagster_run,
-        resources={"lakehouse": lakehouse_resource(tmp_path)}).for_run_failure()
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"lakehouse": lakehouse_resource(tmp_path)},
+    ).for_run_failure()
     run_failure_alert_sensor(context)
     error = mon.read_ops_alerts(Lake(tmp_path).ops)["error"][0]
     assert error.startswith("KeyError: 'author_id'") and "feature_join" in error

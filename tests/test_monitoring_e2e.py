@@ -45,15 +45,23 @@ def home_instance(home) -> dg.DagsterInstance:
 def retraining(home, instance, cursor=None):
     from orchestration.sensors.retraining import retraining_sensor
 
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-        "lakehouse": lakehouse(home), "monitoring": MonitoringResource()})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": lakehouse(home), "monitoring": MonitoringResource()}
+    )
     return retraining_sensor(context)
 
 
 def monitoring_tables(home) -> pl.DataFrame:
     lake = Lake(home)
-    return pl.concat([pl.read_parquet(str(lake.monitoring / m / "date=*" / "*.parquet"), hive_partitioning=True)
-                      .with_columns(monitor=pl.lit(m)) for m in MONITORS], how="diagonal_relaxed")
+    return pl.concat(
+        [
+            pl.read_parquet(str(lake.monitoring / m / "date=*" / "*.parquet"), hive_partitioning=True).with_columns(
+                monitor=pl.lit(m)
+            )
+            for m in MONITORS
+        ],
+        how="diagonal_relaxed",
+    )
 
 
 def require_champion(home) -> None:
@@ -62,8 +70,10 @@ def require_champion(home) -> None:
     from ml.registry import Registry
 
     if Registry(Lake(home).models).champion() is None:
-        pytest.fail("the e2e run (tests/conftest.py e2e_home) promoted no champion: every candidate failed a gate "
-                    "(see the risk_model_evaluation checks of its run), so no day was scored or monitored")
+        pytest.fail(
+            "the e2e run (tests/conftest.py e2e_home) promoted no champion: every candidate failed a gate "
+            "(see the risk_model_evaluation checks of its run), so no day was scored or monitored"
+        )
 
 
 def test_an_unchanged_world_raises_no_alarm_and_requests_no_retraining(e2e_home):
@@ -93,14 +103,24 @@ def shifted(e2e_home, tmp_path_factory):
     home = tmp_path_factory.mktemp("shifted") / "home"
     shutil.copytree(e2e_home, home, ignore=shutil.ignore_patterns("ray"))
     shift = lakehouse(home, TRUSTLAKE_WORLD_SHIFT="spam_campaign", TRUSTLAKE_WORLD_SHIFT_FROM=SHIFT_FIRST.isoformat())
-    resources = {"lakehouse": shift, "monitoring": MonitoringResource(),
-                 "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
-                 "io_manager": dg.FilesystemIOManager(base_dir=str(home / "dagster" / "storage"))}
-    days = {ASSET_PARTITION_RANGE_START_TAG: SHIFT_FIRST.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: SHIFT_LAST.isoformat()}
+    resources = {
+        "lakehouse": shift,
+        "monitoring": MonitoringResource(),
+        "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(home / "dagster" / "storage")),
+    }
+    days = {
+        ASSET_PARTITION_RANGE_START_TAG: SHIFT_FIRST.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: SHIFT_LAST.isoformat(),
+    }
     with home_instance(home) as instance:
-        ingest = dg.materialize([raw_platform_tables, warehouse_models, published_marts], instance=instance,
-                                resources=resources, tags=days, raise_on_error=False)
+        ingest = dg.materialize(
+            [raw_platform_tables, warehouse_models, published_marts],
+            instance=instance,
+            resources=resources,
+            tags=days,
+            raise_on_error=False,
+        )
         assert ingest.success, "landing the shifted days failed"
 
         @dg.asset(name="nightly_export")
@@ -108,16 +128,26 @@ def shifted(e2e_home, tmp_path_factory):
             raise dg.Failure("the export bucket refused the upload (403)")
 
         failed = dg.materialize([failing_export], instance=instance, raise_on_error=False)
-        run_failure_alert_sensor(dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert_sensor", dagster_event=failed.get_run_failure_event(),
-            dagster_instance=instance, dagster_run=failed.dagster_run,
-            resources={"lakehouse": shift}).for_run_failure())
+        run_failure_alert_sensor(
+            dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert_sensor",
+                dagster_event=failed.get_run_failure_event(),
+                dagster_instance=instance,
+                dagster_run=failed.dagster_run,
+                resources={"lakehouse": shift},
+            ).for_run_failure()
+        )
 
         # The champion and its training set as the e2e run stored them (loaded by the IO manager).
         stored = [dg.AssetSpec("deployed_model"), dg.AssetSpec("training_set")]
-        monitored = dg.materialize([content_scores, *monitoring_assets, *stored],
-                                   selection=[content_scores, *monitoring_assets], instance=instance,
-                                   resources=resources, tags=days, raise_on_error=False)
+        monitored = dg.materialize(
+            [content_scores, *monitoring_assets, *stored],
+            selection=[content_scores, *monitoring_assets],
+            instance=instance,
+            resources=resources,
+            tags=days,
+            raise_on_error=False,
+        )
         assert monitored.success, "scoring and monitoring the shifted days failed"
         checks = {(e.asset_key.to_user_string(), e.check_name): e for e in monitored.get_asset_check_evaluations()}
         first = retraining(home, instance)
@@ -136,20 +166,27 @@ def test_the_shift_fails_the_drift_checks(shifted):
 def test_qa_audits_find_the_spam_the_champion_misses(shifted):
     prevalence = shifted["checks"][("prevalence_gap", "predicted_vs_qa_prevalence")]
     assert not prevalence.passed and "spam" in prevalence.description
-    gaps = (monitoring_tables(shifted["home"])
-            .filter(pl.col("metric") == "prevalence_gap", pl.col("subject") == "spam", pl.col("date") >= SHIFT_FIRST,
-                    pl.col("status") != "insufficient"))
+    gaps = monitoring_tables(shifted["home"]).filter(
+        pl.col("metric") == "prevalence_gap",
+        pl.col("subject") == "spam",
+        pl.col("date") >= SHIFT_FIRST,
+        pl.col("status") != "insufficient",
+    )
     assert gaps.height and (gaps["value"] < gaps["expected"]).all()  # QA sees more spam than predicted
 
 
 def test_each_shifted_day_carries_its_own_figures(shifted):
     with home_instance(shifted["home"]) as instance:
-        events = {day: instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("model_drift"), asset_partitions=[day]), limit=1).records[0]
-            for day in (SHIFT_FIRST.isoformat(), SHIFT_LAST.isoformat())}
+        events = {
+            day: instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("model_drift"), asset_partitions=[day]), limit=1
+            ).records[0]
+            for day in (SHIFT_FIRST.isoformat(), SHIFT_LAST.isoformat())
+        }
     psi = {day: e.asset_materialization.metadata["max_psi"].value for day, e in events.items()}
-    table = monitoring_tables(shifted["home"]).filter(pl.col("monitor") == "model_drift",
-                                                      pl.col("status") != "insufficient")
+    table = monitoring_tables(shifted["home"]).filter(
+        pl.col("monitor") == "model_drift", pl.col("status") != "insufficient"
+    )
     for day, value in psi.items():
         assert value == pytest.approx(table.filter(pl.col("date") == date.fromisoformat(day))["value"].max(), abs=1e-4)
     assert len(set(psi.values())) == len(psi)
@@ -166,9 +203,12 @@ def test_the_retraining_sensor_requests_retrain_job_for_the_drift_once(shifted):
 
 def test_analysts_see_the_alarm_and_the_failed_run_in_the_marts(shifted):
     with duckdb.connect(str(Lake(shifted["home"]).marts_db), read_only=True) as con:
-        alarms = con.execute("select count(*) from mart_model_monitoring where is_alert and status = 'fail' "
-                             "and monitoring_date >= ?", [SHIFT_FIRST]).fetchone()[0]
-        alert = con.execute("select job_name, failed_steps, error from ops_alerts where run_id = ?",
-                            [shifted["failed_run"]]).fetchone()
+        alarms = con.execute(
+            "select count(*) from mart_model_monitoring where is_alert and status = 'fail' and monitoring_date >= ?",
+            [SHIFT_FIRST],
+        ).fetchone()[0]
+        alert = con.execute(
+            "select job_name, failed_steps, error from ops_alerts where run_id = ?", [shifted["failed_run"]]
+        ).fetchone()
     assert alarms > 0
     assert alert[1] == "nightly_export" and alert[2].startswith("the export bucket refused the upload")

@@ -46,16 +46,33 @@ def test_ray_address_connects_to_the_running_cluster_and_leaves_it_running(tmp_p
     # Both processes are on this machine, so both use Ray's single-machine mode (loopback addresses).
     # A local Ray starts with token authentication on; an explicit address connects with a token only
     # when RAY_AUTH_MODE=token says so (as against a real cluster): this test's own token, for both.
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        **os.environ,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     env.pop("RAY_ADDRESS", None)
-    head = subprocess.Popen([sys.executable, "-c", HEAD], cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         address = head.stdout.readline().strip()
         assert address.startswith("127.0.0.1:"), address
-        step = subprocess.run([sys.executable, "-c", STEP, str(tmp_path), address], cwd=PROJECT_ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        step = subprocess.run(
+            [sys.executable, "-c", STEP, str(tmp_path), address],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert step.returncode == 0, step.stderr[-3000:]
         seen = json.loads(step.stdout.strip().splitlines()[-1])
         assert seen["resource"] == "ExistingRayCluster"

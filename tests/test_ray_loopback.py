@@ -75,10 +75,14 @@ def ray_run():
             sockets = listening()
             mine = socket_inodes(os.getpid()) - before  # the driver's own Ray servers
             by_process = {os.getpid(): mine} | {pid: socket_inodes(pid) for pid in descendants(os.getpid())}
-            seen["listeners"] = [(pid, *sockets[inode]) for pid, inodes in by_process.items()
-                                 for inode in inodes if inode in sockets]
-            seen["programs"] = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid, _, _ in seen["listeners"]
-                                if Path(f"/proc/{pid}").exists()}
+            seen["listeners"] = [
+                (pid, *sockets[inode]) for pid, inodes in by_process.items() for inode in inodes if inode in sockets
+            ]
+            seen["programs"] = {
+                pid: Path(f"/proc/{pid}/comm").read_text().strip()
+                for pid, _, _ in seen["listeners"]
+                if Path(f"/proc/{pid}").exists()
+            }
             # A second resource in the same process finds Ray running: it uses it and does not stop it.
             with dg.build_resources({"ray_cluster": LoopbackRay.with_cpus(1)}):
                 pass
@@ -92,8 +96,9 @@ def ray_run():
 def test_local_ray_listens_on_loopback_only(ray_run):
     programs = ray_run["programs"]
     assert {"gcs_server", "raylet"} <= set(programs.values()), programs  # the cluster's servers were seen
-    exposed = [(programs.get(pid), address, port) for pid, address, port in ray_run["listeners"]
-               if address not in LOOPBACK]
+    exposed = [
+        (programs.get(pid), address, port) for pid, address, port in ray_run["listeners"] if address not in LOOPBACK
+    ]
     assert exposed == [], f"Ray ports open beyond this machine: {exposed}"
 
 

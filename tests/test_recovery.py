@@ -37,11 +37,13 @@ def instance(tmp_path):
 
 def started_run(instance, pid: int, recorded_at: float | None = None) -> DagsterRun:
     """A STARTED run whose executor recorded `pid`, as Dagster's in-process executor does."""
-    run = instance.add_run(DagsterRun(job_name="ingest_job", run_id=make_new_run_id(),
-                                      status=DagsterRunStatus.STARTED))
-    event = DagsterEvent(event_type_value=DagsterEventType.ENGINE_EVENT.value, job_name=run.job_name,
-                         message=f"Executing steps in process (pid: {pid})",
-                         event_specific_data=EngineEventData.in_process(pid))
+    run = instance.add_run(DagsterRun(job_name="ingest_job", run_id=make_new_run_id(), status=DagsterRunStatus.STARTED))
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ENGINE_EVENT.value,
+        job_name=run.job_name,
+        message=f"Executing steps in process (pid: {pid})",
+        event_specific_data=EngineEventData.in_process(pid),
+    )
     instance.report_dagster_event(event, run_id=run.run_id, timestamp=recorded_at)
     return run
 
@@ -118,8 +120,11 @@ def test_a_waiting_run_is_told_who_holds_the_pool_and_proceeds_once_the_holder_d
     [message] = watcher.check(instance)
     assert f"run {mine.run_id} step warehouse_models is waiting for pool 'duckdb'" in message
     assert f"held by run {holder.run_id}" in message and f"process {holder_proc.pid} alive" in message
-    logged = [e for e in instance.all_logs(mine.run_id, of_type=DagsterEventType.ENGINE_EVENT)
-              if "is waiting for pool" in e.dagster_event.message]
+    logged = [
+        e
+        for e in instance.all_logs(mine.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        if "is waiting for pool" in e.dagster_event.message
+    ]
     assert logged and logged[0].level == 20  # INFO in the waiting run's own log
     assert watcher.check(instance) == []  # said once a minute, not every poll
 
@@ -226,8 +231,13 @@ def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
     home = tmp_path / "home"
     exe = Path(sys.executable).with_name("trustlake")
     with open(tmp_path / "killed.log", "w") as log:
-        first = subprocess.Popen([str(exe), "run", "--days", "3", "--skip-training"], env=trustlake_env(home),
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        first = subprocess.Popen(
+            [str(exe), "run", "--days", "3", "--skip-training"],
+            env=trustlake_env(home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
         deadline = time.monotonic() + 600
         dbt = []
         while not dbt and first.poll() is None and time.monotonic() < deadline:
@@ -253,8 +263,10 @@ def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
     try:
         second = run_cli(home, "run", "--days", "3", "--skip-training", timeout=SECOND_RUN_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the run after the killed one was still running after {SECOND_RUN_TIMEOUT} s (waiting for the "
-                    f"duckdb pool slot the killed run held?):\n{(exc.stdout or b'')[-2000:]!r}")
+        pytest.fail(
+            f"the run after the killed one was still running after {SECOND_RUN_TIMEOUT} s (waiting for the "
+            f"duckdb pool slot the killed run held?):\n{(exc.stdout or b'')[-2000:]!r}"
+        )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"recovered run {stuck}" in second.stdout and "freed its slot in pool 'duckdb'" in second.stdout
     with home_instance(home) as inst:
@@ -277,8 +289,13 @@ def test_a_run_blocked_on_the_pool_says_so_and_goes_on_when_the_holder_dies(tmp_
     exe = Path(sys.executable).with_name("trustlake")
     out_path = tmp_path / "blocked.log"
     with open(out_path, "w") as out:
-        blocked = subprocess.Popen([str(exe), "run", "--days", "1", "--skip-training"], env=trustlake_env(home),
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        blocked = subprocess.Popen(
+            [str(exe), "run", "--days", "1", "--skip-training"],
+            env=trustlake_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
         try:
             deadline = time.monotonic() + 300  # landing one day takes well under a minute
             while "is waiting for pool 'duckdb'" not in out_path.read_text():
@@ -296,5 +313,7 @@ def test_a_run_blocked_on_the_pool_says_so_and_goes_on_when_the_holder_dies(tmp_
         assert inst.get_run_by_id(holder).status == DagsterRunStatus.FAILURE and holders(inst) == []
         [waiting] = [r for r in inst.get_runs() if r.job_name == "ingest_job" and r.run_id != holder]
         assert waiting.status == DagsterRunStatus.SUCCESS
-        assert any("is waiting for pool 'duckdb'" in (e.dagster_event.message or "")
-                   for e in inst.all_logs(waiting.run_id, of_type=DagsterEventType.ENGINE_EVENT))
+        assert any(
+            "is waiting for pool 'duckdb'" in (e.dagster_event.message or "")
+            for e in inst.all_logs(waiting.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        )

@@ -18,9 +18,16 @@ from tests.conftest import run_cli
 
 def entry(models: Path, version: str) -> dict:
     (models / version).mkdir(parents=True, exist_ok=True)
-    return {"version": version, "kind": "baseline", "path": str(models / version), "dataset_version": "d",
-            "code_version": "c0ffee", "params": {}, "operating_points": {},
-            "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True}}
+    return {
+        "version": version,
+        "kind": "baseline",
+        "path": str(models / version),
+        "dataset_version": "d",
+        "code_version": "c0ffee",
+        "params": {},
+        "operating_points": {},
+        "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True},
+    }
 
 
 @pytest.fixture
@@ -51,10 +58,12 @@ def test_a_moved_home_resolves_relative_paths_under_its_own_models_directory(reg
 def test_absolute_paths_written_by_older_code_resolve_in_a_copied_home(tmp_path):
     models = tmp_path / "copy" / "models"
     table = {"models": {}, "history": []}
-    for v, path in (("old-home", "/srv/original-home/models/old-home"),  # another home, gone
-                    ("here", str(models / "here")),  # this home, absolute
-                    ("kept-outside", str(tmp_path / "shared" / "kept-outside")),  # outside any models dir
-                    ("lost", "/srv/original-home/models/lost")):  # nowhere
+    for v, path in (
+        ("old-home", "/srv/original-home/models/old-home"),  # another home, gone
+        ("here", str(models / "here")),  # this home, absolute
+        ("kept-outside", str(tmp_path / "shared" / "kept-outside")),  # outside any models dir
+        ("lost", "/srv/original-home/models/lost"),
+    ):  # nowhere
         e = {**entry(models, v), "path": path, "status": "candidate", "created_at": "2026-10-01T00:00:00+00:00"}
         table["models"][v] = e
     (tmp_path / "shared" / "kept-outside").mkdir(parents=True)
@@ -73,29 +82,44 @@ def test_a_copied_home_prefers_its_own_copy_over_the_original_home(tmp_path):
     original = tmp_path / "original" / "models"
     copy = tmp_path / "copy" / "models"
     for models in (original, copy):
-        e = {**entry(models, "v1"), "path": str(original / "v1"), "status": "champion",
-             "created_at": "2026-10-01T00:00:00+00:00"}
+        e = {
+            **entry(models, "v1"),
+            "path": str(original / "v1"),
+            "status": "champion",
+            "created_at": "2026-10-01T00:00:00+00:00",
+        }
         (models / "registry.json").write_text(json.dumps({"models": {"v1": e}, "history": []}))
     # The original still exists; the copy must not reach back into it.
     assert Registry(copy).artifact_dir(Registry(copy).champion()) == copy / "v1"
 
 
-@pytest.mark.parametrize("damage, problem", [
-    (lambda text: text[: len(text) // 2], "not valid JSON"),
-    (lambda text: "", "the file is empty"),
-    (lambda text: "[]", "expected an object"),
-    (lambda text: text.replace('"status": "retired"', '"status": "maybe"', 1), "unknown status 'maybe'"),
-    (lambda text: json.dumps({**json.loads(text), "models": {"a": {"version": "a"}, "b": json.loads(text)["models"]["b"]}}),
-     "model 'a' lacks kind, path"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda text: text[: len(text) // 2], "not valid JSON"),
+        (lambda text: "", "the file is empty"),
+        (lambda text: "[]", "expected an object"),
+        (lambda text: text.replace('"status": "retired"', '"status": "maybe"', 1), "unknown status 'maybe'"),
+        (
+            lambda text: json.dumps(
+                {**json.loads(text), "models": {"a": {"version": "a"}, "b": json.loads(text)["models"]["b"]}}
+            ),
+            "model 'a' lacks kind, path",
+        ),
+    ],
+)
 def test_every_read_of_a_damaged_registry_names_the_file_and_the_restore_command(registry, damage, problem):
     good = registry.path.read_text()
     registry.path.write_text(damage(good))
-    reads = {"list": registry.list, "champion": registry.champion, "history": registry.history,
-             "get": lambda: registry.get("a"),
-             "register": lambda: registry.register(RegistryEntry.from_dict(entry(registry.dir, "c"))),
-             "promote": lambda: registry.promote("a", "x", "test"),
-             "rollback": lambda: registry.rollback("test")}
+    reads = {
+        "list": registry.list,
+        "champion": registry.champion,
+        "history": registry.history,
+        "get": lambda: registry.get("a"),
+        "register": lambda: registry.register(RegistryEntry.from_dict(entry(registry.dir, "c"))),
+        "promote": lambda: registry.promote("a", "x", "test"),
+        "rollback": lambda: registry.rollback("test"),
+    }
     for name, call in reads.items():
         with pytest.raises(RegistryError) as caught:
             call()
@@ -115,15 +139,20 @@ def test_a_deleted_registry_with_a_last_good_copy_is_damage_not_an_empty_registr
     with pytest.raises(RegistryError, match="the file is missing.*restore the last good copy"):
         registry.champion()
     with pytest.raises(RegistryError, match="the file is missing"):
-        registry.register(RegistryEntry.from_dict(entry(registry.dir, "c")))  # would otherwise start an empty table over the history
+        registry.register(
+            RegistryEntry.from_dict(entry(registry.dir, "c"))
+        )  # would otherwise start an empty table over the history
     assert {e["version"] for e in json.loads(registry.last_good.read_text())["models"].values()} == {"a", "b"}
 
 
 def test_damage_without_a_usable_last_good_copy_says_to_restore_from_a_backup(registry):
     registry.path.write_bytes(b"\x00\xff" * 10)
     registry.last_good.write_text("{")
-    with pytest.raises(RegistryError, match=r"not UTF-8 text.*no usable last good copy \(registry.json.last-good: "
-                                            r"not valid JSON.*restore registry.json from a backup"):
+    with pytest.raises(
+        RegistryError,
+        match=r"not UTF-8 text.*no usable last good copy \(registry.json.last-good: "
+        r"not valid JSON.*restore registry.json from a backup",
+    ):
         registry.list()
 
 
@@ -132,8 +161,11 @@ def test_cli_on_a_damaged_registry_prints_one_line_naming_the_file_and_exits_2(r
     registry.path.write_text(registry.path.read_text()[:100])
     texts = tmp_path / "posts.csv"
     texts.write_text("body\nhello there\n")
-    for args in (("models", "list"), ("models", "show", "a"),
-                 ("score", "--input", str(texts), "--text-column", "body")):
+    for args in (
+        ("models", "list"),
+        ("models", "show", "a"),
+        ("score", "--input", str(texts), "--text-column", "body"),
+    ):
         result = run_cli(home, *args)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import text_classifier_candidate
 from ml import scoring, scoring_io
 from ml.features.text import hashed_ngrams
 from ml.registry import Registry, RegistryEntry
@@ -31,6 +30,7 @@ from ml.training.artifacts import PROBA_COLUMNS
 from orchestration.cli import main
 from orchestration.settings import PROJECT_ROOT
 from tests.conftest import labelled_training_frame
+from tests.helpers import text_classifier_candidate
 
 ROWS = 300
 
@@ -40,13 +40,33 @@ def home(pool, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("scoring-home")
     frame, _ = labelled_training_frame(pool, seed=11, days=6, rows=2500)
     artifact, _ = text_classifier_candidate(frame, home / "models")
-    points = {p: {"policy": p, "auto_action_threshold": 0.9, "review_threshold": 0.5, "auto_action_precision": 0.9,
-                  "review_recall": 0.8, "reachable": True} for p in VIOLATING}
+    points = {
+        p: {
+            "policy": p,
+            "auto_action_threshold": 0.9,
+            "review_threshold": 0.5,
+            "auto_action_precision": 0.9,
+            "review_recall": 0.8,
+            "reachable": True,
+        }
+        for p in VIOLATING
+    }
     (Path(artifact.path) / "operating_points.json").write_text(json.dumps(points))
     registry = Registry(home / "models")
-    registry.register(RegistryEntry.from_dict({"version": artifact.version, "kind": artifact.kind, "path": artifact.path,
-                       "dataset_version": artifact.dataset_version, "code_version": "test", "params": {},
-                       "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True}, "operating_points": points}))
+    registry.register(
+        RegistryEntry.from_dict(
+            {
+                "version": artifact.version,
+                "kind": artifact.kind,
+                "path": artifact.path,
+                "dataset_version": artifact.dataset_version,
+                "code_version": "test",
+                "params": {},
+                "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True},
+                "operating_points": points,
+            }
+        )
+    )
     registry.promote(artifact.version, reason="test champion", actor="test")
     return home
 
@@ -90,8 +110,9 @@ def test_output_equal_to_input_is_refused_and_the_input_is_unchanged(home, texts
         before = digest(src)
         (tmp_path / "sub").mkdir(exist_ok=True)
         for same in (str(src), str(tmp_path / "sub" / ".." / src.name)):
-            code, out, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                                       "--output", same)
+            code, out, err = score_cli(
+                capsys, home, monkeypatch, "--input", str(src), "--text-column", "body", "--output", same
+            )
             assert code == 2 and out == ""
             assert err.count("\n") == 1 and "is the input file" in err, err
             assert digest(src) == before
@@ -103,10 +124,19 @@ def test_score_cli_errors_are_one_line_with_exit_code_2_from_the_real_command(ho
     pl.DataFrame({"body": texts[:5]}).write_csv(src)
     exe = Path(sys.executable).with_name("trustlake")
     env = {**os.environ, "TRUSTLAKE_HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT)}
-    for args, message in ([["--output", str(src)], "is the input file"],
-                          [["--output", str(tmp_path / "missing" / "out.csv")], "no such folder"]):
-        result = subprocess.run([str(exe), "score", "--input", str(src), "--text-column", "body", *args], env=env,
-                                capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    for args, message in (
+        [["--output", str(src)], "is the input file"],
+        [["--output", str(tmp_path / "missing" / "out.csv")], "no such folder"],
+    ):
+        result = subprocess.run(
+            [str(exe), "score", "--input", str(src), "--text-column", "body", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+            check=False,
+        )
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1 and message in result.stderr
 
@@ -114,22 +144,43 @@ def test_score_cli_errors_are_one_line_with_exit_code_2_from_the_real_command(ho
 def test_a_missing_output_folder_is_a_one_line_error_before_any_work(home, texts, tmp_path, capsys, monkeypatch):
     src = tmp_path / "posts.parquet"
     pl.DataFrame({"body": texts}).write_parquet(src)
-    code, out, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                               "--output", str(tmp_path / "no" / "such" / "out.parquet"))
+    code, out, err = score_cli(
+        capsys,
+        home,
+        monkeypatch,
+        "--input",
+        str(src),
+        "--text-column",
+        "body",
+        "--output",
+        str(tmp_path / "no" / "such" / "out.parquet"),
+    )
     assert code == 2 and out == ""
     assert err == f"trustlake score: {tmp_path / 'no' / 'such'}: no such folder for the output; create it first\n"
     assert not (tmp_path / "no").exists()
 
 
-@pytest.mark.parametrize("column, kind", [
-    (pa.array([["a", "b"], ["c"]], type=pa.list_(pa.string())), "list<"),
-    (pa.array([{"t": "a"}, {"t": "b"}], type=pa.struct([("t", pa.string())])), "struct<"),
-])
+@pytest.mark.parametrize(
+    "column, kind",
+    [
+        (pa.array([["a", "b"], ["c"]], type=pa.list_(pa.string())), "list<"),
+        (pa.array([{"t": "a"}, {"t": "b"}], type=pa.struct([("t", pa.string())])), "struct<"),
+    ],
+)
 def test_a_list_or_struct_text_column_is_a_clear_error(home, tmp_path, capsys, monkeypatch, column, kind):
     src = tmp_path / "nested.parquet"
     pq.write_table(pa.table({"id": [1, 2], "body": column}), src)
-    code, _, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                             "--output", str(tmp_path / "out.parquet"))
+    code, _, err = score_cli(
+        capsys,
+        home,
+        monkeypatch,
+        "--input",
+        str(src),
+        "--text-column",
+        "body",
+        "--output",
+        str(tmp_path / "out.parquet"),
+    )
     assert code == 2 and err.count("\n") == 1
     assert f"column 'body' holds {kind}" in err and "values, not text" in err, err
     assert not (tmp_path / "out.parquet").exists() and leftovers(tmp_path) == []
@@ -144,13 +195,16 @@ def test_non_utf8_csv_rows_are_kept_flagged_and_named_on_stderr(home, tmp_path, 
     src = tmp_path / "latin1.csv"
     src.write_bytes(b"\n".join(lines) + b"\n")
     out_path = tmp_path / "scored.csv"
-    code, out, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                               "--output", str(out_path))
+    code, out, err = score_cli(
+        capsys, home, monkeypatch, "--input", str(src), "--text-column", "body", "--output", str(out_path)
+    )
     assert code == 0 and out == f"trustlake score: wrote {out_path}\n", err
     notes = err.strip().splitlines()
-    assert len(notes) == 1 and notes[0].startswith(f"trustlake score: {src}: 7 row(s) hold bytes that are not UTF-8 "
-                                                   "(rows 3, 9, 12, 17, 23, ...; row 1 is the first row of data) "
-                                                   "in column(s) author, body")
+    assert len(notes) == 1 and notes[0].startswith(
+        f"trustlake score: {src}: 7 row(s) hold bytes that are not UTF-8 "
+        "(rows 3, 9, 12, 17, 23, ...; row 1 is the first row of data) "
+        "in column(s) author, body"
+    )
     scored = pl.read_csv(out_path, infer_schema=False)
     assert scored["id"].to_list() == [str(i) for i in range(1, 41)]
     flagged = scored.filter(pl.col("text_flag") == "invalid_utf8")["id"].to_list()
@@ -162,8 +216,17 @@ def test_non_utf8_csv_rows_are_kept_flagged_and_named_on_stderr(home, tmp_path, 
 def test_binary_parquet_text_is_decoded_and_its_bad_bytes_flagged(home, tmp_path, capsys, monkeypatch):
     src = tmp_path / "bytes.parquet"
     pq.write_table(pa.table({"body": pa.array([b"fine text", b"caf\xe9", None], type=pa.binary())}), src)
-    code, _, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                             "--output", str(tmp_path / "out.parquet"))
+    code, _, err = score_cli(
+        capsys,
+        home,
+        monkeypatch,
+        "--input",
+        str(src),
+        "--text-column",
+        "body",
+        "--output",
+        str(tmp_path / "out.parquet"),
+    )
     assert code == 0 and "1 row(s) hold bytes that are not UTF-8 (row 2;" in err, err
     scored = pl.read_parquet(tmp_path / "out.parquet")
     assert scored["body"].to_list() == ["fine text", "caf\ufffd", None]
@@ -181,17 +244,28 @@ def test_empty_text_is_scored_and_flagged(home, tmp_path, capsys, monkeypatch):
 
     src = tmp_path / "posts.parquet"
     frame.rename({"text": "body"}).write_parquet(src)
-    code, _, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                             "--output", str(tmp_path / "out.parquet"))
+    code, _, err = score_cli(
+        capsys,
+        home,
+        monkeypatch,
+        "--input",
+        str(src),
+        "--text-column",
+        "body",
+        "--output",
+        str(tmp_path / "out.parquet"),
+    )
     assert code == 0
     assert "3 row(s) have empty text: scored, and flagged text_flag=empty_text" in err
     assert pl.read_parquet(tmp_path / "out.parquet")["text_flag"].to_list() == ["empty_text"] * 3 + [None]
 
 
-@pytest.mark.parametrize("in_suffix, out_suffix", [(".csv", ".csv"), (".csv", ".parquet"), (".parquet", ".parquet"),
-                                                    (".parquet", ".csv")])
-def test_streamed_scores_equal_whole_frame_scores_for_every_row_in_order(home, texts, tmp_path, capsys, monkeypatch,
-                                                                         small_batches, in_suffix, out_suffix):
+@pytest.mark.parametrize(
+    "in_suffix, out_suffix", [(".csv", ".csv"), (".csv", ".parquet"), (".parquet", ".parquet"), (".parquet", ".csv")]
+)
+def test_streamed_scores_equal_whole_frame_scores_for_every_row_in_order(
+    home, texts, tmp_path, capsys, monkeypatch, small_batches, in_suffix, out_suffix
+):
     frame = pl.DataFrame({"id": [f"{i:05d}" for i in range(ROWS)], "body": texts, "lang": ["en"] * ROWS})
     src = tmp_path / f"posts{in_suffix}"
     if in_suffix == ".csv":
@@ -199,8 +273,9 @@ def test_streamed_scores_equal_whole_frame_scores_for_every_row_in_order(home, t
     else:
         pq.write_table(frame.to_arrow(), src, row_group_size=50)  # row groups cut across batches too
     out_path = tmp_path / f"scored{out_suffix}"
-    code, _, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                             "--output", str(out_path))
+    code, _, err = score_cli(
+        capsys, home, monkeypatch, "--input", str(src), "--text-column", "body", "--output", str(out_path)
+    )
     assert code == 0, err
     scored = pl.read_csv(out_path, infer_schema=False) if out_suffix == ".csv" else pl.read_parquet(out_path)
     assert scored.columns == ["id", "body", "lang", *OUTPUT_COLUMNS]
@@ -214,18 +289,22 @@ def test_streamed_scores_equal_whole_frame_scores_for_every_row_in_order(home, t
     assert leftovers(tmp_path) == []
 
 
-def test_a_read_error_mid_file_leaves_the_previous_output_and_no_temp_file(home, texts, tmp_path, capsys,
-                                                                           monkeypatch, small_batches):
+def test_a_read_error_mid_file_leaves_the_previous_output_and_no_temp_file(
+    home, texts, tmp_path, capsys, monkeypatch, small_batches
+):
     src = tmp_path / "posts.csv"
     pl.DataFrame({"id": range(ROWS), "body": texts}).write_csv(src)
     out_path = tmp_path / "scored.parquet"
-    assert score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                     "--output", str(out_path))[0] == 0
+    assert (
+        score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body", "--output", str(out_path))[0]
+        == 0
+    )
     before = digest(out_path)
     with src.open("a") as fh:
         fh.write("999,one field too many,surprise\n")  # far past the first 1 KB block
-    code, _, err = score_cli(capsys, home, monkeypatch, "--input", str(src), "--text-column", "body",
-                             "--output", str(out_path))
+    code, _, err = score_cli(
+        capsys, home, monkeypatch, "--input", str(src), "--text-column", "body", "--output", str(out_path)
+    )
     assert code == 2 and err.count("\n") == 1
     assert "cannot read it as csv after row" in err and "Expected 2 columns, got 3" in err, err
     assert digest(out_path) == before
@@ -266,5 +345,6 @@ def test_featurisation_is_per_batch_and_the_repost_cache_stays_within_its_budget
         assert sum(calls) == len(set(texts))
     else:  # a small cache forgets, so reposts are featurised again, but it never grows past its budget
         assert sum(calls) > len(set(texts)) and max(sizes) <= budget
-    assert np.array_equal(scores.select(PROBA_COLUMNS).to_numpy(),
-                          score_frame(champion, frame).select(PROBA_COLUMNS).to_numpy())
+    assert np.array_equal(
+        scores.select(PROBA_COLUMNS).to_numpy(), score_frame(champion, frame).select(PROBA_COLUMNS).to_numpy()
+    )

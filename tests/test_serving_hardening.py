@@ -25,8 +25,8 @@ from ml.registry import Registry
 from ml.scoring import load_champion
 from ml.serving import create_app
 from orchestration.settings import PROJECT_ROOT
-from tests.helpers import small_champion
 from tests.conftest import labelled_training_frame, trustlake_env
+from tests.helpers import small_champion
 
 ONE_ITEM = {"items": [{"id": "a1", "text": "WIN a FREE prize, call now", "context": {"account_age_days": 1}}]}
 
@@ -52,8 +52,13 @@ def serving(home: Path, log: Path, **limits: str):
     port = free_port()
     exe = Path(sys.executable).with_name("trustlake")
     with open(log, "wb") as err:
-        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=trustlake_env(home, **limits),
-                                cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port)],
+            env=trustlake_env(home, **limits),
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -74,8 +79,12 @@ def serving(home: Path, log: Path, **limits: str):
 @pytest.fixture(scope="module")
 def busy_server(home, tmp_path_factory):
     """At most two requests in flight; bodies get a minute, so slow ones hold their slot."""
-    with serving(home, tmp_path_factory.mktemp("logs") / "busy.log",
-                 TRUSTLAKE_SERVE_MAX_IN_FLIGHT="2", TRUSTLAKE_SERVE_BODY_TIMEOUT_S="60") as port:
+    with serving(
+        home,
+        tmp_path_factory.mktemp("logs") / "busy.log",
+        TRUSTLAKE_SERVE_MAX_IN_FLIGHT="2",
+        TRUSTLAKE_SERVE_BODY_TIMEOUT_S="60",
+    ) as port:
         yield port
 
 
@@ -102,8 +111,12 @@ def wait_until(condition, seconds: float = 20) -> bool:
 
 
 def request_head(port: int, **headers: str) -> bytes:
-    lines = ["POST /v1/score HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
-             *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    lines = [
+        "POST /v1/score HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -194,10 +207,16 @@ def client(home):
     return TestClient(create_app(home / "models"))
 
 
-@pytest.mark.parametrize("field, raw", [
-    ("account_age_days", "1e999"), ("account_age_days", "-1e999"), ("account_age_days", "NaN"),
-    ("account_age_days", "Infinity"), ("follower_count", "1" + "0" * 40),
-])
+@pytest.mark.parametrize(
+    "field, raw",
+    [
+        ("account_age_days", "1e999"),
+        ("account_age_days", "-1e999"),
+        ("account_age_days", "NaN"),
+        ("account_age_days", "Infinity"),
+        ("follower_count", "1" + "0" * 40),
+    ],
+)
 def test_non_finite_or_absurd_numbers_are_refused_with_422_naming_the_field(client, field, raw):
     content = json.dumps({"items": [{"text": "hello", "context": {field: "RAW"}}]}).replace('"RAW"', raw)
     resp = client.post("/v1/score", content=content, headers={"content-type": "application/json"})

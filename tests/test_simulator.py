@@ -18,15 +18,17 @@ def tables(pool, small_config):
 
 
 def test_same_seed_gives_identical_tables(pool, small_config, tables):
-    again = simulate_days(small_config, pool, small_config.start_date,
-                          small_config.start_date + timedelta(days=DAYS - 1))
+    again = simulate_days(
+        small_config, pool, small_config.start_date, small_config.start_date + timedelta(days=DAYS - 1)
+    )
     for name in tables:
         assert tables[name].equals(again[name]), name
 
 
 def test_different_seeds_give_different_platforms(pool, small_config, tables):
-    other = SimConfig(seed=small_config.seed + 1, users=small_config.users,
-                      content_per_day=small_config.content_per_day)
+    other = SimConfig(
+        seed=small_config.seed + 1, users=small_config.users, content_per_day=small_config.content_per_day
+    )
     day = other.start_date
     a = tables["content"].filter(pl.col("created_at").dt.date() == day)
     b = simulate_days(other, pool, day, day)["content"]
@@ -74,8 +76,11 @@ def test_platform_tables_hide_true_labels_and_archetypes(tables):
 def test_violating_content_is_reported_far_more_than_benign(tables):
     truth = tables["content_truth"]
     reported = set(tables["reports"]["content_id"])
-    rate = truth.with_columns(reported=pl.col("content_id").is_in(list(reported))).group_by(
-        pl.col("true_policy") != "benign").agg(pl.col("reported").mean())
+    rate = (
+        truth.with_columns(reported=pl.col("content_id").is_in(list(reported)))
+        .group_by(pl.col("true_policy") != "benign")
+        .agg(pl.col("reported").mean())
+    )
     rates = dict(rate.iter_rows())
     assert rates[True] > 5 * rates[False]
     assert 0 < rates[False] < 0.1  # benign content draws some false reports and brigades
@@ -86,7 +91,8 @@ def test_ring_members_share_device_or_ip_fingerprints(small_config):
     users = build_world(small_config).users
     rings = users.filter(pl.col("ring_id") >= 0)
     per_ring = rings.group_by("ring_id").agg(
-        pl.len().alias("members"), pl.col("device_fingerprint").n_unique().alias("devices"))
+        pl.len().alias("members"), pl.col("device_fingerprint").n_unique().alias("devices")
+    )
     big = per_ring.filter(pl.col("members") >= 3)
     assert big.height > 0
     assert (big["devices"] <= 2).all()
@@ -122,18 +128,30 @@ def test_decisions_exist_only_for_reported_or_proactively_sampled_content(tables
 
 def test_wrong_removals_are_overturned_more_often(tables):
     truth = tables["content_truth"].select("content_id", "true_policy")
-    a = tables["appeals"].join(tables["decisions"].select("decision_id", "policy"), on="decision_id").join(
-        truth, on="content_id")
-    rates = dict(a.group_by(pl.col("policy") != pl.col("true_policy")).agg(
-        (pl.col("outcome") == "overturned").mean()).iter_rows())
+    a = (
+        tables["appeals"]
+        .join(tables["decisions"].select("decision_id", "policy"), on="decision_id")
+        .join(truth, on="content_id")
+    )
+    rates = dict(
+        a.group_by(pl.col("policy") != pl.col("true_policy"))
+        .agg((pl.col("outcome") == "overturned").mean())
+        .iter_rows()
+    )
     assert rates[True] > rates[False] + 0.3
 
 
 def test_spam_rings_repost_the_same_text_in_bursts(tables):
     c = tables["content"].join(tables["content_truth"].select("content_id", "campaign_id"), on="content_id")
-    bursts = c.filter(pl.col("campaign_id") >= 0).group_by("campaign_id").agg(
-        pl.len(), pl.col("text_hash").n_unique().alias("texts"),
-        (pl.col("created_at").max() - pl.col("created_at").min()).alias("span"))
+    bursts = (
+        c.filter(pl.col("campaign_id") >= 0)
+        .group_by("campaign_id")
+        .agg(
+            pl.len(),
+            pl.col("text_hash").n_unique().alias("texts"),
+            (pl.col("created_at").max() - pl.col("created_at").min()).alias("span"),
+        )
+    )
     assert (bursts["len"] >= 3).any()
     assert (bursts["texts"] == 1).all()  # one text per campaign, reposted by every member
     assert bursts["span"].max() <= timedelta(minutes=30)

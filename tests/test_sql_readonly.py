@@ -21,9 +21,11 @@ from ml.lake import Lake
 from ml.warehouse import analyst_connection
 from orchestration.cli import main
 
-ROWS = [("hate_speech", date(2026, 10, 1), 3, 0.25, "says \"no\", twice"),
-        ("spam", date(2026, 10, 2), 7, None, "line\nbreak"),
-        ("scam", date(2026, 10, 3), 0, float("nan"), "")]
+ROWS = [
+    ("hate_speech", date(2026, 10, 1), 3, 0.25, 'says "no", twice'),
+    ("spam", date(2026, 10, 2), 7, None, "line\nbreak"),
+    ("scam", date(2026, 10, 3), 0, float("nan"), ""),
+]
 
 
 @pytest.fixture
@@ -31,8 +33,9 @@ def home(tmp_path, monkeypatch):
     lake = Lake(tmp_path / "home")
     lake.marts_db.parent.mkdir(parents=True)
     with duckdb.connect(str(lake.marts_db)) as con:
-        con.execute("create table mart_policy (policy varchar, activity_date date, n integer, rate double, "
-                    "note varchar)")
+        con.execute(
+            "create table mart_policy (policy varchar, activity_date date, n integer, rate double, note varchar)"
+        )
         con.executemany("insert into mart_policy values (?, ?, ?, ?, ?)", ROWS)
     with duckdb.connect(str(lake.warehouse_db)) as con:
         con.execute("create schema marts")
@@ -44,8 +47,11 @@ def home(tmp_path, monkeypatch):
 
 def snapshot(lake: Lake) -> dict[str, str]:
     """Every file of the home and its content hash."""
-    return {str(p.relative_to(lake.home)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(lake.home.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(lake.home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(lake.home.rglob("*"))
+        if p.is_file()
+    }
 
 
 def sql(capsys, *args: str) -> tuple[int, str, str]:
@@ -58,10 +64,14 @@ def refusals(lake: Lake, tmp_path) -> dict[str, tuple[str, str]]:
     raw_part = next(lake.raw.rglob("*.parquet"))
     return {
         "attach_main_warehouse": (f"ATTACH '{lake.warehouse_db}' AS wh", "ATTACH statements are refused"),
-        "attach_main_warehouse_then_drop": (f"ATTACH '{lake.warehouse_db}' AS wh; DROP TABLE wh.marts.fct_content",
-                                            "one statement per call"),
-        "copy_over_a_raw_partition": (f"COPY (SELECT 1 AS x) TO '{raw_part}' (FORMAT parquet)",
-                                      "COPY statements are refused"),
+        "attach_main_warehouse_then_drop": (
+            f"ATTACH '{lake.warehouse_db}' AS wh; DROP TABLE wh.marts.fct_content",
+            "one statement per call",
+        ),
+        "copy_over_a_raw_partition": (
+            f"COPY (SELECT 1 AS x) TO '{raw_part}' (FORMAT parquet)",
+            "COPY statements are refused",
+        ),
         "copy_over_the_marts_file": (f"COPY mart_policy TO '{lake.marts_db}'", "COPY statements are refused"),
         "copy_to_a_new_file": (f"COPY mart_policy TO '{tmp_path / 'leak.csv'}'", "COPY statements are refused"),
         "export_database": (f"EXPORT DATABASE '{tmp_path / 'dump'}'", "EXPORT statements are refused"),
@@ -77,12 +87,26 @@ def refusals(lake: Lake, tmp_path) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("case", [
-    "attach_main_warehouse", "attach_main_warehouse_then_drop", "copy_over_a_raw_partition",
-    "copy_over_the_marts_file", "copy_to_a_new_file", "export_database", "read_text_of_etc_passwd",
-    "read_csv_of_another_file", "glob_of_the_filesystem", "set_external_access_back_on", "two_statements",
-    "create_table", "insert", "install_extension", "no_statement",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "attach_main_warehouse",
+        "attach_main_warehouse_then_drop",
+        "copy_over_a_raw_partition",
+        "copy_over_the_marts_file",
+        "copy_to_a_new_file",
+        "export_database",
+        "read_text_of_etc_passwd",
+        "read_csv_of_another_file",
+        "glob_of_the_filesystem",
+        "set_external_access_back_on",
+        "two_statements",
+        "create_table",
+        "insert",
+        "install_extension",
+        "no_statement",
+    ],
+)
 def test_sql_refuses_statements_that_write_or_reach_outside_the_marts(home, tmp_path, capsys, case):
     statement, message = refusals(home, tmp_path)[case]
     before = snapshot(home)
@@ -97,18 +121,21 @@ def test_sql_refuses_statements_that_write_or_reach_outside_the_marts(home, tmp_
         assert con.execute("select count(*) from marts.fct_content").fetchone()[0] == 10
 
 
-@pytest.mark.parametrize("statement", [
-    "ATTACH '{wh}' AS wh",
-    "COPY mart_policy TO '{out}'",
-    "EXPORT DATABASE '{dump}'",
-    "SELECT * FROM read_text('/etc/passwd')",
-    "INSTALL httpfs",
-    "LOAD httpfs",
-    "SET enable_external_access = true",
-    "RESET enable_external_access",
-    "SET lock_configuration = false",
-    "CREATE TABLE x AS SELECT 1",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ATTACH '{wh}' AS wh",
+        "COPY mart_policy TO '{out}'",
+        "EXPORT DATABASE '{dump}'",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "RESET enable_external_access",
+        "SET lock_configuration = false",
+        "CREATE TABLE x AS SELECT 1",
+    ],
+)
 def test_analyst_connection_blocks_writes_and_file_access_by_itself(home, tmp_path, statement):
     """The statement-kind check is a courtesy; these DuckDB locks hold even if it let one through."""
     statement = statement.format(wh=home.warehouse_db, out=tmp_path / "leak.csv", dump=tmp_path / "dump")
@@ -134,8 +161,13 @@ def test_sql_csv_and_json_output_parse_back_to_the_rows(home, capsys):
     code, out, err = sql(capsys, query, "--format", "json")
     assert code == 0 and err == ""
     rows = json.loads(out)
-    assert rows[0] == {"policy": "hate_speech", "activity_date": "2026-10-01", "n": 3, "rate": 0.25,
-                       "note": 'says "no", twice'}
+    assert rows[0] == {
+        "policy": "hate_speech",
+        "activity_date": "2026-10-01",
+        "n": 3,
+        "rate": 0.25,
+        "note": 'says "no", twice',
+    }
     assert rows[1]["rate"] is None and rows[2]["rate"] is None  # NULL and NaN: valid JSON either way
 
 
@@ -150,10 +182,14 @@ def test_sql_limit_note_never_lands_inside_machine_output(home, capsys):
 
 def test_sql_still_answers_reading_statements(home, capsys):
     """The guard against over-blocking: the allow-list and the locks leave every reading form working."""
-    for statement in ("SELECT count(*) AS n FROM mart_policy", "FROM mart_policy", "DESCRIBE mart_policy",
-                      "PRAGMA table_info('mart_policy')", "EXPLAIN SELECT * FROM mart_policy",
-                      "WITH t AS (SELECT 1 AS a) SELECT * FROM t"):
+    for statement in (
+        "SELECT count(*) AS n FROM mart_policy",
+        "FROM mart_policy",
+        "DESCRIBE mart_policy",
+        "PRAGMA table_info('mart_policy')",
+        "EXPLAIN SELECT * FROM mart_policy",
+        "WITH t AS (SELECT 1 AS a) SELECT * FROM t",
+    ):
         code, out, err = sql(capsys, statement)
         assert code == 0 and err == "", (statement, err)
         assert out.strip()
-

@@ -28,9 +28,14 @@ def reference_labels_frame() -> pl.DataFrame:
     ref = reference_frame(records).sample(n=16_000, seed=3)
     return ref.select(
         (pl.lit("reference:") + pl.col("source") + ":" + pl.col("record_id")).alias("label_id"),
-        pl.lit(None, pl.Int64).alias("content_id"), "text", "text_hash",
+        pl.lit(None, pl.Int64).alias("content_id"),
+        "text",
+        "text_hash",
         pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
-        pl.col("policy").alias("label"), pl.lit("reference").alias("label_source"), "source", "confidence",
+        pl.col("policy").alias("label"),
+        pl.lit("reference").alias("label_source"),
+        "source",
+        "confidence",
         pl.lit(None, pl.Date).alias("created_date"),
     ).sort("label_id")
 
@@ -40,11 +45,17 @@ def platform_copies(ref: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     rows = ref.sample(n=n, seed=seed, with_replacement=True)
     offsets = pl.Series("offset", rng.integers(0, 20, n))
-    return rows.with_columns(offsets).with_columns(
-        (pl.lit("content:") + pl.int_range(pl.len()).cast(pl.String)).alias("label_id"),
-        pl.int_range(pl.len()).cast(pl.Int64).alias("content_id"),
-        pl.lit("moderator_decision").alias("label_source"), pl.lit("platform").alias("source"),
-        (pl.date(2026, 10, 1) + pl.duration(days=pl.col("offset"))).alias("created_date")).drop("offset")
+    return (
+        rows.with_columns(offsets)
+        .with_columns(
+            (pl.lit("content:") + pl.int_range(pl.len()).cast(pl.String)).alias("label_id"),
+            pl.int_range(pl.len()).cast(pl.Int64).alias("content_id"),
+            pl.lit("moderator_decision").alias("label_source"),
+            pl.lit("platform").alias("source"),
+            (pl.date(2026, 10, 1) + pl.duration(days=pl.col("offset"))).alias("created_date"),
+        )
+        .drop("offset")
+    )
 
 
 def test_no_evaluation_bucket_text_trains_from_any_source(reference_labels_frame):
@@ -57,8 +68,10 @@ def test_no_evaluation_bucket_text_trains_from_any_source(reference_labels_frame
     assert split.group_by("text_hash").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).height == 0
     # Platform rows train only from the earlier days and are evaluated only on the later ones.
     plat = split.filter(pl.col("content_id").is_not_null())
-    assert plat.filter(pl.col("split") == "train")["created_date"].max() < \
-        plat.filter(pl.col("split") != "train")["created_date"].min()
+    assert (
+        plat.filter(pl.col("split") == "train")["created_date"].max()
+        < plat.filter(pl.col("split") != "train")["created_date"].min()
+    )
     assert removed["platform_rows_removed_late_train_text"] > 0
 
 
@@ -91,10 +104,15 @@ def test_a_candidate_that_did_not_learn_text_fails_its_gate(training_frame, tmp_
     baseline = fit_text_classifier(training_frame, version, tmp_path, None, BASELINE_RECIPE)
     # Text shuffled against labels in training: whatever the model learns, it is not the text's policy.
     train = training_frame.filter(pl.col("split") == "train")
-    shuffled = pl.concat([
-        train.with_columns(train["text"].sample(fraction=1.0, shuffle=True, seed=9).alias("text")),
-        training_frame.filter(pl.col("split") != "train")])
-    candidate = fit_text_classifier(shuffled, version, tmp_path, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
+    shuffled = pl.concat(
+        [
+            train.with_columns(train["text"].sample(fraction=1.0, shuffle=True, seed=9).alias("text")),
+            training_frame.filter(pl.col("split") != "train"),
+        ]
+    )
+    candidate = fit_text_classifier(
+        shuffled, version, tmp_path, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues()
+    )
     ev = evaluate_text_model(candidate, training_frame, baseline, None, None, run_loso=False)
     gates = {g.name: g for g in ev.gates}
     assert not gates["beats_baseline_text_only"].passed
@@ -109,8 +127,11 @@ def test_label_handling_beats_the_baseline_when_moderator_labels_are_noisy(refer
     rng = np.random.default_rng(4)
     copies = platform_copies(reference_labels_frame, 12_000, 2)
     wrong = rng.random(copies.height) < 0.33
-    noisy = np.where(wrong, (label_array(copies) + rng.integers(1, len(POLICIES), copies.height)) % len(POLICIES),
-                     label_array(copies))
+    noisy = np.where(
+        wrong,
+        (label_array(copies) + rng.integers(1, len(POLICIES), copies.height)) % len(POLICIES),
+        label_array(copies),
+    )
     copies = copies.with_columns(pl.Series("label", np.array(POLICIES)[noisy]), pl.lit(0.67).alias("confidence"))
     frame, _ = assign_splits(pl.concat([reference_labels_frame, copies]))
     issues = training_label_issues(frame, CONTENT_CLASSIFIER_RECIPE)
@@ -133,24 +154,52 @@ def test_labels_import_quarantines_bad_rows_and_lands_good_ones(tmp_path):
         b"you are a pathetic loser,HARASS\n"
         b"claim your prize today,\n"  # missing label
         b"totally normal text,UNKNOWN_TAG\n"  # a label with no policy
-        b"caf\xe9 talk,OK\n")  # not UTF-8
+        b"caf\xe9 talk,OK\n"
+    )  # not UTF-8
     mapping = tmp_path / "map.yaml"
     mapping.write_text("SPAM: spam\nOK: benign\nHARASS: harassment\n")
     home = tmp_path / "home"
-    result = run_cli(home, "labels", "import", str(src), "--text-column", "body", "--label-column", "verdict",
-                     "--mapping", str(mapping), "--source", "team_export")
+    result = run_cli(
+        home,
+        "labels",
+        "import",
+        str(src),
+        "--text-column",
+        "body",
+        "--label-column",
+        "verdict",
+        "--mapping",
+        str(mapping),
+        "--source",
+        "team_export",
+    )
     assert result.returncode == 0, result.stderr
     assert "label 'UNKNOWN_TAG' has no policy in the mapping" in result.stderr
     landed = pl.read_parquet(home / "lake" / "reference" / "team_export" / "part-0.parquet")
     assert sorted(landed["policy"].to_list()) == ["benign", "harassment", "spam"]
     quarantined = pl.read_csv(next((home / "lake" / "quarantine" / "labels").glob("team_export-*.csv")))
     assert dict(zip(quarantined["row"].to_list(), quarantined["reason"].to_list())) == {
-        3: "empty text", 5: "missing label", 6: "label 'UNKNOWN_TAG' has no policy in the mapping",
-        7: "text is not valid UTF-8"}
+        3: "empty text",
+        5: "missing label",
+        6: "label 'UNKNOWN_TAG' has no policy in the mapping",
+        7: "text is not valid UTF-8",
+    }
     bad_map = tmp_path / "bad.yaml"
     bad_map.write_text("SPAM: junk\n")
-    refused = run_cli(home, "labels", "import", str(src), "--text-column", "body", "--label-column", "verdict",
-                      "--mapping", str(bad_map), "--source", "team_export")
+    refused = run_cli(
+        home,
+        "labels",
+        "import",
+        str(src),
+        "--text-column",
+        "body",
+        "--label-column",
+        "verdict",
+        "--mapping",
+        str(bad_map),
+        "--source",
+        "team_export",
+    )
     assert refused.returncode == 2 and "label 'SPAM' maps to 'junk', which is not a policy" in refused.stderr
     assert "Traceback" not in refused.stderr
 

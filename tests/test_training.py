@@ -47,24 +47,34 @@ def training_frame(pool):
 def splits(frame):
     """train, validation, and every held-out row (validation and test) to compare on: the test split
     alone is ~280 rows here (40% of days x 10% of texts), where 1 and 2 workers differed by 0.10."""
-    return (frame.filter(pl.col("split") == "train"), frame.filter(pl.col("split") == "validation"),
-            frame.filter(pl.col("split") != "train"))
+    return (
+        frame.filter(pl.col("split") == "train"),
+        frame.filter(pl.col("split") == "validation"),
+        frame.filter(pl.col("split") != "train"),
+    )
 
 
 @pytest.fixture(scope="module")
 def lightgbm_one_worker(ray_cluster, training_frame, tmp_path_factory):
     train, val, test = splits(training_frame)
     params = LightGBMParams(num_workers=1, threads_per_worker=2, **COMPARABLE)
-    booster, info = lightgbm_model.train_ray(design_matrix(train), label_array(train), design_matrix(val),
-                                            label_array(val), params, tmp_path_factory.mktemp("ray"))
+    booster, info = lightgbm_model.train_ray(
+        design_matrix(train),
+        label_array(train),
+        design_matrix(val),
+        label_array(val),
+        params,
+        tmp_path_factory.mktemp("ray"),
+    )
     return macro_pr_auc(pr_auc_by_policy(label_array(test), booster.predict(design_matrix(test)))), info
 
 
 def test_ray_lightgbm_on_two_workers_matches_one_worker(ray_cluster, training_frame, lightgbm_one_worker, tmp_path):
     train, val, test = splits(training_frame)
     params = LightGBMParams(num_workers=2, threads_per_worker=1, **COMPARABLE)
-    booster, info = lightgbm_model.train_ray(design_matrix(train), label_array(train), design_matrix(val),
-                                            label_array(val), params, tmp_path / "ray")
+    booster, info = lightgbm_model.train_ray(
+        design_matrix(train), label_array(train), design_matrix(val), label_array(val), params, tmp_path / "ray"
+    )
     two = macro_pr_auc(pr_auc_by_policy(label_array(test), booster.predict(design_matrix(test))))
     one = lightgbm_one_worker[0]
     assert info["best_iteration"] > 5
@@ -74,8 +84,9 @@ def test_ray_lightgbm_on_two_workers_matches_one_worker(ray_cluster, training_fr
 
 def test_torch_text_model_trains_a_few_steps_on_cpu(ray_cluster, training_frame, tmp_path):
     params = TextModelParams(epochs=1, max_steps=5, cpus_per_worker=1)
-    artifact = fit.fit_text_model(training_frame, None, dataset_version(training_frame), tmp_path / "models",
-                                  tmp_path / "ray", params)
+    artifact = fit.fit_text_model(
+        training_frame, None, dataset_version(training_frame), tmp_path / "models", tmp_path / "ray", params
+    )
     assert artifact.metrics["use_gpu"] is False  # no GPU on this cluster, so none is asked for
     assert artifact.metrics["steps"] == 5
     assert (tmp_path / "models" / artifact.version / "model.pt").exists()
@@ -88,14 +99,26 @@ def pair(ray_cluster, training_frame, tmp_path_factory):
     version = dataset_version(training_frame)
     issues = training_label_issues(training_frame, CONTENT_CLASSIFIER_RECIPE)
     classifier = fit_text_classifier(training_frame, version, tmp / "models", issues, CONTENT_CLASSIFIER_RECIPE)
-    risk = fit_risk_model(training_frame, issues, classifier, tmp / "models", tmp / "ray",
-                          LightGBMParams(num_workers=1, threads_per_worker=2))
+    risk = fit_risk_model(
+        training_frame,
+        issues,
+        classifier,
+        tmp / "models",
+        tmp / "ray",
+        LightGBMParams(num_workers=1, threads_per_worker=2),
+    )
     return classifier, risk
 
 
 def test_all_models_emit_the_same_calibrated_score_schema(ray_cluster, training_frame, pair, tmp_path):
-    text = fit.fit_text_model(training_frame, None, dataset_version(training_frame), tmp_path / "m",
-                              tmp_path / "ray", TextModelParams(epochs=1, max_steps=20, cpus_per_worker=1))
+    text = fit.fit_text_model(
+        training_frame,
+        None,
+        dataset_version(training_frame),
+        tmp_path / "m",
+        tmp_path / "ray",
+        TextModelParams(epochs=1, max_steps=20, cpus_per_worker=1),
+    )
     sample = training_frame.filter(pl.col("split") == "test").head(50)
     frames = [Scorer.load(a.path).score(sample) for a in (*pair, text)]
     for f in frames:
@@ -123,8 +146,14 @@ def test_minilm_profile_fine_tunes_a_few_steps_on_cpu_and_shares_the_schema(ray_
     assert resolve_text_profile("auto", cluster_has_gpu()) == "compact"  # no GPU here
     assert resolve_text_profile("auto", True) == "minilm"
     small = pl.concat([training_frame.filter(pl.col("split") == s).head(64) for s in ("train", "validation", "test")])
-    artifact = fit.fit_minilm(small, None, dataset_version(small), tmp_path / "models", tmp_path / "ray",
-                              MiniLMParams(epochs=1, max_steps=2, batch_size=8, cpus_per_worker=1))
+    artifact = fit.fit_minilm(
+        small,
+        None,
+        dataset_version(small),
+        tmp_path / "models",
+        tmp_path / "ray",
+        MiniLMParams(epochs=1, max_steps=2, batch_size=8, cpus_per_worker=1),
+    )
     assert artifact.metrics["use_gpu"] is False and artifact.metrics["steps"] == 2
     scores = Scorer.load(artifact.path).score(small.head(5))
     assert scores.columns == ["content_id", *PROBA_COLUMNS]

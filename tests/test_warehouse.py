@@ -41,10 +41,13 @@ def mart_fingerprints(db: Path) -> dict[str, tuple[int, int]]:
         for table in MARTS:
             cols = con.execute(
                 "select column_name, data_type from information_schema.columns where table_name = ? "
-                "order by ordinal_position", [table]).fetchall()
+                "order by ordinal_position",
+                [table],
+            ).fetchall()
             exprs = [f'round("{c}", 6)' if t == "DOUBLE" else f'"{c}"' for c, t in cols]
             n, h = con.execute(
-                f"select count(*), coalesce(bit_xor(hash({', '.join(exprs)})), 0) from \"{table}\"").fetchall()[0]
+                f'select count(*), coalesce(bit_xor(hash({", ".join(exprs)})), 0) from "{table}"'
+            ).fetchall()[0]
             out[table] = (n, h)
     return out
 
@@ -127,8 +130,13 @@ def test_fifty_readers_all_succeed_while_the_warehouse_rebuilds(e2e_home, tmp_pa
     exe = Path(sys.executable).with_name("trustlake")
     readers: list[subprocess.Popen] = []
     with open(log_path, "w") as log:
-        rebuild = subprocess.Popen([str(exe), "run", "--first", day.isoformat(), "--days", "1", "--skip-training"],
-                                   env=trustlake_env(e2e_home), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        rebuild = subprocess.Popen(
+            [str(exe), "run", "--first", day.isoformat(), "--days", "1", "--skip-training"],
+            env=trustlake_env(e2e_home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+        )
         try:
             # The readers start once dbt is writing the warehouse (not while the run's processes start
             # up) and read until the run has published the marts again.
@@ -138,8 +146,12 @@ def test_fifty_readers_all_succeed_while_the_warehouse_rebuilds(e2e_home, tmp_pa
                 time.sleep(0.2)
             published_before = os.stat(marts_db(e2e_home)).st_ino
             readers = [
-                subprocess.Popen([sys.executable, "-c", READER, str(marts_db(e2e_home)), str(stop)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                subprocess.Popen(
+                    [sys.executable, "-c", READER, str(marts_db(e2e_home)), str(stop)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 for _ in range(50)
             ]
             assert rebuild.poll() is None  # every reader started while the run was writing
@@ -173,23 +185,39 @@ def plant(lake: Lake, defect: str) -> None:
         lake.write_partition("content", DEFECT_DAY, pl.concat([part, part.head(2)]))
     elif defect == "orphan_decision":
         part = lake.read_table("decisions").filter(pl.col("date") == DEFECT_DAY).drop("date")
-        orphan = part.head(1).with_columns(pl.lit(123456789, pl.Int64).alias("content_id"), pl.lit(987654321, pl.Int64).alias("decision_id"))
+        orphan = part.head(1).with_columns(
+            pl.lit(123456789, pl.Int64).alias("content_id"), pl.lit(987654321, pl.Int64).alias("decision_id")
+        )
         lake.write_partition("decisions", DEFECT_DAY, pl.concat([part, orphan]))
     elif defect == "bad_action_enum":
         part = lake.read_table("decisions").filter(pl.col("date") == DEFECT_DAY).drop("date")
-        lake.write_partition("decisions", DEFECT_DAY, part.with_columns(
-            pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("ban")).otherwise("action").alias("action")))
+        lake.write_partition(
+            "decisions",
+            DEFECT_DAY,
+            part.with_columns(
+                pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("ban")).otherwise("action").alias("action")
+            ),
+        )
     elif defect == "created_five_years_ahead":
         part = lake.read_table("content").filter(pl.col("date") == DEFECT_DAY).drop("date")
-        lake.write_partition("content", DEFECT_DAY, part.with_columns(
-            pl.when(pl.int_range(pl.len()) == 0).then(pl.col("created_at").dt.offset_by("5y"))
-            .otherwise("created_at").alias("created_at")))
+        lake.write_partition(
+            "content",
+            DEFECT_DAY,
+            part.with_columns(
+                pl.when(pl.int_range(pl.len()) == 0)
+                .then(pl.col("created_at").dt.offset_by("5y"))
+                .otherwise("created_at")
+                .alias("created_at")
+            ),
+        )
 
 
 EXPECTED_FAILURE = {
     "duplicate_content_id": ("content", "source_unique_raw_content_content_id"),
-    "orphan_decision": ("stg_platform__decisions",
-                        "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_"),
+    "orphan_decision": (
+        "stg_platform__decisions",
+        "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_",
+    ),
     "bad_action_enum": ("decisions", "source_accepted_values_raw_decisions_action__remove__restrict__no_action"),
     "created_five_years_ahead": ("content", "source_not_in_future_raw_content_created_at__24"),
 }
@@ -219,8 +247,9 @@ def materialize_warehouse(home: Path, day: date, instance: dg.DagsterInstance | 
         [warehouse_models],
         partition_key=day.isoformat(),
         resources={
-            "lakehouse": LakehouseResource(home=str(home), start_date=START.isoformat(), seed=3, users=400,
-                                           content_per_day=250),
+            "lakehouse": LakehouseResource(
+                home=str(home), start_date=START.isoformat(), seed=3, users=400, content_per_day=250
+            ),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
         },
         instance=instance,
@@ -271,8 +300,9 @@ def test_a_reader_holding_the_warehouse_delays_the_build_instead_of_failing_it(w
     # it opened the file between the writability check and dbt's start, and closes only once dbt
     # has failed on its lock and the build waits again.
     hold_for = "8" if when == "before_dbt_starts" else "120"
-    reader = subprocess.Popen([sys.executable, "-c", HOLD_READ_ONLY, str(db), str(stop), hold_for],
-                              stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_READ_ONLY, str(db), str(stop), hold_for], stdout=subprocess.PIPE, text=True
+    )
     assert reader.stdout.readline().strip() == "open"
     if when == "dbt_loses_the_race":
         real, calls = assets.warehouse.wait_until_writable, []
@@ -314,8 +344,7 @@ def test_an_old_bad_raw_file_is_quarantined_instead_of_blocking_later_days(tmp_p
     garbage = lake.partition_dir("reports", start + timedelta(days=2)) / "part-1.parquet"
     garbage.write_bytes(b"PAR1 the first bytes of a file whose copy was cut short")
 
-    later = run_cli(home, "run", "--first", (start + timedelta(days=3)).isoformat(), "--days", "1",
-                    "--skip-training")
+    later = run_cli(home, "run", "--first", (start + timedelta(days=3)).isoformat(), "--days", "1", "--skip-training")
 
     assert later.returncode == 0, later.stdout[-3000:] + later.stderr[-3000:]
     assert "broke the raw data rules" in later.stdout + later.stderr
@@ -342,12 +371,24 @@ def test_make_run_trains_the_pair_the_text_model_and_the_baseline_on_one_dataset
 def test_every_label_source_reaches_training_labels(e2e_home):
     with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
         sources = dict(con.execute("select label_source, count(*) from training_labels group by 1").fetchall())
-        reference = {r[0] for r in con.execute(
-            "select distinct source from training_labels where label_source = 'reference'").fetchall()}
+        reference = {
+            r[0]
+            for r in con.execute(
+                "select distinct source from training_labels where label_source = 'reference'"
+            ).fetchall()
+        }
         issues = con.execute("select count(*), count(distinct given_label) from mart_label_issues").fetchall()[0]
     assert {"qa_audit", "moderator_decision", "appeal_overturn", "reference"} <= set(sources)
-    assert reference == {"davidson_hate_offensive", "olid_offenseval2019", "sms_spam_collection", "sms_smishing",
-                         "youtube_psy", "youtube_katyperry", "youtube_lmfao", "youtube_eminem"}
+    assert reference == {
+        "davidson_hate_offensive",
+        "olid_offenseval2019",
+        "sms_spam_collection",
+        "sms_smishing",
+        "youtube_psy",
+        "youtube_katyperry",
+        "youtube_lmfao",
+        "youtube_eminem",
+    }
     assert issues[0] > 0 and issues[1] > 1
 
 

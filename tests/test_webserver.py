@@ -25,8 +25,11 @@ def free_port() -> int:
 
 
 def graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -36,8 +39,13 @@ def webserver(e2e_home):
     port = free_port()
     env = trustlake_env(e2e_home, DAGSTER_HOME=str(e2e_home / "dagster"))
     exe = Path(sys.executable).with_name("dagster-webserver")
-    proc = subprocess.Popen([str(exe), "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(exe), "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 90
     try:
         while True:
@@ -82,9 +90,14 @@ def test_runs_of_trustlake_run_appear_under_their_jobs_as_the_loaded_version(web
 def test_no_daily_partition_of_the_simulated_window_is_missing(webserver):
     q = "{ assetNodes { assetKey { path } isPartitioned partitionStats { numMaterialized numPartitions numFailed } } }"
     nodes = [n for n in graphql(webserver, q)["data"]["assetNodes"] if n["isPartitioned"]]
-    assert {"content", "fct_content", "content_scores", "mart_review_queue"} <= {n["assetKey"]["path"][-1] for n in nodes}
-    missing = {"/".join(n["assetKey"]["path"]): n["partitionStats"] for n in nodes
-               if n["partitionStats"]["numMaterialized"] != n["partitionStats"]["numPartitions"]}
+    assert {"content", "fct_content", "content_scores", "mart_review_queue"} <= {
+        n["assetKey"]["path"][-1] for n in nodes
+    }
+    missing = {
+        "/".join(n["assetKey"]["path"]): n["partitionStats"]
+        for n in nodes
+        if n["partitionStats"]["numMaterialized"] != n["partitionStats"]["numPartitions"]
+    }
     assert missing == {}
     assert {n["partitionStats"]["numPartitions"] for n in nodes} == {E2E_DAYS}
 
@@ -97,6 +110,8 @@ def test_each_partition_of_a_ranged_run_carries_its_own_numbers(webserver):
         latest = {}
         for m in mats:  # newest first
             latest.setdefault(m["partition"], m)
-        rows = {p: next(e["intValue"] for e in m["metadataEntries"] if e["label"] == "dagster/row_count")
-                for p, m in latest.items()}
+        rows = {
+            p: next(e["intValue"] for e in m["metadataEntries"] if e["label"] == "dagster/row_count")
+            for p, m in latest.items()
+        }
         assert len(rows) == E2E_DAYS and len(set(rows.values())) > 1, (key, rows)  # days differ: not one run total

@@ -39,9 +39,15 @@ def recipe_of(artifact: ModelArtifact) -> ClassifierRecipe | None:
     return ClassifierRecipe.from_dict(recipe) if recipe else None
 
 
-def evaluate_text_model(artifact: ModelArtifact, training_set: pl.DataFrame, baseline: ModelArtifact,
-                        champion_classifier: ModelArtifact | None, issues: pl.DataFrame | None,
-                        config: GateConfig = GateConfig(), run_loso: bool = True) -> ClassifierEvaluation:
+def evaluate_text_model(
+    artifact: ModelArtifact,
+    training_set: pl.DataFrame,
+    baseline: ModelArtifact,
+    champion_classifier: ModelArtifact | None,
+    issues: pl.DataFrame | None,
+    config: GateConfig = GateConfig(),
+    run_loso: bool = True,
+) -> ClassifierEvaluation:
     """Text-only held-out, QA gold (text only) and leave-one-source-out figures of a classifier, gated.
 
     Leave-one-source-out retrains the candidate's own recipe, so it needs one (`recipe_of`); a kind
@@ -61,24 +67,47 @@ def evaluate_text_model(artifact: ModelArtifact, training_set: pl.DataFrame, bas
         champion_version = champion_classifier.version
         champion_text_only = policy_metrics(y_test, champ.predict_proba(test.select("text")), champ_points)
     recipe = recipe_of(artifact)
-    held_out_sources = (leave_one_source_out(recipe, recipe_of(baseline) or BASELINE_RECIPE, training_set, issues)
-                        if run_loso and recipe is not None else None)
+    held_out_sources = (
+        leave_one_source_out(recipe, recipe_of(baseline) or BASELINE_RECIPE, training_set, issues)
+        if run_loso and recipe is not None
+        else None
+    )
     model_dir = Path(artifact.path)
     plots = {
-        "pr_curves": str(pr_curves(y_test, p_test, model_dir / "pr_curves.png",
-                                   f"{artifact.version}: text-only held-out", p_base, "baseline")),
-        "calibration": str(calibration_plot(y_test, p_test, model_dir / "calibration.png",
-                                            f"{artifact.version}: calibration, text-only held-out")),
+        "pr_curves": str(
+            pr_curves(
+                y_test,
+                p_test,
+                model_dir / "pr_curves.png",
+                f"{artifact.version}: text-only held-out",
+                p_base,
+                "baseline",
+            )
+        ),
+        "calibration": str(
+            calibration_plot(
+                y_test, p_test, model_dir / "calibration.png", f"{artifact.version}: calibration, text-only held-out"
+            )
+        ),
     }
     ev = ClassifierEvaluation(
-        version=artifact.version, kind=artifact.kind, dataset_version=artifact.dataset_version,
-        baseline_version=baseline.version, operating_points=points,
+        version=artifact.version,
+        kind=artifact.kind,
+        dataset_version=artifact.dataset_version,
+        baseline_version=baseline.version,
+        operating_points=points,
         text_only=policy_metrics(y_test, p_test, points),
         baseline_text_only=policy_metrics(y_test, p_base, base_points),
-        qa_gold_text_only=(policy_metrics(label_array(gold), scorer.predict_proba(gold.select("text")), points)
-                           if gold.height else None),
-        champion_version=champion_version, champion_text_only=champion_text_only,
-        held_out_sources=held_out_sources, plots=plots)
+        qa_gold_text_only=(
+            policy_metrics(label_array(gold), scorer.predict_proba(gold.select("text")), points)
+            if gold.height
+            else None
+        ),
+        champion_version=champion_version,
+        champion_text_only=champion_text_only,
+        held_out_sources=held_out_sources,
+        plots=plots,
+    )
     ev = replace(ev, gates=text_gates(ev, config))
     _write(model_dir, "operating_points.json", ev.operating_points)
     _write(model_dir, "evaluation.json", ev)
@@ -94,16 +123,26 @@ def pair_operating_points(scorer: Scorer, training_set: pl.DataFrame, platform_v
     return choose_operating_points(np.concatenate([label_array(platform_val), label_array(texts)]), proba)
 
 
-def evaluate_risk_model(artifact: ModelArtifact, training_set: pl.DataFrame, users: pl.DataFrame,
-                        champion: ModelArtifact | None, classifier_evaluation: ClassifierEvaluation,
-                        config: GateConfig = GateConfig()) -> PairEvaluation:
+def evaluate_risk_model(
+    artifact: ModelArtifact,
+    training_set: pl.DataFrame,
+    users: pl.DataFrame,
+    champion: ModelArtifact | None,
+    classifier_evaluation: ClassifierEvaluation,
+    config: GateConfig = GateConfig(),
+) -> PairEvaluation:
     """The pair on the simulated test split (platform content, test period) and its QA-gold subset, gated."""
     scorer = Scorer(artifact)
     if scorer.classifier.version != classifier_evaluation.version:
-        raise ValueError(f"the pair {artifact.version} pairs content classifier {scorer.classifier.version}, but the "
-                         f"evaluation given is of {classifier_evaluation.version}")
-    frame = with_slices(platform_rows(training_set).join(
-        users.select(pl.col("user_id").alias("author_id"), "country"), on="author_id", how="left"))
+        raise ValueError(
+            f"the pair {artifact.version} pairs content classifier {scorer.classifier.version}, but the "
+            f"evaluation given is of {classifier_evaluation.version}"
+        )
+    frame = with_slices(
+        platform_rows(training_set).join(
+            users.select(pl.col("user_id").alias("author_id"), "country"), on="author_id", how="left"
+        )
+    )
     val, test = frame.filter(pl.col("split") == "validation"), frame.filter(pl.col("split") == "test")
     gold = test.filter(pl.col("label_source") == "qa_audit")
     points = pair_operating_points(scorer, training_set, val)
@@ -117,19 +156,35 @@ def evaluate_risk_model(artifact: ModelArtifact, training_set: pl.DataFrame, use
         champion_version, champion_test = champion.version, policy_metrics(y_test, p_champ, champ_points)
     model_dir = Path(artifact.path)
     plots = {
-        "pr_curves": str(pr_curves(y_test, p_test, model_dir / "pr_curves.png",
-                                   f"{artifact.version}: simulated test split", p_champ, "champion")),
-        "calibration": str(calibration_plot(y_test, p_test, model_dir / "calibration.png",
-                                            f"{artifact.version}: calibration")),
+        "pr_curves": str(
+            pr_curves(
+                y_test,
+                p_test,
+                model_dir / "pr_curves.png",
+                f"{artifact.version}: simulated test split",
+                p_champ,
+                "champion",
+            )
+        ),
+        "calibration": str(
+            calibration_plot(y_test, p_test, model_dir / "calibration.png", f"{artifact.version}: calibration")
+        ),
     }
     ev = PairEvaluation(
-        version=artifact.version, kind=artifact.kind, dataset_version=artifact.dataset_version,
-        content_classifier_version=scorer.classifier.version, operating_points=points,
-        test=policy_metrics(y_test, p_test, points), classifier_alone_test=policy_metrics(y_test, p_text, points),
+        version=artifact.version,
+        kind=artifact.kind,
+        dataset_version=artifact.dataset_version,
+        content_classifier_version=scorer.classifier.version,
+        operating_points=points,
+        test=policy_metrics(y_test, p_test, points),
+        classifier_alone_test=policy_metrics(y_test, p_text, points),
         qa_gold=policy_metrics(label_array(gold), scorer.predict_proba(gold), points) if gold.height else None,
         slices=slice_metrics(test, y_test, p_test, p_text),
-        champion_version=champion_version, champion_test=champion_test,
-        classifier=classifier_evaluation, plots=plots)
+        champion_version=champion_version,
+        champion_test=champion_test,
+        classifier=classifier_evaluation,
+        plots=plots,
+    )
     ev = replace(ev, gates=pair_gates(ev, config))
     _write(model_dir, "operating_points.json", ev.operating_points)
     _write(model_dir, "evaluation.json", ev)

@@ -28,10 +28,20 @@ class GateConfig:
     max_source_regression: float = 0.01
 
 
-TEXT_GATES = ("beats_baseline_text_only", "non_inferior_on_every_held_out_source", "no_regression_vs_champion",
-              "min_pr_auc", "calibration")
-PAIR_GATES = ("content_classifier_gates", "min_pr_auc", "no_regression_vs_champion", "calibration",
-              "context_helps_every_slice")
+TEXT_GATES = (
+    "beats_baseline_text_only",
+    "non_inferior_on_every_held_out_source",
+    "no_regression_vs_champion",
+    "min_pr_auc",
+    "calibration",
+)
+PAIR_GATES = (
+    "content_classifier_gates",
+    "min_pr_auc",
+    "no_regression_vs_champion",
+    "calibration",
+    "context_helps_every_slice",
+)
 
 MIN_GATE_POSITIVES = 20  # below this, a PR-AUC is too noisy to gate on (a few rows move it by 0.2)
 # Below this, the expected calibration error of a perfectly calibrated model (10 bins) is itself of
@@ -41,14 +51,14 @@ MIN_CALIBRATION_ROWS = 300
 GATE_DESCRIPTIONS = {
     "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline's on the same texts.",
     "non_inferior_on_every_held_out_source": "Leave-one-source-out non-inferiority: on every held-out source, "
-                                             "the lower end of the 95% paired-bootstrap interval of candidate "
-                                             "minus baseline macro PR-AUC is above minus the margin (0.01).",
+    "the lower end of the 95% paired-bootstrap interval of candidate "
+    "minus baseline macro PR-AUC is above minus the margin (0.01).",
     "no_regression_vs_champion": "Macro PR-AUC no more than the tolerance below the champion on the same rows.",
     "min_pr_auc": "Every violating policy's PR-AUC at or above the minimum.",
     "calibration": "Worst policy expected calibration error within the bound.",
     "content_classifier_gates": "The paired content classifier passed every text gate.",
     "context_helps_every_slice": "On no slice (surface, language, country, account age) does the pair rank worse "
-                                 "than its content classifier alone by more than the bound: context must not hurt.",
+    "than its content classifier alone by more than the bound: context must not hurt.",
 }
 
 
@@ -57,56 +67,100 @@ def _min_pr_auc(metrics: SetMetrics, config: GateConfig, where: str) -> GateResu
     skipped = sorted(set(VIOLATING) - set(gated))
     note = f"; not gated here, fewer than {MIN_GATE_POSITIVES} positives: {', '.join(skipped)}" if skipped else ""
     if not gated:
-        return GateResult("min_pr_auc", True, f"no policy has {MIN_GATE_POSITIVES} positives on {where}" + note,
-                          math.nan, config.min_pr_auc)
+        return GateResult(
+            "min_pr_auc",
+            True,
+            f"no policy has {MIN_GATE_POSITIVES} positives on {where}" + note,
+            math.nan,
+            config.min_pr_auc,
+        )
     worst_policy = min(gated, key=lambda p: np.nan_to_num(metrics.pr_auc(p), nan=-1))
     worst = float(np.nan_to_num(metrics.pr_auc(worst_policy), nan=0.0))
-    return GateResult("min_pr_auc", worst >= config.min_pr_auc,
-                      f"lowest policy PR-AUC on {where} {worst:.3f} ({worst_policy}) vs minimum {config.min_pr_auc}"
-                      + ("" if worst >= config.min_pr_auc else f": short by {config.min_pr_auc - worst:.3f}") + note,
-                      worst, config.min_pr_auc)
+    return GateResult(
+        "min_pr_auc",
+        worst >= config.min_pr_auc,
+        f"lowest policy PR-AUC on {where} {worst:.3f} ({worst_policy}) vs minimum {config.min_pr_auc}"
+        + ("" if worst >= config.min_pr_auc else f": short by {config.min_pr_auc - worst:.3f}")
+        + note,
+        worst,
+        config.min_pr_auc,
+    )
 
 
-def _no_regression(metrics: SetMetrics, champion: SetMetrics | None, champion_version: str | None,
-                   config: GateConfig, where: str) -> GateResult:
+def _no_regression(
+    metrics: SetMetrics, champion: SetMetrics | None, champion_version: str | None, config: GateConfig, where: str
+) -> GateResult:
     if champion is None:
-        return GateResult("no_regression_vs_champion", True, "no champion yet: nothing to regress from",
-                          0.0, config.max_regression)
+        return GateResult(
+            "no_regression_vs_champion", True, "no champion yet: nothing to regress from", 0.0, config.max_regression
+        )
     drop = champion.macro_pr_auc - metrics.macro_pr_auc
-    return GateResult("no_regression_vs_champion", drop <= config.max_regression,
-                      f"{where} macro PR-AUC {metrics.macro_pr_auc:.3f} vs champion {champion_version} "
-                      f"{champion.macro_pr_auc:.3f} on the same rows (drop {drop:+.3f}, tolerance "
-                      f"{config.max_regression})", drop, config.max_regression)
+    return GateResult(
+        "no_regression_vs_champion",
+        drop <= config.max_regression,
+        f"{where} macro PR-AUC {metrics.macro_pr_auc:.3f} vs champion {champion_version} "
+        f"{champion.macro_pr_auc:.3f} on the same rows (drop {drop:+.3f}, tolerance "
+        f"{config.max_regression})",
+        drop,
+        config.max_regression,
+    )
 
 
 def _calibration(metrics: SetMetrics, config: GateConfig, where: str) -> GateResult:
     if metrics.rows < MIN_CALIBRATION_ROWS:
-        return GateResult("calibration", True, f"not gated: {where} has {metrics.rows} rows, fewer than "
-                          f"{MIN_CALIBRATION_ROWS}, too few to tell calibration error from sampling noise",
-                          math.nan, config.max_calibration_error)
+        return GateResult(
+            "calibration",
+            True,
+            f"not gated: {where} has {metrics.rows} rows, fewer than "
+            f"{MIN_CALIBRATION_ROWS}, too few to tell calibration error from sampling noise",
+            math.nan,
+            config.max_calibration_error,
+        )
     gated = {p: metrics.policies[p].calibration_error for p in VIOLATING if metrics.positives(p) >= MIN_GATE_POSITIVES}
     if not gated:
-        return GateResult("calibration", True, f"no policy has {MIN_GATE_POSITIVES} positives on {where}",
-                          math.nan, config.max_calibration_error)
+        return GateResult(
+            "calibration",
+            True,
+            f"no policy has {MIN_GATE_POSITIVES} positives on {where}",
+            math.nan,
+            config.max_calibration_error,
+        )
     worst = max(gated, key=gated.get)
     ece = gated[worst]
-    return GateResult("calibration", ece <= config.max_calibration_error,
-                      f"worst policy calibration error on {where} {ece:.3f} ({worst}) vs bound "
-                      f"{config.max_calibration_error}; gated on policies with {MIN_GATE_POSITIVES}+ positives",
-                      ece, config.max_calibration_error)
+    return GateResult(
+        "calibration",
+        ece <= config.max_calibration_error,
+        f"worst policy calibration error on {where} {ece:.3f} ({worst}) vs bound "
+        f"{config.max_calibration_error}; gated on policies with {MIN_GATE_POSITIVES}+ positives",
+        ece,
+        config.max_calibration_error,
+    )
 
 
 def text_gates(ev: ClassifierEvaluation, config: GateConfig = GateConfig()) -> tuple[GateResult, ...]:
     """Gates of a content-classifier candidate: it must beat the baseline on text it never saw."""
     ours, base = ev.text_only, ev.baseline_text_only
     margin = ours.macro_pr_auc - base.macro_pr_auc
-    gates = [GateResult("beats_baseline_text_only", margin > 0,
-                        f"text-only held-out macro PR-AUC {ours.macro_pr_auc:.3f} vs baseline "
-                        f"{base.macro_pr_auc:.3f} on the same {ours.rows} texts ({margin:+.3f})", margin, 0.0)]
+    gates = [
+        GateResult(
+            "beats_baseline_text_only",
+            margin > 0,
+            f"text-only held-out macro PR-AUC {ours.macro_pr_auc:.3f} vs baseline "
+            f"{base.macro_pr_auc:.3f} on the same {ours.rows} texts ({margin:+.3f})",
+            margin,
+            0.0,
+        )
+    ]
     if not ev.held_out_sources:
-        gates.append(GateResult("non_inferior_on_every_held_out_source", False,
-                                "leave-one-source-out was not measured for this candidate, so it cannot be promoted",
-                                math.nan, 0.0))
+        gates.append(
+            GateResult(
+                "non_inferior_on_every_held_out_source",
+                False,
+                "leave-one-source-out was not measured for this candidate, so it cannot be promoted",
+                math.nan,
+                0.0,
+            )
+        )
     else:
         # Non-inferiority, the usual test of "no worse than": a held-out source passes when the lower end
         # of the 95% paired-bootstrap interval of (candidate - baseline) is above -margin. Neither "beats on
@@ -118,12 +172,17 @@ def text_gates(ev: ClassifierEvaluation, config: GateConfig = GateConfig()) -> t
         worse = sorted(s.source for s in sources if s.delta_ci_low < margin_bound)
         ahead = [s.source for s in sources if s.delta_ci_low > 0]
         weakest = min(sources, key=lambda s: s.delta_ci_low)
-        gates.append(GateResult(
-            "non_inferior_on_every_held_out_source", not worse,
-            f"more than {config.max_source_regression} behind the baseline (95%) on: {', '.join(worse) or 'none'}; "
-            f"significantly ahead on {len(ahead)} of {len(sources)} sources; weakest {weakest.source} "
-            f"{weakest.delta:+.3f} (95% interval {weakest.delta_ci_low:+.3f} to {weakest.delta_ci_high:+.3f})",
-            weakest.delta_ci_low, margin_bound))
+        gates.append(
+            GateResult(
+                "non_inferior_on_every_held_out_source",
+                not worse,
+                f"more than {config.max_source_regression} behind the baseline (95%) on: {', '.join(worse) or 'none'}; "
+                f"significantly ahead on {len(ahead)} of {len(sources)} sources; weakest {weakest.source} "
+                f"{weakest.delta:+.3f} (95% interval {weakest.delta_ci_low:+.3f} to {weakest.delta_ci_high:+.3f})",
+                weakest.delta_ci_low,
+                margin_bound,
+            )
+        )
     gates.append(_no_regression(ours, ev.champion_text_only, ev.champion_version, config, "text-only held-out"))
     gates.append(_min_pr_auc(ours, config, "text-only held-out"))
     gates.append(_calibration(ours, config, "text-only held-out"))
@@ -150,17 +209,32 @@ def pair_gates(ev: PairEvaluation, config: GateConfig = GateConfig()) -> tuple[G
     (spam DMs against benign posts), so every slice looks worse than it, whatever the model.
     """
     cls = ev.classifier
-    gates = [GateResult("content_classifier_gates", cls.gates_passed,
-                        f"content classifier {cls.version} "
-                        + ("passed every text gate" if cls.gates_passed
-                           else f"failed {', '.join(cls.failed_gates) or 'an unmeasured gate'}"),
-                        float(cls.gates_passed), 1.0),
-             _min_pr_auc(ev.test, config, "the simulated test split"),
-             _no_regression(ev.test, ev.champion_test, ev.champion_version, config, "simulated test split"),
-             _calibration(ev.test, config, "the simulated test split")]
+    gates = [
+        GateResult(
+            "content_classifier_gates",
+            cls.gates_passed,
+            f"content classifier {cls.version} "
+            + (
+                "passed every text gate"
+                if cls.gates_passed
+                else f"failed {', '.join(cls.failed_gates) or 'an unmeasured gate'}"
+            ),
+            float(cls.gates_passed),
+            1.0,
+        ),
+        _min_pr_auc(ev.test, config, "the simulated test split"),
+        _no_regression(ev.test, ev.champion_test, ev.champion_version, config, "simulated test split"),
+        _calibration(ev.test, config, "the simulated test split"),
+    ]
     drop, where = worst_slice(ev.slices)
-    gates.append(GateResult("context_helps_every_slice", drop <= config.max_slice_regression,
-                            f"largest drop of the pair's macro ROC-AUC below its content classifier alone's on one "
-                            f"slice {drop:.3f} at {where} vs bound {config.max_slice_regression}",
-                            drop, config.max_slice_regression))
+    gates.append(
+        GateResult(
+            "context_helps_every_slice",
+            drop <= config.max_slice_regression,
+            f"largest drop of the pair's macro ROC-AUC below its content classifier alone's on one "
+            f"slice {drop:.3f} at {where} vs bound {config.max_slice_regression}",
+            drop,
+            config.max_slice_regression,
+        )
+    )
     return tuple(gates)

@@ -34,20 +34,30 @@ def present_policy_metrics(labels: np.ndarray, proba: np.ndarray, learnable: set
     """PR-AUC and ROC-AUC of each violating policy with enough positives (and, when `learnable` is
     given, that the training rows label at all); macro means over them."""
     pr, roc = pr_auc_by_policy(labels, proba), roc_auc_by_policy(labels, proba)
-    policies = {p: PolicyMetrics(int((labels == POLICIES.index(p)).sum()), pr[p], roc[p]) for p in VIOLATING
-                if MIN_POSITIVES <= (labels == POLICIES.index(p)).sum() < len(labels)
-                and (learnable is None or p in learnable)}
-    return SetMetrics(rows=int(len(labels)), policies=policies,
-                      macro_pr_auc=float(np.mean([m.pr_auc for m in policies.values()])) if policies else math.nan,
-                      macro_roc_auc=float(np.mean([m.roc_auc for m in policies.values()])) if policies else math.nan)
+    policies = {
+        p: PolicyMetrics(int((labels == POLICIES.index(p)).sum()), pr[p], roc[p])
+        for p in VIOLATING
+        if MIN_POSITIVES <= (labels == POLICIES.index(p)).sum() < len(labels) and (learnable is None or p in learnable)
+    }
+    return SetMetrics(
+        rows=int(len(labels)),
+        policies=policies,
+        macro_pr_auc=float(np.mean([m.pr_auc for m in policies.values()])) if policies else math.nan,
+        macro_roc_auc=float(np.mean([m.roc_auc for m in policies.values()])) if policies else math.nan,
+    )
 
 
 def source_records(training_set: pl.DataFrame, source: str) -> pl.DataFrame:
     """One row per distinct text of a reference source, with that source's own label for it."""
     rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
-    return (training_set.filter((pl.col("label_source") == "reference") & (pl.col("source") == source))
-            .with_columns(_rank=rank).sort("_rank", "label_id", descending=[True, False])
-            .unique("text_hash", keep="first", maintain_order=True).drop("_rank").sort("label_id"))
+    return (
+        training_set.filter((pl.col("label_source") == "reference") & (pl.col("source") == source))
+        .with_columns(_rank=rank)
+        .sort("_rank", "label_id", descending=[True, False])
+        .unique("text_hash", keep="first", maintain_order=True)
+        .drop("_rank")
+        .sort("label_id")
+    )
 
 
 def reference_sources(training_set: pl.DataFrame) -> list[str]:
@@ -62,8 +72,9 @@ def learnable_policies(remaining: pl.DataFrame) -> set[str]:
     return {p for p in VIOLATING if counts.get(p, 0) >= MIN_POSITIVES}
 
 
-def macro_delta_interval(labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray, learnable: set[str],
-                         seed: int = 0) -> tuple[float, float]:
+def macro_delta_interval(
+    labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray, learnable: set[str], seed: int = 0
+) -> tuple[float, float]:
     """95% paired-bootstrap interval of (ours - theirs) macro PR-AUC over the policies scored."""
     rng = np.random.default_rng(seed)
     deltas = []
@@ -78,8 +89,9 @@ def macro_delta_interval(labels: np.ndarray, ours: np.ndarray, theirs: np.ndarra
     return float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))
 
 
-def leave_one_source_out(candidate: ClassifierRecipe, baseline: ClassifierRecipe, training_set: pl.DataFrame,
-                         issues: pl.DataFrame | None) -> tuple[HeldOutSource, ...]:
+def leave_one_source_out(
+    candidate: ClassifierRecipe, baseline: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.DataFrame | None
+) -> tuple[HeldOutSource, ...]:
     """Both recipes retrained without each reference source in turn and scored on its records."""
     cache = TextFeatureCache(training_set)
     out = []
@@ -89,12 +101,23 @@ def leave_one_source_out(candidate: ClassifierRecipe, baseline: ClassifierRecipe
         x, y = cache.rows(held), label_array(held)
         fitted = {}  # members the two recipes share are fitted once on these rows
         p_theirs = fit_recipe(baseline, remaining, None, cache, fitted).proba(x)
-        p_ours = fit_recipe(candidate, remaining, issues if candidate.uses_label_issues else None, cache,
-                            fitted).proba(x)
+        p_ours = fit_recipe(candidate, remaining, issues if candidate.uses_label_issues else None, cache, fitted).proba(
+            x
+        )
         learnable = learnable_policies(remaining)
         unlearnable = tuple(sorted(p for p in VIOLATING if p not in learnable and (y == POLICIES.index(p)).any()))
         ours, theirs = present_policy_metrics(y, p_ours, learnable), present_policy_metrics(y, p_theirs, learnable)
         low, high = macro_delta_interval(y, p_ours, p_theirs, learnable)
-        out.append(HeldOutSource(source, ours, theirs, remaining.filter(pl.col("split") == "train").height,
-                                 unlearnable, ours.macro_pr_auc - theirs.macro_pr_auc, low, high))
+        out.append(
+            HeldOutSource(
+                source,
+                ours,
+                theirs,
+                remaining.filter(pl.col("split") == "train").height,
+                unlearnable,
+                ours.macro_pr_auc - theirs.macro_pr_auc,
+                low,
+                high,
+            )
+        )
     return tuple(out)

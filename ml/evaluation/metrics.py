@@ -27,8 +27,12 @@ TARGET_PRECISION = 0.95  # auto-action: precision on validation at least this
 TARGET_RECALL = 0.7  # human review: recall on validation at least this
 
 
-def choose_operating_points(labels: np.ndarray, proba: np.ndarray, target_precision: float = TARGET_PRECISION,
-                            target_recall: float = TARGET_RECALL) -> dict[str, OperatingPoint]:
+def choose_operating_points(
+    labels: np.ndarray,
+    proba: np.ndarray,
+    target_precision: float = TARGET_PRECISION,
+    target_recall: float = TARGET_RECALL,
+) -> dict[str, OperatingPoint]:
     points = {}
     for k, policy in enumerate(POLICIES):
         if policy == "benign":
@@ -68,11 +72,13 @@ def policy_metrics(labels: np.ndarray, proba: np.ndarray, points: dict[str, Oper
         at = {}
         if policy in points:
             op = points[policy]
-            at["precision_at_auto_action"], at["recall_at_auto_action"] = _at_threshold(y, proba[:, k],
-                                                                                      op.auto_action_threshold)
+            at["precision_at_auto_action"], at["recall_at_auto_action"] = _at_threshold(
+                y, proba[:, k], op.auto_action_threshold
+            )
             at["precision_at_review"], at["recall_at_review"] = _at_threshold(y, proba[:, k], op.review_threshold)
-        policies[policy] = PolicyMetrics(int(y.sum()), pr[policy], roc[policy],
-                                         expected_calibration_error(y.astype(float), proba[:, k]), **at)
+        policies[policy] = PolicyMetrics(
+            int(y.sum()), pr[policy], roc[policy], expected_calibration_error(y.astype(float), proba[:, k]), **at
+        )
     violating_pr = [pr[p] for p in VIOLATING if policies[p].positives]
     return SetMetrics(
         rows=int(len(labels)),
@@ -80,8 +86,10 @@ def policy_metrics(labels: np.ndarray, proba: np.ndarray, points: dict[str, Oper
         macro_roc_auc=slice_roc_auc(labels, proba, 1),
         policies=policies,
         max_calibration_error=max(policies[p].calibration_error for p in VIOLATING),
-        confusion_matrix=tuple(tuple(int(v) for v in row) for row in confusion_matrix(
-            labels, proba.argmax(axis=1), labels=list(range(len(POLICIES))))),
+        confusion_matrix=tuple(
+            tuple(int(v) for v in row)
+            for row in confusion_matrix(labels, proba.argmax(axis=1), labels=list(range(len(POLICIES))))
+        ),
     )
 
 
@@ -100,14 +108,18 @@ def slice_roc_auc(labels: np.ndarray, proba: np.ndarray, min_class_rows: int = M
     contain less of a policy (few scams among posts) are compared fairly.
     """
     roc = roc_auc_by_policy(labels, proba)
-    scores = [roc[p] for p in VIOLATING
-              if (labels == POLICIES.index(p)).sum() >= min_class_rows
-              and (labels != POLICIES.index(p)).sum() >= min_class_rows]
+    scores = [
+        roc[p]
+        for p in VIOLATING
+        if (labels == POLICIES.index(p)).sum() >= min_class_rows
+        and (labels != POLICIES.index(p)).sum() >= min_class_rows
+    ]
     return float(np.mean(scores)) if scores else math.nan
 
 
-def slice_metrics(frame: pl.DataFrame, labels: np.ndarray, proba: np.ndarray,
-                  classifier_proba: np.ndarray) -> dict[str, dict[str, SliceMetrics]]:
+def slice_metrics(
+    frame: pl.DataFrame, labels: np.ndarray, proba: np.ndarray, classifier_proba: np.ndarray
+) -> dict[str, dict[str, SliceMetrics]]:
     """Rows, macro PR-AUC and macro ROC-AUC of each slice value with enough rows, beside the content
     classifier alone's macro ROC-AUC on the same rows."""
     out: dict[str, dict[str, SliceMetrics]] = {}
@@ -120,7 +132,10 @@ def slice_metrics(frame: pl.DataFrame, labels: np.ndarray, proba: np.ndarray,
             m = values == v
             if m.sum() < MIN_SLICE_ROWS:
                 continue
-            out[col][str(v)] = SliceMetrics(int(m.sum()), macro_pr_auc(pr_auc_by_policy(labels[m], proba[m])),
-                                            slice_roc_auc(labels[m], proba[m]),
-                                            slice_roc_auc(labels[m], classifier_proba[m]))
+            out[col][str(v)] = SliceMetrics(
+                int(m.sum()),
+                macro_pr_auc(pr_auc_by_policy(labels[m], proba[m])),
+                slice_roc_auc(labels[m], proba[m]),
+                slice_roc_auc(labels[m], classifier_proba[m]),
+            )
     return out

@@ -15,8 +15,14 @@ from sklearn.metrics import precision_recall_curve  # noqa: E402
 from ml.taxonomy import POLICIES, VIOLATING  # noqa: E402
 
 
-def pr_curves(labels: np.ndarray, proba: np.ndarray, path: Path, title: str,
-              reference: np.ndarray | None = None, reference_name: str = "champion") -> Path:
+def pr_curves(
+    labels: np.ndarray,
+    proba: np.ndarray,
+    path: Path,
+    title: str,
+    reference: np.ndarray | None = None,
+    reference_name: str = "champion",
+) -> Path:
     fig, axes = plt.subplots(1, len(VIOLATING), figsize=(4 * len(VIOLATING), 3.6), sharey=True)
     for ax, policy in zip(axes, VIOLATING):
         k = POLICIES.index(policy)

@@ -169,7 +169,6 @@ def as_json(record) -> object:
     return record
 
 
-
 def from_json(cls, data):
     """The record of type `cls` that `as_json` wrote as `data` (null back to NaN for floats)."""
     import types

@@ -49,18 +49,21 @@ def author_features(
     enforced = decisions.filter(pl.col("action").is_in(["remove", "restrict"])).join(author_of, on="content_id")
     prior_enf = count_before(codes(enforced["author_id"]), _seconds(enforced["decided_at"]), q_key, q_t)
     overturned = appeals.filter(pl.col("outcome") == "overturned").join(
-        enforced.select("decision_id", "author_id"), on="decision_id")
+        enforced.select("decision_id", "author_id"), on="decision_id"
+    )
     prior_over = count_before(codes(overturned["author_id"]), _seconds(overturned["resolved_at"]), q_key, q_t)
 
     u = users.select("user_id", "signup_at", "follower_count", "verified")
     out = c.join(u, left_on="author_id", right_on="user_id", how="left")
-    return pl.DataFrame({
-        "content_id": c["content_id"],
-        "account_age_days": ((q_t - _seconds(out["signup_at"])) / DAY).astype(np.float32),
-        "follower_count": out["follower_count"].fill_null(0).cast(pl.Int64),
-        "verified": out["verified"].fill_null(False),
-        "prior_posts": prior_posts,
-        "posts_last_24h": posts_24h,
-        "prior_reports_received": prior_reports,
-        "prior_enforcements": prior_enf - prior_over,
-    })
+    return pl.DataFrame(
+        {
+            "content_id": c["content_id"],
+            "account_age_days": ((q_t - _seconds(out["signup_at"])) / DAY).astype(np.float32),
+            "follower_count": out["follower_count"].fill_null(0).cast(pl.Int64),
+            "verified": out["verified"].fill_null(False),
+            "prior_posts": prior_posts,
+            "posts_last_24h": posts_24h,
+            "prior_reports_received": prior_reports,
+            "prior_enforcements": prior_enf - prior_over,
+        }
+    )

@@ -11,53 +11,99 @@ from ml.features.text import text_signals
 
 def content_features(content: pl.DataFrame) -> pl.DataFrame:
     """Text signals plus the content's own platform context (surface, link and phone flags)."""
-    base = content.select("content_id", "created_at", "surface", "language", "text_hash",
-                          pl.col("has_link").cast(pl.Int8), pl.col("has_phone").cast(pl.Int8))
+    base = content.select(
+        "content_id",
+        "created_at",
+        "surface",
+        "language",
+        "text_hash",
+        pl.col("has_link").cast(pl.Int8),
+        pl.col("has_phone").cast(pl.Int8),
+    )
     return base.join(text_signals(content), on="content_id", how="left").with_columns(
-        pl.col("promo_words").cast(pl.Int8))
+        pl.col("promo_words").cast(pl.Int8)
+    )
 
 
-def scoring_frame(content: pl.DataFrame, users: pl.DataFrame, reports: pl.DataFrame, decisions: pl.DataFrame,
-                  appeals: pl.DataFrame) -> pl.DataFrame:
+def scoring_frame(
+    content: pl.DataFrame, users: pl.DataFrame, reports: pl.DataFrame, decisions: pl.DataFrame, appeals: pl.DataFrame
+) -> pl.DataFrame:
     """`content` with its text and every feature a model reads, point in time, one row per item.
 
     `users`, `reports`, `decisions` and `appeals` are the full history the author and network
     features look back over; `content` may be any subset (one day's posts, say).
     """
-    return (content.select("content_id", "text")
-            .join(content_features(content), on="content_id")
-            .join(author_features(content, users, reports, decisions, appeals), on="content_id")
-            .join(network_features(content, users, decisions).drop("component_id"), on="content_id"))
+    return (
+        content.select("content_id", "text")
+        .join(content_features(content), on="content_id")
+        .join(author_features(content, users, reports, decisions, appeals), on="content_id")
+        .join(network_features(content, users, decisions).drop("component_id"), on="content_id")
+    )
 
 
 __all__ = ["author_features", "content_features", "network_features", "scoring_frame"]
 
-_I32 = {c: pl.Int32 for c in ("text_chars", "text_words", "url_count", "phone_count", "email_count",
-                              "mention_count", "hashtag_count", "exclaim_count", "repeated_char_runs",
-                              "emoji_count", "leetspeak_tokens", "spaced_letter_runs")}
+_I32 = {
+    c: pl.Int32
+    for c in (
+        "text_chars",
+        "text_words",
+        "url_count",
+        "phone_count",
+        "email_count",
+        "mention_count",
+        "hashtag_count",
+        "exclaim_count",
+        "repeated_char_runs",
+        "emoji_count",
+        "leetspeak_tokens",
+        "spaced_letter_runs",
+    )
+}
 
 # The declared schema of each feature table: what the schema check holds a build to.
 SCHEMAS: dict[str, dict] = {
     "content_features": {
-        "content_id": pl.Int64, "created_at": pl.Datetime("us"), "surface": pl.String, "language": pl.String,
-        "text_hash": pl.String, "has_link": pl.Int8, "has_phone": pl.Int8, **_I32,
-        "upper_ratio": pl.Float32, "digit_ratio": pl.Float32, "promo_words": pl.Int8,
+        "content_id": pl.Int64,
+        "created_at": pl.Datetime("us"),
+        "surface": pl.String,
+        "language": pl.String,
+        "text_hash": pl.String,
+        "has_link": pl.Int8,
+        "has_phone": pl.Int8,
+        **_I32,
+        "upper_ratio": pl.Float32,
+        "digit_ratio": pl.Float32,
+        "promo_words": pl.Int8,
     },
     "author_features": {
-        "content_id": pl.Int64, "account_age_days": pl.Float32, "follower_count": pl.Int64, "verified": pl.Boolean,
-        "prior_posts": pl.Int64, "posts_last_24h": pl.Int64, "prior_reports_received": pl.Int64,
+        "content_id": pl.Int64,
+        "account_age_days": pl.Float32,
+        "follower_count": pl.Int64,
+        "verified": pl.Boolean,
+        "prior_posts": pl.Int64,
+        "posts_last_24h": pl.Int64,
+        "prior_reports_received": pl.Int64,
         "prior_enforcements": pl.Int64,
     },
     "network_features": {
-        "content_id": pl.Int64, "component_id": pl.Int64, "component_size": pl.Int64,
-        "component_enforced_share": pl.Float32, "shares_fingerprints": pl.Boolean,
+        "content_id": pl.Int64,
+        "component_id": pl.Int64,
+        "component_size": pl.Int64,
+        "component_enforced_share": pl.Float32,
+        "shares_fingerprints": pl.Boolean,
     },
 }
 
 RANGES: dict[str, dict[str, tuple]] = {
     "content_features": {**{c: (0, None) for c in _I32}, "upper_ratio": (0, 1), "digit_ratio": (0, 1)},
-    "author_features": {"account_age_days": (0, None), "follower_count": (0, None), "prior_posts": (0, None),
-                        "posts_last_24h": (0, None), "prior_reports_received": (0, None),
-                        "prior_enforcements": (0, None)},
+    "author_features": {
+        "account_age_days": (0, None),
+        "follower_count": (0, None),
+        "prior_posts": (0, None),
+        "posts_last_24h": (0, None),
+        "prior_reports_received": (0, None),
+        "prior_enforcements": (0, None),
+    },
     "network_features": {"component_size": (1, None), "component_enforced_share": (0, 1)},
 }

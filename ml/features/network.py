@@ -19,8 +19,7 @@ from ml.features.pointintime import count_before
 def account_components(users: pl.DataFrame) -> pl.DataFrame:
     """user_id -> component id over shared device or IP fingerprints."""
     n = users.height
-    fps = pl.concat([("d" + users["device_fingerprint"]),
-                     ("i" + users["ip_fingerprint"])])
+    fps = pl.concat([("d" + users["device_fingerprint"]), ("i" + users["ip_fingerprint"])])
     fp_codes = fps.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     rows = np.concatenate([np.arange(n), np.arange(n)])
     n_fp = int(fp_codes.max()) + 1 if len(fp_codes) else 0
@@ -38,7 +37,8 @@ def network_features(content: pl.DataFrame, users: pl.DataFrame, decisions: pl.D
     """
     comp = account_components(users).join(users.select("user_id", "signup_at"), on="user_id")
     c = content.select("content_id", "author_id", "created_at").join(
-        comp, left_on="author_id", right_on="user_id", how="left")
+        comp, left_on="author_id", right_on="user_id", how="left"
+    )
     q_comp = c["component_id"].fill_null(-1).to_numpy()
     q_t = _seconds(c["created_at"])
     missing = q_comp < 0
@@ -48,17 +48,21 @@ def network_features(content: pl.DataFrame, users: pl.DataFrame, decisions: pl.D
     first_enforced = (
         decisions.filter(pl.col("action").is_in(["remove", "restrict"]))
         .join(content.select("content_id", "author_id"), on="content_id")
-        .group_by("author_id").agg(pl.col("decided_at").min())
+        .group_by("author_id")
+        .agg(pl.col("decided_at").min())
         .join(comp, left_on="author_id", right_on="user_id")
     )
-    enforced = count_before(first_enforced["component_id"].to_numpy(), _seconds(first_enforced["decided_at"]),
-                            q_comp, q_t)
+    enforced = count_before(
+        first_enforced["component_id"].to_numpy(), _seconds(first_enforced["decided_at"]), q_comp, q_t
+    )
     size = np.where(missing, 1, np.maximum(size, 1))
     enforced = np.where(missing, 0, enforced)
-    return pl.DataFrame({
-        "content_id": c["content_id"],
-        "component_id": c["component_id"].fill_null(-1),
-        "component_size": size,
-        "component_enforced_share": (enforced / size).astype(np.float32),
-        "shares_fingerprints": size > 1,
-    })
+    return pl.DataFrame(
+        {
+            "content_id": c["content_id"],
+            "component_id": c["component_id"].fill_null(-1),
+            "component_size": size,
+            "component_enforced_share": (enforced / size).astype(np.float32),
+            "shares_fingerprints": size > 1,
+        }
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 
@@ -32,7 +31,9 @@ def check_nulls(frame: pl.DataFrame, max_null_rate: dict[str, float]) -> CheckOu
     rates = {c: float(frame[c].null_count() / max(frame.height, 1)) for c in frame.columns}
     bad = {c: r for c, r in rates.items() if r > max_null_rate.get(c, 0.0)}
     msg = ", ".join(f"{c} null rate {r:.3f} > {max_null_rate.get(c, 0.0)}" for c, r in bad.items())
-    return CheckOutcome(not bad, msg or "null rates within bounds", {"worst_null_rate": max(rates.values(), default=0.0)})
+    return CheckOutcome(
+        not bad, msg or "null rates within bounds", {"worst_null_rate": max(rates.values(), default=0.0)}
+    )
 
 
 def check_ranges(frame: pl.DataFrame, ranges: dict[str, tuple[float | None, float | None]]) -> CheckOutcome:

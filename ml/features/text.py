@@ -30,7 +30,8 @@ def _signal_exprs() -> list[pl.Expr]:
         n_chars.cast(pl.Int32).alias("text_chars"),
         t.str.count_matches(r"\S+").cast(pl.Int32).alias("text_words"),
         t.str.count_matches(r"(?i)https?://\S+|www\.\S+|\bURL\b|\b[a-z0-9-]+\.(?:com|net|org|co|info|ly|uk)\b")
-        .cast(pl.Int32).alias("url_count"),
+        .cast(pl.Int32)
+        .alias("url_count"),
         t.str.count_matches(r"\+?\d[\d\s\-]{7,}\d").cast(pl.Int32).alias("phone_count"),
         t.str.count_matches(r"[\w.+-]+@[\w-]+\.[\w.]+").cast(pl.Int32).alias("email_count"),
         t.str.count_matches(r"@\w+").cast(pl.Int32).alias("mention_count"),
@@ -54,10 +55,18 @@ def text_signals(content: pl.DataFrame) -> pl.DataFrame:
     return content.select("content_id", *SIGNAL_EXPRS)
 
 
-_WORDS = HashingVectorizer(n_features=WORD_BUCKETS, analyzer="word", ngram_range=(1, 2), alternate_sign=False,
-                           norm="l2", lowercase=True, token_pattern=r"(?u)\b\w+\b")
-_CHARS = HashingVectorizer(n_features=CHAR_BUCKETS, analyzer="char_wb", ngram_range=(2, 4), alternate_sign=False,
-                           norm="l2", lowercase=True)
+_WORDS = HashingVectorizer(
+    n_features=WORD_BUCKETS,
+    analyzer="word",
+    ngram_range=(1, 2),
+    alternate_sign=False,
+    norm="l2",
+    lowercase=True,
+    token_pattern=r"(?u)\b\w+\b",
+)
+_CHARS = HashingVectorizer(
+    n_features=CHAR_BUCKETS, analyzer="char_wb", ngram_range=(2, 4), alternate_sign=False, norm="l2", lowercase=True
+)
 
 
 def distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:

@@ -30,7 +30,7 @@ class ModelArtifact:
         Path(self.path, "artifact.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
-    def read(cls, path: Path) -> "ModelArtifact":
+    def read(cls, path: Path) -> ModelArtifact:
         return cls(**{**json.loads(Path(path, "artifact.json").read_text()), "path": str(path)})
 
 

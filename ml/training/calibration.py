@@ -17,6 +17,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature minimising validation negative log-likelihood, in [0.05, 20]."""
+
     def nll(t: float) -> float:
         p = softmax(logits, t)[np.arange(len(labels)), labels]
         return float(-np.log(np.clip(p, 1e-12, None)).mean())
@@ -65,7 +66,7 @@ def fit_policy_calibration(proba: np.ndarray, labels: np.ndarray) -> PolicyCalib
             slopes.append(1.0)
             intercepts.append(0.0)
             continue
-        lr = LogisticRegression(C=1e4).fit(_logit(proba[:, k:k + 1]), y)
+        lr = LogisticRegression(C=1e4).fit(_logit(proba[:, k : k + 1]), y)
         slopes.append(float(lr.coef_[0, 0]))
         intercepts.append(float(lr.intercept_[0]))
     return PolicyCalibration(tuple(slopes), tuple(intercepts))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
@@ -39,8 +39,13 @@ from ml.training.dataset import held_out_texts, label_array, platform_rows
 from ml.training.labels import AS_GIVEN, LabelTreatment, training_rows
 from ml.training.matrix import dense_matrix, mask_context
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
-from ml.training.text_classifier import (ClassifierParams, LinearTextClassifier, TextFeatureCache, TextMatrix,
-                                         group_folds)
+from ml.training.text_classifier import (
+    ClassifierParams,
+    LinearTextClassifier,
+    TextFeatureCache,
+    TextMatrix,
+    group_folds,
+)
 
 PROBA_OOF = tuple(f"oof_p_{p}" for p in POLICIES)
 CONTEXT_DROPOUT = 0.1  # share of risk-model training rows whose platform context is hidden
@@ -67,18 +72,24 @@ class ClassifierRecipe:
     def uses_label_issues(self) -> bool:
         return any(m.treatment.flagged_weight != 1.0 for m in self.members)
 
-    def ignoring_label_issues(self) -> "ClassifierRecipe":
+    def ignoring_label_issues(self) -> ClassifierRecipe:
         """The same recipe with every label counted (what the out-of-fold scores for cleanlab use)."""
-        return ClassifierRecipe(self.name, tuple(
-            RecipeMember(replace(m.treatment, flagged_weight=1.0), m.params) for m in self.members))
+        return ClassifierRecipe(
+            self.name, tuple(RecipeMember(replace(m.treatment, flagged_weight=1.0), m.params) for m in self.members)
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierRecipe":
-        return cls(d["name"], tuple(RecipeMember(LabelTreatment(**m["treatment"]), ClassifierParams.from_dict(m["params"]))
-                                    for m in d["members"]))
+    def from_dict(cls, d: dict) -> ClassifierRecipe:
+        return cls(
+            d["name"],
+            tuple(
+                RecipeMember(LabelTreatment(**m["treatment"]), ClassifierParams.from_dict(m["params"]))
+                for m in d["members"]
+            ),
+        )
 
 
 # Measured with leave-one-source-out on two simulated worlds (30 days x 2,000 posts, 12 days x
@@ -86,13 +97,22 @@ class ClassifierRecipe:
 # signals (scaled to 0.3 of a unit TF-IDF row: at full scale they cost offensive tweets 0.005) carry
 # the YouTube spam, and the labels-as-given member keeps the ensemble within 0.002 of the plain
 # recipe on the sources where reading labels differently does not help (offensive tweets, Katy Perry).
-CONTENT_CLASSIFIER_RECIPE = ClassifierRecipe("content_classifier", (
-    RecipeMember(LabelTreatment(weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT, specific_reference_labels=True),
-                 ClassifierParams(signals=True, signal_scale=0.3)),
-    RecipeMember(LabelTreatment(consensus=True, weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT,
-                                specific_reference_labels=True), ClassifierParams()),
-    RecipeMember(AS_GIVEN, ClassifierParams()),
-))
+CONTENT_CLASSIFIER_RECIPE = ClassifierRecipe(
+    "content_classifier",
+    (
+        RecipeMember(
+            LabelTreatment(weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT, specific_reference_labels=True),
+            ClassifierParams(signals=True, signal_scale=0.3),
+        ),
+        RecipeMember(
+            LabelTreatment(
+                consensus=True, weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT, specific_reference_labels=True
+            ),
+            ClassifierParams(),
+        ),
+        RecipeMember(AS_GIVEN, ClassifierParams()),
+    ),
+)
 BASELINE_RECIPE = ClassifierRecipe("baseline", (RecipeMember(AS_GIVEN, ClassifierParams()),))
 
 
@@ -108,13 +128,17 @@ class EnsembleTextClassifier:
 
 
 def new_version(kind: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{kind}-{stamp}-{secrets.token_hex(2)}"
 
 
-def fit_recipe(recipe: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.DataFrame | None,
-               cache: TextFeatureCache | None = None,
-               fitted: dict[RecipeMember, LinearTextClassifier] | None = None) -> EnsembleTextClassifier:
+def fit_recipe(
+    recipe: ClassifierRecipe,
+    training_set: pl.DataFrame,
+    issues: pl.DataFrame | None,
+    cache: TextFeatureCache | None = None,
+    fitted: dict[RecipeMember, LinearTextClassifier] | None = None,
+) -> EnsembleTextClassifier:
     """Fit every member of `recipe` on the train split of `training_set` (uncalibrated).
 
     `fitted` shares members between recipes fitted on the same rows: a member that reads no label
@@ -135,8 +159,9 @@ def fit_recipe(recipe: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.
     return EnsembleTextClassifier(members)
 
 
-def out_of_fold_proba(training_set: pl.DataFrame, recipe: ClassifierRecipe, seed: int = 42,
-                      folds: int = OUT_OF_FOLD_FOLDS) -> tuple[pl.DataFrame, np.ndarray]:
+def out_of_fold_proba(
+    training_set: pl.DataFrame, recipe: ClassifierRecipe, seed: int = 42, folds: int = OUT_OF_FOLD_FOLDS
+) -> tuple[pl.DataFrame, np.ndarray]:
     """Every train-split label row, and its probabilities from `recipe` fitted on the other folds
     (folds grouped by text hash, so no copy of a text is scored by a model that saw it)."""
     rows = training_rows(training_set, AS_GIVEN)
@@ -152,16 +177,29 @@ def out_of_fold_proba(training_set: pl.DataFrame, recipe: ClassifierRecipe, seed
     return rows, oof
 
 
-def _save(kind: str, version: str, out: Path, dataset_version: str, params: dict, metrics: dict,
-          temperature: float = 1.0) -> ModelArtifact:
-    artifact = ModelArtifact(kind=kind, version=version, path=str(out), dataset_version=dataset_version,
-                             params=params, metrics=metrics, temperature=temperature)
+def _save(
+    kind: str, version: str, out: Path, dataset_version: str, params: dict, metrics: dict, temperature: float = 1.0
+) -> ModelArtifact:
+    artifact = ModelArtifact(
+        kind=kind,
+        version=version,
+        path=str(out),
+        dataset_version=dataset_version,
+        params=params,
+        metrics=metrics,
+        temperature=temperature,
+    )
     artifact.write_manifest()
     return artifact
 
 
-def fit_text_classifier(training_set: pl.DataFrame, dataset_version: str, models_dir: Path,
-                        issues: pl.DataFrame | None, recipe: ClassifierRecipe) -> ModelArtifact:
+def fit_text_classifier(
+    training_set: pl.DataFrame,
+    dataset_version: str,
+    models_dir: Path,
+    issues: pl.DataFrame | None,
+    recipe: ClassifierRecipe,
+) -> ModelArtifact:
     """Fit `recipe`, calibrate it per policy on the validation texts, and save it (kind = recipe name)."""
     started = time.perf_counter()
     if recipe.uses_label_issues and issues is None:
@@ -171,9 +209,12 @@ def fit_text_classifier(training_set: pl.DataFrame, dataset_version: str, models
     raw_val = model.proba(TextMatrix.of(val["text"].to_list()))
     calibration = fit_policy_calibration(raw_val, label_array(val))
     val_pr = pr_auc_by_policy(label_array(val), calibration.apply(raw_val))
-    metrics = {"validation_text_only_pr_auc": val_pr, "validation_text_only_macro_pr_auc": macro_pr_auc(val_pr),
-               "rows_train": training_set.filter(pl.col("split") == "train").height,
-               "train_seconds": time.perf_counter() - started}
+    metrics = {
+        "validation_text_only_pr_auc": val_pr,
+        "validation_text_only_macro_pr_auc": macro_pr_auc(val_pr),
+        "rows_train": training_set.filter(pl.col("split") == "train").height,
+        "train_seconds": time.perf_counter() - started,
+    }
     version = new_version(recipe.name)
     out = models_dir / version
     out.mkdir(parents=True)
@@ -186,8 +227,14 @@ def risk_features(frame: pl.DataFrame, classifier_proba: np.ndarray) -> np.ndarr
     return np.hstack([classifier_proba.astype(np.float32), dense_matrix(frame)])
 
 
-def fit_risk_model(training_set: pl.DataFrame, issues: pl.DataFrame, classifier: ModelArtifact,
-                   models_dir: Path, ray_storage: Path, params: lightgbm_model.LightGBMParams) -> ModelArtifact:
+def fit_risk_model(
+    training_set: pl.DataFrame,
+    issues: pl.DataFrame,
+    classifier: ModelArtifact,
+    models_dir: Path,
+    ray_storage: Path,
+    params: lightgbm_model.LightGBMParams,
+) -> ModelArtifact:
     """LightGBM on Ray over the classifier's out-of-fold scores plus context, platform rows only.
 
     Train rows carry out-of-fold scores (from `label_issues`: each text scored by a model that never
@@ -200,12 +247,15 @@ def fit_risk_model(training_set: pl.DataFrame, issues: pl.DataFrame, classifier:
     train = mask_context(platform.filter(pl.col("split") == "train"), CONTEXT_DROPOUT, params.seed)
     val = platform.filter(pl.col("split") == "validation")
     if train.height == 0 or val.height == 0:
-        raise ValueError("the training set has no platform rows to train or validate the risk model on: "
-                         "simulate more days")
+        raise ValueError(
+            "the training set has no platform rows to train or validate the risk model on: simulate more days"
+        )
     oof = train.select("label_id").join(issues.select("label_id", *PROBA_OOF), on="label_id", how="left")
     if oof[PROBA_OOF[0]].null_count():
-        raise ValueError("label_issues has no out-of-fold scores for some risk-model training rows: "
-                         "rebuild label_issues from this training set")
+        raise ValueError(
+            "label_issues has no out-of-fold scores for some risk-model training rows: "
+            "rebuild label_issues from this training set"
+        )
     text_scorer = Scorer(classifier)
     X = risk_features(train, oof.select(PROBA_OOF).to_numpy())
     X_val = risk_features(val, text_scorer.predict_proba(val.select("text")))
@@ -214,14 +264,22 @@ def fit_risk_model(training_set: pl.DataFrame, issues: pl.DataFrame, classifier:
     val_logits = booster.predict(X_val, raw_score=True)
     temperature = fit_temperature(val_logits, y_val)
     val_pr = pr_auc_by_policy(y_val, softmax(val_logits, temperature))
-    metrics = {"validation_pr_auc": val_pr, "validation_macro_pr_auc": macro_pr_auc(val_pr),
-               "rounds": int(booster.num_trees() // len(POLICIES)), "rows_train": train.height,
-               "rows_validation": val.height, "train_seconds": float(info["train_seconds"]),
-               "wall_seconds": float(info["wall_seconds"])}
+    metrics = {
+        "validation_pr_auc": val_pr,
+        "validation_macro_pr_auc": macro_pr_auc(val_pr),
+        "rounds": int(booster.num_trees() // len(POLICIES)),
+        "rows_train": train.height,
+        "rows_validation": val.height,
+        "train_seconds": float(info["train_seconds"]),
+        "wall_seconds": float(info["wall_seconds"]),
+    }
     version = new_version("risk_model")
     out = models_dir / version
     out.mkdir(parents=True)
     booster.save_model(str(out / "model.txt"))
-    params_out = {"model": asdict(params), "content_classifier": classifier.version,
-                  "content_classifier_dataset_version": classifier.dataset_version}
+    params_out = {
+        "model": asdict(params),
+        "content_classifier": classifier.version,
+        "content_classifier_dataset_version": classifier.dataset_version,
+    }
     return _save("risk_model", version, out, classifier.dataset_version, params_out, metrics, temperature)

@@ -31,9 +31,13 @@ class SplitRule:
 
 
 def text_split(bucket: pl.Expr, rule: SplitRule) -> pl.Expr:
-    return (pl.when(bucket >= rule.test_buckets_from).then(pl.lit("test"))
-            .when(bucket >= rule.validation_buckets_from).then(pl.lit("validation"))
-            .otherwise(pl.lit("train")))
+    return (
+        pl.when(bucket >= rule.test_buckets_from)
+        .then(pl.lit("test"))
+        .when(bucket >= rule.validation_buckets_from)
+        .then(pl.lit("validation"))
+        .otherwise(pl.lit("train"))
+    )
 
 
 def assign_splits(labels: pl.DataFrame, rule: SplitRule = SplitRule()) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -82,8 +86,13 @@ class TrainingSetRef:
     rows: dict
 
 
-def build_training_set(labels: pl.DataFrame, content: pl.DataFrame, author: pl.DataFrame,
-                       network: pl.DataFrame, rule: SplitRule = SplitRule()) -> tuple[pl.DataFrame, dict]:
+def build_training_set(
+    labels: pl.DataFrame,
+    content: pl.DataFrame,
+    author: pl.DataFrame,
+    network: pl.DataFrame,
+    rule: SplitRule = SplitRule(),
+) -> tuple[pl.DataFrame, dict]:
     """Every label joined with the platform features of its content (null for reference records),
     split. Returns the frame and split facts."""
     split, removed = assign_splits(labels, rule)
@@ -96,10 +105,13 @@ def build_training_set(labels: pl.DataFrame, content: pl.DataFrame, author: pl.D
     missing = frame.filter(pl.col("content_id").is_not_null() & pl.col("account_age_days").is_null()).height
     if missing:
         raise ValueError(f"{missing} labelled content items have no feature rows: rebuild the features")
-    facts = {**removed, **{f"rows_{s}": int((frame["split"] == s).sum()) for s in SPLITS},
-             "platform_rows": int(frame["content_id"].is_not_null().sum()),
-             "reference_rows": int(frame["content_id"].is_null().sum()),
-             "distinct_texts": frame["text_hash"].n_unique()}
+    facts = {
+        **removed,
+        **{f"rows_{s}": int((frame["split"] == s).sum()) for s in SPLITS},
+        "platform_rows": int(frame["content_id"].is_not_null().sum()),
+        "reference_rows": int(frame["content_id"].is_null().sum()),
+        "distinct_texts": frame["text_hash"].n_unique(),
+    }
     return frame, facts
 
 
@@ -116,6 +128,11 @@ def held_out_texts(frame: pl.DataFrame, split: str = "test") -> pl.DataFrame:
     from ml.taxonomy import CONFLICT_PRECEDENCE
 
     rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
-    return (frame.filter(pl.col("split") == split).with_columns(_rank=rank)
-            .sort("_rank", "confidence", "label_id", descending=[True, True, False])
-            .unique("text_hash", keep="first", maintain_order=True).drop("_rank").sort("label_id"))
+    return (
+        frame.filter(pl.col("split") == split)
+        .with_columns(_rank=rank)
+        .sort("_rank", "confidence", "label_id", descending=[True, True, False])
+        .unique("text_hash", keep="first", maintain_order=True)
+        .drop("_rank")
+        .sort("label_id")
+    )

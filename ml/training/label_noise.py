@@ -21,15 +21,17 @@ def label_issues(label_ids: pl.Series, labels: np.ndarray, oof_proba: np.ndarray
     issue = find_label_issues(labels, oof_proba, filter_by="prune_by_noise_rate", n_jobs=1)
     quality = get_label_quality_scores(labels, oof_proba, method="self_confidence")
     suggested = oof_proba.argmax(axis=1)
-    return pl.DataFrame({
-        "label_id": label_ids,
-        "given_label": np.array(POLICIES)[labels],
-        "suggested_label": np.array(POLICIES)[suggested],
-        "suggested_probability": oof_proba[np.arange(len(labels)), suggested],
-        "label_quality": quality,
-        "is_label_issue": issue,
-        **{f"oof_p_{p}": oof_proba[:, k] for k, p in enumerate(POLICIES)},
-    })
+    return pl.DataFrame(
+        {
+            "label_id": label_ids,
+            "given_label": np.array(POLICIES)[labels],
+            "suggested_label": np.array(POLICIES)[suggested],
+            "suggested_probability": oof_proba[np.arange(len(labels)), suggested],
+            "label_quality": quality,
+            "is_label_issue": issue,
+            **{f"oof_p_{p}": oof_proba[:, k] for k, p in enumerate(POLICIES)},
+        }
+    )
 
 
 def training_label_issues(training_set: pl.DataFrame, recipe) -> pl.DataFrame:

@@ -51,12 +51,14 @@ AS_GIVEN = LabelTreatment(weighted=False)  # the baseline's reading: every label
 
 def flagged_platform_labels(issues: pl.DataFrame) -> pl.DataFrame:
     """label_id of every platform label confident learning flagged as a likely error."""
-    return issues.filter(pl.col("is_label_issue") & pl.col("label_id").str.starts_with(PLATFORM_LABEL_PREFIX)
-                         ).select("label_id")
+    return issues.filter(pl.col("is_label_issue") & pl.col("label_id").str.starts_with(PLATFORM_LABEL_PREFIX)).select(
+        "label_id"
+    )
 
 
-def training_rows(training_set: pl.DataFrame, treatment: LabelTreatment,
-                  issues: pl.DataFrame | None = None) -> pl.DataFrame:
+def training_rows(
+    training_set: pl.DataFrame, treatment: LabelTreatment, issues: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """The train split's rows as `treatment` reads them: TRAINING_COLUMNS, zero-weight rows left out.
 
     `issues` (the `label_issues` table) is needed when the treatment down-weights flagged labels.
@@ -70,8 +72,11 @@ def training_rows(training_set: pl.DataFrame, treatment: LabelTreatment,
         if issues is None:
             raise ValueError("this label treatment down-weights flagged labels: pass the label_issues table")
         flagged = flagged_platform_labels(issues).with_columns(pl.lit(treatment.flagged_weight).alias("_factor"))
-        rows = (rows.join(flagged, on="label_id", how="left")
-                .with_columns(pl.col("weight") * pl.col("_factor").fill_null(1.0)).drop("_factor"))
+        rows = (
+            rows.join(flagged, on="label_id", how="left")
+            .with_columns(pl.col("weight") * pl.col("_factor").fill_null(1.0))
+            .drop("_factor")
+        )
     rows = rows.filter(pl.col("weight") > 0)
     if treatment.consensus:
         return consensus(rows)
@@ -82,21 +87,34 @@ def most_specific_reference_labels(rows: pl.DataFrame) -> pl.DataFrame:
     """Every reference row relabelled with the most specific reference label of its text; other rows kept."""
     rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
     reference = pl.col("label_source") == "reference"
-    specific = (rows.filter(reference).with_columns(_rank=rank).sort("_rank", descending=True)
-                .unique("text_hash", keep="first").select("text_hash", pl.col("label").alias("_specific")))
-    return (rows.join(specific, on="text_hash", how="left")
-            .with_columns(pl.when(reference).then(pl.col("_specific")).otherwise(pl.col("label")).alias("label"))
-            .drop("_specific"))
+    specific = (
+        rows.filter(reference)
+        .with_columns(_rank=rank)
+        .sort("_rank", descending=True)
+        .unique("text_hash", keep="first")
+        .select("text_hash", pl.col("label").alias("_specific"))
+    )
+    return (
+        rows.join(specific, on="text_hash", how="left")
+        .with_columns(pl.when(reference).then(pl.col("_specific")).otherwise(pl.col("label")).alias("label"))
+        .drop("_specific")
+    )
 
 
 def consensus(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per text: the label with the largest summed weight (ties: the more specific label,
     ml.taxonomy.CONFLICT_PRECEDENCE), weighted by its share of the text's total weight."""
     votes = rows.group_by("text_hash", "label").agg(
-        pl.col("weight").sum().alias("mass"), pl.col("label_id").min(), pl.col("text").first())
+        pl.col("weight").sum().alias("mass"), pl.col("label_id").min(), pl.col("text").first()
+    )
     rank = pl.col("label").replace_strict(CONFLICT_PRECEDENCE, return_dtype=pl.Int8)
-    winner = (votes.with_columns(_rank=rank, _total=pl.col("mass").sum().over("text_hash"))
-              .sort("mass", "_rank", descending=True)
-              .unique("text_hash", keep="first", maintain_order=True))
-    return (winner.with_columns((pl.col("mass") / pl.col("_total")).alias("weight"))
-            .select(TRAINING_COLUMNS).sort("text_hash"))
+    winner = (
+        votes.with_columns(_rank=rank, _total=pl.col("mass").sum().over("text_hash"))
+        .sort("mass", "_rank", descending=True)
+        .unique("text_hash", keep="first", maintain_order=True)
+    )
+    return (
+        winner.with_columns((pl.col("mass") / pl.col("_total")).alias("weight"))
+        .select(TRAINING_COLUMNS)
+        .sort("text_hash")
+    )

@@ -35,11 +35,18 @@ class LightGBMParams:
 
     def lgb_params(self) -> dict:
         return {
-            "objective": "multiclass", "num_class": len(POLICIES), "metric": "multi_logloss",
-            "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": self.feature_fraction,
-            "max_bin": self.max_bin, "num_threads": self.threads_per_worker, "seed": self.seed,
-            "deterministic": True, "verbose": -1,
+            "objective": "multiclass",
+            "num_class": len(POLICIES),
+            "metric": "multi_logloss",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "max_bin": self.max_bin,
+            "num_threads": self.threads_per_worker,
+            "seed": self.seed,
+            "deterministic": True,
+            "verbose": -1,
         }
 
 
@@ -47,8 +54,13 @@ def train_local(X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, para
     """Plain `lightgbm.train` with the same parameters and early stopping (one process)."""
     train = lgb.Dataset(X, y, free_raw_data=False)
     valid = lgb.Dataset(X_val, y_val, reference=train)
-    return lgb.train(params.lgb_params(), train, params.max_rounds, valid_sets=[valid],
-                     callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+    return lgb.train(
+        params.lgb_params(),
+        train,
+        params.max_rounds,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
 
 
 def _train_worker(config: dict) -> None:
@@ -66,10 +78,18 @@ def _train_worker(config: dict) -> None:
     started = time.perf_counter()
     train = lgb.Dataset(X, y)
     valid = lgb.Dataset(X_val, y_val, reference=train)
-    booster = lgb.train(params, train, config["max_rounds"], valid_sets=[valid],
-                        callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)])
-    metrics = {"best_iteration": booster.best_iteration, "train_seconds": time.perf_counter() - started,
-               "valid_multi_logloss": float(booster.best_score["valid_0"]["multi_logloss"])}
+    booster = lgb.train(
+        params,
+        train,
+        config["max_rounds"],
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)],
+    )
+    metrics = {
+        "best_iteration": booster.best_iteration,
+        "train_seconds": time.perf_counter() - started,
+        "valid_multi_logloss": float(booster.best_score["valid_0"]["multi_logloss"]),
+    }
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             booster.save_model(str(Path(tmp) / "model.txt"), num_iteration=booster.best_iteration)
@@ -78,8 +98,9 @@ def _train_worker(config: dict) -> None:
         ray.train.report(metrics)
 
 
-def train_ray(X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams,
-              storage_path: Path) -> tuple[lgb.Booster, dict]:
+def train_ray(
+    X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams, storage_path: Path
+) -> tuple[lgb.Booster, dict]:
     """Data-parallel training on the connected Ray cluster; returns the booster and run facts."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -87,13 +108,16 @@ def train_ray(X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params
 
     n = params.num_workers
     bounds = np.linspace(0, X.shape[0], n + 1).astype(int)
-    shards = [ray.put((X[bounds[i]:bounds[i + 1]], y[bounds[i]:bounds[i + 1]])) for i in range(n)]
+    shards = [ray.put((X[bounds[i] : bounds[i + 1]], y[bounds[i] : bounds[i + 1]])) for i in range(n)]
     started = time.perf_counter()
     trainer = LightGBMTrainer(
         _train_worker,
         train_loop_config={
-            "shards": shards, "validation": ray.put((X_val, y_val)), "lgb_params": params.lgb_params(),
-            "max_rounds": params.max_rounds, "early_stopping_rounds": params.early_stopping_rounds,
+            "shards": shards,
+            "validation": ray.put((X_val, y_val)),
+            "lgb_params": params.lgb_params(),
+            "max_rounds": params.max_rounds,
+            "early_stopping_rounds": params.early_stopping_rounds,
         },
         scaling_config=ScalingConfig(num_workers=n, resources_per_worker={"CPU": params.threads_per_worker}),
         run_config=RunConfig(storage_path=str(storage_path), name=f"lightgbm-{int(time.time() * 1000)}"),

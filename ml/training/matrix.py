@@ -6,27 +6,57 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ml.features.text import NGRAM_DIM, SIGNAL_EXPRS, hashed_ngrams
+from ml.features.text import SIGNAL_EXPRS, hashed_ngrams
 
 SURFACE_CODES = {"post": 0, "comment": 1, "video_comment": 2, "direct_message": 3}
 
 # Numeric context every model sees; missing platform context (an external file scored by
 # the CLI) is filled with the neutral defaults below.
 DENSE_DEFAULTS: dict[str, float] = {
-    "surface_code": np.nan, "has_link": 0, "has_phone": 0,
-    "text_chars": 0, "text_words": 0, "url_count": 0, "phone_count": 0, "email_count": 0,
-    "mention_count": 0, "hashtag_count": 0, "upper_ratio": 0, "digit_ratio": 0, "exclaim_count": 0,
-    "repeated_char_runs": 0, "emoji_count": 0, "leetspeak_tokens": 0, "spaced_letter_runs": 0,
+    "surface_code": np.nan,
+    "has_link": 0,
+    "has_phone": 0,
+    "text_chars": 0,
+    "text_words": 0,
+    "url_count": 0,
+    "phone_count": 0,
+    "email_count": 0,
+    "mention_count": 0,
+    "hashtag_count": 0,
+    "upper_ratio": 0,
+    "digit_ratio": 0,
+    "exclaim_count": 0,
+    "repeated_char_runs": 0,
+    "emoji_count": 0,
+    "leetspeak_tokens": 0,
+    "spaced_letter_runs": 0,
     "promo_words": 0,
-    "account_age_days": np.nan, "follower_count": np.nan, "verified": np.nan, "prior_posts": np.nan,
-    "posts_last_24h": np.nan, "prior_reports_received": np.nan, "prior_enforcements": np.nan,
-    "component_size": np.nan, "component_enforced_share": np.nan, "shares_fingerprints": np.nan,
+    "account_age_days": np.nan,
+    "follower_count": np.nan,
+    "verified": np.nan,
+    "prior_posts": np.nan,
+    "posts_last_24h": np.nan,
+    "prior_reports_received": np.nan,
+    "prior_enforcements": np.nan,
+    "component_size": np.nan,
+    "component_enforced_share": np.nan,
+    "shares_fingerprints": np.nan,
 }
 DENSE_COLUMNS: tuple[str, ...] = tuple(DENSE_DEFAULTS)
 # Columns that only the platform knows (not derivable from the text itself).
-CONTEXT_COLUMNS: tuple[str, ...] = ("surface", "account_age_days", "follower_count", "verified", "prior_posts",
-                                    "posts_last_24h", "prior_reports_received", "prior_enforcements",
-                                    "component_size", "component_enforced_share", "shares_fingerprints")
+CONTEXT_COLUMNS: tuple[str, ...] = (
+    "surface",
+    "account_age_days",
+    "follower_count",
+    "verified",
+    "prior_posts",
+    "posts_last_24h",
+    "prior_reports_received",
+    "prior_enforcements",
+    "component_size",
+    "component_enforced_share",
+    "shares_fingerprints",
+)
 
 
 def with_text_signals(frame: pl.DataFrame) -> pl.DataFrame:
@@ -77,4 +107,3 @@ def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> s
     if ngrams is None:
         ngrams = hashed_ngrams(frame["text"].to_list())
     return sp.hstack([dense, ngrams], format="csr", dtype=np.float32)
-

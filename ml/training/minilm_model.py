@@ -76,12 +76,16 @@ def build_model(dense: np.ndarray) -> MiniLMClassifier:
 
 def _batch(tok, texts, dense, rows, max_length, device):
     enc = tok([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return (enc["input_ids"].to(device), enc["attention_mask"].to(device),
-            torch.as_tensor(np.nan_to_num(dense[rows], nan=-1.0), dtype=torch.float32, device=device))
+    return (
+        enc["input_ids"].to(device),
+        enc["attention_mask"].to(device),
+        torch.as_tensor(np.nan_to_num(dense[rows], nan=-1.0), dtype=torch.float32, device=device),
+    )
 
 
-def predict_logits(model: MiniLMClassifier, texts: list[str], dense: np.ndarray, batch: int = 128,
-                   max_length: int = 64) -> np.ndarray:
+def predict_logits(
+    model: MiniLMClassifier, texts: list[str], dense: np.ndarray, batch: int = 128, max_length: int = 64
+) -> np.ndarray:
     tok = tokenizer()
     device = next(model.parameters()).device
     model.eval()
@@ -105,19 +109,29 @@ def _train_worker(config: dict) -> None:
     p = MiniLMParams(**config["params"])
     torch.manual_seed(p.seed)  # the head's initialisation draws from it
     model, raw = prepare_worker(build_model(dense), p.cpus_per_worker)
-    opt = torch.optim.AdamW([
-        {"params": raw.encoder.parameters(), "lr": p.encoder_learning_rate},
-        {"params": list(raw.dense.parameters()) + list(raw.head.parameters()), "lr": p.head_learning_rate},
-    ])
+    opt = torch.optim.AdamW(
+        [
+            {"params": raw.encoder.parameters(), "lr": p.encoder_learning_rate},
+            {"params": list(raw.dense.parameters()) + list(raw.head.parameters()), "lr": p.head_learning_rate},
+        ]
+    )
     tok = tokenizer()
     train_and_report(
-        model, opt, lambda rows, device: _batch(tok, texts, dense, rows, p.max_length, device), y,
+        model,
+        opt,
+        lambda rows, device: _batch(tok, texts, dense, rows, p.max_length, device),
+        y,
         lambda m: macro_pr_auc(pr_auc_by_policy(val_y, softmax(predict_logits(m, val_texts, val_dense)))),
-        p.epochs, p.batch_size, p.max_steps, p.seed)
+        p.epochs,
+        p.batch_size,
+        p.max_steps,
+        p.seed,
+    )
 
 
-def train_ray(texts: list[str], dense: np.ndarray, y: np.ndarray, validation: tuple, params: MiniLMParams,
-              storage_path: Path) -> tuple[MiniLMClassifier, dict]:
+def train_ray(
+    texts: list[str], dense: np.ndarray, y: np.ndarray, validation: tuple, params: MiniLMParams, storage_path: Path
+) -> tuple[MiniLMClassifier, dict]:
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -126,15 +140,25 @@ def train_ray(texts: list[str], dense: np.ndarray, y: np.ndarray, validation: tu
     started = time.perf_counter()
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"train": ray.put((texts, dense, y)), "validation": ray.put(validation),
-                           "params": asdict(params)},
-        scaling_config=ScalingConfig(num_workers=params.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker=None if use_gpu else {"CPU": params.cpus_per_worker}),
+        train_loop_config={
+            "train": ray.put((texts, dense, y)),
+            "validation": ray.put(validation),
+            "params": asdict(params),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=params.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker=None if use_gpu else {"CPU": params.cpus_per_worker},
+        ),
         run_config=RunConfig(storage_path=str(storage_path), name=f"minilm-{int(time.time() * 1000)}"),
     )
     result = trainer.fit()
     model = build_model(dense)
     with result.checkpoint.as_directory() as ckpt:
         model.load_state_dict(torch.load(Path(ckpt) / "model.pt", map_location="cpu"))
-    return model, {**result.metrics, "use_gpu": use_gpu, "wall_seconds": time.perf_counter() - started,
-                   "params": asdict(params)}
+    return model, {
+        **result.metrics,
+        "use_gpu": use_gpu,
+        "wall_seconds": time.perf_counter() - started,
+        "params": asdict(params),
+    }

@@ -78,7 +78,7 @@ class Scorer:
         return self.artifact.version
 
     @classmethod
-    def load(cls, path: Path) -> "Scorer":
+    def load(cls, path: Path) -> Scorer:
         return cls(ModelArtifact.read(path))
 
     @property
@@ -100,8 +100,9 @@ class Scorer:
             if self.profile == "minilm":
                 from ml.training import minilm_model
 
-                logits = minilm_model.predict_logits(self._net, texts, dense,
-                                                     max_length=int(self.artifact.params["model"]["max_length"]))
+                logits = minilm_model.predict_logits(
+                    self._net, texts, dense, max_length=int(self.artifact.params["model"]["max_length"])
+                )
             else:
                 from ml.training.text_model import predict_logits
 

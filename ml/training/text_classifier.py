@@ -26,14 +26,34 @@ from sklearn.preprocessing import normalize
 from ml.features.text import SIGNAL_EXPRS, distinct
 from ml.taxonomy import POLICIES
 
-_WORDS = HashingVectorizer(n_features=1 << 17, analyzer="word", ngram_range=(1, 2), alternate_sign=False,
-                           norm=None, lowercase=True, token_pattern=r"(?u)\b\w+\b")
-_CHARS = HashingVectorizer(n_features=1 << 18, analyzer="char_wb", ngram_range=(2, 5), alternate_sign=False,
-                           norm=None, lowercase=True)
+_WORDS = HashingVectorizer(
+    n_features=1 << 17,
+    analyzer="word",
+    ngram_range=(1, 2),
+    alternate_sign=False,
+    norm=None,
+    lowercase=True,
+    token_pattern=r"(?u)\b\w+\b",
+)
+_CHARS = HashingVectorizer(
+    n_features=1 << 18, analyzer="char_wb", ngram_range=(2, 5), alternate_sign=False, norm=None, lowercase=True
+)
 # Text signals a classifier may read (ml.features.text); mention and hashtag counts are corpus artefacts.
-SIGNAL_COLUMNS: tuple[str, ...] = ("text_chars", "text_words", "url_count", "phone_count", "email_count",
-                                   "upper_ratio", "digit_ratio", "exclaim_count", "repeated_char_runs",
-                                   "emoji_count", "leetspeak_tokens", "spaced_letter_runs", "promo_words")
+SIGNAL_COLUMNS: tuple[str, ...] = (
+    "text_chars",
+    "text_words",
+    "url_count",
+    "phone_count",
+    "email_count",
+    "upper_ratio",
+    "digit_ratio",
+    "exclaim_count",
+    "repeated_char_runs",
+    "emoji_count",
+    "leetspeak_tokens",
+    "spaced_letter_runs",
+    "promo_words",
+)
 _SHARES = ("upper_ratio", "digit_ratio", "promo_words")  # already in [0, 1]; counts are log-squashed
 
 
@@ -61,12 +81,12 @@ class TextMatrix:
     signals: np.ndarray
 
     @classmethod
-    def of(cls, texts: list[str]) -> "TextMatrix":
+    def of(cls, texts: list[str]) -> TextMatrix:
         unique, rows = distinct(texts)
         m = cls(ngram_counts(unique), signal_matrix(unique))
         return m if len(unique) == len(texts) else m.take(rows)
 
-    def take(self, rows: np.ndarray) -> "TextMatrix":
+    def take(self, rows: np.ndarray) -> TextMatrix:
         return TextMatrix(self.counts[rows], self.signals[rows])
 
     def __len__(self) -> int:
@@ -88,8 +108,9 @@ class TextFeatureCache:
     def rows(self, frame: pl.DataFrame) -> TextMatrix:
         """The TextMatrix of `frame`'s rows (every text hash must be one the cache was built from)."""
         try:
-            return self._matrix.take(np.fromiter((self._index[h] for h in frame["text_hash"].to_list()),
-                                                 dtype=np.int64, count=frame.height))
+            return self._matrix.take(
+                np.fromiter((self._index[h] for h in frame["text_hash"].to_list()), dtype=np.int64, count=frame.height)
+            )
         except KeyError as exc:
             raise KeyError(f"text hash {exc.args[0]} is not in the feature cache") from None
 
@@ -104,13 +125,14 @@ class ClassifierParams:
     seed: int = 42
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierParams":
+    def from_dict(cls, d: dict) -> ClassifierParams:
         return cls(**{**d, "views": tuple(d.get("views", ("tfidf",)))})
 
 
 def _sgd(params: ClassifierParams) -> SGDClassifier:
-    return SGDClassifier(loss="log_loss", alpha=params.alpha, max_iter=params.epochs, tol=None,
-                         random_state=params.seed)
+    return SGDClassifier(
+        loss="log_loss", alpha=params.alpha, max_iter=params.epochs, tol=None, random_state=params.seed
+    )
 
 
 class LinearTextClassifier:
@@ -134,7 +156,7 @@ class LinearTextClassifier:
             X = sp.hstack([X, sp.csr_matrix(x.signals * self.params.signal_scale)], format="csr")
         return X
 
-    def fit(self, x: TextMatrix, y: np.ndarray, weight: np.ndarray | None = None) -> "LinearTextClassifier":
+    def fit(self, x: TextMatrix, y: np.ndarray, weight: np.ndarray | None = None) -> LinearTextClassifier:
         n = len(x)
         weight = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
         df = np.bincount(x.counts.indices, minlength=x.counts.shape[1])

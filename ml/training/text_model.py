@@ -47,7 +47,9 @@ class TextClassifier(nn.Module):
         nn.init.normal_(self.ngrams.weight, std=0.05)
         self.dense = nn.Sequential(nn.Linear(n_dense, hidden_dim // 2), nn.ReLU())
         self.head = nn.Sequential(
-            nn.Linear(embedding_dim + hidden_dim // 2, hidden_dim), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(embedding_dim + hidden_dim // 2, hidden_dim),
+            nn.ReLU(),
+            nn.Dropout(0.2),
             nn.Linear(hidden_dim, n_classes),
         )
         self.register_buffer("dense_mean", torch.zeros(n_dense))
@@ -115,13 +117,23 @@ def _train_worker(config: dict) -> None:
     model, raw = prepare_worker(build_model(dense, p), p.cpus_per_worker)
     wide = [q for n, q in raw.named_parameters() if n.startswith("wide.")]
     deep = [q for n, q in raw.named_parameters() if not n.startswith("wide.")]
-    opt = torch.optim.AdamW([
-        {"params": wide, "lr": p.wide_learning_rate, "weight_decay": 0.0},
-        {"params": deep, "lr": p.learning_rate, "weight_decay": p.weight_decay},
-    ])
-    train_and_report(model, opt, lambda rows, device: batch_tensors(ngrams, dense, rows, device), y,
-                     lambda m: validation_score(m, val_ngrams, val_dense, val_y), p.epochs, p.batch_size,
-                     p.max_steps, p.seed)
+    opt = torch.optim.AdamW(
+        [
+            {"params": wide, "lr": p.wide_learning_rate, "weight_decay": 0.0},
+            {"params": deep, "lr": p.learning_rate, "weight_decay": p.weight_decay},
+        ]
+    )
+    train_and_report(
+        model,
+        opt,
+        lambda rows, device: batch_tensors(ngrams, dense, rows, device),
+        y,
+        lambda m: validation_score(m, val_ngrams, val_dense, val_y),
+        p.epochs,
+        p.batch_size,
+        p.max_steps,
+        p.seed,
+    )
 
 
 PROFILES = ("auto", "compact", "minilm")
@@ -142,8 +154,14 @@ def cluster_has_gpu() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
-def train_ray(ngrams: sp.csr_matrix, dense: np.ndarray, y: np.ndarray, validation: tuple, params: TextModelParams,
-              storage_path: Path) -> tuple[TextClassifier, dict]:
+def train_ray(
+    ngrams: sp.csr_matrix,
+    dense: np.ndarray,
+    y: np.ndarray,
+    validation: tuple,
+    params: TextModelParams,
+    storage_path: Path,
+) -> tuple[TextClassifier, dict]:
     """Train on the connected Ray cluster; `use_gpu` is whatever the cluster has."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -153,16 +171,24 @@ def train_ray(ngrams: sp.csr_matrix, dense: np.ndarray, y: np.ndarray, validatio
     started = time.perf_counter()
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"train": ray.put((ngrams, dense, y)), "validation": ray.put(validation),
-                           "params": asdict(params)},
-        scaling_config=ScalingConfig(num_workers=params.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": params.cpus_per_worker}),
+        train_loop_config={
+            "train": ray.put((ngrams, dense, y)),
+            "validation": ray.put(validation),
+            "params": asdict(params),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=params.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": params.cpus_per_worker}
+        ),
         run_config=RunConfig(storage_path=str(storage_path), name=f"text-model-{int(time.time() * 1000)}"),
     )
     result = trainer.fit()
     model = build_model(dense, params)
     with result.checkpoint.as_directory() as ckpt:
         model.load_state_dict(torch.load(Path(ckpt) / "model.pt", map_location="cpu"))
-    info = {**result.metrics, "use_gpu": use_gpu, "wall_seconds": time.perf_counter() - started,
-            "params": asdict(params)}
+    info = {
+        **result.metrics,
+        "use_gpu": use_gpu,
+        "wall_seconds": time.perf_counter() - started,
+        "params": asdict(params),
+    }
     return model, info

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,9 +28,17 @@ def prepare_worker(model: nn.Module, cpus: int) -> tuple[nn.Module, nn.Module]:
     return wrapped, (wrapped.module if hasattr(wrapped, "module") else wrapped)
 
 
-def train_and_report(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Callable, y: np.ndarray,
-                     validate: Callable[[nn.Module], float], epochs: int, batch_size: int,
-                     max_steps: int | None, seed: int) -> None:
+def train_and_report(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Callable,
+    y: np.ndarray,
+    validate: Callable[[nn.Module], float],
+    epochs: int,
+    batch_size: int,
+    max_steps: int | None,
+    seed: int,
+) -> None:
     """`batch(rows, device)` returns the model's inputs for those rows; `validate(raw_model)` a score."""
     import ray.train
     import ray.train.torch
@@ -49,7 +57,7 @@ def train_and_report(model: nn.Module, optimizer: torch.optim.Optimizer, batch: 
         epoch_started = time.perf_counter()
         order = rng.permutation(mine)
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             loss = loss_fn(model(*batch(rows, device)), torch.as_tensor(y[rows], dtype=torch.long, device=device))
             optimizer.zero_grad()
             loss.backward()
@@ -65,10 +73,16 @@ def train_and_report(model: nn.Module, optimizer: torch.optim.Optimizer, batch: 
             best_state = {k: v.detach().cpu().clone() for k, v in raw.state_dict().items()}
         if max_steps and steps >= max_steps:
             break
-    metrics = {"steps": steps, "examples_seen": seen, "train_seconds": time.perf_counter() - started,
-               "best_epoch": best_epoch, "validation_macro_pr_auc": best_score, "final_loss": float(loss.item()),
-               # throughput of the optimisation steps alone (validation passes excluded)
-               "examples_per_second": seen * world / max(training_seconds, 1e-9)}
+    metrics = {
+        "steps": steps,
+        "examples_seen": seen,
+        "train_seconds": time.perf_counter() - started,
+        "best_epoch": best_epoch,
+        "validation_macro_pr_auc": best_score,
+        "final_loss": float(loss.item()),
+        # throughput of the optimisation steps alone (validation passes excluded)
+        "examples_per_second": seen * world / max(training_seconds, 1e-9),
+    }
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(best_state, Path(tmp) / "model.pt")

@@ -13,8 +13,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
-                                        PARTITION_NAME_TAG)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 from ml.monitoring import first_lines, write_ops_alert
 from orchestration.resources import LakehouseResource
@@ -26,8 +29,11 @@ def failed_assets(instance: dg.DagsterInstance, run_id: str, steps: set[str]) ->
     """The assets the failed steps were to materialize (their planned materializations)."""
     planned = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     records = instance.get_records_for_run(run_id=run_id, of_type=planned).records
-    keys = {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records
-            if r.event_log_entry.dagster_event.step_key in steps and r.event_log_entry.dagster_event.asset_key}
+    keys = {
+        r.event_log_entry.dagster_event.asset_key.to_user_string()
+        for r in records
+        if r.event_log_entry.dagster_event.step_key in steps and r.event_log_entry.dagster_event.asset_key
+    }
     return sorted(keys)
 
 
@@ -69,14 +75,27 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, lakehouse: Lak
     record = context.instance.get_run_record_by_id(run.run_id)
     failed_at = datetime.fromtimestamp(record.end_time, UTC) if record and record.end_time else datetime.now(UTC)
     assets = failed_assets(context.instance, run.run_id, set(steps))
-    path = write_ops_alert(lakehouse.lake.ops, run.run_id, run.job_name, steps, assets, message, failed_at,
-                           partition_range(run))
-    line = (f"run {run.run_id} of {run.job_name} failed" + (f" in {', '.join(steps)}" if steps else "")
-            + f": {first_lines(message, lines=1)} (ops_alerts row: {path})")
+    path = write_ops_alert(
+        lakehouse.lake.ops, run.run_id, run.job_name, steps, assets, message, failed_at, partition_range(run)
+    )
+    line = (
+        f"run {run.run_id} of {run.job_name} failed"
+        + (f" in {', '.join(steps)}" if steps else "")
+        + f": {first_lines(message, lines=1)} (ops_alerts row: {path})"
+    )
     context.log.error(line)
     log.error(line)
-    context.instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key="ops_alert_log", description=line,
-        metadata={"run_id": run.run_id, "job_name": run.job_name, "failed_steps": ", ".join(steps) or "none",
-                  "failed_assets": ", ".join(assets) or "none", "error": first_lines(message),
-                  "path": dg.MetadataValue.path(str(path))}))
+    context.instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="ops_alert_log",
+            description=line,
+            metadata={
+                "run_id": run.run_id,
+                "job_name": run.job_name,
+                "failed_steps": ", ".join(steps) or "none",
+                "failed_assets": ", ".join(assets) or "none",
+                "error": first_lines(message),
+                "path": dg.MetadataValue.path(str(path)),
+            },
+        )
+    )

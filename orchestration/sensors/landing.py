@@ -66,16 +66,21 @@ def _has_run(instance: dg.DagsterInstance, claim: Claim) -> bool:
 def _quarantined(context, lake: Lake, check: LandingCheck) -> dg.AssetObservation:
     moved = quarantine_dropped(lake, check)
     result = check.validation
-    context.log.warning(f"{result.table}: {result.path.name} cannot land and was moved to {moved} "
-                        f"({'; '.join(p.describe(limit=5) for p in result.problems)}). The reason file beside it "
-                        "says what to do.")
-    return dg.AssetObservation(asset_key=result.table, metadata={
-        "landing": "quarantined",
-        "landed_file": result.path.name,
-        "quarantined_to": dg.MetadataValue.path(str(moved)),
-        "reason_file": dg.MetadataValue.path(f"{moved}.reason.txt"),
-        "problems": dg.MetadataValue.md("\n".join(f"- {p.describe(limit=5)}" for p in result.problems)),
-    })
+    context.log.warning(
+        f"{result.table}: {result.path.name} cannot land and was moved to {moved} "
+        f"({'; '.join(p.describe(limit=5) for p in result.problems)}). The reason file beside it "
+        "says what to do."
+    )
+    return dg.AssetObservation(
+        asset_key=result.table,
+        metadata={
+            "landing": "quarantined",
+            "landed_file": result.path.name,
+            "quarantined_to": dg.MetadataValue.path(str(moved)),
+            "reason_file": dg.MetadataValue.path(f"{moved}.reason.txt"),
+            "problems": dg.MetadataValue.md("\n".join(f"- {p.describe(limit=5)}" for p in result.problems)),
+        },
+    )
 
 
 @dg.sensor(
@@ -110,16 +115,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseReso
             try:
                 check = check_landing(lake, table, file, window, pending=pending)
                 if check.waiting_for:
-                    context.log.info(f"{table}/{file.name} refers to rows that {', '.join(check.waiting_for)} is "
-                                     "still landing; it waits for that run (re-execute it if it failed)")
+                    context.log.info(
+                        f"{table}/{file.name} refers to rows that {', '.join(check.waiting_for)} is "
+                        "still landing; it waits for that run (re-execute it if it failed)"
+                    )
                 elif not check.usable:
                     events.append(_quarantined(context, lake, check))
                 else:
                     claim = claim_file(lake, table, file)
                     pending.append(claim)
                     requests.append(land_run_request(claim, check.days, graph))
-                    context.log.info(f"{table}/{file.name}: {check.validation.good.height:,} rows to land "
-                                     f"({check.days[0]} .. {check.days[-1]}); requesting a land_job run")
+                    context.log.info(
+                        f"{table}/{file.name}: {check.validation.good.height:,} rows to land "
+                        f"({check.days[0]} .. {check.days[-1]}); requesting a land_job run"
+                    )
             except OSError as exc:  # a file that vanished or cannot be read must not stop the others
                 context.log.error(f"{table}/{file.name} could not be handled ({exc}); the next tick tries again")
     if not requests and not events:
