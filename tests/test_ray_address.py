@@ -11,7 +11,7 @@ import pytest
 
 from orchestration.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 # The "existing cluster": the pipeline's own local resource, kept up until stdin closes.
 HEAD = """
