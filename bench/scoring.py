@@ -13,7 +13,7 @@ as latency instead of silently lowering the rate. Goals: >= 50,000 items/s in ba
 
 Distinct (batch, all-distinct texts): pool texts suffixed with their row number, so no text
 repeats, are written to a CSV (or Parquet) file and scored through `trustlake score`'s streaming
-path (`ml.scoring_io.score_file`), each size in a fresh process so its peak RSS (VmHWM) is
+path (`ml.scoring.io.score_file`), each size in a fresh process so its peak RSS (VmHWM) is
 its own. Goal: peak RSS grows at most 1.5x from the smallest size to the largest (100k -> 2M).
 """
 
@@ -41,7 +41,7 @@ from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.lake import Lake
 from ml.scoring import load_champion, score_frame
-from ml.scoring_io import score_file
+from ml.scoring.io import score_file
 from ml.simulator import SimConfig, simulate_days
 from orchestration.settings import PROJECT_ROOT, Settings
 

@@ -544,7 +544,7 @@ def cmd_score(settings: Settings, input_path: str, text_column: str, output: str
     """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
     from ml.lake import Lake
     from ml.registry import RegistryError
-    from ml.scoring_io import ScoringInputError, score_file
+    from ml.scoring.io import ScoringInputError, score_file
 
     def warn(message: str) -> None:
         print(f"trustlake score: {message}", file=sys.stderr)
@@ -613,7 +613,7 @@ def cmd_serve(
     import uvicorn
 
     from ml.lake import Lake
-    from ml.serving import ServingLimits, create_app
+    from ml.scoring.serving import ServingLimits, create_app
 
     # A flag wins over its TRUSTLAKE_SERVE_* variable; neither set keeps the service's default.
     chosen = {

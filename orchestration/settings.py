@@ -56,7 +56,7 @@ class Settings:
     # Dagster execution: steps of one run at once (multiprocess executor), runs at once (run queue).
     max_concurrent_steps: int
     max_concurrent_runs: int
-    # Limits of `trustlake serve`; None keeps the service's own default (ml.serving.ServingLimits).
+    # Limits of `trustlake serve`; None keeps the service's own default (ml.scoring.serving.ServingLimits).
     serve_max_body_bytes: int | None = None
     serve_body_timeout_s: float | None = None
     serve_max_in_flight: int | None = None

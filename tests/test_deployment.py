@@ -15,7 +15,7 @@ from ml.deployment import deploy
 from ml.enforcement import PolicyError, load_policy, parse_policy
 from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import load_champion
-from ml.scoring_io import ScoringInputError, score_file
+from ml.scoring.io import ScoringInputError, score_file
 from ml.training.artifacts import PROBA_COLUMNS
 from ml.training.dataset import held_out_texts, label_array
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
@@ -250,7 +250,7 @@ def test_cli_scoring_keeps_every_row_in_order_and_names_bad_input(deployed, tmp_
 def client(deployed):
     from fastapi.testclient import TestClient
 
-    from ml.serving import create_app
+    from ml.scoring.serving import create_app
 
     return TestClient(create_app(deployed[0]))
 

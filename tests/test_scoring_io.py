@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ml import scoring, scoring_io
+from ml import scoring
 from ml.features.text import hashed_ngrams
 from ml.registry import Registry, RegistryEntry
 from ml.scoring import OUTPUT_COLUMNS, load_champion, score_frame
+from ml.scoring import io as scoring_io
 from ml.taxonomy import VIOLATING
 from ml.training.artifacts import PROBA_COLUMNS
 from orchestration.cli import main

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from ml.registry import Registry
 from ml.scoring import load_champion
-from ml.serving import create_app
+from ml.scoring.serving import create_app
 from orchestration.settings import PROJECT_ROOT
 from tests.conftest import labelled_training_frame, trustlake_env
 from tests.helpers import small_champion

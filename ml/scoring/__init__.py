@@ -29,7 +29,7 @@ from ml.training.scorer import Scorer
 # nobody wrote, so callers can route it separately.
 EMPTY_TEXT = "empty_text"
 # The text held bytes that are not UTF-8 and was scored with U+FFFD in their place (set by
-# `ml.scoring_io.score_file`, the only path that reads raw bytes).
+# `ml.scoring.io.score_file`, the only path that reads raw bytes).
 INVALID_UTF8 = "invalid_utf8"
 OUTPUT_COLUMNS = (*PROBA_COLUMNS, "action", "model_version", "text_flag")
 OUTPUT_SCHEMA = {
