@@ -154,10 +154,7 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
                     if ev.qa_gold_text_only
                     else {}
                 ),
-                **{
-                    f"held_out_source/{s.source}/macro_pr_auc": rounded(s.candidate.macro_pr_auc)
-                    for s in ev.held_out_sources or ()
-                },
+                **{f"held_out/{s.source}": rounded(s.candidate.macro_pr_auc) for s in ev.held_out_sources or ()},
                 "gates_passed": ev.gates_passed,
                 "summary": dg.MetadataValue.md(text_summary(ev)),
                 "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, text-only held-out"),
