@@ -108,10 +108,7 @@ def evaluate_text_model(
         held_out_sources=held_out_sources,
         plots=plots,
     )
-    ev = replace(ev, gates=text_gates(ev, config))
-    _write(model_dir, "operating_points.json", ev.operating_points)
-    _write(model_dir, "evaluation.json", ev)
-    return ev
+    return _judged(replace(ev, gates=text_gates(ev, config)), model_dir)
 
 
 def pair_operating_points(scorer: Scorer, training_set: pl.DataFrame, platform_val: pl.DataFrame) -> dict:
@@ -185,7 +182,11 @@ def evaluate_risk_model(
         classifier=classifier_evaluation,
         plots=plots,
     )
-    ev = replace(ev, gates=pair_gates(ev, config))
+    return _judged(replace(ev, gates=pair_gates(ev, config)), model_dir)
+
+
+def _judged(ev, model_dir: Path):
+    """`ev` with its gates, written beside its model (operating_points.json, evaluation.json)."""
     _write(model_dir, "operating_points.json", ev.operating_points)
     _write(model_dir, "evaluation.json", ev)
     return ev

@@ -91,8 +91,23 @@ class SliceMetrics:
     classifier_macro_roc_auc: float  # the content classifier alone on the same rows (pair evaluations)
 
 
+class Gated:
+    """An evaluation judged by gates (`gates`, a tuple of GateResult): passed only when it has gates
+    and every one passed."""
+
+    gates: tuple[GateResult, ...]
+
+    @property
+    def gates_passed(self) -> bool:
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    @property
+    def failed_gates(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.gates if not g.passed)
+
+
 @dataclass(frozen=True)
-class ClassifierEvaluation:
+class ClassifierEvaluation(Gated):
     """A content-classifier candidate on text it never trained on, beside the baseline and the champion."""
 
     version: str
@@ -109,17 +124,9 @@ class ClassifierEvaluation:
     plots: Mapping[str, str] = field(default_factory=dict)
     gates: tuple[GateResult, ...] = ()
 
-    @property
-    def gates_passed(self) -> bool:
-        return bool(self.gates) and all(g.passed for g in self.gates)
-
-    @property
-    def failed_gates(self) -> tuple[str, ...]:
-        return tuple(g.name for g in self.gates if not g.passed)
-
 
 @dataclass(frozen=True)
-class PairEvaluation:
+class PairEvaluation(Gated):
     """The pair (content classifier + risk model) on platform content of the test period."""
 
     version: str
@@ -137,14 +144,6 @@ class PairEvaluation:
     plots: Mapping[str, str] = field(default_factory=dict)
     gates: tuple[GateResult, ...] = ()
 
-    @property
-    def gates_passed(self) -> bool:
-        return bool(self.gates) and all(g.passed for g in self.gates)
-
-    @property
-    def failed_gates(self) -> tuple[str, ...]:
-        return tuple(g.name for g in self.gates if not g.passed)
-
 
 def macro(metrics: SetMetrics | None) -> float:
     """Macro PR-AUC of a set, NaN when the set was not measured."""
@@ -155,7 +154,7 @@ def as_json(record) -> object:
     """A JSON-ready copy of any record above (NaN and infinity become null)."""
     if is_dataclass(record):
         out = {f.name: as_json(getattr(record, f.name)) for f in fields(record)}
-        if isinstance(record, (ClassifierEvaluation, PairEvaluation)):
+        if isinstance(record, Gated):
             out["gates_passed"] = record.gates_passed
         return out
     if isinstance(record, Mapping):
