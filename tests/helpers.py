@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -12,9 +16,11 @@ from ml.evaluation.results import ClassifierEvaluation, SetMetrics
 from ml.lake import Lake
 from ml.reference import land_reference, reference_frame
 from ml.registry import Registry, RegistryEntry
+from ml.simulator import SimConfig
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import dataset_version
+from orchestration.settings import DEFAULT_CORPORA, PROJECT_ROOT, Settings
 
 
 def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
@@ -188,6 +194,111 @@ def lakehouse_resource(home, **env: str):
     E2E_ENV), with `env` (TRUSTLAKE_* variables) on top: every simulator setting from settings.py."""
     from orchestration.resources import LakehouseResource
     from orchestration.settings import Settings
-    from tests.conftest import trustlake_env
 
     return LakehouseResource.from_settings(Settings.from_env(trustlake_env(Path(home), **env)))
+
+
+HAS_CORPORA = DEFAULT_CORPORA.is_dir()
+
+
+E2E_DAYS = 12
+# 12 small days give a test split with few hate-speech labels (PR-AUC near 0.2), so the
+# end-to-end run lowers the min-PR-AUC gate; tests/test_deployment.py covers the gates.
+# TRUSTLAKE_DAYS makes the window exactly those days: pinned start .. yesterday.
+E2E_ENV = {
+    "TRUSTLAKE_USERS": "1500",
+    "TRUSTLAKE_CONTENT_PER_DAY": "800",
+    "TRUSTLAKE_GATE_MIN_PR_AUC": "0.1",
+    "TRUSTLAKE_DAYS": str(E2E_DAYS),
+}
+
+
+def first_day(home: Path) -> date:
+    """The first simulated day a home pinned (its first daily partition)."""
+    return Settings.from_env({"TRUSTLAKE_HOME": str(home)}).start_date
+
+
+def trustlake_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, **E2E_ENV, "TRUSTLAKE_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)  # the CLI derives it from TRUSTLAKE_HOME
+    return {**env, **extra}
+
+
+def run_cli(home: Path, *args: str, timeout: float = 1200, **extra: str) -> subprocess.CompletedProcess:
+    """`trustlake ARGS` in `home`; past `timeout` the command and everything it started (the code
+    server, run workers, dbt) are killed, so a stuck run never outlives its test."""
+    exe = Path(sys.executable).with_name("trustlake")
+    proc = subprocess.Popen(
+        [str(exe), *args],
+        env=trustlake_env(home, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process below it (processes a test started, nothing else)."""
+    import signal
+
+    for p in [pid] + [d for d, _ in descendants(pid)]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int = 0):
+    """A training set built by the real feature code, labelled with the simulator's truth.
+
+    Test data only: the pipeline itself never reads ground truth. Every `qa_every`-th row is
+    marked as a QA-audit label so evaluation has a gold subset.
+    """
+    from datetime import timedelta
+
+    import polars as pl
+
+    from ml.features.build import author_features, content_features, network_features
+    from ml.simulator import simulate_days
+    from ml.text import eval_bucket
+    from ml.training.dataset import build_training_set
+
+    config = SimConfig(seed=seed, users=900, content_per_day=500)
+    raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
+    content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
+    source = (
+        pl.when(pl.int_range(pl.len()) % qa_every == 0).then(pl.lit("qa_audit")).otherwise(pl.lit("moderator_decision"))
+        if qa_every
+        else pl.lit("moderator_decision")
+    )
+    labels = content.sample(n=rows, seed=seed).select(
+        (pl.lit("content:") + pl.col("content_id").cast(pl.String)).alias("label_id"),
+        "content_id",
+        "author_id",
+        "created_at",
+        pl.col("created_at").dt.date().alias("created_date"),
+        "surface",
+        "language",
+        "text",
+        "text_hash",
+        pl.col("text_hash").map_elements(eval_bucket, return_dtype=pl.Int64).alias("eval_bucket"),
+        pl.col("true_policy").alias("label"),
+        source.alias("label_source"),
+        pl.lit("platform").alias("source"),
+        pl.lit(1.0).alias("confidence"),
+    )
+    frame, _ = build_training_set(
+        labels,
+        content_features(raw["content"]),
+        author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
+        network_features(raw["content"], raw["users"], raw["decisions"]),
+    )
+    return frame, raw["users"]

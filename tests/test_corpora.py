@@ -6,7 +6,7 @@ import pytest
 from ml.corpora import builtin_pool, deduplicate, load_text_pool, read_corpora
 from ml.taxonomy import POLICIES
 from ml.text import eval_bucket, normalise, text_hash
-from tests.conftest import DEFAULT_CORPORA, HAS_CORPORA
+from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA
 
 needs_corpora = pytest.mark.skipif(not HAS_CORPORA, reason="corpora directory not present")
 

@@ -20,8 +20,13 @@ from ml.training.artifacts import PROBA_COLUMNS
 from ml.training.dataset import held_out_texts, label_array
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.scorer import Scorer
-from tests.conftest import labelled_training_frame
-from tests.helpers import classifier_evaluation, pair_evaluation, small_champion, text_classifier_candidate
+from tests.helpers import (
+    classifier_evaluation,
+    labelled_training_frame,
+    pair_evaluation,
+    small_champion,
+    text_classifier_candidate,
+)
 
 
 @pytest.fixture(scope="module")

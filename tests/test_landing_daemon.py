@@ -16,8 +16,7 @@ import pytest
 
 from ml.lake import Lake
 from orchestration.settings import PROJECT_ROOT
-from tests.conftest import run_cli, trustlake_env
-from tests.helpers import external_content
+from tests.helpers import external_content, run_cli, trustlake_env
 from tests.test_webserver import free_port, graphql
 
 pytestmark = pytest.mark.e2e

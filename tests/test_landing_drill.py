@@ -18,8 +18,7 @@ from ml.lake import LANDED_PREFIX, Lake
 from ml.landing import claims
 from ml.text import normalise, text_hash
 from orchestration.settings import Settings
-from tests.conftest import E2E_ENV, first_day, run_cli, trustlake_env
-from tests.helpers import external_content, external_users
+from tests.helpers import E2E_ENV, external_content, external_users, first_day, run_cli, trustlake_env
 
 pytestmark = pytest.mark.e2e
 DAYS = 3  # the home holds its first three days: FIRST .. DAY3

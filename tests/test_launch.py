@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from ml.lake import Lake
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_a_window_past_yesterday_is_refused_before_anything_launches(tmp_path):

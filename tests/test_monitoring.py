@@ -381,7 +381,7 @@ def test_a_classifier_trained_before_the_shift_misses_the_campaign_and_flags_the
     from ml.training.content import CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
     from ml.training.dataset import dataset_version
     from ml.training.scorer import Scorer
-    from tests.conftest import labelled_training_frame
+    from tests.helpers import labelled_training_frame
 
     frame, _ = labelled_training_frame(pool, seed=11, days=6, rows=2500)
     model = Scorer(

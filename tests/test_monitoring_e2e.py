@@ -19,8 +19,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from ml.lake import Lake
 from orchestration.resources import MonitoringResource
 from orchestration.settings import Settings
-from tests.conftest import E2E_DAYS, E2E_ENV, first_day
-from tests.helpers import lakehouse_resource
+from tests.helpers import E2E_DAYS, E2E_ENV, first_day, lakehouse_resource
 
 pytestmark = pytest.mark.e2e
 # The e2e home's window: a fresh home pins today - TRUSTLAKE_DAYS as its first day. The world

@@ -20,8 +20,7 @@ from dagster._core.utils import make_new_run_id
 from ml.lake import Lake, abandoned_temp_files, temp_file_in_use, write_parquet_atomic
 from orchestration.recovery import PoolWaitWatcher, RunProcess, process_alive, process_started_at, recover
 from orchestration.settings import INSTANCE_YAML, PROJECT_ROOT
-from tests.conftest import run_cli, trustlake_env
-from tests.helpers import descendants
+from tests.helpers import descendants, run_cli, trustlake_env
 
 POOL = "duckdb"
 

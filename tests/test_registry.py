@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ml.registry import Registry, RegistryEntry, RegistryError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def entry(models: Path, version: str) -> dict:

@@ -30,8 +30,7 @@ from ml.taxonomy import VIOLATING
 from ml.training.artifacts import PROBA_COLUMNS
 from orchestration.cli import main
 from orchestration.settings import PROJECT_ROOT
-from tests.conftest import labelled_training_frame
-from tests.helpers import text_classifier_candidate
+from tests.helpers import labelled_training_frame, text_classifier_candidate
 
 ROWS = 300
 

@@ -25,8 +25,7 @@ from ml.registry import Registry
 from ml.scoring import load_champion
 from ml.scoring.serving import create_app
 from orchestration.settings import PROJECT_ROOT
-from tests.conftest import labelled_training_frame, trustlake_env
-from tests.helpers import small_champion
+from tests.helpers import labelled_training_frame, small_champion, trustlake_env
 
 ONE_ITEM = {"items": [{"id": "a1", "text": "WIN a FREE prize, call now", "context": {"account_age_days": 1}}]}
 

@@ -16,7 +16,7 @@ from ml.text import eval_bucket
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import assign_splits, dataset_version, label_array
 from ml.training.label_noise import training_label_issues
-from tests.conftest import DEFAULT_CORPORA, HAS_CORPORA, run_cli
+from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA, run_cli
 
 pytestmark = pytest.mark.skipif(not HAS_CORPORA, reason="needs the labelled corpora")
 

@@ -15,7 +15,7 @@ from ml.training.matrix import design_matrix
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.scorer import Scorer
 from ml.training.text_model import TextModelParams
-from tests.conftest import labelled_training_frame
+from tests.helpers import labelled_training_frame
 
 pytestmark = pytest.mark.e2e
 # No feature subsampling and a fixed number of rounds (no early stopping, which picked rounds far

@@ -20,8 +20,7 @@ from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
 from ml.text import eval_bucket
 from orchestration.partitions import daily_partitions
 from orchestration.settings import PROJECT_ROOT
-from tests.conftest import E2E_DAYS, first_day, kill_tree, run_cli, trustlake_env
-from tests.helpers import descendants, land_reference_sets
+from tests.helpers import E2E_DAYS, descendants, first_day, kill_tree, land_reference_sets, run_cli, trustlake_env
 from tests.test_definitions import MARTS
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.settings import PROJECT_ROOT
-from tests.conftest import E2E_DAYS, trustlake_env
+from tests.helpers import E2E_DAYS, trustlake_env
 
 pytestmark = pytest.mark.e2e
 RAW = {"users", "content", "reports", "decisions", "appeals", "qa_audits", "reference_labels"}
