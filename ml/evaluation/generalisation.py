@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import polars as pl
+from sklearn.metrics import average_precision_score
 
 from ml.evaluation.results import HeldOutSource, PolicyMetrics, SetMetrics
 from ml.taxonomy import CONFLICT_PRECEDENCE, POLICIES, VIOLATING
@@ -30,14 +31,22 @@ MIN_POSITIVES = 5  # a policy with fewer positives in a held-out set (or its tra
 BOOTSTRAP_ROUNDS = 200
 
 
+def scored_policies(labels: np.ndarray, learnable: set[str] | None = None) -> list[str]:
+    """The violating policies a set is scored on: enough positives (and negatives), and, when
+    `learnable` is given, labelled at all by the training rows."""
+    return [
+        p
+        for p in VIOLATING
+        if MIN_POSITIVES <= (labels == POLICIES.index(p)).sum() < len(labels) and (learnable is None or p in learnable)
+    ]
+
+
 def present_policy_metrics(labels: np.ndarray, proba: np.ndarray, learnable: set[str] | None = None) -> SetMetrics:
-    """PR-AUC and ROC-AUC of each violating policy with enough positives (and, when `learnable` is
-    given, that the training rows label at all); macro means over them."""
+    """PR-AUC and ROC-AUC of each scored policy (`scored_policies`); macro means over them."""
     pr, roc = pr_auc_by_policy(labels, proba), roc_auc_by_policy(labels, proba)
     policies = {
         p: PolicyMetrics(int((labels == POLICIES.index(p)).sum()), pr[p], roc[p])
-        for p in VIOLATING
-        if MIN_POSITIVES <= (labels == POLICIES.index(p)).sum() < len(labels) and (learnable is None or p in learnable)
+        for p in scored_policies(labels, learnable)
     }
     return SetMetrics(
         rows=int(len(labels)),
@@ -45,6 +54,15 @@ def present_policy_metrics(labels: np.ndarray, proba: np.ndarray, learnable: set
         macro_pr_auc=float(np.mean([m.pr_auc for m in policies.values()])) if policies else math.nan,
         macro_roc_auc=float(np.mean([m.roc_auc for m in policies.values()])) if policies else math.nan,
     )
+
+
+def _macro_pr_auc(labels: np.ndarray, proba: np.ndarray, learnable: set[str]) -> float:
+    """present_policy_metrics(...).macro_pr_auc without the ROC-AUCs and the benign column: the
+    bootstrap computes it a few thousand times."""
+    scored = [POLICIES.index(p) for p in scored_policies(labels, learnable)]
+    if not scored:
+        return math.nan
+    return float(np.mean([average_precision_score(labels == k, proba[:, k]) for k in scored]))
 
 
 def source_records(training_set: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -80,8 +98,8 @@ def macro_delta_interval(
     deltas = []
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = rng.integers(0, len(labels), len(labels))
-        a = present_policy_metrics(labels[idx], ours[idx], learnable).macro_pr_auc
-        b = present_policy_metrics(labels[idx], theirs[idx], learnable).macro_pr_auc
+        a = _macro_pr_auc(labels[idx], ours[idx], learnable)
+        b = _macro_pr_auc(labels[idx], theirs[idx], learnable)
         if math.isfinite(a) and math.isfinite(b):
             deltas.append(a - b)
     if not deltas:
