@@ -3,16 +3,19 @@
 The content classifier is a `ClassifierRecipe`: a small ensemble of linear text classifiers
 (ml/training/text_classifier.py), each reading the training labels its own way
 (ml/training/labels.py), their probabilities averaged and calibrated per policy on the
-validation split's distinct texts. The default recipe has three members:
+validation split's distinct texts. A member may vote on some policies only: abuse (hate speech,
+harassment) and spam (spam, scam) look different in text, and what helps one hurts the other on
+sources the model never saw. The default recipe has two members every policy reads and one
+specialist per policy family:
 - the labels as given, weighted by confidence, with text signals beside the n-grams: it learns
   what the platform sees often (reposted spam campaigns) and what spam looks like (links, digits);
-- the per-text consensus of all labels: a wrong moderator decision is outvoted by the reference
-  set and QA instead of learned;
-- every label as given, unweighted (the baseline's own reading): a hedge where the first two
-  readings do not help.
-In the first two, platform labels confident learning flagged as likely errors count a third and a
-reference text takes its most specific reference label. The baseline is the plain recipe: one
-classifier, TF-IDF n-grams, every label as given, unweighted.
+- every label as given, unweighted (the baseline's own reading): a hedge where the others do not help;
+- abuse only: the per-text consensus of all labels (a wrong moderator decision is outvoted by the
+  reference set and QA instead of learned), read through the naive-Bayes view as well as TF-IDF;
+- spam only: every label as given with the text signals.
+In the members that read label weights, platform labels confident learning flagged as likely
+errors count a third and a reference text takes its most specific reference label. The baseline
+is the plain recipe: one classifier, TF-IDF n-grams, every label as given, unweighted.
 
 The risk model is LightGBM (Ray Train) over the classifier's out-of-fold scores plus behaviour,
 network and context features of platform content; at scoring time it answers for rows that carry
@@ -31,7 +34,7 @@ import joblib
 import numpy as np
 import polars as pl
 
-from ml.taxonomy import POLICIES
+from ml.taxonomy import POLICIES, VIOLATING
 from ml.training import lightgbm_model
 from ml.training.artifacts import ModelArtifact
 from ml.training.calibration import fit_policy_calibration, fit_temperature, softmax
@@ -54,10 +57,25 @@ FLAGGED_LABEL_WEIGHT = 0.3
 OUT_OF_FOLD_FOLDS = 4
 
 
+ABUSE: tuple[str, ...] = ("hate_speech", "harassment")
+SPAM: tuple[str, ...] = ("spam", "scam")
+
+
 @dataclass(frozen=True)
 class RecipeMember:
     treatment: LabelTreatment
     params: ClassifierParams
+    # The violating policies whose probabilities this member votes on (every member votes on benign).
+    policies: tuple[str, ...] = VIOLATING
+
+    def __post_init__(self):
+        unknown = set(self.policies) - set(VIOLATING)
+        if unknown or not self.policies:
+            raise ValueError(f"a recipe member votes on violating policies {VIOLATING}, not {sorted(unknown) or '()'}")
+
+    def votes(self) -> np.ndarray:
+        """bool [len(POLICIES)]: the probability columns this member votes on."""
+        return np.array([p == "benign" or p in self.policies for p in POLICIES])
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class ClassifierRecipe:
     def ignoring_label_issues(self) -> ClassifierRecipe:
         """The same recipe with every label counted (what the out-of-fold scores for cleanlab use)."""
         return ClassifierRecipe(
-            self.name, tuple(RecipeMember(replace(m.treatment, flagged_weight=1.0), m.params) for m in self.members)
+            self.name, tuple(replace(m, treatment=replace(m.treatment, flagged_weight=1.0)) for m in self.members)
         )
 
     def to_dict(self) -> dict:
@@ -86,44 +104,45 @@ class ClassifierRecipe:
         return cls(
             d["name"],
             tuple(
-                RecipeMember(LabelTreatment(**m["treatment"]), ClassifierParams.from_dict(m["params"]))
+                RecipeMember(
+                    LabelTreatment(**m["treatment"]),
+                    ClassifierParams.from_dict(m["params"]),
+                    tuple(m.get("policies", VIOLATING)),
+                )
                 for m in d["members"]
             ),
         )
 
 
 # Measured with leave-one-source-out on two simulated worlds (30 days x 2,000 posts, 12 days x
-# 800): every member matters somewhere. The consensus member carries smishing and SMS spam, the
-# signals (scaled to 0.3 of a unit TF-IDF row: at full scale they cost offensive tweets 0.005) carry
-# the YouTube spam, and the labels-as-given member keeps the ensemble within 0.002 of the plain
-# recipe on the sources where reading labels differently does not help (offensive tweets, Katy Perry).
+# 800), docs/models.md has the table. On abuse, the consensus member read through naive-Bayes
+# weights carries offensive tweets (+0.012 over the baseline where the all-policy consensus member
+# gave +0.007); on spam it cost the YouTube videos up to 0.014, and the text signals that carry
+# them cost offensive tweets 0.026 when abuse heads read them too. So each family gets its own
+# specialist, and the two all-policy members keep every source within reach of the plain recipe.
+WEIGHTED = LabelTreatment(weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT, specific_reference_labels=True)
 CONTENT_CLASSIFIER_RECIPE = ClassifierRecipe(
     "content_classifier",
     (
-        RecipeMember(
-            LabelTreatment(weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT, specific_reference_labels=True),
-            ClassifierParams(signals=True, signal_scale=0.3),
-        ),
-        RecipeMember(
-            LabelTreatment(
-                consensus=True, weighted=True, flagged_weight=FLAGGED_LABEL_WEIGHT, specific_reference_labels=True
-            ),
-            ClassifierParams(),
-        ),
+        RecipeMember(WEIGHTED, ClassifierParams(signals=True, signal_scale=0.3)),
         RecipeMember(AS_GIVEN, ClassifierParams()),
+        RecipeMember(replace(WEIGHTED, consensus=True), ClassifierParams(views=("tfidf", "nb")), ABUSE),
+        RecipeMember(AS_GIVEN, ClassifierParams(signals=True, signal_scale=0.3), SPAM),
     ),
 )
 BASELINE_RECIPE = ClassifierRecipe("baseline", (RecipeMember(AS_GIVEN, ClassifierParams()),))
 
 
 class EnsembleTextClassifier:
-    """The mean of its members' probabilities; rows sum to one over POLICIES."""
+    """Per policy, the mean probability of the members that vote on it; rows sum to one over POLICIES."""
 
-    def __init__(self, members: list[LinearTextClassifier]):
+    def __init__(self, members: list[LinearTextClassifier], votes: np.ndarray | None = None):
         self.members = members
+        self.votes = np.ones((len(members), len(POLICIES)), bool) if votes is None else votes
 
     def proba(self, x: TextMatrix) -> np.ndarray:
-        p = np.mean([m.proba(x) for m in self.members], axis=0)
+        weight = self.votes[:, None, :].astype(np.float64)
+        p = (np.stack([m.proba(x) for m in self.members]) * weight).sum(axis=0) / weight.sum(axis=0)
         return p / p.sum(axis=1, keepdims=True)
 
 
@@ -156,7 +175,7 @@ def fit_recipe(
         if shareable:
             fitted[member] = model
         members.append(model)
-    return EnsembleTextClassifier(members)
+    return EnsembleTextClassifier(members, np.stack([m.votes() for m in recipe.members]))
 
 
 def out_of_fold_proba(

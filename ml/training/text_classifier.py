@@ -162,7 +162,9 @@ class LinearTextClassifier:
         df = np.bincount(x.counts.indices, minlength=x.counts.shape[1])
         self.idf = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
         X = self._design(x)
-        present = (x.counts > 0).astype(np.float32)
+        if "nb" in self.params.views:
+            present = (x.counts > 0).astype(np.float32)
+            T = X if X.shape[1] == x.counts.shape[1] else self._tfidf(x.counts)
         for k in range(len(POLICIES)):
             yk = y == k
             if "tfidf" in self.params.views:
@@ -173,7 +175,7 @@ class LinearTextClassifier:
                 neg = np.asarray(present[~yk].T @ weight[~yk]).ravel() + 1.0
                 ratio = np.log((pos / pos.sum()) / (neg / neg.sum())).astype(np.float32)
                 self.nb_ratios.append(ratio)
-                Xnb = normalize(self._tfidf(x.counts) @ sp.diags(ratio))
+                Xnb = normalize(T @ sp.diags(ratio))
                 self.nb_models.append(_sgd(self.params).fit(Xnb, yk, sample_weight=weight) if yk.any() else None)
         return self
 
