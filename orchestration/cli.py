@@ -277,6 +277,10 @@ def print_model_report(evaluations: dict) -> None:
                 f"  {s.source:<26} {f(s.candidate.macro_pr_auc):>10} {f(s.baseline.macro_pr_auc):>9} "
                 f"{s.delta:+7.3f}  {s.delta_ci_low:+.3f} .. {s.delta_ci_high:+.3f}"
             )
+        sources = main.held_out_sources
+        ahead = sum(s.delta > 0 for s in sources)
+        significant = sum(s.delta_ci_low > 0 for s in sources)
+        print(f"  ahead of the baseline on {ahead} of {len(sources)} held-out sources ({significant} significantly)")
     pair = evaluations.get("risk_model_evaluation")
     if pair:
         qa = f"{pair.qa_gold.macro_pr_auc:.3f} on {pair.qa_gold.rows} audited items" if pair.qa_gold else "not measured"
