@@ -33,6 +33,16 @@ def _write(model_dir: Path, name: str, payload) -> None:
     (model_dir / name).write_text(json.dumps(as_json(payload), indent=2))
 
 
+def _plots(
+    model_dir: Path, title: str, y: np.ndarray, p: np.ndarray, other: np.ndarray | None, other_name: str
+) -> dict[str, str]:
+    """PR curves (beside `other`'s, when given) and the calibration plot of a model on one set."""
+    return {
+        "pr_curves": str(pr_curves(y, p, model_dir / "pr_curves.png", title, other, other_name)),
+        "calibration": str(calibration_plot(y, p, model_dir / "calibration.png", f"{title}: calibration")),
+    }
+
+
 def recipe_of(artifact: ModelArtifact) -> ClassifierRecipe | None:
     """The linear recipe an artifact was trained with, or None for kinds that have none (the deep model)."""
     recipe = artifact.params.get("recipe")
@@ -73,23 +83,7 @@ def evaluate_text_model(
         else None
     )
     model_dir = Path(artifact.path)
-    plots = {
-        "pr_curves": str(
-            pr_curves(
-                y_test,
-                p_test,
-                model_dir / "pr_curves.png",
-                f"{artifact.version}: text-only held-out",
-                p_base,
-                "baseline",
-            )
-        ),
-        "calibration": str(
-            calibration_plot(
-                y_test, p_test, model_dir / "calibration.png", f"{artifact.version}: calibration, text-only held-out"
-            )
-        ),
-    }
+    plots = _plots(model_dir, f"{artifact.version}: text-only held-out", y_test, p_test, p_base, "baseline")
     ev = ClassifierEvaluation(
         version=artifact.version,
         kind=artifact.kind,
@@ -152,21 +146,7 @@ def evaluate_risk_model(
         p_champ = champ.predict_proba(test)
         champion_version, champion_test = champion.version, policy_metrics(y_test, p_champ, champ_points)
     model_dir = Path(artifact.path)
-    plots = {
-        "pr_curves": str(
-            pr_curves(
-                y_test,
-                p_test,
-                model_dir / "pr_curves.png",
-                f"{artifact.version}: simulated test split",
-                p_champ,
-                "champion",
-            )
-        ),
-        "calibration": str(
-            calibration_plot(y_test, p_test, model_dir / "calibration.png", f"{artifact.version}: calibration")
-        ),
-    }
+    plots = _plots(model_dir, f"{artifact.version}: simulated test split", y_test, p_test, p_champ, "champion")
     ev = PairEvaluation(
         version=artifact.version,
         kind=artifact.kind,
