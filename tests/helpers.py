@@ -23,6 +23,30 @@ from ml.training.dataset import dataset_version
 from orchestration.settings import DEFAULT_CORPORA, PROJECT_ROOT, Settings
 
 
+def registry_entry(
+    version: str,
+    path: str | Path,
+    kind: str = "baseline",
+    dataset_version: str = "d",
+    params: dict | None = None,
+    metrics: dict | None = None,
+    operating_points: dict | None = None,
+) -> RegistryEntry:
+    """A registry entry for `version` whose artifact is at `path` (the registry reads nothing from it)."""
+    return RegistryEntry.from_dict(
+        {
+            "version": version,
+            "kind": kind,
+            "path": str(path),
+            "dataset_version": dataset_version,
+            "code_version": "test",
+            "params": params or {},
+            "metrics": metrics or {},
+            "operating_points": operating_points or {},
+        }
+    )
+
+
 def land_reference_sets(lake: Lake, per_policy: int = 40) -> None:
     """A small labelled reference set in the lake, as `reference_labels` lands one: dbt's reference
     source reads `lake/reference/*/*.parquet`, so a lake built by hand for a dbt test needs it."""
@@ -46,17 +70,14 @@ def text_classifier_candidate(
     artifact = fit_text_classifier(frame, version, models, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
     ev = evaluate_text_model(artifact, frame, baseline, None, None, run_loso=False)
     Registry(models).register(
-        RegistryEntry.from_dict(
-            {
-                "version": artifact.version,
-                "kind": artifact.kind,
-                "path": artifact.path,
-                "dataset_version": artifact.dataset_version,
-                "code_version": "test",
-                "params": artifact.params,
-                "metrics": {"text_only_macro_pr_auc": ev.text_only.macro_pr_auc},
-                "operating_points": {p: asdict(op) for p, op in ev.operating_points.items()},
-            }
+        registry_entry(
+            artifact.version,
+            artifact.path,
+            artifact.kind,
+            artifact.dataset_version,
+            artifact.params,
+            {"text_only_macro_pr_auc": ev.text_only.macro_pr_auc},
+            {p: asdict(op) for p, op in ev.operating_points.items()},
         )
     )
     return artifact, ev

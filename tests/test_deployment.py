@@ -13,7 +13,7 @@ import pytest
 
 from ml.deployment import deploy
 from ml.enforcement import PolicyError, load_policy, parse_policy
-from ml.registry import Registry, RegistryEntry, RegistryError
+from ml.registry import Registry, RegistryError
 from ml.scoring import load_champion
 from ml.scoring.io import ScoringInputError, score_file
 from ml.training.artifacts import PROBA_COLUMNS
@@ -24,6 +24,7 @@ from tests.helpers import (
     classifier_evaluation,
     labelled_training_frame,
     pair_evaluation,
+    registry_entry,
     small_champion,
     text_classifier_candidate,
 )
@@ -107,20 +108,7 @@ def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, pas
 def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     registry = Registry(tmp_path)
     for v in ("good", "bad"):
-        registry.register(
-            RegistryEntry.from_dict(
-                {
-                    "version": v,
-                    "kind": "risk_model",
-                    "path": v,
-                    "dataset_version": "d",
-                    "code_version": "x",
-                    "params": {},
-                    "metrics": {},
-                    "operating_points": {},
-                }
-            )
-        )
+        registry.register(registry_entry(v, v, "risk_model"))
     assert deploy(registry, pair_evaluation("good", True, 0.8), [], actor="t").promoted == "good"
     decision = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), [], actor="t")
     assert decision.promoted is None and "champion unchanged" in decision.reason
@@ -136,20 +124,7 @@ def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path
     # the winner whatever its figures, and says why.
     registry = Registry(tmp_path)
     for v in ("first", "fast", "slow"):
-        registry.register(
-            RegistryEntry.from_dict(
-                {
-                    "version": v,
-                    "kind": "risk_model",
-                    "path": v,
-                    "dataset_version": "d",
-                    "code_version": "x",
-                    "params": {},
-                    "metrics": {},
-                    "operating_points": {},
-                }
-            )
-        )
+        registry.register(registry_entry(v, v, "risk_model"))
     registry.promote("first", "initial", "t")
     assert deploy(registry, pair_evaluation("fast", True, 0.8, champion="first"), [], actor="t").promoted == "fast"
     late = deploy(registry, pair_evaluation("slow", True, 0.99, champion="first"), [], actor="t")
@@ -161,20 +136,7 @@ def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path
 def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
     registry = Registry(tmp_path)
     for v in ("a", "b", "c"):
-        registry.register(
-            RegistryEntry.from_dict(
-                {
-                    "version": v,
-                    "kind": "baseline",
-                    "path": str(tmp_path / v),
-                    "dataset_version": "d",
-                    "code_version": "x",
-                    "params": {},
-                    "metrics": {},
-                    "operating_points": {},
-                }
-            )
-        )
+        registry.register(registry_entry(v, str(tmp_path / v), "baseline"))
     with pytest.raises(RegistryError, match="nothing to roll back"):
         registry.rollback(actor="t")
     registry.promote("a", "first", "t")

@@ -23,14 +23,14 @@ import pytest
 
 from ml import scoring
 from ml.features.text import hashed_ngrams
-from ml.registry import Registry, RegistryEntry
+from ml.registry import Registry
 from ml.scoring import OUTPUT_COLUMNS, load_champion, score_frame
 from ml.scoring import io as scoring_io
 from ml.taxonomy import VIOLATING
 from ml.training.artifacts import PROBA_COLUMNS
 from orchestration.cli import main
 from orchestration.settings import PROJECT_ROOT
-from tests.helpers import labelled_training_frame, text_classifier_candidate
+from tests.helpers import labelled_training_frame, registry_entry, text_classifier_candidate
 
 ROWS = 300
 
@@ -54,17 +54,13 @@ def home(pool, tmp_path_factory) -> Path:
     (Path(artifact.path) / "operating_points.json").write_text(json.dumps(points))
     registry = Registry(home / "models")
     registry.register(
-        RegistryEntry.from_dict(
-            {
-                "version": artifact.version,
-                "kind": artifact.kind,
-                "path": artifact.path,
-                "dataset_version": artifact.dataset_version,
-                "code_version": "test",
-                "params": {},
-                "metrics": {"test_macro_pr_auc": 0.5, "gates_passed": True},
-                "operating_points": points,
-            }
+        registry_entry(
+            artifact.version,
+            artifact.path,
+            artifact.kind,
+            artifact.dataset_version,
+            metrics={"test_macro_pr_auc": 0.5, "gates_passed": True},
+            operating_points=points,
         )
     )
     registry.promote(artifact.version, reason="test champion", actor="test")

@@ -159,20 +159,12 @@ def test_labels_import_quarantines_bad_rows_and_lands_good_ones(tmp_path):
     mapping = tmp_path / "map.yaml"
     mapping.write_text("SPAM: spam\nOK: benign\nHARASS: harassment\n")
     home = tmp_path / "home"
-    result = run_cli(
-        home,
-        "labels",
-        "import",
-        str(src),
-        "--text-column",
-        "body",
-        "--label-column",
-        "verdict",
-        "--mapping",
-        str(mapping),
-        "--source",
-        "team_export",
-    )
+
+    def import_export(mapping):
+        args = ("--text-column", "body", "--label-column", "verdict", "--mapping", str(mapping))
+        return run_cli(home, "labels", "import", str(src), *args, "--source", "team_export")
+
+    result = import_export(mapping)
     assert result.returncode == 0, result.stderr
     assert "label 'UNKNOWN_TAG' has no policy in the mapping" in result.stderr
     landed = pl.read_parquet(home / "lake" / "reference" / "team_export" / "part-0.parquet")
@@ -186,20 +178,7 @@ def test_labels_import_quarantines_bad_rows_and_lands_good_ones(tmp_path):
     }
     bad_map = tmp_path / "bad.yaml"
     bad_map.write_text("SPAM: junk\n")
-    refused = run_cli(
-        home,
-        "labels",
-        "import",
-        str(src),
-        "--text-column",
-        "body",
-        "--label-column",
-        "verdict",
-        "--mapping",
-        str(bad_map),
-        "--source",
-        "team_export",
-    )
+    refused = import_export(bad_map)
     assert refused.returncode == 2 and "label 'SPAM' maps to 'junk', which is not a policy" in refused.stderr
     assert "Traceback" not in refused.stderr
 
