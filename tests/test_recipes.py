@@ -3,6 +3,8 @@ through the artifact it is saved with (leave-one-source-out retrains exactly wha
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,14 @@ def test_a_specialist_votes_only_on_its_policies_and_benign():
         "spam": True,
         "scam": True,
     }
+
+
+def test_a_classifier_pickled_before_members_voted_per_policy_still_scores():
+    # An existing home's champion was pickled without `votes`: it must score as the mean of its members.
+    ensemble = EnsembleTextClassifier([Fixed([0.5, 0.2, 0.1, 0.1, 0.1]), Fixed([0.1, 0.0, 0.0, 0.7, 0.2])])
+    del ensemble.__dict__["votes"]
+    restored = pickle.loads(pickle.dumps(ensemble))
+    np.testing.assert_allclose(restored.proba(np.zeros(2)), np.tile([0.3, 0.1, 0.05, 0.4, 0.15], (2, 1)))
 
 
 def test_a_member_must_vote_on_a_known_policy():

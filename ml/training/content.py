@@ -136,12 +136,17 @@ BASELINE_RECIPE = ClassifierRecipe("baseline", (RecipeMember(AS_GIVEN, Classifie
 class EnsembleTextClassifier:
     """Per policy, the mean probability of the members that vote on it; rows sum to one over POLICIES."""
 
+    # bool [members, POLICIES]; None: every member votes on every policy (and classifiers pickled
+    # before members voted per policy, which have no such attribute, read it from here).
+    votes: np.ndarray | None = None
+
     def __init__(self, members: list[LinearTextClassifier], votes: np.ndarray | None = None):
         self.members = members
-        self.votes = np.ones((len(members), len(POLICIES)), bool) if votes is None else votes
+        self.votes = votes
 
     def proba(self, x: TextMatrix) -> np.ndarray:
-        weight = self.votes[:, None, :].astype(np.float64)
+        votes = np.ones((len(self.members), len(POLICIES)), bool) if self.votes is None else self.votes
+        weight = votes[:, None, :].astype(np.float64)
         p = (np.stack([m.proba(x) for m in self.members]) * weight).sum(axis=0) / weight.sum(axis=0)
         return p / p.sum(axis=1, keepdims=True)
 
