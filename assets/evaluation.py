@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import image_markdown, rounded
-from assets.training import LabelIssuesRef
+from assets.training import LabelIssuesRef, fit_cache_metadata, fit_plan
 from ml.deployment import DeploymentDecision, deploy
 from ml.evaluation.evaluate import evaluate_risk_model, evaluate_text_model
 from ml.evaluation.gates import GATE_DESCRIPTIONS, PAIR_GATES, TEXT_GATES
@@ -132,7 +132,9 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
         label_issues: LabelIssuesRef,
         incumbent: IncumbentChampion,
         training: TrainingResource,
+        lakehouse: LakehouseResource,
     ):
+        plan = fit_plan(training_set, lakehouse.lake, label_issues) if run_loso else None
         ev = evaluate_text_model(
             model,
             pl.read_parquet(training_set.path),
@@ -141,6 +143,7 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
             pl.read_parquet(label_issues.path),
             training.gates(),
             run_loso=run_loso,
+            plan=plan,
         )
         yield dg.Output(
             ev,
@@ -159,6 +162,7 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
                 "summary": dg.MetadataValue.md(text_summary(ev)),
                 "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, text-only held-out"),
                 "calibration": image_markdown(ev.plots["calibration"], "reliability diagram, text-only held-out"),
+                **(fit_cache_metadata(plan) if plan else {}),
             },
         )
         yield from _check_results(ev.gates)
@@ -169,8 +173,8 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
 content_classifier_evaluation = text_evaluation_asset(
     "content_classifier_evaluation", "content_classifier", run_loso=True
 )
-# The deep model's leave-one-source-out would mean eight more Ray trainings per run on CPU (docs/models.md):
-# it is reported on text-only held-out and cannot be promoted without it.
+# The deep model's leave-one-source-out would mean eight more Ray trainings per run (docs/models.md): it is
+# reported on text-only held-out and cannot be promoted without it. Skipped when text_model did not train.
 text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_loso=False)
 
 
@@ -226,18 +230,14 @@ def risk_model_evaluation(
 evaluation_assets = [incumbent_champion, content_classifier_evaluation, text_evaluation, risk_model_evaluation]
 
 
-@dg.asset(
-    group_name="deployment",
-    kinds={"python"},
-    ins={"pair": dg.AssetIn("risk_model_evaluation"), "text": dg.AssetIn("text_evaluation")},
-)
+@dg.asset(group_name="deployment", kinds={"python"}, ins={"pair": dg.AssetIn("risk_model_evaluation")})
 def deployed_model(
-    context: dg.AssetExecutionContext, pair: PairEvaluation, text: ClassifierEvaluation, lakehouse: LakehouseResource
+    context: dg.AssetExecutionContext, pair: PairEvaluation, lakehouse: LakehouseResource
 ) -> DeploymentDecision:
     """The champion pair: promoted when the content classifier and the risk model passed every gate and the
     champion is still the one they were evaluated against (who, when and why are recorded in the
     registry); otherwise the current champion stays."""
-    decision = deploy(Registry(lakehouse.lake.models), pair, [text], actor=f"dagster run {context.run_id}")
+    decision = deploy(Registry(lakehouse.lake.models), pair, actor=f"dagster run {context.run_id}")
     context.add_output_metadata(
         {"champion": decision.champion or "none", "promoted": decision.promoted or "none", "reason": decision.reason}
     )

@@ -12,16 +12,15 @@ from dagster_ray import RayResource
 
 from assets.metadata import markdown_table
 from ml.features.build import SCHEMAS
-from ml.lake import write_parquet_atomic
+from ml.lake import Lake, write_parquet_atomic
 from ml.taxonomy import POLICIES
-from ml.training import fit
 from ml.training.artifacts import ModelArtifact
-from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_risk_model, fit_text_classifier
+from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, FitPlan, fit_text_classifier
 from ml.training.dataset import TrainingSetRef, build_training_set, dataset_version
+from ml.training.fit_cache import FitCache
 from ml.training.label_noise import training_label_issues
 from ml.training.lightgbm_model import LightGBMParams
-from ml.training.minilm_model import MiniLMParams
-from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
+from ml.training.text_classifier import TextFeatureCache
 from ml.warehouse import read_frame
 from orchestration.resources import LakehouseResource, TrainingResource
 
@@ -34,6 +33,19 @@ class LabelIssuesRef:
     dataset_version: str
     rows: int
     issues: int
+    version: str = ""  # content hash of the table: what fits that down-weight its flags depend on
+
+
+def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssuesRef | None = None) -> FitPlan:
+    """How this training set's linear fits run: its saved text features, every core, and the fit
+    cache keyed by its dataset version (and the label issues' version, for members that read them)."""
+    features = (
+        TextFeatureCache.load(training_set.text_features)
+        if training_set.text_features
+        else TextFeatureCache(pl.read_parquet(training_set.path))
+    )
+    issues_version = label_issues.version if label_issues is not None else None
+    return FitPlan(features, FitCache(lake.fit_cache, training_set.version, issues_version or None))
 
 
 @dg.asset(
@@ -54,6 +66,8 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     version = dataset_version(frame)
     path = lake.features / "training_set" / "part-0.parquet"
     write_parquet_atomic(frame, path)
+    # Every distinct text featurised once here, read by every fit downstream (ml/training/text_classifier.py).
+    text_features = TextFeatureCache(frame).save(path.with_name("text_features.npz"))
     by_source = (
         frame.group_by("label_source", "split")
         .len()
@@ -70,7 +84,7 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
             "rows_by_label_source_and_split": dg.MetadataValue.md(markdown_table(by_source)),
         }
     )
-    return TrainingSetRef(path=str(path), version=version, rows=facts)
+    return TrainingSetRef(path=str(path), version=version, rows=facts, text_features=str(text_features))
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn", "parquet"})
@@ -81,7 +95,8 @@ def label_issues(
     probabilities of the content classifier's recipe (4 folds grouped by text). Flagged platform labels
     count a third in the classifiers' training; QA reviews every flag in `mart_label_issues`. The
     out-of-fold scores are also what the risk model is trained on."""
-    issues = training_label_issues(pl.read_parquet(training_set.path), CONTENT_CLASSIFIER_RECIPE)
+    plan = fit_plan(training_set, lakehouse.lake)
+    issues = training_label_issues(pl.read_parquet(training_set.path), CONTENT_CLASSIFIER_RECIPE, plan)
     path = lakehouse.lake.features / "label_issues" / "part-0.parquet"
     write_parquet_atomic(issues, path)
     sources = pl.read_parquet(training_set.path, columns=["label_id", "label_source"])
@@ -94,9 +109,16 @@ def label_issues(
             "issue_share": round(flagged.height / max(issues.height, 1), 4),
             "issues_by_label_source": dg.MetadataValue.md(markdown_table(by_source)),
             "path": dg.MetadataValue.path(str(path)),
+            **fit_cache_metadata(plan),
         }
     )
-    return LabelIssuesRef(str(path), training_set.version, issues.height, flagged.height)
+    return LabelIssuesRef(str(path), training_set.version, issues.height, flagged.height, dataset_version(issues))
+
+
+def fit_cache_metadata(plan: FitPlan) -> dict:
+    """How many fits the cache saved this step (an unchanged input is not refitted)."""
+    cache = plan.cache
+    return {"fit_cache_hits": cache.hits, "fit_cache_misses": cache.misses} if cache else {}
 
 
 def model_metadata(artifact: ModelArtifact) -> dict:
@@ -130,14 +152,16 @@ def content_classifier(
     members averaged and calibrated per policy: the labels as given (confidence-weighted, with text signals)
     and each text's consensus label; likely label errors on platform labels count a third. It answers
     whenever a request carries no platform context."""
+    plan = fit_plan(training_set, lakehouse.lake, label_issues)
     artifact = fit_text_classifier(
         pl.read_parquet(training_set.path),
         training_set.version,
         lakehouse.lake.models,
         pl.read_parquet(label_issues.path),
         CONTENT_CLASSIFIER_RECIPE,
+        plan,
     )
-    context.add_output_metadata(model_metadata(artifact))
+    context.add_output_metadata({**model_metadata(artifact), **fit_cache_metadata(plan)})
     return artifact
 
 
@@ -147,14 +171,15 @@ def baseline_model(
 ) -> ModelArtifact:
     """The obvious model every report is measured against: TF-IDF word and character n-grams with logistic
     regression, on the same training texts, every label as given, unweighted."""
+    plan = fit_plan(training_set, lakehouse.lake)
     artifact = fit_text_classifier(
-        pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models, None, BASELINE_RECIPE
+        pl.read_parquet(training_set.path), training_set.version, lakehouse.lake.models, None, BASELINE_RECIPE, plan
     )
-    context.add_output_metadata(model_metadata(artifact))
+    context.add_output_metadata({**model_metadata(artifact), **fit_cache_metadata(plan)})
     return artifact
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "ray"})
+@dg.asset(group_name="training", kinds={"pytorch", "ray"}, output_required=False)
 def text_model(
     context: dg.AssetExecutionContext,
     training_set: TrainingSetRef,
@@ -162,14 +187,25 @@ def text_model(
     ray_cluster: RayResource,
     lakehouse: LakehouseResource,
     training: TrainingResource,
-) -> ModelArtifact:
+) -> ModelArtifact | None:
     """The deep text model, a content-classifier candidate trained with Ray's TorchTrainer on the same rows
     (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
     (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end.
+    Trained when the Ray cluster has a GPU or TRUSTLAKE_TEXT_MODEL=on asks for it; otherwise the step logs why
+    and materializes nothing (the last trained model stays), and `text_evaluation` is skipped.
     `ray_cluster` is connected for the step by dagster-ray before this body runs."""
+    from ml.training import fit  # PyTorch: imported by the steps that train, not by every process
+    from ml.training.minilm_model import MiniLMParams
+    from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile, why_not_trained
+
+    gpu = cluster_has_gpu()
+    reason = why_not_trained(training.text_model, gpu)
+    if reason:
+        context.log.warning(f"text_model not trained this run: {reason}")
+        return None
     storage = training.ray_storage()
     frame, issues = pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path)
-    profile = resolve_text_profile(training.text_profile, cluster_has_gpu())
+    profile = resolve_text_profile(training.text_profile, gpu)
     if profile == "minilm":
         artifact = fit.fit_minilm(
             frame,
@@ -196,11 +232,12 @@ def risk_model(
     lakehouse: LakehouseResource,
     training: TrainingResource,
 ) -> ModelArtifact:
-    """The risk model: multiclass LightGBM on Ray Train V2 over the content classifier's out-of-fold scores
-    plus behaviour, network and context features of platform content. With its content classifier it is the
-    pair that is evaluated, promoted and served together. `ray_cluster` is connected for the step by
-    dagster-ray before this body runs."""
-    storage = training.ray_storage()
+    """The risk model: multiclass LightGBM over the content classifier's out-of-fold scores plus behaviour,
+    network and context features of platform content, trained data-parallel by long-lived Ray actors sized to
+    the cluster. With its content classifier it is the pair that is evaluated, promoted and served together.
+    `ray_cluster` is connected for the step by dagster-ray before this body runs."""
+    from ml.training.risk import fit_risk_model  # LightGBM and Ray: imported by the step that trains
+
     params = LightGBMParams(
         num_workers=training.lightgbm_workers, threads_per_worker=training.lightgbm_threads_per_worker
     )
@@ -209,7 +246,6 @@ def risk_model(
         pl.read_parquet(label_issues.path),
         content_classifier,
         lakehouse.lake.models,
-        storage,
         params,
     )
     context.add_output_metadata(model_metadata(artifact))

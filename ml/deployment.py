@@ -7,10 +7,9 @@ deployment, can therefore never let a candidate replace a champion it was not co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ml.evaluation.results import ClassifierEvaluation, PairEvaluation
+from ml.evaluation.results import PairEvaluation
 from ml.registry import ChampionChangedError, Registry
 
 
@@ -21,26 +20,14 @@ class DeploymentDecision:
     reason: str
 
 
-def deploy(
-    registry: Registry, pair: PairEvaluation, competitors: Sequence[ClassifierEvaluation], actor: str
-) -> DeploymentDecision:
-    """Promote the pair (recording who and why) or leave the champion untouched.
-
-    `competitors` are evaluations of other content-classifier candidates, named in the reason when
-    they ranked better on text-only held-out but could not be promoted.
-    """
+def deploy(registry: Registry, pair: PairEvaluation, actor: str) -> DeploymentDecision:
+    """Promote the pair (recording who and why) or leave the champion untouched."""
     before = registry.champion()
     current = before.version if before else None
     text_only = pair.classifier.text_only.macro_pr_auc
-    note = "".join(
-        f"; {ev.version} ranks better on text-only held-out ({ev.text_only.macro_pr_auc:.3f}) but failed "
-        f"{', '.join(ev.failed_gates)}"
-        for ev in competitors
-        if ev.text_only.macro_pr_auc > text_only and not ev.gates_passed
-    )
     if not pair.gates_passed:
         return DeploymentDecision(
-            None, current, f"{pair.version} failed its gates ({', '.join(pair.failed_gates)}); champion unchanged{note}"
+            None, current, f"{pair.version} failed its gates ({', '.join(pair.failed_gates)}); champion unchanged"
         )
     if current == pair.version:
         return DeploymentDecision(None, current, "the pair is already champion")
@@ -53,7 +40,6 @@ def deploy(
             if pair.champion_test
             else " (first champion)"
         )
-        + note
     )
     try:
         registry.promote(pair.version, reason=reason, actor=actor, expected_champion=pair.champion_version)

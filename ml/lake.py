@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -86,6 +87,12 @@ class Lake:
         return self.home / "models"
 
     @property
+    def fit_cache(self) -> Path:
+        """Fitted text-classifier members and their held-out probabilities, by what decides them
+        (ml/training/fit_cache.py): derived, never the only copy of anything, pruned as it goes."""
+        return self.home / "cache" / "fits"
+
+    @property
     def quarantine_dir(self) -> Path:
         """Files taken out of the lake, each with a `<name>.reason.txt` saying why and what to do."""
         return self.home / "lake" / "quarantine"
@@ -104,7 +111,7 @@ class Lake:
     @property
     def temp_roots(self) -> tuple[Path, ...]:
         """Directories whose writers leave `.<name>.*.tmp` files when killed mid-write."""
-        return (self.home / "lake", self.warehouse_dir, self.models)
+        return (self.home / "lake", self.warehouse_dir, self.models, self.home / "cache")
 
     def partition_dir(self, table: str, day: date, root: Path | None = None) -> Path:
         return (root or self.raw) / table / f"date={day.isoformat()}"
@@ -218,6 +225,24 @@ def write_parquet_atomic(frame: pl.DataFrame, target: Path, before_replace: Call
             os.fsync(fh.fileno())
         if before_replace is not None:
             before_replace()
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+    return target
+
+
+def write_file_atomic(target: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file with `write(fh)` through a hidden temporary file beside `target`, fsync it and
+    rename it over `target`: readers see the old file or the new one, never half of one."""
+    fd, tmp = _owned_temp(target)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

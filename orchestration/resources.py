@@ -86,6 +86,8 @@ class TrainingResource(dg.ConfigurableResource):
     # compact: hashed n-gram wide-and-deep net (CPU default); minilm: fine-tune all-MiniLM-L6-v2
     # (GPU default); auto: minilm when the Ray cluster has a GPU, else compact.
     text_profile: str
+    # When the deep text model trains: auto (only when the Ray cluster has a GPU), on, off.
+    text_model: str
     gate_min_pr_auc: float
     # Where Ray Train keeps run state and checkpoints (under the home); a multi-node cluster needs
     # a path every node reaches.
@@ -99,6 +101,7 @@ class TrainingResource(dg.ConfigurableResource):
             lightgbm_threads_per_worker=settings.lightgbm_threads,
             text_epochs=settings.text_epochs,
             text_profile=settings.text_profile,
+            text_model=settings.text_model,
             gate_min_pr_auc=settings.gate_min_pr_auc,
             ray_storage_path=str(settings.home / "ray"),
         )

@@ -53,6 +53,7 @@ class Settings:
     text_epochs: int
     gate_min_pr_auc: float
     text_profile: str
+    text_model: str  # when the deep text model trains: auto (a GPU), on, off (ml.training.text_model)
     # Dagster execution: steps of one run at once (multiprocess executor), runs at once (run queue).
     max_concurrent_steps: int
     max_concurrent_runs: int
@@ -108,6 +109,7 @@ class Settings:
             text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "3")),
             gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", GateConfig.min_pr_auc)),
             text_profile=env.get("TRUSTLAKE_TEXT_PROFILE", "auto"),
+            text_model=env.get("TRUSTLAKE_TEXT_MODEL", "auto"),
             max_concurrent_steps=int(env.get("TRUSTLAKE_MAX_CONCURRENT_STEPS", DEFAULT_MAX_CONCURRENT_STEPS)),
             max_concurrent_runs=int(env.get("TRUSTLAKE_MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT_RUNS)),
             serve_max_body_bytes=_optional(env, "TRUSTLAKE_SERVE_MAX_BODY_BYTES", int),

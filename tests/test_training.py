@@ -7,12 +7,14 @@ import pytest
 
 from ml.training import fit, lightgbm_model
 from ml.training.artifacts import PROBA_COLUMNS
-from ml.training.content import CONTENT_CLASSIFIER_RECIPE, fit_risk_model, fit_text_classifier
+from ml.training.content import CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import dataset_version, label_array
 from ml.training.label_noise import training_label_issues
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.matrix import design_matrix
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
+from ml.training.placement import PlacementError, WorkerShape, wait_placed
+from ml.training.risk import fit_risk_model
 from ml.training.scorer import Scorer
 from ml.training.text_model import TextModelParams
 from tests.helpers import labelled_training_frame
@@ -59,12 +61,7 @@ def lightgbm_one_worker(ray_cluster, training_frame, tmp_path_factory):
     train, val, test = splits(training_frame)
     params = LightGBMParams(num_workers=1, threads_per_worker=2, **COMPARABLE)
     booster, info = lightgbm_model.train_ray(
-        design_matrix(train),
-        label_array(train),
-        design_matrix(val),
-        label_array(val),
-        params,
-        tmp_path_factory.mktemp("ray"),
+        design_matrix(train), label_array(train), design_matrix(val), label_array(val), params
     )
     return macro_pr_auc(pr_auc_by_policy(label_array(test), booster.predict(design_matrix(test)))), info
 
@@ -73,13 +70,41 @@ def test_ray_lightgbm_on_two_workers_matches_one_worker(ray_cluster, training_fr
     train, val, test = splits(training_frame)
     params = LightGBMParams(num_workers=2, threads_per_worker=1, **COMPARABLE)
     booster, info = lightgbm_model.train_ray(
-        design_matrix(train), label_array(train), design_matrix(val), label_array(val), params, tmp_path / "ray"
+        design_matrix(train), label_array(train), design_matrix(val), label_array(val), params
     )
+    assert info["workers"] == 2
     two = macro_pr_auc(pr_auc_by_policy(label_array(test), booster.predict(design_matrix(test))))
     one = lightgbm_one_worker[0]
     assert info["best_iteration"] > 5
     assert one > 0.5 and two > 0.5  # both learned something real
     assert abs(one - two) < 0.05
+
+
+def test_lightgbm_workers_stay_alive_across_fits(ray_cluster, training_frame):
+    # The point of keeping workers: a second fit in the same process starts no new actor, so it costs
+    # what the training costs; the same rows and parameters give the same model.
+    train, val, _ = splits(training_frame)
+    params = LightGBMParams(num_workers=1, threads_per_worker=2, max_rounds=20, early_stopping_rounds=0)
+    first = lightgbm_model.workers_for(params)
+    booster, _ = lightgbm_model.train_ray(
+        design_matrix(train), label_array(train), design_matrix(val), label_array(val), params
+    )
+    again = lightgbm_model.workers_for(params)
+    assert again is first and [a._actor_id for a in again.actors] == [a._actor_id for a in first.actors]
+    second, _ = again.fit(params)
+    assert second.model_to_string() == booster.model_to_string()
+
+
+def test_a_demand_the_cluster_cannot_place_fails_naming_the_demand_and_the_nodes(ray_cluster):
+    import ray
+
+    shape = WorkerShape(1, 64)  # more CPUs than the 2-CPU test cluster has
+    actor = ray.remote(num_cpus=64)(lightgbm_model._Worker).remote()
+    try:
+        with pytest.raises(PlacementError, match=r"1 worker\(s\) x 64 CPU could not be placed within 2 s.*2 CPU"):
+            wait_placed([actor.ready.remote()], shape, "LightGBM", timeout_s=2)
+    finally:
+        ray.kill(actor)
 
 
 def test_torch_text_model_trains_a_few_steps_on_cpu(ray_cluster, training_frame, tmp_path):
@@ -100,12 +125,7 @@ def pair(ray_cluster, training_frame, tmp_path_factory):
     issues = training_label_issues(training_frame, CONTENT_CLASSIFIER_RECIPE)
     classifier = fit_text_classifier(training_frame, version, tmp / "models", issues, CONTENT_CLASSIFIER_RECIPE)
     risk = fit_risk_model(
-        training_frame,
-        issues,
-        classifier,
-        tmp / "models",
-        tmp / "ray",
-        LightGBMParams(num_workers=1, threads_per_worker=2),
+        training_frame, issues, classifier, tmp / "models", LightGBMParams(num_workers=1, threads_per_worker=2)
     )
     return classifier, risk
 

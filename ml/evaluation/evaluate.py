@@ -24,7 +24,7 @@ from ml.evaluation.metrics import choose_operating_points, policy_metrics, slice
 from ml.evaluation.plots import calibration_plot, pr_curves
 from ml.evaluation.results import ClassifierEvaluation, PairEvaluation, as_json
 from ml.training.artifacts import ModelArtifact
-from ml.training.content import BASELINE_RECIPE, ClassifierRecipe
+from ml.training.content import BASELINE_RECIPE, ClassifierRecipe, FitPlan
 from ml.training.dataset import held_out_texts, label_array, platform_rows
 from ml.training.scorer import Scorer
 
@@ -57,11 +57,13 @@ def evaluate_text_model(
     issues: pl.DataFrame | None,
     config: GateConfig = GateConfig(),
     run_loso: bool = True,
+    plan: FitPlan | None = None,
 ) -> ClassifierEvaluation:
     """Text-only held-out, QA gold (text only) and leave-one-source-out figures of a classifier, gated.
 
     Leave-one-source-out retrains the candidate's own recipe, so it needs one (`recipe_of`); a kind
-    without one is reported without it and its gate says it cannot be promoted.
+    without one is reported without it and its gate says it cannot be promoted. `plan` carries the
+    training set's text features, the threads and the fit cache its refits use.
     """
     scorer, base = Scorer(artifact), Scorer(baseline)
     val, test = held_out_texts(training_set, "validation"), held_out_texts(training_set, "test")
@@ -78,7 +80,7 @@ def evaluate_text_model(
         champion_text_only = policy_metrics(y_test, champ.predict_proba(test.select("text")), champ_points)
     recipe = recipe_of(artifact)
     held_out_sources = (
-        leave_one_source_out(recipe, recipe_of(baseline) or BASELINE_RECIPE, training_set, issues)
+        leave_one_source_out(recipe, recipe_of(baseline) or BASELINE_RECIPE, training_set, issues, plan)
         if run_loso and recipe is not None
         else None
     )

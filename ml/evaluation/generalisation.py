@@ -22,7 +22,7 @@ from sklearn.metrics import average_precision_score
 
 from ml.evaluation.results import HeldOutSource, PolicyMetrics, SetMetrics
 from ml.taxonomy import CONFLICT_PRECEDENCE, POLICIES, VIOLATING
-from ml.training.content import ClassifierRecipe, fit_recipe
+from ml.training.content import ClassifierRecipe, FitPlan, combine, held_out_probas
 from ml.training.dataset import label_array
 from ml.training.metrics import pr_auc_by_policy, roc_auc_by_policy
 from ml.training.text_classifier import TextFeatureCache
@@ -108,20 +108,30 @@ def macro_delta_interval(
 
 
 def leave_one_source_out(
-    candidate: ClassifierRecipe, baseline: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.DataFrame | None
+    candidate: ClassifierRecipe,
+    baseline: ClassifierRecipe,
+    training_set: pl.DataFrame,
+    issues: pl.DataFrame | None,
+    plan: FitPlan | None = None,
 ) -> tuple[HeldOutSource, ...]:
-    """Both recipes retrained without each reference source in turn and scored on its records."""
-    cache = TextFeatureCache(training_set)
+    """Both recipes retrained without each reference source in turn and scored on its records.
+
+    The members of both recipes are fitted once per source (the baseline's member is one of the
+    candidate's), all in one pool, and their held-out probabilities come from the fit cache when
+    nothing they depend on changed.
+    """
+    plan = plan or FitPlan(TextFeatureCache(training_set))
+    members = list(baseline.members) + list(candidate.members)
     out = []
     for source in reference_sources(training_set):
         held = source_records(training_set, source)
         remaining = training_set.filter(~pl.col("text_hash").is_in(held["text_hash"].implode()))
-        x, y = cache.rows(held), label_array(held)
-        fitted = {}  # members the two recipes share are fitted once on these rows
-        p_theirs = fit_recipe(baseline, remaining, None, cache, fitted).proba(x)
-        p_ours = fit_recipe(candidate, remaining, issues if candidate.uses_label_issues else None, cache, fitted).proba(
-            x
+        y = label_array(held)
+        probas = held_out_probas(
+            members, remaining, issues if candidate.uses_label_issues else None, plan, f"without {source}", held
         )
+        p_theirs = combine([probas[m] for m in baseline.members], baseline.votes())
+        p_ours = combine([probas[m] for m in candidate.members], candidate.votes())
         learnable = learnable_policies(remaining)
         unlearnable = tuple(sorted(p for p in VIOLATING if p not in learnable and (y == POLICIES.index(p)).any()))
         ours, theirs = present_policy_metrics(y, p_ours, learnable), present_policy_metrics(y, p_theirs, learnable)

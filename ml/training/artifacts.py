@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from ml.lake import write_file_atomic
 from ml.taxonomy import POLICIES
 
 PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{p}" for p in POLICIES)
+
+
+def new_version(kind: str) -> str:
+    """A new model version: its kind, the UTC time and a random suffix (two fits in one second differ)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{kind}-{stamp}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -26,8 +35,11 @@ class ModelArtifact:
     metrics: dict = field(default_factory=dict)
     temperature: float = 1.0
 
-    def write_manifest(self) -> None:
-        Path(self.path, "artifact.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+    def write_manifest(self) -> ModelArtifact:
+        """Write `artifact.json` beside the model (atomically) and return the artifact."""
+        text = json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+        write_file_atomic(Path(self.path, "artifact.json"), lambda fh: fh.write(text))
+        return self
 
     @classmethod
     def read(cls, path: Path) -> ModelArtifact:

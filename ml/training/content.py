@@ -1,4 +1,4 @@
-"""Fit the text-first model pair: the content classifier (text only) and the risk model over it.
+"""Fit the content classifier: text only, an ensemble of linear members read through a recipe.
 
 The content classifier is a `ClassifierRecipe`: a small ensemble of linear text classifiers
 (ml/training/text_classifier.py), each reading the training labels its own way
@@ -17,17 +17,17 @@ In the members that read label weights, platform labels confident learning flagg
 errors count a third and a reference text takes its most specific reference label. The baseline
 is the plain recipe: one classifier, TF-IDF n-grams, every label as given, unweighted.
 
-The risk model is LightGBM (Ray Train) over the classifier's out-of-fold scores plus behaviour,
-network and context features of platform content; at scoring time it answers for rows that carry
-platform context and the classifier answers for rows that do not (ml/training/scorer.py).
+Fits are many (the final one, out-of-fold folds for label issues, one per held-out source), so
+they share work: every one-vs-rest model of every member is fitted in one thread pool, members
+reading the same rows share their design matrices, and a fit cache (ml/training/fit_cache.py)
+keeps what an unchanged input would only fit again. The risk model over the classifier's scores
+is ml/training/risk.py.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
@@ -35,23 +35,22 @@ import numpy as np
 import polars as pl
 
 from ml.taxonomy import POLICIES, VIOLATING
-from ml.training import lightgbm_model
-from ml.training.artifacts import ModelArtifact
-from ml.training.calibration import fit_policy_calibration, fit_temperature, softmax
-from ml.training.dataset import held_out_texts, label_array, platform_rows
+from ml.training.artifacts import ModelArtifact, new_version
+from ml.training.calibration import fit_policy_calibration
+from ml.training.dataset import held_out_texts, label_array
+from ml.training.fit_cache import FitCache
 from ml.training.labels import AS_GIVEN, LabelTreatment, training_rows
-from ml.training.matrix import dense_matrix, mask_context
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.text_classifier import (
     ClassifierParams,
+    DesignCache,
     LinearTextClassifier,
     TextFeatureCache,
     TextMatrix,
     group_folds,
+    run_fits,
 )
 
-PROBA_OOF = tuple(f"oof_p_{p}" for p in POLICIES)
-CONTEXT_DROPOUT = 0.1  # share of risk-model training rows whose platform context is hidden
 # Weight of a platform label confident learning flagged: a third, not zero (ml/training/labels.py says why).
 FLAGGED_LABEL_WEIGHT = 0.3
 OUT_OF_FOLD_FOLDS = 4
@@ -96,6 +95,10 @@ class ClassifierRecipe:
             self.name, tuple(replace(m, treatment=replace(m.treatment, flagged_weight=1.0)) for m in self.members)
         )
 
+    def votes(self) -> np.ndarray:
+        """bool [members, POLICIES]: which member votes on which policy."""
+        return np.stack([m.votes() for m in self.members])
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -133,8 +136,17 @@ CONTENT_CLASSIFIER_RECIPE = ClassifierRecipe(
 BASELINE_RECIPE = ClassifierRecipe("baseline", (RecipeMember(AS_GIVEN, ClassifierParams()),))
 
 
+def combine(probas: list[np.ndarray], votes: np.ndarray | None) -> np.ndarray:
+    """Per policy, the mean probability of the members that vote on it; rows sum to one over POLICIES.
+    `votes` bool [members, POLICIES] (None: every member votes on every policy)."""
+    votes = np.ones((len(probas), len(POLICIES)), bool) if votes is None else votes
+    weight = votes[:, None, :].astype(np.float64)
+    p = (np.stack(probas) * weight).sum(axis=0) / weight.sum(axis=0)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 class EnsembleTextClassifier:
-    """Per policy, the mean probability of the members that vote on it; rows sum to one over POLICIES."""
+    """A fitted recipe: its members' probabilities combined per policy (`combine`)."""
 
     # bool [members, POLICIES]; None: every member votes on every policy (and classifiers pickled
     # before members voted per policy, which have no such attribute, read it from here).
@@ -145,76 +157,117 @@ class EnsembleTextClassifier:
         self.votes = votes
 
     def proba(self, x: TextMatrix) -> np.ndarray:
-        votes = np.ones((len(self.members), len(POLICIES)), bool) if self.votes is None else self.votes
-        weight = votes[:, None, :].astype(np.float64)
-        p = (np.stack([m.proba(x) for m in self.members]) * weight).sum(axis=0) / weight.sum(axis=0)
-        return p / p.sum(axis=1, keepdims=True)
+        return combine([m.proba(x) for m in self.members], self.votes)
 
 
-def new_version(kind: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{kind}-{stamp}-{secrets.token_hex(2)}"
+@dataclass
+class FitPlan:
+    """How fits run: the text features of every row they may read, the threads to fit on, and the
+    fit cache (None: fit everything afresh)."""
+
+    features: TextFeatureCache
+    cache: FitCache | None = None
+    threads: int | None = None
+
+
+def _distinct(members) -> list[RecipeMember]:
+    return list(dict.fromkeys(members))
+
+
+def fit_members(
+    members: list[RecipeMember],
+    training_set: pl.DataFrame,
+    issues: pl.DataFrame | None,
+    plan: FitPlan,
+    subset: str,
+) -> dict[RecipeMember, LinearTextClassifier]:
+    """Fit each distinct member on the train split of `training_set` (which rows of the dataset it
+    holds: `subset`, part of the cache key), every one-vs-rest model of every member in one pool."""
+    out: dict[RecipeMember, LinearTextClassifier] = {}
+    keys = {m: plan.cache.key(m, subset, "model") for m in _distinct(members)} if plan.cache else {}
+    todo = []
+    for member in _distinct(members):
+        cached = plan.cache.get(keys[member]) if plan.cache else None
+        if cached is not None:
+            out[member] = cached
+        else:
+            todo.append(member)
+    jobs, designs = [], {}
+    for member in todo:
+        rows = training_rows(training_set, member.treatment, issues)
+        x = plan.features.rows(rows)
+        # Members reading the same rows in the same order share their design matrices.
+        order = hash(rows["text_hash"].to_numpy().tobytes())
+        design = designs.setdefault(order, DesignCache(x))
+        model = LinearTextClassifier(member.params)
+        jobs += model.fit_jobs(x, label_array(rows), rows["weight"].to_numpy(), design)
+        out[member] = model
+    run_fits(jobs, plan.threads)
+    for member in todo:
+        if plan.cache:
+            plan.cache.put(keys[member], out[member])
+    return out
+
+
+def held_out_probas(
+    members: list[RecipeMember],
+    training_set: pl.DataFrame,
+    issues: pl.DataFrame | None,
+    plan: FitPlan,
+    subset: str,
+    held: pl.DataFrame,
+) -> dict[RecipeMember, np.ndarray]:
+    """Each distinct member's probabilities on the `held` rows, fitted on the train split of
+    `training_set` (`subset` names those rows); cached as probabilities, not models."""
+    out: dict[RecipeMember, np.ndarray] = {}
+    keys = {m: plan.cache.key(m, subset, "proba") for m in _distinct(members)} if plan.cache else {}
+    for member in _distinct(members):
+        cached = plan.cache.get(keys[member]) if plan.cache else None
+        if cached is not None and len(cached) == held.height:
+            out[member] = cached
+    missing = [m for m in _distinct(members) if m not in out]
+    if missing:
+        x = plan.features.rows(held)
+        fitted = fit_members(missing, training_set, issues, FitPlan(plan.features, None, plan.threads), subset)
+        for member, model in fitted.items():
+            out[member] = model.proba(x)
+            if plan.cache:
+                plan.cache.put(keys[member], out[member])
+    return out
 
 
 def fit_recipe(
-    recipe: ClassifierRecipe,
-    training_set: pl.DataFrame,
-    issues: pl.DataFrame | None,
-    cache: TextFeatureCache | None = None,
-    fitted: dict[RecipeMember, LinearTextClassifier] | None = None,
+    recipe: ClassifierRecipe, training_set: pl.DataFrame, issues: pl.DataFrame | None, plan: FitPlan | None = None
 ) -> EnsembleTextClassifier:
-    """Fit every member of `recipe` on the train split of `training_set` (uncalibrated).
-
-    `fitted` shares members between recipes fitted on the same rows: a member that reads no label
-    issues (the content classifier's plain member is the baseline) is fitted once and reused.
-    """
-    cache = cache or TextFeatureCache(training_set.filter(pl.col("split") == "train"))
-    members = []
-    for member in recipe.members:
-        shareable = fitted is not None and (issues is None or member.treatment.flagged_weight == 1.0)
-        if shareable and member in fitted:
-            members.append(fitted[member])
-            continue
-        rows = training_rows(training_set, member.treatment, issues)
-        model = LinearTextClassifier(member.params).fit(cache.rows(rows), label_array(rows), rows["weight"].to_numpy())
-        if shareable:
-            fitted[member] = model
-        members.append(model)
-    return EnsembleTextClassifier(members, np.stack([m.votes() for m in recipe.members]))
+    """Fit every member of `recipe` on the train split of `training_set` (uncalibrated)."""
+    plan = plan or FitPlan(TextFeatureCache(training_set.filter(pl.col("split") == "train")))
+    fitted = fit_members(list(recipe.members), training_set, issues, plan, "train")
+    return EnsembleTextClassifier([fitted[m] for m in recipe.members], recipe.votes())
 
 
 def out_of_fold_proba(
-    training_set: pl.DataFrame, recipe: ClassifierRecipe, seed: int = 42, folds: int = OUT_OF_FOLD_FOLDS
+    training_set: pl.DataFrame,
+    recipe: ClassifierRecipe,
+    plan: FitPlan | None = None,
+    seed: int = 42,
+    folds: int = OUT_OF_FOLD_FOLDS,
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """Every train-split label row, and its probabilities from `recipe` fitted on the other folds
     (folds grouped by text hash, so no copy of a text is scored by a model that saw it)."""
     rows = training_rows(training_set, AS_GIVEN)
-    cache = TextFeatureCache(rows)
+    plan = plan or FitPlan(TextFeatureCache(rows))
     fold = group_folds(rows["text_hash"].to_numpy(), folds, seed)
     train = training_set.filter(pl.col("split") == "train")
     oof = np.zeros((rows.height, len(POLICIES)))
     for f in range(folds):
         held = fold == f
-        held_hashes = rows.filter(pl.Series(held))["text_hash"].implode()
-        model = fit_recipe(recipe, train.filter(~pl.col("text_hash").is_in(held_hashes)), None, cache)
-        oof[held] = model.proba(cache.rows(rows.filter(pl.Series(held))))
+        held_rows = rows.filter(pl.Series(held))
+        remaining = train.filter(~pl.col("text_hash").is_in(held_rows["text_hash"].implode()))
+        probas = held_out_probas(
+            list(recipe.members), remaining, None, plan, f"fold {f} of {folds}, seed {seed}", held_rows
+        )
+        oof[held] = combine([probas[m] for m in recipe.members], recipe.votes())
     return rows, oof
-
-
-def _save(
-    kind: str, version: str, out: Path, dataset_version: str, params: dict, metrics: dict, temperature: float = 1.0
-) -> ModelArtifact:
-    artifact = ModelArtifact(
-        kind=kind,
-        version=version,
-        path=str(out),
-        dataset_version=dataset_version,
-        params=params,
-        metrics=metrics,
-        temperature=temperature,
-    )
-    artifact.write_manifest()
-    return artifact
 
 
 def fit_text_classifier(
@@ -223,12 +276,13 @@ def fit_text_classifier(
     models_dir: Path,
     issues: pl.DataFrame | None,
     recipe: ClassifierRecipe,
+    plan: FitPlan | None = None,
 ) -> ModelArtifact:
     """Fit `recipe`, calibrate it per policy on the validation texts, and save it (kind = recipe name)."""
     started = time.perf_counter()
     if recipe.uses_label_issues and issues is None:
         raise ValueError(f"recipe {recipe.name} down-weights likely label errors: pass the label_issues table")
-    model = fit_recipe(recipe, training_set, issues)
+    model = fit_recipe(recipe, training_set, issues, plan)
     val = held_out_texts(training_set, "validation")
     raw_val = model.proba(TextMatrix.of(val["text"].to_list()))
     calibration = fit_policy_calibration(raw_val, label_array(val))
@@ -243,67 +297,6 @@ def fit_text_classifier(
     out = models_dir / version
     out.mkdir(parents=True)
     joblib.dump({"model": model, "calibration": calibration}, out / "model.joblib")
-    return _save(recipe.name, version, out, dataset_version, {"recipe": recipe.to_dict()}, metrics)
-
-
-def risk_features(frame: pl.DataFrame, classifier_proba: np.ndarray) -> np.ndarray:
-    """[content classifier probabilities | dense platform context and text signals]."""
-    return np.hstack([classifier_proba.astype(np.float32), dense_matrix(frame)])
-
-
-def fit_risk_model(
-    training_set: pl.DataFrame,
-    issues: pl.DataFrame,
-    classifier: ModelArtifact,
-    models_dir: Path,
-    ray_storage: Path,
-    params: lightgbm_model.LightGBMParams,
-) -> ModelArtifact:
-    """LightGBM on Ray over the classifier's out-of-fold scores plus context, platform rows only.
-
-    Train rows carry out-of-fold scores (from `label_issues`: each text scored by a model that never
-    saw it), so the risk model learns how far to trust the classifier on unseen text; validation and
-    test rows carry the classifier's own scores, as at serving time.
-    """
-    from ml.training.scorer import Scorer
-
-    platform = platform_rows(training_set)
-    train = mask_context(platform.filter(pl.col("split") == "train"), CONTEXT_DROPOUT, params.seed)
-    val = platform.filter(pl.col("split") == "validation")
-    if train.height == 0 or val.height == 0:
-        raise ValueError(
-            "the training set has no platform rows to train or validate the risk model on: simulate more days"
-        )
-    oof = train.select("label_id").join(issues.select("label_id", *PROBA_OOF), on="label_id", how="left")
-    if oof[PROBA_OOF[0]].null_count():
-        raise ValueError(
-            "label_issues has no out-of-fold scores for some risk-model training rows: "
-            "rebuild label_issues from this training set"
-        )
-    text_scorer = Scorer(classifier)
-    X = risk_features(train, oof.select(PROBA_OOF).to_numpy())
-    X_val = risk_features(val, text_scorer.predict_proba(val.select("text")))
-    y, y_val = label_array(train), label_array(val)
-    booster, info = lightgbm_model.train_ray(X, y, X_val, y_val, params, ray_storage)
-    val_logits = booster.predict(X_val, raw_score=True)
-    temperature = fit_temperature(val_logits, y_val)
-    val_pr = pr_auc_by_policy(y_val, softmax(val_logits, temperature))
-    metrics = {
-        "validation_pr_auc": val_pr,
-        "validation_macro_pr_auc": macro_pr_auc(val_pr),
-        "rounds": int(booster.num_trees() // len(POLICIES)),
-        "rows_train": train.height,
-        "rows_validation": val.height,
-        "train_seconds": float(info["train_seconds"]),
-        "wall_seconds": float(info["wall_seconds"]),
-    }
-    version = new_version("risk_model")
-    out = models_dir / version
-    out.mkdir(parents=True)
-    booster.save_model(str(out / "model.txt"))
-    params_out = {
-        "model": asdict(params),
-        "content_classifier": classifier.version,
-        "content_classifier_dataset_version": classifier.dataset_version,
-    }
-    return _save("risk_model", version, out, classifier.dataset_version, params_out, metrics, temperature)
+    return ModelArtifact(
+        recipe.name, version, str(out), dataset_version, {"recipe": recipe.to_dict()}, metrics
+    ).write_manifest()

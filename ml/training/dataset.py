@@ -84,6 +84,8 @@ class TrainingSetRef:
     path: str
     version: str
     rows: dict
+    # The TextFeatureCache of every distinct text, saved beside the frame ("" for a set saved before it was).
+    text_features: str = ""
 
 
 def build_training_set(

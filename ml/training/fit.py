@@ -18,12 +18,11 @@ import torch
 
 from ml.features.text import hashed_ngrams
 from ml.training import minilm_model, text_model
-from ml.training.artifacts import ModelArtifact
+from ml.training.artifacts import ModelArtifact, new_version
 from ml.training.calibration import fit_temperature, softmax
-from ml.training.content import new_version
 from ml.training.dataset import held_out_texts, label_array
 from ml.training.labels import LabelTreatment, training_rows
-from ml.training.matrix import DENSE_COLUMNS, dense_matrix
+from ml.training.matrix import DENSE_COLUMNS, text_inputs
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 
 # The deep model's rows: every label as given, likely label errors on platform labels left out
@@ -35,11 +34,6 @@ def _rows(training_set: pl.DataFrame, issues: pl.DataFrame | None) -> pl.DataFra
     return training_rows(
         training_set, DEEP_MODEL_LABELS if issues is not None else LabelTreatment(weighted=False), issues
     )
-
-
-def text_inputs(frame: pl.DataFrame) -> np.ndarray:
-    """Dense inputs of a text-only model: text signals, with every platform column unknown."""
-    return dense_matrix(frame.select("text"))
 
 
 def _finish_deep(
@@ -70,7 +64,7 @@ def _finish_deep(
     out = models_dir / version
     out.mkdir(parents=True)
     torch.save(net.state_dict(), out / "model.pt")
-    artifact = ModelArtifact(
+    return ModelArtifact(
         kind="text_model",
         version=version,
         path=str(out),
@@ -78,9 +72,7 @@ def _finish_deep(
         params={"profile": profile, "model": asdict(params), "n_dense": len(DENSE_COLUMNS)},
         metrics=metrics,
         temperature=temperature,
-    )
-    artifact.write_manifest()
-    return artifact
+    ).write_manifest()
 
 
 def fit_text_model(

@@ -2,8 +2,9 @@
 
 A label is suspect when a model that never saw its text is confident it belongs elsewhere,
 beyond what the per-class noise rates estimated from the whole set explain (Northcutt et al.,
-"Confident Learning", JAIR 2021). Suspect rows are dropped from the classifiers' training and
-published to QA through `mart_label_issues`; nothing here knows the true labels.
+"Confident Learning", JAIR 2021). Suspect platform labels count less in the classifiers' training
+(ml/training/labels.py says why not zero) and are published to QA through `mart_label_issues`;
+nothing here knows the true labels.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
 from ml.taxonomy import POLICIES
+from ml.training.content import ClassifierRecipe, FitPlan, out_of_fold_proba
+from ml.training.dataset import label_array
 
 
 def label_issues(label_ids: pl.Series, labels: np.ndarray, oof_proba: np.ndarray) -> pl.DataFrame:
@@ -34,11 +37,10 @@ def label_issues(label_ids: pl.Series, labels: np.ndarray, oof_proba: np.ndarray
     )
 
 
-def training_label_issues(training_set: pl.DataFrame, recipe) -> pl.DataFrame:
+def training_label_issues(
+    training_set: pl.DataFrame, recipe: ClassifierRecipe, plan: FitPlan | None = None
+) -> pl.DataFrame:
     """`label_issues` of every train-split label row, from out-of-fold probabilities of `recipe`
-    (an ml.training.content.ClassifierRecipe) with every label counted."""
-    from ml.training.content import out_of_fold_proba
-    from ml.training.dataset import label_array
-
-    rows, oof = out_of_fold_proba(training_set, recipe.ignoring_label_issues())
+    with every label counted."""
+    rows, oof = out_of_fold_proba(training_set, recipe.ignoring_label_issues(), plan)
     return label_issues(rows["label_id"], label_array(rows), oof)

@@ -1,23 +1,28 @@
-"""One multiclass LightGBM model over all policies, trained data-parallel with Ray Train V2.
+"""One multiclass LightGBM model over all policies, trained data-parallel on Ray by long-lived actors.
 
-Each Ray worker takes its shard of the training matrix from the object store, joins the
-LightGBM network through `get_network_params()`, and trains with early stopping on the
-full validation split. Only rank 0 reports, once, at the end (reporting each round costs
-about 2 s here). `train_local` is the same training without Ray, for the benchmark.
+Ray Train starts a new worker group for every `fit()` (10-15 s here, more than the risk model's
+training itself), so the workers are Ray actors this process keeps instead: `LightGBMWorkers`
+starts them once, each holds its shard of the training matrix and the validation split in its
+own memory, and every fit after that costs what LightGBM's training costs. With more than one
+worker they train one model together over LightGBM's own socket network (data-parallel tree
+learner, pre-partitioned rows): the addresses are the actors' nodes and a free port each, taken
+just before every fit. Workers are sized from the cluster Ray reports (ml/training/placement.py)
+and a demand the cluster cannot place fails within a bounded wait, naming the demand and the nodes.
+`train_local` is the same training without Ray, for the benchmark.
 """
 
 from __future__ import annotations
 
-import tempfile
+import socket
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
 import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
 
 from ml.taxonomy import POLICIES
+from ml.training.placement import PLACEMENT_TIMEOUT_S, WorkerShape, fit_to_cluster, wait_placed
 
 
 @dataclass(frozen=True)
@@ -50,80 +55,171 @@ class LightGBMParams:
         }
 
 
-def train_local(X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams) -> lgb.Booster:
-    """Plain `lightgbm.train` with the same parameters and early stopping (one process)."""
+def _train(params: dict, X, y, X_val, y_val, max_rounds: int, early_stopping_rounds: int) -> lgb.Booster:
     train = lgb.Dataset(X, y, free_raw_data=False)
     valid = lgb.Dataset(X_val, y_val, reference=train)
-    return lgb.train(
-        params.lgb_params(),
-        train,
-        params.max_rounds,
-        valid_sets=[valid],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
-    )
+    callbacks = [lgb.early_stopping(early_stopping_rounds, verbose=False)] if early_stopping_rounds else []
+    return lgb.train(params, train, max_rounds, valid_sets=[valid], callbacks=callbacks)
 
 
-def _train_worker(config: dict) -> None:
+def train_local(X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams) -> lgb.Booster:
+    """Plain `lightgbm.train` with the same parameters and early stopping (one process)."""
+    return _train(params.lgb_params(), X, y, X_val, y_val, params.max_rounds, params.early_stopping_rounds)
+
+
+class _Worker:
+    """One LightGBM worker: holds a shard and the validation split, trains when asked (a Ray actor)."""
+
+    def __init__(self):
+        self.shard = None
+
+    def ready(self) -> bool:
+        return True
+
+    def load(self, shard, validation) -> int:
+        self.shard, self.validation = shard, validation
+        return int(shard[0].shape[0])
+
+    def address(self) -> tuple[str, int]:
+        """This node's address and a port free right now, for LightGBM's network."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def train(self, params: dict, max_rounds: int, early_stopping_rounds: int) -> dict:
+        X, y = self.shard
+        X_val, y_val = self.validation
+        started = time.perf_counter()
+        booster = _train(params, X, y, X_val, y_val, max_rounds, early_stopping_rounds)
+        return {
+            "model": booster.model_to_string(num_iteration=booster.best_iteration or None),
+            "best_iteration": booster.best_iteration,
+            "train_seconds": time.perf_counter() - started,
+        }
+
+
+class LightGBMWorkers:
+    """Long-lived LightGBM workers on the connected Ray cluster (see the module docstring).
+
+    `load` ships a training matrix once; `fit` trains on it as often as asked. Close (or use as a
+    context manager) to free the actors; `workers_for` keeps one set per process and shape.
+    """
+
+    def __init__(self, shape: WorkerShape, timeout_s: float = PLACEMENT_TIMEOUT_S):
+        import ray
+
+        self.shape = shape
+        actor = ray.remote(num_cpus=shape.cpus_per_worker)(_Worker)
+        self.actors = [actor.remote() for _ in range(shape.workers)]
+        try:
+            wait_placed([a.ready.remote() for a in self.actors], shape, "LightGBM", timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        self.rows: int | None = None
+
+    def load(self, X, y: np.ndarray, X_val, y_val: np.ndarray) -> None:
+        """Give each worker its contiguous share of the rows and the whole validation split."""
+        import ray
+
+        bounds = np.linspace(0, X.shape[0], self.shape.workers + 1).astype(int)
+        validation = ray.put((X_val, y_val))
+        loads = [
+            a.load.remote(ray.put((X[bounds[i] : bounds[i + 1]], y[bounds[i] : bounds[i + 1]])), validation)
+            for i, a in enumerate(self.actors)
+        ]
+        self.rows = sum(_get(loads))
+
+    def fit(self, params: LightGBMParams) -> tuple[lgb.Booster, dict]:
+        if self.rows is None:
+            raise RuntimeError("LightGBMWorkers.fit before load: ship the training matrix first")
+        started = time.perf_counter()
+        lgb_params = {**params.lgb_params(), "num_threads": self.shape.cpus_per_worker}
+        if self.shape.workers > 1:
+            addresses = _get([a.address.remote() for a in self.actors])
+            machines = ",".join(f"{ip}:{port}" for ip, port in addresses)
+            runs = [
+                a.train.remote(
+                    {
+                        **lgb_params,
+                        "tree_learner": "data_parallel",
+                        "pre_partition": True,
+                        "num_machines": self.shape.workers,
+                        "machines": machines,
+                        "local_listen_port": port,
+                        "time_out": 5,  # minutes LightGBM waits for its peers
+                    },
+                    params.max_rounds,
+                    params.early_stopping_rounds,
+                )
+                for a, (_, port) in zip(self.actors, addresses)
+            ]
+        else:
+            runs = [self.actors[0].train.remote(lgb_params, params.max_rounds, params.early_stopping_rounds)]
+        results = _get(runs)
+        booster = lgb.Booster(model_str=results[0]["model"])
+        info = {
+            "best_iteration": results[0]["best_iteration"],
+            "train_seconds": max(r["train_seconds"] for r in results),
+            "wall_seconds": time.perf_counter() - started,
+            "workers": self.shape.workers,
+            "threads_per_worker": self.shape.cpus_per_worker,
+            "params": asdict(params),
+        }
+        return booster, info
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+
+    def __enter__(self) -> LightGBMWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _get(refs: list) -> list:
+    """`ray.get` in short waits, so Ctrl-C or a canceled Dagster run interrupts it between them."""
     import ray
-    import ray.train
-    from ray.train.lightgbm import get_network_params
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    X, y = ray.get(config["shards"][rank])
-    X_val, y_val = ray.get(config["validation"])
-    params = dict(config["lgb_params"])
-    if world > 1:
-        params.update(tree_learner="data_parallel", pre_partition=True, **get_network_params())
-    started = time.perf_counter()
-    train = lgb.Dataset(X, y)
-    valid = lgb.Dataset(X_val, y_val, reference=train)
-    booster = lgb.train(
-        params,
-        train,
-        config["max_rounds"],
-        valid_sets=[valid],
-        callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False)],
-    )
-    metrics = {
-        "best_iteration": booster.best_iteration,
-        "train_seconds": time.perf_counter() - started,
-        "valid_multi_logloss": float(booster.best_score["valid_0"]["multi_logloss"]),
-    }
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            booster.save_model(str(Path(tmp) / "model.txt"), num_iteration=booster.best_iteration)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report(metrics)
+    pending, done = list(refs), {}
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+        for ref in ready:
+            done[ref] = ray.get(ref)
+    return [done[r] for r in refs]
+
+
+# This process's workers, by shape, with the Ray job they belong to (a new `ray.init` is a new job,
+# whose actors are new too).
+_WORKERS: dict[WorkerShape, tuple[str, LightGBMWorkers]] = {}
+
+
+def workers_for(params: LightGBMParams) -> LightGBMWorkers:
+    """This process's workers of the shape `params` asks for, fitted to the cluster (started once per
+    Ray connection and reused by every later fit)."""
+    import ray
+
+    shape = fit_to_cluster(WorkerShape(params.num_workers, params.threads_per_worker))
+    job = ray.get_runtime_context().get_job_id()
+    known = _WORKERS.get(shape)
+    if known is None or known[0] != job:
+        _WORKERS[shape] = (job, LightGBMWorkers(shape))
+    return _WORKERS[shape][1]
 
 
 def train_ray(
-    X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams, storage_path: Path
+    X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams
 ) -> tuple[lgb.Booster, dict]:
-    """Data-parallel training on the connected Ray cluster; returns the booster and run facts."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.lightgbm import LightGBMTrainer
-
-    n = params.num_workers
-    bounds = np.linspace(0, X.shape[0], n + 1).astype(int)
-    shards = [ray.put((X[bounds[i] : bounds[i + 1]], y[bounds[i] : bounds[i + 1]])) for i in range(n)]
-    started = time.perf_counter()
-    trainer = LightGBMTrainer(
-        _train_worker,
-        train_loop_config={
-            "shards": shards,
-            "validation": ray.put((X_val, y_val)),
-            "lgb_params": params.lgb_params(),
-            "max_rounds": params.max_rounds,
-            "early_stopping_rounds": params.early_stopping_rounds,
-        },
-        scaling_config=ScalingConfig(num_workers=n, resources_per_worker={"CPU": params.threads_per_worker}),
-        run_config=RunConfig(storage_path=str(storage_path), name=f"lightgbm-{int(time.time() * 1000)}"),
-    )
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as ckpt:
-        booster = lgb.Booster(model_file=str(Path(ckpt) / "model.txt"))
-    info = {**result.metrics, "wall_seconds": time.perf_counter() - started, "params": asdict(params)}
+    """Data-parallel training on the connected Ray cluster's long-lived workers; the booster and run facts."""
+    workers = workers_for(params)
+    workers.load(X, y, X_val, y_val)
+    booster, info = workers.fit(replace(params, num_workers=workers.shape.workers))
     return booster, info

@@ -107,3 +107,13 @@ def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> s
     if ngrams is None:
         ngrams = hashed_ngrams(frame["text"].to_list())
     return sp.hstack([dense, ngrams], format="csr", dtype=np.float32)
+
+
+def text_inputs(frame: pl.DataFrame) -> np.ndarray:
+    """Dense inputs of a text-only model: text signals, with every platform column unknown."""
+    return dense_matrix(frame.select("text"))
+
+
+def risk_features(frame: pl.DataFrame, classifier_proba: np.ndarray) -> np.ndarray:
+    """The risk model's inputs: [content classifier probabilities | dense platform context and text signals]."""
+    return np.hstack([classifier_proba.astype(np.float32), dense_matrix(frame)])

@@ -21,7 +21,7 @@ from ml.features.text import hashed_ngrams
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact, proba_frame
 from ml.training.calibration import softmax
-from ml.training.matrix import CONTEXT_COLUMNS
+from ml.training.matrix import CONTEXT_COLUMNS, risk_features, text_inputs
 from ml.training.text_classifier import TextMatrix
 
 TEXT_ONLY_KINDS = ("content_classifier", "baseline", "text_model")
@@ -94,8 +94,6 @@ class Scorer:
         if kind in ("content_classifier", "baseline"):
             return self._calibration.apply(self._linear.proba(TextMatrix.of(texts)))
         if kind == "text_model":
-            from ml.training.fit import text_inputs
-
             dense = text_inputs(frame)
             if self.profile == "minilm":
                 from ml.training import minilm_model
@@ -109,8 +107,6 @@ class Scorer:
                 logits = predict_logits(self._net, hashed_ngrams(texts) if ngrams is None else ngrams, dense)
             return softmax(logits, self.artifact.temperature)
         # risk_model: the classifier answers alone where the platform context is unknown.
-        from ml.training.content import risk_features
-
         text_proba = self.classifier.predict_proba(frame)
         context = has_context(frame)
         if not context.any():

@@ -14,7 +14,11 @@ Inputs are a `TextMatrix` (n-gram counts plus signals), built once per distinct 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -24,6 +28,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.preprocessing import normalize
 
 from ml.features.text import SIGNAL_EXPRS, distinct
+from ml.lake import write_file_atomic
 from ml.taxonomy import POLICIES
 
 _WORDS = HashingVectorizer(
@@ -97,12 +102,16 @@ class TextFeatureCache:
     """The TextMatrix of every distinct text of a frame, built once and looked up by text hash.
 
     Leave-one-source-out and out-of-fold fits reuse the same texts a dozen times; featurising them
-    once is most of what makes those evaluations affordable on two cores.
+    once is most of what makes those evaluations affordable on two cores. The training set's cache
+    is saved beside it (`save`, `load`), so each training step reads it instead of featurising again.
     """
 
-    def __init__(self, frame: pl.DataFrame):
+    def __init__(self, frame: pl.DataFrame | None = None):
+        if frame is None:
+            return
         texts = frame.select("text_hash", "text").unique("text_hash", keep="first", maintain_order=True)
-        self._index = {h: i for i, h in enumerate(texts["text_hash"].to_list())}
+        self._hashes = texts["text_hash"].to_list()
+        self._index = {h: i for i, h in enumerate(self._hashes)}
         self._matrix = TextMatrix.of(texts["text"].to_list())
 
     def rows(self, frame: pl.DataFrame) -> TextMatrix:
@@ -113,6 +122,28 @@ class TextFeatureCache:
             )
         except KeyError as exc:
             raise KeyError(f"text hash {exc.args[0]} is not in the feature cache") from None
+
+    def save(self, path: Path) -> Path:
+        c = self._matrix.counts
+        arrays = {
+            "data": c.data,
+            "indices": c.indices,
+            "indptr": c.indptr,
+            "shape": np.array(c.shape),
+            "signals": self._matrix.signals,
+            "hashes": np.array(self._hashes, dtype=object).astype("U16"),
+        }
+        return write_file_atomic(path, lambda fh: np.savez(fh, **arrays))
+
+    @classmethod
+    def load(cls, path: Path) -> TextFeatureCache:
+        with np.load(path) as z:
+            counts = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+            cache = cls()
+            cache._hashes = z["hashes"].tolist()
+            cache._matrix = TextMatrix(counts, z["signals"])
+        cache._index = {h: i for i, h in enumerate(cache._hashes)}
+        return cache
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,38 @@ def _sgd(params: ClassifierParams) -> SGDClassifier:
     )
 
 
+def default_threads() -> int:
+    """Threads for fitting: the cores this process may run on. scikit-learn's SGD releases the GIL
+    while it fits, so one-vs-rest fits in threads use every core with no copy of the design matrix."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def run_fits(jobs: list[Callable[[], None]], threads: int | None = None) -> None:
+    """Run independent fitting jobs (closures that store their own result) on `threads` threads."""
+    threads = min(len(jobs), threads or default_threads())
+    if threads <= 1:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="fit") as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()  # re-raises a failed fit here
+
+
+def tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Sublinear TF times IDF, each row L2-normalised. Scales the stored values in place of a
+    product with a diagonal matrix: the same numbers, a fifth of a recipe fit's time."""
+    tf = counts.copy()
+    tf.data = (1.0 + np.log(tf.data)) * idf[tf.indices]
+    return normalize(tf)
+
+
+def fitted_idf(counts: sp.csr_matrix) -> np.ndarray:
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    return (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
+
+
 class LinearTextClassifier:
     """Fitted on a TextMatrix; `proba` returns rows summing to one over POLICIES."""
 
@@ -146,52 +209,101 @@ class LinearTextClassifier:
         self.nb_models: list[SGDClassifier | None] = []
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        tf = counts.copy()
-        tf.data = 1.0 + np.log(tf.data)  # sublinear term frequency
-        return normalize(tf @ sp.diags(self.idf))
+        return tfidf(counts, self.idf)
 
-    def _design(self, x: TextMatrix) -> sp.csr_matrix:
-        X = self._tfidf(x.counts)
+    def _design(self, x: TextMatrix, T: sp.csr_matrix | None = None) -> sp.csr_matrix:
+        X = self._tfidf(x.counts) if T is None else T
         if self.params.signals:
             X = sp.hstack([X, sp.csr_matrix(x.signals * self.params.signal_scale)], format="csr")
         return X
 
-    def fit(self, x: TextMatrix, y: np.ndarray, weight: np.ndarray | None = None) -> LinearTextClassifier:
+    def fit(
+        self, x: TextMatrix, y: np.ndarray, weight: np.ndarray | None = None, threads: int | None = None
+    ) -> LinearTextClassifier:
+        run_fits(self.fit_jobs(x, y, weight), threads)
+        return self
+
+    def fit_jobs(
+        self, x: TextMatrix, y: np.ndarray, weight: np.ndarray | None = None, designs: DesignCache | None = None
+    ) -> list[Callable[[], None]]:
+        """Prepare the fit (IDF, design matrices, naive-Bayes ratios) and return one job per
+        one-vs-rest model; the model is fitted once every job has run. `designs` shares the
+        TF-IDF matrix between members fitted on the same rows."""
         n = len(x)
         weight = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
-        df = np.bincount(x.counts.indices, minlength=x.counts.shape[1])
-        self.idf = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
-        X = self._design(x)
-        if "nb" in self.params.views:
-            present = (x.counts > 0).astype(np.float32)
-            T = X if X.shape[1] == x.counts.shape[1] else self._tfidf(x.counts)
-        for k in range(len(POLICIES)):
+        designs = designs or DesignCache(x)
+        self.idf, T = designs.tfidf()
+        X = designs.design(self.params.signals, self.params.signal_scale) if "tfidf" in self.params.views else None
+        policies = range(len(POLICIES))
+        self.tfidf_models = [None] * len(POLICIES) if "tfidf" in self.params.views else []
+        self.nb_models = [None] * len(POLICIES) if "nb" in self.params.views else []
+        self.nb_ratios = []
+        jobs: list[Callable[[], None]] = []
+
+        def job(models: list, k: int, design: sp.csr_matrix, target: np.ndarray) -> Callable[[], None]:
+            def fit() -> None:
+                models[k] = _sgd(self.params).fit(design, target, sample_weight=weight)
+
+            return fit
+
+        present = (x.counts > 0).astype(np.float32) if "nb" in self.params.views else None
+        for k in policies:
             yk = y == k
-            if "tfidf" in self.params.views:
-                self.tfidf_models.append(_sgd(self.params).fit(X, yk, sample_weight=weight) if yk.any() else None)
+            if "tfidf" in self.params.views and yk.any():
+                jobs.append(job(self.tfidf_models, k, X, yk))
             if "nb" in self.params.views:
                 # Smoothed, weighted log-count ratio of each n-gram for this policy against the rest.
                 pos = np.asarray(present[yk].T @ weight[yk]).ravel() + 1.0
                 neg = np.asarray(present[~yk].T @ weight[~yk]).ravel() + 1.0
                 ratio = np.log((pos / pos.sum()) / (neg / neg.sum())).astype(np.float32)
                 self.nb_ratios.append(ratio)
-                Xnb = normalize(T @ sp.diags(ratio))
-                self.nb_models.append(_sgd(self.params).fit(Xnb, yk, sample_weight=weight) if yk.any() else None)
-        return self
+                if yk.any():
+                    jobs.append(job(self.nb_models, k, _scaled(T, ratio), yk))
+        return jobs
 
     def proba(self, x: TextMatrix) -> np.ndarray:
         views = []
+        T = self._tfidf(x.counts)
         if self.tfidf_models:
-            X = self._design(x)
+            X = self._design(x, T)
             views.append(_ovr(self.tfidf_models, lambda k: X, len(x)))
         if self.nb_models:
-            T = self._tfidf(x.counts)
-            views.append(_ovr(self.nb_models, lambda k: normalize(T @ sp.diags(self.nb_ratios[k])), len(x)))
+            views.append(_ovr(self.nb_models, lambda k: _scaled(T, self.nb_ratios[k]), len(x)))
         p = np.mean(views, axis=0)
         return p / p.sum(axis=1, keepdims=True)
 
     def describe(self) -> dict:
         return asdict(self.params)
+
+
+class DesignCache:
+    """The design matrices of one set of training rows, built once and shared by every member fitted
+    on those rows (members that read the same rows differ in labels and weights, not in n-grams)."""
+
+    def __init__(self, x: TextMatrix):
+        self.x = x
+        self._tfidf: tuple[np.ndarray, sp.csr_matrix] | None = None
+        self._designs: dict[tuple[bool, float], sp.csr_matrix] = {}
+
+    def tfidf(self) -> tuple[np.ndarray, sp.csr_matrix]:
+        if self._tfidf is None:
+            idf = fitted_idf(self.x.counts)
+            self._tfidf = idf, tfidf(self.x.counts, idf)
+        return self._tfidf
+
+    def design(self, signals: bool, scale: float) -> sp.csr_matrix:
+        key = (signals, scale if signals else 0.0)
+        if key not in self._designs:
+            T = self.tfidf()[1]
+            self._designs[key] = sp.hstack([T, sp.csr_matrix(self.x.signals * scale)], format="csr") if signals else T
+        return self._designs[key]
+
+
+def _scaled(T: sp.csr_matrix, ratio: np.ndarray) -> sp.csr_matrix:
+    """The naive-Bayes view: TF-IDF columns scaled by a policy's log-count ratio, rows re-normalised."""
+    X = T.copy()
+    X.data = X.data * ratio[X.indices]
+    return normalize(X)
 
 
 def _ovr(models: list, design, rows: int) -> np.ndarray:
