@@ -1,9 +1,11 @@
-"""Where trustlake's files live, and atomic, idempotent Parquet writes into them.
+"""Where trustlake's files live, and the one way any file of trustlake is written: atomically.
 
 Every path under the home directory is built here, so swapping the local filesystem for
-object storage touches one module. Writers put a file under a hidden temporary name in
-the target directory and rename it into place: readers globbing `*.parquet` never see a
-half-written file, and re-writing a partition replaces exactly that partition.
+object storage touches one module. Every writer in trustlake (lake partitions, the registry,
+the marts copy, scored files, settings files) goes through `atomic_write`: the file is written
+under a hidden temporary name in the target directory, fsynced and renamed into place, so
+readers (globbing `*.parquet` or opening the file) never see a half-written file, and
+re-writing a partition replaces exactly that partition.
 
 A writer holds an exclusive `flock` on its temporary file until the rename, so a process
 that starts after a crash can tell a temp file a live writer still owns from one a killed
@@ -20,7 +22,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,8 +32,8 @@ import polars as pl
 
 log = logging.getLogger(__name__)
 # A temp file younger than this is never called abandoned, lock or not: it covers the instant
-# between a writer creating the file and locking it, and writers that take no lock (DuckDB
-# locks its own files; the registry writes in milliseconds).
+# between a writer creating the file and locking it (atomic_write), and between DuckDB being
+# handed a free temp path and creating and locking the file there.
 TEMP_GRACE_SECONDS = 60.0
 
 
@@ -152,10 +155,11 @@ class Lake:
         while dest.exists() or dest.with_name(dest.name + ".reason.txt").exists():
             dest, n = folder / f"{stamp}-{n}-{origin}", n + 1
         note = dest.with_name(dest.name + ".reason.txt")
-        note.write_text(
+        write_text_atomic(
+            note,
             f"trustlake quarantined this file at {now.isoformat(timespec='seconds')}.\n\n"
             f"table:      {table}\nfrom:       {file}\nnow here:   {dest}\n\n{reason.rstrip()}\n\n"
-            "When it is handled, delete this file and its reason file; nothing reads the quarantine.\n"
+            "When it is handled, delete this file and its reason file; nothing reads the quarantine.\n",
         )
         try:
             if copy:
@@ -197,47 +201,84 @@ what to do: if its rows belong in the lake, drop it into the landing folder of i
 """
 
 
-def _owned_temp(target: Path) -> tuple[int, str]:
-    """A new hidden temp file beside `target`, flock-ed by this process until the fd is closed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd, tmp
+@contextmanager
+def atomic_write(
+    target: Path,
+    *,
+    mode: int | None = None,
+    sync_dir: bool = False,
+    before_replace: Callable[[], object] | None = None,
+    writer_creates: bool = False,
+) -> Iterator[Path]:
+    """Replace `target` whole or not at all: yields a hidden temp path beside it for the caller to write.
+
+    When the block ends cleanly the temp file is flushed to disk (fsync), given `mode` if set,
+    `before_replace` runs (to move the old file elsewhere first; if it raises, `target` is left
+    as it was), and the temp file is renamed over `target`; `sync_dir` then fsyncs the directory,
+    so the rename itself survives a power cut. On any exception, KeyboardInterrupt included, the
+    temp file is removed. Until the rename this process holds a flock on the temp file, which
+    tells `abandoned_temp_files` a live writer's temp file from a killed one's. `writer_creates`:
+    the writer must create the file itself (DuckDB), so the path is free when yielded; DuckDB's own
+    lock on it then marks it live, and its write-ahead log is removed with it on failure.
+    """
+    target = Path(target)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        # fcntl, not filelock: the lock must be on the temp file itself, the file
+        # abandoned_temp_files probes; filelock locks a separate lock file.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if writer_creates:
+            tmp.unlink()
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, target)  # the one rename-over-target in trustlake: every writer comes through here
+        if sync_dir:
+            dir_fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if writer_creates:
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, target: Path, before_replace: Callable[[], object] | None = None) -> Path:
-    """Write `frame` to `target` through a hidden temporary file in the same directory.
-
-    `before_replace` runs once the new file is complete, just before it is renamed over
-    `target` (to move the old file elsewhere first); if it raises, `target` is left as it was.
-    """
-    fd, tmp = _owned_temp(target)
-    try:
+    """Write `frame` to `target` (its folder created if need be) as zstd Parquet through `atomic_write`
+    (`before_replace` as there)."""
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target, before_replace=before_replace) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        if before_replace is not None:
-            before_replace()
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)
     return target
 
 
-def replace_file_atomic(source: Path, target: Path) -> None:
+def write_bytes_atomic(target: Path, data: bytes, sync_dir: bool = False) -> Path:
+    """Write `data` to `target` through `atomic_write`."""
+    with atomic_write(target, sync_dir=sync_dir) as tmp:
+        tmp.write_bytes(data)
+    return target
+
+
+def write_text_atomic(target: Path, text: str, sync_dir: bool = False) -> Path:
+    """Write `text` (UTF-8) to `target` through `atomic_write`."""
+    return write_bytes_atomic(target, text.encode(), sync_dir=sync_dir)
+
+
+def replace_file_atomic(source: Path, target: Path) -> Path:
     """Copy `source` over `target` so that readers see either the old or the new file."""
-    fd, tmp = _owned_temp(target)
-    try:
+    with atomic_write(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)
+    return target
 
 
 def temp_file_in_use(path: Path) -> bool:

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import psutil
 
 from ml.corpora import builtin_records
 from ml.evaluation.evaluate import evaluate_text_model
@@ -137,27 +138,18 @@ def pair_evaluation(version: str, passed: bool, text_only: float, champion: str 
     )
 
 
-def children(pid: int) -> list[tuple[int, str]]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append((int(entry.name), cmd))
-    return out
-
-
 def descendants(pid: int) -> list[tuple[int, str]]:
-    """Every process below `pid`: the code server, run workers, step processes, dbt."""
-    out, todo = [], [pid]
-    while todo:
-        kids = children(todo.pop())
-        out += kids
-        todo += [k for k, _ in kids]
+    """Every process below `pid` with its command line: the code server, run workers, step processes, dbt."""
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for proc in below:
+        try:
+            out.append((proc.pid, " ".join(proc.cmdline())))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            out.append((proc.pid, ""))  # a zombie, or gone since the listing: no command line to read
     return out
 
 
