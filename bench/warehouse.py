@@ -26,8 +26,9 @@ from report import write_report  # bench/report.py, beside this script
 
 from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
+from ml.raw.contracts import RAW_TABLES
 from ml.reference import land_reference, reference_frame
-from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
+from ml.simulator import SimConfig, partition_date, simulate_days
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_environment
 

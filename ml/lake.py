@@ -101,7 +101,7 @@ class Lake:
 
     @property
     def raw_validation_manifest(self) -> Path:
-        """Fingerprints of raw files that passed validation (ml.landing); `_` keeps it out of table globs."""
+        """Fingerprints of raw files that passed validation (ml.raw.lake_check); `_` keeps it out of table globs."""
         return self.raw / "_validated.json"
 
     @property
@@ -119,7 +119,7 @@ class Lake:
         """Replace the partition `table/date=day` with `frame`, atomically.
 
         A partition is one file written here plus the files external data landed in it
-        (`landed-<fingerprint>.parquet`, ml.landing), which are kept: their rows exist nowhere
+        (`landed-<fingerprint>.parquet`, ml.raw.landing), which are kept: their rows exist nowhere
         else in the lake. Any other Parquet file found in it (an older layout, a file dropped in
         by hand) is moved to quarantine with a reason, never deleted: its rows may be the only
         copy of something.
@@ -186,7 +186,7 @@ class Lake:
         )
 
 
-# The name prefix of partition files holding landed external rows (ml.landing): re-landing the day
+# The name prefix of partition files holding landed external rows (ml.raw.landing): re-landing the day
 # keeps them, and the fingerprint after the prefix names the file they came from.
 LANDED_PREFIX = "landed-"
 

@@ -157,7 +157,7 @@ def external_users(n: int, day, first_id: int = 8_000_000_000_000_000_000) -> pl
     """`n` accounts a partner platform signed up on `day`, with ids the simulator never draws (> 2**62)."""
     from datetime import datetime, timedelta
 
-    from ml.landing import CONTRACTS
+    from ml.raw.contracts import CONTRACTS
 
     start = datetime(day.year, day.month, day.day, 9)
     return pl.DataFrame(
@@ -179,7 +179,7 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
     """One post per author on `day`, with the platform's text hash, and ids above the simulator's range."""
     from datetime import datetime, timedelta
 
-    from ml.landing import CONTRACTS
+    from ml.raw.contracts import CONTRACTS
     from ml.text import normalise, text_hash
 
     start = datetime(day.year, day.month, day.day, hour)

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from ml.lake import Lake
-from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
+from ml.raw.contracts import RAW_TABLES
+from ml.simulator import SimConfig, partition_date, simulate_days
 from ml.text import eval_bucket
 from orchestration.partitions import daily_partitions
 from orchestration.settings import PROJECT_ROOT
