@@ -290,6 +290,8 @@ def temp_file_in_use(path: Path) -> bool:
     except PermissionError:
         return True  # not ours to judge
     try:
+        # fcntl, not filelock: this probes locks other programs hold on the file itself, and
+        # DuckDB's is a POSIX record lock (lockf), which filelock neither takes nor tests.
         for lock in (fcntl.flock, fcntl.lockf):
             try:
                 lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

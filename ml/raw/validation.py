@@ -237,6 +237,7 @@ def _conflicts(key: pl.Series, copy: pl.Series) -> pl.Series:
 
 
 def flag_rows(problems: list[Problem], bad: pl.Series, mask: pl.Series, rule: str, column: str, what: str) -> pl.Series:
+    """`bad` with `mask`'s rows added; when there are any, a Problem naming `rule` and those rows."""
     mask = mask.fill_null(False)
     count = int(mask.sum())
     if count:
