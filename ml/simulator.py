@@ -5,6 +5,8 @@ content created that day plus everything that later happens to it (reports, deci
 appeals, QA audits). A raw-lake partition for day D holds the events whose own timestamp
 falls on D, so it is rebuilt from the cohorts of D-LOOKBACK_DAYS..D: any day can be
 regenerated alone, and always yields the same rows. docs/simulator.md explains the model.
+Raw tables come out through their contracts (ml/raw/contracts.py): exactly the contract's
+columns, in order and in their types; the world shifts' texts are ml/shift_texts.py's.
 """
 
 from __future__ import annotations
