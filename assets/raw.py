@@ -3,12 +3,13 @@
 from datetime import date
 
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
 from assets.metadata import add_partition_metadata, partition_days, preview, table_schema
-from ml.landing import CONTRACTS, Claim, LandedFile, LandingError, check_raw_lake, ingest_claim
-from ml.simulator import EVENT_TIME, GROUND_TRUTH_TABLES, RAW_TABLES, partition_date, simulate_days
+from ml.raw.contracts import CONTRACTS, RAW_TABLES
+from ml.raw.lake_check import check_raw_lake
+from ml.raw.landing import Claim, LandedFile, LandingError, ingest_claim
+from ml.simulator import GROUND_TRUTH_TABLES, partition_date, simulate_days
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource
 
@@ -33,7 +34,7 @@ RAW_SPECS = [
         description=DESCRIPTIONS[table],
         kinds={"parquet", "polars"},
         partitions_def=daily_partitions,
-        metadata={"event_time_column": EVENT_TIME[table]},
+        metadata={"event_time_column": CONTRACTS[table].event_time},
     )
     for table in RAW_TABLES
 ]
@@ -130,7 +131,7 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
 
 
 def _land_file(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, name: str) -> dg.MaterializeResult:
-    """Land one claimed external file (ml.landing.ingest_claim) in the run's partitions."""
+    """Land one claimed external file (ml.raw.landing.ingest_claim) in the run's partitions."""
     lake = lakehouse.lake
     try:
         claim = Claim.from_name(lake, name)
@@ -158,7 +159,7 @@ def landed_metadata(landed: LandedFile) -> dict:
     problems = landed.validation.problems if landed.validation else ()
     return {
         "dagster/row_count": landed.rows,
-        "dagster/column_schema": table_schema(pl.DataFrame(schema=CONTRACTS[landed.claim.table].columns)),
+        "dagster/column_schema": table_schema(CONTRACTS[landed.claim.table].empty()),
         "source": "landing",
         "landed_file": landed.claim.original_name,
         "fingerprint": landed.claim.fingerprint,

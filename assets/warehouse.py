@@ -1,6 +1,7 @@
 """The dbt warehouse as Dagster assets, and the read-only marts copy analysts use."""
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -10,6 +11,7 @@ import polars as pl
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from assets.metadata import markdown_table, partition_days
+from ml.taxonomy import VOCABULARIES
 from ml.warehouse import (
     LOCK_WAIT_SECONDS,
     MARTS_SCHEMA,
@@ -103,7 +105,7 @@ def describe_dbt_test(test: Mapping[str, Any], tested: str) -> str:
     said = {
         "unique": f"{col} is unique",
         "not_null": f"{col} is never null",
-        "accepted_values": f"{col} is one of {', '.join(map(str, args.get('values') or []))}",
+        "accepted_values": f"{col} is one of {', '.join(map(str, _accepted_values(args.get('values'))))}",
         "accepted_range": f"{col} lies in [{args.get('min_value', '-inf')}, {args.get('max_value', 'inf')}]",
         "relationships": f"every {col} exists as `{args.get('field')}` in {str(args.get('to', '')).strip()}",
         "not_in_future": f"{col} is at most {args.get('tolerance_hours')} h in the future",
@@ -112,6 +114,17 @@ def describe_dbt_test(test: Mapping[str, Any], tested: str) -> str:
         "expression_is_true": f"`{args.get('expression')}` holds on every row",
     }.get(name, f"dbt test `{name}` holds on {col}")
     return f"{said[0].upper()}{said[1:]} in `{tested}` (dbt test `{name}`; failing rows are counted in the check's metadata)."
+
+
+def _accepted_values(values: Any) -> list:
+    """The values an accepted_values test allows: a list, or a vocabulary dbt reads as a var
+    (`"{{ var('policies') }}"`, orchestration/dbt_inputs.py), shown as the values in force."""
+    if isinstance(values, str):
+        found = re.fullmatch(r"\{\{\s*var\(['\"](\w+)['\"]\)\s*\}\}", values.strip())
+        if found and found.group(1) in VOCABULARIES:
+            return list(VOCABULARIES[found.group(1)])
+        return [values]
+    return list(values or [])
 
 
 translator = TrustlakeDbtTranslator(

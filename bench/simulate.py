@@ -14,7 +14,8 @@ from datetime import timedelta
 from report import write_report  # bench/report.py, beside this script
 
 from ml.corpora import load_text_pool
-from ml.simulator import RAW_TABLES, SimConfig, build_world, simulate_days
+from ml.raw.contracts import RAW_TABLES
+from ml.simulator import SimConfig, build_world, simulate_days
 from orchestration.settings import Settings
 
 

@@ -26,8 +26,10 @@ from report import write_report  # bench/report.py, beside this script
 
 from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
+from ml.raw.contracts import RAW_TABLES
 from ml.reference import land_reference, reference_frame
-from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
+from ml.simulator import SimConfig, partition_date, simulate_days
+from orchestration.dbt_inputs import with_dbt_vars, write_raw_sources
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_environment
 
@@ -39,20 +41,22 @@ def dbt_build(lake: Lake, *extra: str) -> float:
     env = {**os.environ, **dbt_environment(lake)}
     t0 = time.perf_counter()
     out = subprocess.run(
-        [
-            DBT_EXECUTABLE,
-            "build",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(lake.home / "dbt-target"),
-            "--exclude",
-            *LATER_MODELS,
-            *extra,
-        ],
+        with_dbt_vars(
+            [
+                DBT_EXECUTABLE,
+                "build",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(lake.home / "dbt-target"),
+                "--exclude",
+                *LATER_MODELS,
+                *extra,
+            ]
+        ),
         env=env,
         capture_output=True,
         text=True,
@@ -96,6 +100,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    write_raw_sources()  # what `trustlake prepare` renders before dbt reads the project
     corpora = Settings.from_env().corpora
     pool, _ = load_text_pool(corpora)
     reference = reference_frame(load_records(corpora)[0])

@@ -1,9 +1,11 @@
-"""Where trustlake's files live, and atomic, idempotent Parquet writes into them.
+"""Where trustlake's files live, and the one way any file of trustlake is written: atomically.
 
 Every path under the home directory is built here, so swapping the local filesystem for
-object storage touches one module. Writers put a file under a hidden temporary name in
-the target directory and rename it into place: readers globbing `*.parquet` never see a
-half-written file, and re-writing a partition replaces exactly that partition.
+object storage touches one module. Every writer in trustlake (lake partitions, the registry,
+the marts copy, scored files, settings files) goes through `atomic_write`: the file is written
+under a hidden temporary name in the target directory, fsynced and renamed into place, so
+readers (globbing `*.parquet` or opening the file) never see a half-written file, and
+re-writing a partition replaces exactly that partition.
 
 A writer holds an exclusive `flock` on its temporary file until the rename, so a process
 that starts after a crash can tell a temp file a live writer still owns from one a killed
@@ -20,18 +22,18 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 import polars as pl
 
 log = logging.getLogger(__name__)
 # A temp file younger than this is never called abandoned, lock or not: it covers the instant
-# between a writer creating the file and locking it, and writers that take no lock (DuckDB
-# locks its own files; the registry writes in milliseconds).
+# between a writer creating the file and locking it (atomic_write), and between DuckDB being
+# handed a free temp path and creating and locking the file there.
 TEMP_GRACE_SECONDS = 60.0
 
 
@@ -105,7 +107,7 @@ class Lake:
 
     @property
     def raw_validation_manifest(self) -> Path:
-        """Fingerprints of raw files that passed validation (ml.landing); `_` keeps it out of table globs."""
+        """Fingerprints of raw files that passed validation (ml.raw.lake_check); `_` keeps it out of table globs."""
         return self.raw / "_validated.json"
 
     @property
@@ -123,7 +125,7 @@ class Lake:
         """Replace the partition `table/date=day` with `frame`, atomically.
 
         A partition is one file written here plus the files external data landed in it
-        (`landed-<fingerprint>.parquet`, ml.landing), which are kept: their rows exist nowhere
+        (`landed-<fingerprint>.parquet`, ml.raw.landing), which are kept: their rows exist nowhere
         else in the lake. Any other Parquet file found in it (an older layout, a file dropped in
         by hand) is moved to quarantine with a reason, never deleted: its rows may be the only
         copy of something.
@@ -159,10 +161,11 @@ class Lake:
         while dest.exists() or dest.with_name(dest.name + ".reason.txt").exists():
             dest, n = folder / f"{stamp}-{n}-{origin}", n + 1
         note = dest.with_name(dest.name + ".reason.txt")
-        note.write_text(
+        write_text_atomic(
+            note,
             f"trustlake quarantined this file at {now.isoformat(timespec='seconds')}.\n\n"
             f"table:      {table}\nfrom:       {file}\nnow here:   {dest}\n\n{reason.rstrip()}\n\n"
-            "When it is handled, delete this file and its reason file; nothing reads the quarantine.\n"
+            "When it is handled, delete this file and its reason file; nothing reads the quarantine.\n",
         )
         try:
             if copy:
@@ -189,7 +192,7 @@ class Lake:
         )
 
 
-# The name prefix of partition files holding landed external rows (ml.landing): re-landing the day
+# The name prefix of partition files holding landed external rows (ml.raw.landing): re-landing the day
 # keeps them, and the fingerprint after the prefix names the file they came from.
 LANDED_PREFIX = "landed-"
 
@@ -204,65 +207,84 @@ what to do: if its rows belong in the lake, drop it into the landing folder of i
 """
 
 
-def _owned_temp(target: Path) -> tuple[int, str]:
-    """A new hidden temp file beside `target`, flock-ed by this process until the fd is closed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd, tmp
+@contextmanager
+def atomic_write(
+    target: Path,
+    *,
+    mode: int | None = None,
+    sync_dir: bool = False,
+    before_replace: Callable[[], object] | None = None,
+    writer_creates: bool = False,
+) -> Iterator[Path]:
+    """Replace `target` whole or not at all: yields a hidden temp path beside it for the caller to write.
+
+    When the block ends cleanly the temp file is flushed to disk (fsync), given `mode` if set,
+    `before_replace` runs (to move the old file elsewhere first; if it raises, `target` is left
+    as it was), and the temp file is renamed over `target`; `sync_dir` then fsyncs the directory,
+    so the rename itself survives a power cut. On any exception, KeyboardInterrupt included, the
+    temp file is removed. Until the rename this process holds a flock on the temp file, which
+    tells `abandoned_temp_files` a live writer's temp file from a killed one's. `writer_creates`:
+    the writer must create the file itself (DuckDB), so the path is free when yielded; DuckDB's own
+    lock on it then marks it live, and its write-ahead log is removed with it on failure.
+    """
+    target = Path(target)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        # fcntl, not filelock: the lock must be on the temp file itself, the file
+        # abandoned_temp_files probes; filelock locks a separate lock file.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if writer_creates:
+            tmp.unlink()
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, target)  # the one rename-over-target in trustlake: every writer comes through here
+        if sync_dir:
+            dir_fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if writer_creates:
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, target: Path, before_replace: Callable[[], object] | None = None) -> Path:
-    """Write `frame` to `target` through a hidden temporary file in the same directory.
-
-    `before_replace` runs once the new file is complete, just before it is renamed over
-    `target` (to move the old file elsewhere first); if it raises, `target` is left as it was.
-    """
-    fd, tmp = _owned_temp(target)
-    try:
+    """Write `frame` to `target` (its folder created if need be) as zstd Parquet through `atomic_write`
+    (`before_replace` as there)."""
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target, before_replace=before_replace) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        if before_replace is not None:
-            before_replace()
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)
     return target
 
 
-def write_file_atomic(target: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Write a file with `write(fh)` through a hidden temporary file beside `target`, fsync it and
-    rename it over `target`: readers see the old file or the new one, never half of one."""
-    fd, tmp = _owned_temp(target)
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)
+def write_bytes_atomic(target: Path, data: bytes, sync_dir: bool = False) -> Path:
+    """Write `data` to `target` through `atomic_write`."""
+    with atomic_write(target, sync_dir=sync_dir) as tmp:
+        tmp.write_bytes(data)
     return target
 
 
-def replace_file_atomic(source: Path, target: Path) -> None:
+def write_text_atomic(target: Path, text: str, sync_dir: bool = False) -> Path:
+    """Write `text` (UTF-8) to `target` through `atomic_write`."""
+    return write_bytes_atomic(target, text.encode(), sync_dir=sync_dir)
+
+
+def replace_file_atomic(source: Path, target: Path) -> Path:
     """Copy `source` over `target` so that readers see either the old or the new file."""
-    fd, tmp = _owned_temp(target)
-    try:
+    with atomic_write(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)
+    return target
 
 
 def temp_file_in_use(path: Path) -> bool:
@@ -274,6 +296,8 @@ def temp_file_in_use(path: Path) -> bool:
     except PermissionError:
         return True  # not ours to judge
     try:
+        # fcntl, not filelock: this probes locks other programs hold on the file itself, and
+        # DuckDB's is a POSIX record lock (lockf), which filelock neither takes nor tests.
         for lock in (fcntl.flock, fcntl.lockf):
             try:
                 lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

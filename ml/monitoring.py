@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
@@ -37,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from ml.evaluation.results import OperatingPoint
-from ml.lake import write_parquet_atomic
+from ml.lake import write_parquet_atomic, write_text_atomic
 from ml.taxonomy import VIOLATING
 
 PSI_BINS = 10
@@ -263,16 +261,7 @@ def write_reference(reference: Reference, scored: pl.DataFrame, directory: Path)
     temporary file and a rename, so a directory that has it is complete."""
     directory = Path(directory)
     write_parquet_atomic(scored, directory / "scored.parquet")
-    fd, tmp = tempfile.mkstemp(prefix=f".{REFERENCE_FILE}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(reference.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, directory / REFERENCE_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(directory / REFERENCE_FILE, reference.to_json())
 
 
 def reference_complete(directory: Path) -> bool:

@@ -16,18 +16,17 @@ Invariants that let a registry survive being copied, moved or damaged:
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shlex
-import tempfile
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from filelock import FileLock
+
 from ml.evaluation.results import OperatingPoint, as_json
+from ml.lake import write_bytes_atomic
 
 STATUSES = ("candidate", "champion", "retired")
 # The fields every reader (CLI, HTTP service, deployment) relies on; an entry without them is damage.
@@ -118,15 +117,10 @@ class Registry:
         self.path = self.dir / "registry.json"
         self.last_good = self.dir / "registry.json.last-good"
 
-    @contextmanager
-    def _locked(self):
+    def _locked(self) -> FileLock:
+        """One writer at a time: every change reads, changes and writes the whole table under it."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".registry.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return FileLock(self.dir / ".registry.lock")
 
     def _read(self) -> dict:
         try:
@@ -167,16 +161,7 @@ class Registry:
         data = json.dumps(table, indent=2, sort_keys=True).encode()
         # registry.json first: the last good copy only ever holds a table that was committed.
         for target in (self.path, self.last_good):
-            fd, tmp = tempfile.mkstemp(prefix=".registry.", suffix=".tmp", dir=self.dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_bytes_atomic(target, data, sync_dir=True)
 
     def _stored_path(self, path: str) -> str:
         """How an artifact path is stored: relative to the models directory when it lies inside it."""

@@ -5,6 +5,8 @@ content created that day plus everything that later happens to it (reports, deci
 appeals, QA audits). A raw-lake partition for day D holds the events whose own timestamp
 falls on D, so it is rebuilt from the cohorts of D-LOOKBACK_DAYS..D: any day can be
 regenerated alone, and always yields the same rows. docs/simulator.md explains the model.
+Raw tables come out through their contracts (ml/raw/contracts.py): exactly the contract's
+columns, in order and in their types; the world shifts' texts are ml/shift_texts.py's.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from ml.raw.contracts import CONTRACTS
+from ml.shift_texts import SLANG, bait_texts, pick, text_hashes
 from ml.taxonomy import ARCHETYPES, POLICIES, VIOLATING
-from ml.text import normalise, text_hash
 
-RAW_TABLES: tuple[str, ...] = ("users", "content", "reports", "decisions", "appeals", "qa_audits")
 GROUND_TRUTH_TABLES: tuple[str, ...] = ("content_truth", "user_truth")
 
 # Longest chain of lags: report 2 d + decision 3 d + appeal 2 d + resolution 2 d; audit 3 d.
@@ -53,7 +55,6 @@ LANGUAGE_OF = {
     "FR": "fr",
     "ID": "id",
 }
-REPORT_REASONS = POLICIES[1:]
 # Ways the world can change from a given day on (SimConfig.world_shift; docs/simulator.md, "World shifts").
 WORLD_SHIFTS: tuple[str, ...] = ("spam_campaign", "slang")
 
@@ -263,58 +264,6 @@ def _campaign_bots(config: SimConfig, ring: int) -> dict[str, np.ndarray]:
 
 
 _BOTS_POST_AFTER = 3 * _HOUR  # the bots sign up within this long after the first day starts, and post after it
-# The "spam_campaign" shift's posts: engagement bait pointing at a profile ("link in bio"), a kind of
-# spam none of the corpora hold, assembled from parts so that nearly every post is a new text.
-_BAIT_OPENERS = ("omg", "hey", "ngl", "honestly", "okay so", "not gonna lie", "lowkey", "no way")
-_BAIT_NAMES = ("babe", "hun", "bestie", "sis", "king", "queen", "friend", "love")
-_BAIT_BODIES = (
-    "your pics are so cute, come see mine",
-    "I just started a new page and it would mean a lot if you looked",
-    "this changed my whole month",
-    "I found something you need to see before it's gone",
-    "my mentor showed me how to make it work from my phone",
-    "early members are getting in first right now",
-    "I'm bored, come talk to me",
-    "I posted something special for my followers only",
-)
-_BAIT_CALLS = ("it's in my bio", "ask me how", "dm me the word", "look at my story", "add me", "check my page")
-_BAIT_WORDS = ("moonrise", "velvet", "orbit", "bloom", "nova", "ember", "lumen", "halo")
-_BAIT_EMOJI = ("\U0001f60d", "\u2728", "\U0001f64f", "\U0001f440", "\U0001f495", "\U0001f525", "\U0001f60a")
-# The "slang" shift: profanity and violent words used as praise, which a model trained on older
-# text reads as abuse although the posts are benign.
-_SLANG = (
-    "this is so fucking good",
-    "shit goes hard",
-    "damn this slaps",
-    "you absolute menace lmao",
-    "ngl that's sick af",
-    "killing it fr, savage",
-    "bitch this is iconic",
-    "this goes crazy, no cap",
-)
-
-
-def _pick(rng: np.random.Generator, words: tuple[str, ...], n: int) -> pl.Series:
-    return pl.Series(np.array(words)[rng.integers(0, len(words), size=n)], dtype=pl.String)
-
-
-def _bait_texts(rng: np.random.Generator, n: int) -> np.ndarray:
-    word = _pick(rng, _BAIT_WORDS, n) + pl.Series(rng.integers(10, 100, size=n)).cast(pl.String)
-    parts = pl.DataFrame(
-        {
-            "o": _pick(rng, _BAIT_OPENERS, n),
-            "n": _pick(rng, _BAIT_NAMES, n),
-            "b": _pick(rng, _BAIT_BODIES, n),
-            "e": _pick(rng, _BAIT_EMOJI, n),
-            "c": _pick(rng, _BAIT_CALLS, n),
-            "w": word,
-        }
-    )
-    return parts.select(pl.format("{} {} {} {} {} @{}", "o", "n", "b", "e", "c", "w").alias("text"))["text"].to_numpy()
-
-
-def _text_hashes(text: np.ndarray) -> np.ndarray:
-    return np.array([text_hash(normalise(t)) for t in text.tolist()], dtype=object)
 
 
 # ---------------------------------------------------------------------------------------
@@ -572,9 +521,9 @@ def _shift_posts(
         ordinary_benign = (true_policy == 0) & (arche[author] == ARCHETYPES.index("ordinary"))
         hit = np.flatnonzero(ordinary_benign & (rng.random(len(author)) < config.world_shift_share))
         text = text.copy()
-        text[hit] = (pl.Series(text[hit], dtype=pl.String) + " " + _pick(rng, _SLANG, len(hit))).to_numpy()
+        text[hit] = (pl.Series(text[hit], dtype=pl.String) + " " + pick(rng, SLANG, len(hit))).to_numpy()
         hashes = hashes.copy()
-        hashes[hit] = _text_hashes(text[hit])
+        hashes[hit] = text_hashes(text[hit])
         return author, true_policy, style, text, hashes, created, campaign
     # spam_campaign: the bots post in bursts of about 25 within two hours, through the day (after signing up).
     bots = np.flatnonzero(bot)
@@ -583,39 +532,25 @@ def _shift_posts(
     burst = rng.integers(0, bursts, size=n)
     start = np.maximum(_diurnal(rng, bursts, day_start), day_start + _BOTS_POST_AFTER)
     at = np.minimum(start[burst] + rng.integers(0, 2 * _HOUR, size=n), day_start + _DAY - 1)
-    bait = _bait_texts(rng, n)
+    bait = bait_texts(rng, n)
     first_campaign = int(campaign.max()) + 1 if len(campaign) else 0
     return (
         np.concatenate([author, bots[rng.integers(0, len(bots), size=n)]]),
         np.concatenate([true_policy, np.full(n, POLICIES.index("spam"))]),
         np.concatenate([style, np.full(n, "tweet", dtype=object)]),
         np.concatenate([text, bait]),
-        np.concatenate([hashes, _text_hashes(bait)]),
+        np.concatenate([hashes, text_hashes(bait)]),
         np.concatenate([created, at]),
         np.concatenate([campaign, first_campaign + burst]),
     )
 
 
+# The timestamp that puts a row in its daily partition: the contract's event time for raw tables.
 EVENT_TIME: dict[str, str] = {
-    "users": "signup_at",
-    "content": "created_at",
-    "reports": "reported_at",
-    "decisions": "decided_at",
-    "appeals": "resolved_at",
-    "qa_audits": "audited_at",
+    **{table: contract.event_time for table, contract in CONTRACTS.items()},
     "content_truth": "created_at",
     "user_truth": "signup_at",
 }
-USER_COLUMNS = [
-    "user_id",
-    "signup_at",
-    "country",
-    "language",
-    "device_fingerprint",
-    "ip_fingerprint",
-    "verified",
-    "follower_count",
-]
 
 
 def _users_for_days(config: SimConfig, first: date, last: date) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -624,7 +559,7 @@ def _users_for_days(config: SimConfig, first: date, last: date) -> tuple[pl.Data
     lo = datetime.min if first <= config.start_date else datetime.combine(first, datetime.min.time())
     hi = datetime.combine(last + timedelta(days=1), datetime.min.time())
     sel = users.filter((pl.col("signup_at") >= lo) & (pl.col("signup_at") < hi))
-    return sel.select(USER_COLUMNS), sel.select("user_id", "signup_at", "archetype", "ring_id")
+    return CONTRACTS["users"].conform(sel), sel.select("user_id", "signup_at", "archetype", "ring_id")
 
 
 def partition_date(table: str, frame: pl.DataFrame, config: SimConfig) -> pl.Series:
@@ -651,5 +586,6 @@ def simulate_days(config: SimConfig, pool: pl.DataFrame, first: date, last: date
     out = {}
     for name, frame in tables.items():
         part = partition_date(name, frame, config)
-        out[name] = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
+        frame = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
+        out[name] = CONTRACTS[name].conform(frame) if name in CONTRACTS else frame
     return out

@@ -17,8 +17,23 @@ CONFLICT_PRECEDENCE: dict[str, int] = {
     "scam": 4,
 }
 
-# What a moderator decides (the `decisions` table); the enforcement policy's own actions are
-# ml.enforcement.ENFORCEMENT_ACTIONS.
-DECISION_ACTIONS: tuple[str, ...] = ("remove", "restrict", "no_action")
+# What a moderator decides (the `decisions` table): an enforcement, which an appeal can contest,
+# or none. The enforcement policy's own actions are ml.enforcement.ENFORCEMENT_ACTIONS.
+ENFORCEMENTS: tuple[str, ...] = ("remove", "restrict")
+DECISION_ACTIONS: tuple[str, ...] = (*ENFORCEMENTS, "no_action")
+REVIEW_REASONS: tuple[str, ...] = ("user_report", "proactive")  # why a moderator saw the content
+APPEAL_OUTCOMES: tuple[str, ...] = ("upheld", "overturned")
 SURFACES: tuple[str, ...] = ("post", "comment", "video_comment", "direct_message")
 ARCHETYPES: tuple[str, ...] = ("ordinary", "troll", "spammer", "scam_ring")
+
+# The vocabularies the warehouse tests and groups by, under the dbt var names they are passed as
+# on every dbt invocation (orchestration/dbt_inputs.py): dbt never restates a list.
+VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "policies": POLICIES,
+    "violating": VIOLATING,
+    "surfaces": SURFACES,
+    "review_reasons": REVIEW_REASONS,
+    "decision_actions": DECISION_ACTIONS,
+    "enforcements": ENFORCEMENTS,
+    "appeal_outcomes": APPEAL_OUTCOMES,
+}

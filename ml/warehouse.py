@@ -10,15 +10,16 @@ pipeline that opens `trustlake.duckdb` anyway (even read-only) makes a writer wa
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import tenacity
+
+from ml.lake import atomic_write
 
 MARTS_SCHEMA = "marts"
 # Statement kinds an analyst may run: they read, and DuckDB runs them on a read-only file with
@@ -60,32 +61,36 @@ def retry_while_locked(
     on_wait: Callable[[str], object] | None = None,
 ) -> T:
     """Run `action`; while it fails because another process holds `db`, wait and retry for up to
-    `timeout_s`, telling `on_wait` who holds it (at once, then every LOCK_MESSAGE_EVERY_SECONDS).
-    Raises WarehouseLockedError when the lock outlasts the wait."""
+    `timeout_s` (backing off from 0.25 s to 2 s), telling `on_wait` who holds it (at once, then every
+    LOCK_MESSAGE_EVERY_SECONDS). Raises WarehouseLockedError when the lock outlasts the wait."""
     db = Path(db)
-    start, told, delay = time.monotonic(), None, 0.25
-    while True:
-        try:
-            return action()
-        except duckdb.IOException as exc:
-            if not is_lock_error(exc):
-                raise
-            waited = time.monotonic() - start
-            if waited >= timeout_s:
-                raise WarehouseLockedError(
-                    f"{db} is still locked by {lock_holder(exc)} after {timeout_s:.0f} s. Close that process and "
-                    f"run again: only the pipeline opens {db.name}; analysts query {db.with_name('marts.duckdb')} "
-                    "(docs/operations.md, 'Warehouse locks and recovery')."
-                ) from exc
-            if on_wait is not None and (told is None or waited - told >= LOCK_MESSAGE_EVERY_SECONDS):
-                on_wait(
-                    f"{db} is locked by {lock_holder(exc)}; waiting up to {timeout_s:.0f} s for it to be "
-                    f"closed ({waited:.0f} s so far). Only the pipeline opens {db.name}: analysts should query "
-                    f"{db.with_name('marts.duckdb')}, the read-only copy that never blocks the pipeline."
-                )
-                told = waited
-            time.sleep(min(delay, max(0.05, timeout_s - waited)))
-            delay = min(delay * 2, 2.0)
+    told: list[float] = []
+
+    def tell(state: tenacity.RetryCallState) -> None:
+        waited = state.seconds_since_start or 0.0
+        if on_wait is not None and (not told or waited - told[-1] >= LOCK_MESSAGE_EVERY_SECONDS):
+            on_wait(
+                f"{db} is locked by {lock_holder(state.outcome.exception())}; waiting up to {timeout_s:.0f} s for it "
+                f"to be closed ({waited:.0f} s so far). Only the pipeline opens {db.name}: analysts should query "
+                f"{db.with_name('marts.duckdb')}, the read-only copy that never blocks the pipeline."
+            )
+            told.append(waited)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, duckdb.IOException) and is_lock_error(exc)),
+        stop=tenacity.stop_after_delay(timeout_s),
+        wait=tenacity.wait_exponential(multiplier=0.25, max=2.0),
+        before_sleep=tell,
+    )
+    try:
+        return retrying(action)
+    except tenacity.RetryError as exc:
+        error = exc.last_attempt.exception()
+        raise WarehouseLockedError(
+            f"{db} is still locked by {lock_holder(error)} after {timeout_s:.0f} s. Close that process and "
+            f"run again: only the pipeline opens {db.name}; analysts query {db.with_name('marts.duckdb')} "
+            "(docs/operations.md, 'Warehouse locks and recovery')."
+        ) from error
 
 
 def wait_until_writable(
@@ -161,35 +166,26 @@ def publish_marts(
     process holds it for writing. Returns the row count of each published table.
     """
     marts_db.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{marts_db.name}.", suffix=".tmp", dir=marts_db.parent)
-    os.close(fd)
-    os.unlink(tmp)  # DuckDB must create the file itself
     counts: dict[str, int] = {}
-    try:
-        with duckdb.connect(tmp) as con:
-            retry_while_locked(
-                lambda: con.execute(f"attach '{warehouse_db}' as wh (read_only)"), warehouse_db, lock_timeout_s, on_wait
-            )
-            tables = [
-                r[0]
-                for r in con.execute(
-                    "select table_name from information_schema.tables "
-                    "where table_catalog = 'wh' and table_schema = ? and table_type = 'BASE TABLE' order by 1",
-                    [MARTS_SCHEMA],
-                ).fetchall()
-            ]
-            if not tables:
-                raise RuntimeError(f"no tables in schema {MARTS_SCHEMA!r} of {warehouse_db}: build the warehouse first")
-            for t in tables:
-                con.execute(f'create table main."{t}" as select * from wh.{MARTS_SCHEMA}."{t}"')
-                counts[t] = int(con.execute(f'select count(*) from main."{t}"').fetchall()[0][0])
-            con.execute("detach wh")
-            con.execute("checkpoint")
-        os.replace(tmp, marts_db)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        Path(tmp + ".wal").unlink(missing_ok=True)
-        raise
+    with atomic_write(marts_db, writer_creates=True) as tmp, duckdb.connect(str(tmp)) as con:
+        retry_while_locked(
+            lambda: con.execute(f"attach '{warehouse_db}' as wh (read_only)"), warehouse_db, lock_timeout_s, on_wait
+        )
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_catalog = 'wh' and table_schema = ? and table_type = 'BASE TABLE' order by 1",
+                [MARTS_SCHEMA],
+            ).fetchall()
+        ]
+        if not tables:
+            raise RuntimeError(f"no tables in schema {MARTS_SCHEMA!r} of {warehouse_db}: build the warehouse first")
+        for t in tables:
+            con.execute(f'create table main."{t}" as select * from wh.{MARTS_SCHEMA}."{t}"')
+            counts[t] = int(con.execute(f'select count(*) from main."{t}"').fetchall()[0][0])
+        con.execute("detach wh")
+        con.execute("checkpoint")
     return counts
 
 

@@ -223,7 +223,7 @@ def load_evaluations(instance, run_id: str, settings: Settings) -> dict:
 
 def print_summary(settings: Settings, seconds: float, models: dict) -> None:
     from ml.lake import Lake
-    from ml.simulator import RAW_TABLES
+    from ml.raw.contracts import RAW_TABLES
     from ml.warehouse import query
 
     lake = Lake(settings.home)
@@ -727,8 +727,9 @@ def cmd_land(settings: Settings, file: str, table: str, verbose: bool) -> int:
 
     from assets.raw import partition_bounds
     from ml.lake import Lake
-    from ml.landing import check_landing, claim_file, claims, quarantine_dropped
-    from ml.simulator import RAW_TABLES
+    from ml.raw.contracts import RAW_TABLES
+    from ml.raw.landing import claim_file, claims, quarantine_dropped
+    from ml.raw.landing_check import check_landing
     from orchestration.partitions import daily_partitions
     from orchestration.sensors.landing import land_run_request
 

@@ -6,7 +6,7 @@ join the jobs that select it without an edit here.
 
 import dagster as dg
 
-from ml.simulator import RAW_TABLES
+from ml.raw.contracts import RAW_TABLES
 from orchestration.partitions import daily_partitions
 
 ingest_job = dg.define_asset_job(

@@ -18,7 +18,6 @@ code server) can call `recover(instance, lake)`.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -29,15 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import psutil
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from dagster._core.storage.runs import InMemoryRunStorage, SqliteRunStorage
+from filelock import FileLock
 
 from ml.lake import AbandonedTemp, Lake, abandoned_temp_files
 
 log = logging.getLogger(__name__)
 
 # A run's recorded process counts as the same process if it started no later than this after
-# the event that recorded its pid (/proc start times have clock-tick resolution, boot time 1 s).
+# the event that recorded its pid (process start times have clock-tick resolution, boot time 1 s).
 PID_SLACK_SECONDS = 2.0
 IN_FLIGHT = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 WATCH_INTERVAL_SECONDS = 2.0  # how often a waiting `trustlake run` looks at the pools
@@ -53,41 +54,17 @@ class RunProcess:
     recorded_at: float  # epoch seconds of the engine event that named it
 
 
-def _boot_time() -> float | None:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-_BOOT = _boot_time()
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
 def process_started_at(pid: int) -> float | None:
-    """Epoch start time of live process `pid`; None when there is none (or only a zombie).
-
-    Without /proc (macOS) a live pid reports 0.0: alive, start unknown, so never judged reused.
-    """
-    if _BOOT is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return 0.0
-        return 0.0
+    """Epoch start time of live process `pid`; None when there is none (or only a zombie)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+        process = psutil.Process(pid)
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None  # killed, not yet reaped by its parent
+        return process.create_time()
+    except psutil.NoSuchProcess:
         return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces and parentheses
-    if fields[0] in ("Z", "X"):
-        return None  # killed, not yet reaped by its parent
-    return _BOOT + int(fields[19]) / _TICKS
+    except psutil.AccessDenied:
+        return 0.0  # alive but not ours to inspect: start unknown, so never judged reused
 
 
 def process_alive(proc: RunProcess) -> bool:
@@ -287,9 +264,7 @@ def _exclusive(instance: dg.DagsterInstance):
     if instance.is_ephemeral:
         yield
         return
-    path = Path(instance.root_directory) / ".trustlake-recovery.lock"
-    with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    with FileLock(Path(instance.root_directory) / ".trustlake-recovery.lock"):
         yield
 
 

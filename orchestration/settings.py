@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ml.evaluation.gates import GateConfig
+from ml.lake import write_text_atomic
 from ml.monitoring import MonitoringThresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -209,18 +209,6 @@ def prepare_home(settings: Settings) -> Settings:
     if current is None or (current != wanted and current.startswith(INSTANCE_YAML_MARKER)):
         write_text_atomic(instance_yaml, wanted)
     return Settings.from_env({**os.environ, "TRUSTLAKE_HOME": str(settings.home)})
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path` and rename it over `path`: never half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def process_environment(settings: Settings) -> dict[str, str]:

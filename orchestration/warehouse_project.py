@@ -8,7 +8,9 @@ server, each run worker and each step process inherit `DAGSTER_IS_DEV_CLI`), at 
 
 dbt learns where the warehouse and the lake are (profiles.yml and the sources read
 TRUSTLAKE_WAREHOUSE_DB and friends) from `TrustlakeDbtCliResource.env`, set from the settings
-when the definitions are built: nothing exports them into the environment of the process.
+when the definitions are built: nothing exports them into the environment of the process. The
+vocabularies reach every invocation as vars, and the raw sources YAML is rendered from the raw
+contracts before each parse (orchestration/dbt_inputs.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from packaging import version
 from pydantic import Field
 
 from ml.lake import Lake
+from orchestration.dbt_inputs import with_dbt_vars, write_raw_sources
 from orchestration.settings import DBT_PROJECT_DIR
 
 # The dbt installed beside this interpreter (the project's .venv), not whatever is on PATH.
@@ -64,7 +67,7 @@ def _environment(extra: Mapping[str, str]) -> Iterator[None]:
 
 
 class TrustlakeDbtCliResource(DbtCliResource):
-    """`DbtCliResource` that hands dbt the lake's paths with every invocation.
+    """`DbtCliResource` that hands dbt the lake's paths and the vocabularies' vars with every invocation.
 
     dagster-dbt builds the dbt subprocess's environment, and the in-process adapter it opens for
     metadata, from `os.environ` inside `cli()` and offers no `env` argument; so `cli()` runs with
@@ -80,7 +83,7 @@ class TrustlakeDbtCliResource(DbtCliResource):
 
     def cli(self, args, **kwargs):
         with _environment(self.env):
-            return super().cli(args, **kwargs)
+            return super().cli(with_dbt_vars(args), **kwargs)
 
     # Two things dagster-dbt does before every dbt command that trustlake does not need, measured at
     # 6-8 s of each dbt step on two cores: it runs `dbt --version` in a subprocess to learn the
@@ -98,7 +101,9 @@ class TrustlakeDbtCliResource(DbtCliResource):
 
 
 def prepare_manifest(lake: Lake) -> Path:
-    """Parse the dbt project into target/manifest.json when any project file is newer."""
+    """Render the raw sources YAML from the contracts, then parse the dbt project into
+    target/manifest.json when any project file is newer than it."""
+    write_raw_sources()
     manifest = dbt_project.manifest_path
     sources = [
         p
@@ -109,15 +114,17 @@ def prepare_manifest(lake: Lake) -> Path:
         return manifest
     lake.warehouse_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [
-            DBT_EXECUTABLE,
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
+        with_dbt_vars(
+            [
+                DBT_EXECUTABLE,
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+            ]
+        ),
         capture_output=True,
         text=True,
         env={**os.environ, **dbt_environment(lake)},

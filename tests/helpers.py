@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import psutil
 
 from ml.corpora import builtin_records
 from ml.evaluation.evaluate import evaluate_text_model
@@ -137,27 +138,18 @@ def pair_evaluation(version: str, passed: bool, text_only: float, champion: str 
     )
 
 
-def children(pid: int) -> list[tuple[int, str]]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append((int(entry.name), cmd))
-    return out
-
-
 def descendants(pid: int) -> list[tuple[int, str]]:
-    """Every process below `pid`: the code server, run workers, step processes, dbt."""
-    out, todo = [], [pid]
-    while todo:
-        kids = children(todo.pop())
-        out += kids
-        todo += [k for k, _ in kids]
+    """Every process below `pid` with its command line: the code server, run workers, step processes, dbt."""
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for proc in below:
+        try:
+            out.append((proc.pid, " ".join(proc.cmdline())))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            out.append((proc.pid, ""))  # a zombie, or gone since the listing: no command line to read
     return out
 
 
@@ -165,7 +157,7 @@ def external_users(n: int, day, first_id: int = 8_000_000_000_000_000_000) -> pl
     """`n` accounts a partner platform signed up on `day`, with ids the simulator never draws (> 2**62)."""
     from datetime import datetime, timedelta
 
-    from ml.landing import CONTRACTS
+    from ml.raw.contracts import CONTRACTS
 
     start = datetime(day.year, day.month, day.day, 9)
     return pl.DataFrame(
@@ -187,7 +179,7 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
     """One post per author on `day`, with the platform's text hash, and ids above the simulator's range."""
     from datetime import datetime, timedelta
 
-    from ml.landing import CONTRACTS
+    from ml.raw.contracts import CONTRACTS
     from ml.text import normalise, text_hash
 
     start = datetime(day.year, day.month, day.day, hour)

@@ -9,6 +9,7 @@ import sys
 import dagster as dg
 import pytest
 
+from ml.taxonomy import POLICIES
 from orchestration.definitions import defs
 from orchestration.settings import PROJECT_ROOT, Settings, last_complete_day
 
@@ -170,13 +171,24 @@ def test_dbt_tests_are_asset_checks_on_the_assets_they_test(graph):
         "stg_platform__decisions",
         "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_",
     ) in checks
-    assert ("decisions", "source_accepted_values_raw_decisions_action__remove__restrict__no_action") in checks
+    assert ("decisions", "source_accepted_values_raw_decisions_action___var_decision_actions_") in checks
     assert ("fct_content", "unique_fct_content_content_id") in checks
     assert ("mart_prevalence_daily", "assert_qa_prevalence_in_unit_interval") in checks
     assert ("training_labels", "assert_label_resolution_total") in checks
     assert ("stg_platform__decisions", "assert_decision_not_before_content") in checks
     assert ("stg_platform__appeals", "assert_appeal_references_removal") in checks
     assert len(checks) >= 100
+
+
+def test_a_vocabulary_check_says_the_values_in_force_that_dbt_reads_as_a_var(graph):
+    key = dg.AssetCheckKey(
+        dg.AssetKey("decisions"), "source_accepted_values_raw_decisions_action___var_decision_actions_"
+    )
+    assert "`action` is one of remove, restrict, no_action" in graph.get(key).description
+    policies = dg.AssetCheckKey(
+        dg.AssetKey("mart_policy_daily"), "accepted_values_mart_policy_daily_policy___var_policies_"
+    )
+    assert ", ".join(POLICIES) in graph.get(policies).description
 
 
 def test_every_duckdb_writer_shares_one_pool(graph):

@@ -1,12 +1,13 @@
-"""Atomic, idempotent partition writes in the raw lake."""
+"""Atomic, idempotent partition writes in the raw lake, through the one atomic writer every module uses."""
 
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
-from ml.lake import Lake
+from ml.lake import Lake, atomic_write
 
 DAY = date(2026, 10, 3)
 
@@ -59,3 +60,24 @@ def test_crash_on_a_first_write_leaves_nothing_readers_can_see(tmp_path, monkeyp
         lake.write_partition("t", DAY, frame(5))
     assert list(lake.partition_dir("t", DAY).glob("*")) == []
     assert lake.partitions("t") == []
+
+
+def test_an_atomic_write_gets_the_mode_asked_for_and_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "scored.csv"
+    with atomic_write(target, mode=0o644, sync_dir=True) as tmp:
+        tmp.write_text("a\n")
+    assert target.read_text() == "a\n" and target.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    with pytest.raises(KeyboardInterrupt), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+    assert target.read_text() == "a\n" and [p.name for p in tmp_path.iterdir()] == ["scored.csv"]
+
+
+def test_a_writer_creating_its_own_file_gets_a_free_path_and_leaves_no_wal_when_it_fails(tmp_path):
+    target = tmp_path / "marts.duckdb"
+    with pytest.raises(RuntimeError), atomic_write(target, writer_creates=True) as tmp:
+        assert not tmp.exists()
+        duckdb.connect(str(tmp)).close()
+        Path(f"{tmp}.wal").write_bytes(b"")
+        raise RuntimeError("the copy failed")
+    assert list(tmp_path.iterdir()) == []

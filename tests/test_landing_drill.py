@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from ml.lake import LANDED_PREFIX, Lake
-from ml.landing import claims
+from ml.raw.landing import claims
 from ml.text import normalise, text_hash
 from orchestration.settings import Settings
 from tests.helpers import E2E_ENV, external_content, external_users, first_day, run_cli, trustlake_env

@@ -16,8 +16,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from dagster._core.utils import make_new_run_id
 
 from ml.lake import LANDED_PREFIX, Lake
-from ml.landing import CONTRACTS, INGESTING, Claim, check_landing, check_raw_lake, claim_file, claims, ingest_claim
-from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
+from ml.raw.contracts import CONTRACTS, RAW_TABLES
+from ml.raw.lake_check import check_raw_lake
+from ml.raw.landing import INGESTING, Claim, claim_file, claims, ingest_claim
+from ml.raw.landing_check import check_landing
+from ml.simulator import SimConfig, partition_date, simulate_days
 from orchestration.settings import Settings  # noqa: E402
 from tests.helpers import external_content, external_users
 

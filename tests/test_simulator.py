@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.simulator import RAW_TABLES, SimConfig, build_world, partition_date, simulate_days
+from ml.raw.contracts import RAW_TABLES
+from ml.simulator import SimConfig, build_world, partition_date, simulate_days
 
 DAYS = 14
 

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from ml.lake import Lake
-from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
+from ml.raw.contracts import RAW_TABLES
+from ml.simulator import SimConfig, partition_date, simulate_days
 from ml.text import eval_bucket
 from orchestration.partitions import daily_partitions
 from orchestration.settings import PROJECT_ROOT
@@ -217,7 +218,7 @@ EXPECTED_FAILURE = {
         "stg_platform__decisions",
         "relationships_stg_platform__decisions_content_id__content_id__ref_stg_platform__content_",
     ),
-    "bad_action_enum": ("decisions", "source_accepted_values_raw_decisions_action__remove__restrict__no_action"),
+    "bad_action_enum": ("decisions", "source_accepted_values_raw_decisions_action___var_decision_actions_"),
     "created_five_years_ahead": ("content", "source_not_in_future_raw_content_created_at__24"),
 }
 

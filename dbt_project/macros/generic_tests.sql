@@ -32,8 +32,8 @@ having count(*) > 1
 {% endtest %}
 
 {# No timestamp lies further in the future than now (UTC) plus a tolerance: catches clock bugs
-   and mistyped years. Raw timestamps are naive UTC; the tolerance equals
-   ml.landing.FUTURE_TOLERANCE, which quarantines such rows before dbt reads them. #}
+   and mistyped years. Raw timestamps are naive UTC; the raw sources get
+   ml.raw.contracts.FUTURE_TOLERANCE, which quarantines such rows before dbt reads them. #}
 {% test not_in_future(model, column_name, tolerance_hours=24) %}
 select {{ column_name }} as future_value
 from {{ model }}

@@ -10,7 +10,3 @@
 {% macro eval_bucket(hash_column) -%}
   (('0x' || substr({{ hash_column }}, 1, 8))::ubigint % 100)::smallint
 {%- endmacro %}
-
-{% macro policy_list() -%}
-  {%- for p in var("policies") %}'{{ p }}'{% if not loop.last %}, {% endif %}{% endfor -%}
-{%- endmacro %}

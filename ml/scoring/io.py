@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ml.lake import atomic_write
 from ml.scoring import (
     EMPTY_TEXT,
     INVALID_UTF8,
@@ -262,7 +263,7 @@ def _scored_tables(source: _Input, champion, problems: _Utf8Problems, progress) 
 
 
 def _write(tables: Iterator[pa.Table], tmp: Path, schema: pa.Schema, suffix: str) -> dict[str, int]:
-    """Stream `tables` into `tmp` as Parquet or CSV (by `suffix`) and fsync it; returns text_flag counts."""
+    """Stream `tables` into `tmp` as Parquet or CSV (by `suffix`); returns text_flag counts."""
     flags: dict[str, int] = {}
 
     def counted(table: pa.Table) -> pa.Table:
@@ -274,8 +275,6 @@ def _write(tables: Iterator[pa.Table], tmp: Path, schema: pa.Schema, suffix: str
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for table in tables:
                 writer.write_table(counted(table).cast(schema))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
     else:
         with open(tmp, "wb") as fh:
             header = True
@@ -284,8 +283,6 @@ def _write(tables: Iterator[pa.Table], tmp: Path, schema: pa.Schema, suffix: str
                 header = False
             if header:  # no rows at all: still write the header
                 pl.from_arrow(schema.empty_table()).write_csv(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
     return flags
 
 
@@ -332,15 +329,13 @@ def score_file(
                 "write a .parquet output instead"
             )
     champion = load_champion(models_dir)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    except OSError as exc:
-        raise ScoringInputError(f"{output.parent}: cannot write the output there ({exc.strerror})") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
     problems = _Utf8Problems()
     big = (source.rows or 0) >= PROGRESS_MIN_ROWS or input_path.stat().st_size >= 200 * PROGRESS_MIN_ROWS
-    try:
+    with ExitStack() as stack:
+        try:
+            tmp = stack.enter_context(atomic_write(output, mode=_file_mode(output)))
+        except OSError as exc:
+            raise ScoringInputError(f"{output.parent}: cannot write the output there ({exc.strerror})") from exc
         # disable=None: tqdm shows the bar only when stderr is a terminal, so logs and pipes get
         # nothing but the one-line messages.
         with tqdm(total=source.rows, unit="texts", disable=None if big else True, file=sys.stderr) as bar:
@@ -349,11 +344,6 @@ def score_file(
                 flags = _write(tables, tmp, _output_schema(source.schema), output.suffix.lower())
             except OSError as exc:
                 raise ScoringInputError(f"{output}: cannot write it ({_first_line(exc)})") from exc
-        os.chmod(tmp, _file_mode(output))
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     if problems.count:
         flagged = (
             f"; texts that had them are flagged text_flag={INVALID_UTF8}" if text_column in problems.columns else ""

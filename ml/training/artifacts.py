@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml.lake import write_file_atomic
+from ml.lake import write_text_atomic
 from ml.taxonomy import POLICIES
 
 PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{p}" for p in POLICIES)
@@ -37,8 +37,7 @@ class ModelArtifact:
 
     def write_manifest(self) -> ModelArtifact:
         """Write `artifact.json` beside the model (atomically) and return the artifact."""
-        text = json.dumps(asdict(self), indent=2, sort_keys=True).encode()
-        write_file_atomic(Path(self.path, "artifact.json"), lambda fh: fh.write(text))
+        write_text_atomic(Path(self.path, "artifact.json"), json.dumps(asdict(self), indent=2, sort_keys=True))
         return self
 
     @classmethod

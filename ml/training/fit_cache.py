@@ -28,7 +28,7 @@ import joblib
 import numpy as np
 import sklearn
 
-from ml.lake import write_file_atomic
+from ml.lake import write_bytes_atomic
 
 KEEP_DATASET_VERSIONS = 2
 
@@ -89,7 +89,7 @@ class FitCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         joblib.dump(value, buffer)
-        write_file_atomic(self.dir / f"{key}.joblib", lambda fh: fh.write(buffer.getbuffer()))
+        write_bytes_atomic(self.dir / f"{key}.joblib", buffer.getvalue())
         if first:
             self._prune()
 

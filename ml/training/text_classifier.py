@@ -28,7 +28,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.preprocessing import normalize
 
 from ml.features.text import SIGNAL_EXPRS, distinct
-from ml.lake import write_file_atomic
+from ml.lake import atomic_write
 from ml.taxonomy import POLICIES
 
 _WORDS = HashingVectorizer(
@@ -133,7 +133,9 @@ class TextFeatureCache:
             "signals": self._matrix.signals,
             "hashes": np.array(self._hashes, dtype=object).astype("U16"),
         }
-        return write_file_atomic(path, lambda fh: np.savez(fh, **arrays))
+        with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        return path
 
     @classmethod
     def load(cls, path: Path) -> TextFeatureCache:

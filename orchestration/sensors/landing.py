@@ -1,7 +1,7 @@
 """landing_sensor: files dropped into `<home>/lake/landing/<table>/` become land_job runs or quarantine entries.
 
 Each tick looks at every settled file in the six raw tables' landing folders, in table order
-(users before the content that refers to them), and checks it (ml.landing.check_landing):
+(users before the content that refers to them), and checks it (ml.raw.landing_check.check_landing):
 - no row can land (unreadable, wrong columns, every row bad): the file moves to
   `lake/quarantine/<table>/` with a reason file, the raw asset gets an observation saying so, and
   no run is requested;
@@ -23,8 +23,9 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from assets.raw import partition_bounds
 from ml.lake import Lake
-from ml.landing import Claim, LandingCheck, check_landing, claim_file, claims, dropped_files, quarantine_dropped
-from ml.simulator import RAW_TABLES
+from ml.raw.contracts import RAW_TABLES
+from ml.raw.landing import Claim, claim_file, claims, dropped_files, quarantine_dropped
+from ml.raw.landing_check import LandingCheck, check_landing
 from orchestration.jobs import land_job
 from orchestration.partitions import daily_partitions
 from orchestration.resources import LakehouseResource

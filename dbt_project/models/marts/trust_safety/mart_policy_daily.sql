@@ -5,7 +5,7 @@ with days_surfaces as (
     from {{ ref('fct_content') }} group by all
 ),
 policies as (
-    select unnest([{{ policy_list() }}]) as policy
+    select unnest([{{ sql_list(var('policies')) }}]) as policy
 ),
 reports as (
     select r.reported_date as activity_date, r.reported_policy as policy, c.surface,

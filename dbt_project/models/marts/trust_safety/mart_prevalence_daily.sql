@@ -7,7 +7,7 @@ with audited as (
     join {{ ref('stg_platform__content') }} c using (content_id)
 ),
 policies as (
-    select unnest([{{ policy_list() }}]) as policy
+    select unnest([{{ sql_list(var('policies')) }}]) as policy
 ),
 days as (
     select distinct created_date from audited

@@ -1,15 +1,7 @@
 -- One row per content item, typed and renamed; text and its platform hash kept.
 select
-    content_id,
-    author_id,
-    created_at,
+    {{ raw_columns('content') }},
     created_at::date as created_date,
-    surface,
-    language,
-    text,
-    text_hash,
-    {{ eval_bucket('text_hash') }} as eval_bucket,
-    has_link,
-    has_phone
+    {{ eval_bucket('text_hash') }} as eval_bucket
 from {{ source('raw', 'content') }}
 qualify row_number() over (partition by content_id order by "date" desc) = 1
