@@ -233,12 +233,18 @@ evaluation_assets = [incumbent_champion, content_classifier_evaluation, text_eva
 @dg.asset(group_name="deployment", kinds={"python"}, ins={"pair": dg.AssetIn("risk_model_evaluation")})
 def deployed_model(
     context: dg.AssetExecutionContext, pair: PairEvaluation, lakehouse: LakehouseResource
-) -> DeploymentDecision:
+) -> dg.Output[DeploymentDecision]:
     """The champion pair: promoted when the content classifier and the risk model passed every gate and the
     champion is still the one they were evaluated against (who, when and why are recorded in the
-    registry); otherwise the current champion stays."""
+    registry); otherwise the current champion stays. Its data version is the champion's version, so the
+    scores of a champion that stayed are not redone."""
     decision = deploy(Registry(lakehouse.lake.models), pair, actor=f"dagster run {context.run_id}")
-    context.add_output_metadata(
-        {"champion": decision.champion or "none", "promoted": decision.promoted or "none", "reason": decision.reason}
+    return dg.Output(
+        decision,
+        data_version=dg.DataVersion(decision.champion or "none"),
+        metadata={
+            "champion": decision.champion or "none",
+            "promoted": decision.promoted or "none",
+            "reason": decision.reason,
+        },
     )
-    return decision

@@ -8,6 +8,10 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
+# The metadata key of the observation an asset records when it declines to build this run (text_model
+# without a GPU): why. orchestration/freshness.py counts such an asset as up to date until its inputs change.
+DECLINED = "trustlake/not_built"
+
 _DAGSTER_TYPE = {
     pl.Int64: "BIGINT",
     pl.Int32: "INTEGER",

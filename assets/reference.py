@@ -1,10 +1,12 @@
 """Labelled reference sets landed as their own raw asset (not through the simulator)."""
 
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_table
-from ml.reference import land_reference, reference_frame
+from ml.reference import land_reference, reference_frame, reference_inputs_version
 from orchestration.resources import LakehouseResource
 
 
@@ -30,7 +32,11 @@ def reference_labels(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         .fill_null(0)
         .sort("source")
     )
+    # Its data version fingerprints its inputs outside the lake, so `trustlake run` sees a new corpus or
+    # an imported label set (orchestration/freshness.py).
+    corpora = lakehouse.corpora_dir or None
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(reference_inputs_version(Path(corpora) if corpora else None, lake)),
         metadata={
             "dagster/row_count": landed.height,
             "sources": landed["source"].n_unique(),
@@ -38,5 +44,5 @@ def reference_labels(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             "text_origin": origin,
             "rows_by_source_and_policy": dg.MetadataValue.md(markdown_table(summary)),
             "path": dg.MetadataValue.path(str(lake.reference)),
-        }
+        },
     )

@@ -4,13 +4,14 @@ Each model asset takes its inputs as real assets and hands a `ModelArtifact` (wh
 its dataset version, params and validation metrics) to whatever evaluates it next.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
 from dagster_ray import RayResource
 
-from assets.metadata import markdown_table
+from assets.metadata import DECLINED, markdown_table
 from ml.features.build import SCHEMAS
 from ml.lake import Lake, write_parquet_atomic
 from ml.taxonomy import POLICIES
@@ -53,7 +54,7 @@ def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssues
     kinds={"polars", "parquet"},
     deps=["training_labels", "published_marts", "content_features", "author_features", "network_features"],
 )
-def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> TrainingSetRef:
+def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.Output[TrainingSetRef]:
     """Every label (moderator decisions, appeal outcomes, QA gold, reference sets) joined with the platform
     features of its content, split by text bucket (a text and its copies never cross splits, whatever their
     source) and, for platform content, by time. Its content hash is the dataset version of every model."""
@@ -75,16 +76,19 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
         .fill_null(0)
         .sort("label_source")
     )
-    context.add_output_metadata(
-        {
-            "dataset_version": version,
-            "dagster/row_count": frame.height,
-            **facts,
-            "path": dg.MetadataValue.path(str(path)),
-            "rows_by_label_source_and_split": dg.MetadataValue.md(markdown_table(by_source)),
-        }
+    metadata = {
+        "dataset_version": version,
+        "dagster/row_count": frame.height,
+        **facts,
+        "path": dg.MetadataValue.path(str(path)),
+        "rows_by_label_source_and_split": dg.MetadataValue.md(markdown_table(by_source)),
+    }
+    # The dataset version is the data version: a rebuilt but identical training set leaves its models fresh.
+    return dg.Output(
+        TrainingSetRef(path=str(path), version=version, rows=facts, text_features=str(text_features)),
+        data_version=dg.DataVersion(version),
+        metadata=metadata,
     )
-    return TrainingSetRef(path=str(path), version=version, rows=facts, text_features=str(text_features))
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn", "parquet"})
@@ -187,7 +191,7 @@ def text_model(
     ray_cluster: RayResource,
     lakehouse: LakehouseResource,
     training: TrainingResource,
-) -> ModelArtifact | None:
+) -> Iterator:
     """The deep text model, a content-classifier candidate trained with Ray's TorchTrainer on the same rows
     (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
     (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end.
@@ -202,7 +206,9 @@ def text_model(
     reason = why_not_trained(training.text_model, gpu)
     if reason:
         context.log.warning(f"text_model not trained this run: {reason}")
-        return None
+        # Recorded, so the UI says why and `trustlake run` counts it as up to date until its inputs change.
+        yield dg.AssetObservation(asset_key="text_model", metadata={DECLINED: reason})
+        return
     storage = training.ray_storage()
     frame, issues = pl.read_parquet(training_set.path), pl.read_parquet(label_issues.path)
     profile = resolve_text_profile(training.text_profile, gpu)
@@ -218,8 +224,7 @@ def text_model(
     else:
         params = TextModelParams(epochs=training.text_epochs, cpus_per_worker=training.text_cpus_per_worker)
         artifact = fit.fit_text_model(frame, issues, training_set.version, lakehouse.lake.models, storage, params)
-    context.add_output_metadata(model_metadata(artifact))
-    return artifact
+    yield dg.Output(artifact, metadata=model_metadata(artifact))
 
 
 @dg.asset(group_name="training", kinds={"lightgbm", "ray"})

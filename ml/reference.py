@@ -9,6 +9,7 @@ are kept, and a label with no policy is named.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,24 @@ def land_reference(lake, frame: pl.DataFrame) -> list[Path]:
         write_parquet_atomic(part.sort("record_id"), path)
         written.append(path)
     return written
+
+
+def reference_inputs_version(corpora: Path | None, lake) -> str:
+    """A fingerprint of everything `reference_labels` reads: the corpora files (name, size, modification
+    time) and the content of every set under `lake/reference/` (the corpora's own, rewritten identically
+    when nothing changed, and the sets `trustlake labels import` landed). A new or changed corpus file or
+    imported set changes it; `trustlake run` compares it with the one the last build recorded."""
+    h = hashlib.blake2b(digest_size=12)
+    if corpora is not None and Path(corpora).is_dir():
+        for f in sorted(p for p in Path(corpora).rglob("*") if p.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(corpora)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        h.update(b"builtin\n")
+    for f in sorted(lake.reference.glob("*/*.parquet")):
+        h.update(f"{f.relative_to(lake.reference)}\0".encode())
+        h.update(hashlib.blake2b(f.read_bytes(), digest_size=16).digest())
+    return h.hexdigest()
 
 
 def read_mapping(path: Path) -> dict[str, str]:

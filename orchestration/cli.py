@@ -156,35 +156,88 @@ def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_tr
     from ml.registry import Registry
 
     lake = Lake(settings.home)
-    n_days = (last - first).days + 1
+    window = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    # Days named on the command line are rebuilt; otherwise only what is stale is (orchestration/freshness.py).
+    rebuild = first_day is not None or days is not None
     started = time.perf_counter()
     evaluations: dict = {}
 
     def jobs(launcher: Launcher) -> int:
-        say(f"trustlake: ingest_job: simulating and landing {n_days} days ({first} .. {last}), building the warehouse")
-        if not _succeeded(launcher.run("ingest_job", partition_range=(first, last))):
-            return 1
+        ingest = window if rebuild else stale_days(launcher, "ingest_job", window, settings)
+        if not ingest:
+            say(f"trustlake: ingest_job: all {len(window)} days ({first} .. {last}) landed and modelled: nothing to do")
+        for a, b in day_ranges(ingest, window):
+            n = window.index(b) - window.index(a) + 1
+            say(f"trustlake: ingest_job: simulating and landing {n} day(s) ({a} .. {b}), building the warehouse")
+            if not _succeeded(launcher.run("ingest_job", partition_range=(a, b))):
+                return 1
         if skip_training:
             return 0
-        say(
-            "trustlake: retrain_job: features, label issues, the content classifier, the text model and the risk "
-            "model (Ray), the baseline, judged on text and sources they never saw; promotion if every gate passes"
-        )
-        outcome = launcher.run("retrain_job")
-        if not _succeeded(outcome):
-            return 1
-        evaluations.update(load_evaluations(launcher.instance, outcome.run_id, settings))
+        stale = stale_assets(launcher, "retrain_job")
+        if not stale:
+            say("trustlake: retrain_job: every model is up to date (no input or code changed since it was built)")
+        else:
+            say(
+                f"trustlake: retrain_job ({len(stale)} stale asset(s); first: {next(iter(stale.values()))}): features, "
+                "label issues, the content classifier, the risk model (Ray) and the baseline, judged on text and "
+                "sources they never saw; promotion if every gate passes"
+            )
+            outcome = launcher.run(
+                "retrain_job", asset_selection=sorted(stale), tags={"trustlake/stale": str(len(stale))}
+            )
+            if not _succeeded(outcome):
+                return 1
+        evaluations.update(load_evaluations(launcher.instance, settings))
         if Registry(lake.models).champion() is None:
             # Candidates failing their gates is an outcome, not a crash: say so and stop here.
             say("trustlake: no champion (no candidate passed its quality gates): skipping scoring")
             return 0
-        say(f"trustlake: score_job: scoring {n_days} days of content with the champion, building the review queue")
-        return 0 if _succeeded(launcher.run("score_job", partition_range=(first, last))) else 1
+        score = stale_days(launcher, "score_job", window, settings)
+        if not score:
+            say(f"trustlake: score_job: all {len(window)} days scored by the champion and monitored: nothing to do")
+        for a, b in day_ranges(score, window):
+            n = window.index(b) - window.index(a) + 1
+            say(f"trustlake: score_job: scoring {n} day(s) ({a} .. {b}) with the champion, building the review queue")
+            if not _succeeded(launcher.run("score_job", partition_range=(a, b))):
+                return 1
+        return 0
 
     code = launch_jobs("run", settings, verbose=verbose, jobs=jobs)
     if code == 0:
         print_summary(settings, time.perf_counter() - started, evaluations)
     return code
+
+
+def stale_assets(launcher: Launcher, job: str, days: list[str] | None = None, settings: Settings | None = None) -> dict:
+    """Stale (asset, partition) cells of `job` and why (orchestration/freshness.py)."""
+    import dagster as dg
+
+    from ml.lake import Lake
+    from ml.reference import reference_inputs_version
+    from orchestration.freshness import Freshness
+    from orchestration.jobs import JOB_GROUPS
+
+    graph = launcher.asset_graph
+    keys = {k for k in graph.materializable_asset_keys if graph.get(k).group_name in JOB_GROUPS[job]}
+    external = (
+        {dg.AssetKey("reference_labels"): reference_inputs_version(settings.corpora, Lake(settings.home))}
+        if settings is not None
+        else {}
+    )
+    reasons = Freshness(launcher.instance, graph, external).stale(keys, days)
+    return {cell: why for cell, why in reasons.items()} if days else {key: why for (key, _), why in reasons.items()}
+
+
+def stale_days(launcher: Launcher, job: str, window: list[str], settings: Settings) -> list[str]:
+    from orchestration.freshness import stale_partitions
+
+    return stale_partitions(stale_assets(launcher, job, window, settings), window)
+
+
+def day_ranges(days: list[str], window: list[str]) -> list[tuple[str, str]]:
+    from orchestration.freshness import ranges
+
+    return ranges(days, window)
 
 
 def _succeeded(outcome: RunOutcome) -> bool:
@@ -199,9 +252,10 @@ def _succeeded(outcome: RunOutcome) -> bool:
 EVALUATIONS = ("content_classifier_evaluation", "text_evaluation", "risk_model_evaluation")
 
 
-def load_evaluations(instance, run_id: str, settings: Settings) -> dict:
-    """The evaluations the retraining run `run_id` materialized, read back through the code
-    location's IO manager (an evaluation that failed in that run is left out, never an older one)."""
+def load_evaluations(instance, settings: Settings) -> dict:
+    """The latest materialization of each evaluation, read back through the code location's IO manager,
+    when it belongs to the retraining that produced the current pair (an evaluation that failed in that
+    run is left out, never an older one)."""
     import logging
 
     import dagster as dg
@@ -212,9 +266,10 @@ def load_evaluations(instance, run_id: str, settings: Settings) -> dict:
     out = {}
     logging.disable(logging.INFO)  # the IO manager's "Loading file from ..." lines
     try:
+        pair = instance.get_latest_materialization_event(dg.AssetKey("risk_model_evaluation"))
         for key in EVALUATIONS:
             event = instance.get_latest_materialization_event(dg.AssetKey(key))
-            if event is not None and event.run_id == run_id:
+            if event is not None and pair is not None and event.run_id == pair.run_id:
                 out[key] = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey(key), instance=instance))
     finally:
         logging.disable(logging.NOTSET)

@@ -23,6 +23,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from ml.lake import Lake
     from orchestration.asset_list import all_assets
     from orchestration.automation import automation_condition_for, automation_sensor
+    from orchestration.code_version import source_version
     from orchestration.jobs import jobs
     from orchestration.ownership import owners_for
     from orchestration.ray_resource import ray_cluster
@@ -33,14 +34,22 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from orchestration.sensors.retraining import retraining_sensor
     from orchestration.warehouse_project import TrustlakeDbtCliResource
 
-    def catalogued(spec: dg.AssetSpec) -> dg.AssetSpec:
-        # Owners by group and automation in one place each (the dbt translator already applied both).
-        return spec.replace_attributes(
-            owners=spec.owners or owners_for(spec.group_name),
-            automation_condition=spec.automation_condition or automation_condition_for(spec.key),
-        )
+    def catalogued(module: str):
+        def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+            # Owners by group, automation and code versions in one place each (the dbt translator applied the
+            # first two; dagster-dbt gives dbt models the checksum of their SQL as code version).
+            return spec.replace_attributes(
+                owners=spec.owners or owners_for(spec.group_name),
+                automation_condition=spec.automation_condition or automation_condition_for(spec.key),
+                code_version=spec.code_version or source_version(module),
+            )
 
-    assets = [a.map_asset_specs(catalogued) if isinstance(a, AssetsDefinition) else a for a in all_assets()]
+        return apply
+
+    assets = [
+        a.map_asset_specs(catalogued(defining_module(a))) if isinstance(a, AssetsDefinition) else a
+        for a in all_assets()
+    ]
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
@@ -61,6 +70,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "io_manager": io_manager(settings),
         },
     )
+
+
+def defining_module(assets_def) -> str:
+    """The module that defines an asset's function (whose source decides its code version)."""
+    fn = assets_def.op.compute_fn
+    return (getattr(fn, "decorated_fn", None) or fn.fn).__module__
 
 
 def io_manager(settings: Settings) -> dg.FilesystemIOManager:

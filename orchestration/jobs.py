@@ -9,9 +9,16 @@ import dagster as dg
 from ml.raw.contracts import RAW_TABLES
 from orchestration.partitions import daily_partitions
 
+# The asset groups each pipeline job builds (also what `trustlake run` checks for staleness).
+JOB_GROUPS: dict[str, tuple[str, ...]] = {
+    "ingest_job": ("raw", "warehouse"),
+    "retrain_job": ("features", "training", "evaluation", "deployment"),
+    "score_job": ("scoring", "monitoring"),
+}
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("raw", "warehouse"),
+    selection=dg.AssetSelection.groups(*JOB_GROUPS["ingest_job"]),
     partitions_def=daily_partitions,
     description="Land the selected days in the raw lake (and the labelled reference sets), build the dbt "
     "warehouse for them, publish the marts.",
@@ -21,7 +28,7 @@ ingest_job = dg.define_asset_job(
 # right before the training set, rather than every day.
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.groups("features", "training", "evaluation", "deployment"),
+    selection=dg.AssetSelection.groups(*JOB_GROUPS["retrain_job"]),
     description="Rebuild the features and the training set, find label issues, train the content classifier, "
     "the text model and the risk model (Ray) and the baseline, evaluate them behind quality gates, and promote "
     "the pair when every gate passed (otherwise the champion stays).",
@@ -29,7 +36,7 @@ retrain_job = dg.define_asset_job(
 
 score_job = dg.define_asset_job(
     "score_job",
-    selection=dg.AssetSelection.groups("scoring", "monitoring"),
+    selection=dg.AssetSelection.groups(*JOB_GROUPS["score_job"]),
     partitions_def=daily_partitions,
     description="Score the selected days' content with the champion, rebuild the review queue, and monitor the "
     "champion on those days (drift, live precision, prevalence) against its reference.",
