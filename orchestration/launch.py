@@ -336,7 +336,9 @@ class Launcher:
             self._tell(progress, f"  {progress.job_name}: {step} done{self._took(progress, step, entry)}")
         elif kind == dg.DagsterEventType.STEP_SKIPPED:
             progress.finished.add(step)
-            self._tell(progress, f"  {progress.job_name}: {step} skipped (an input it reads was not materialized in this run)")
+            self._tell(
+                progress, f"  {progress.job_name}: {step} skipped (an input it reads was not materialized in this run)"
+            )
         elif kind == dg.DagsterEventType.STEP_FAILURE:
             progress.finished.add(step)
             failure = StepFailure(step, _step_error(event))

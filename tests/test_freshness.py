@@ -58,7 +58,8 @@ def build(instance, assets, names, partition=None):
 def stale(instance, asset_graph, partitions=("d1", "d2", "d3")):
     keys = {k for k in asset_graph.materializable_asset_keys}
     return {
-        (k.to_user_string(), p): why for (k, p), why in Freshness(instance, asset_graph).stale(keys, list(partitions)).items()
+        (k.to_user_string(), p): why
+        for (k, p), why in Freshness(instance, asset_graph).stale(keys, list(partitions)).items()
     }
 
 
