@@ -9,7 +9,7 @@ an MLP that emits one logit per policy; a temperature fitted on validation calib
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch import nn
 
 from ml.features.text import NGRAM_DIM
 from ml.taxonomy import POLICIES
+from ml.training.placement import WorkerShape, fit_to_cluster
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,9 @@ def train_ray(
     from ray.train.torch import TorchTrainer
 
     use_gpu = cluster_has_gpu()
+    # Workers sized to the nodes Ray reports: a 2-CPU worker on 1-CPU nodes would wait forever.
+    shape = fit_to_cluster(WorkerShape(params.num_workers, params.cpus_per_worker, 1.0 if use_gpu else 0.0))
+    params = replace(params, num_workers=shape.workers, cpus_per_worker=shape.cpus_per_worker)
     started = time.perf_counter()
     trainer = TorchTrainer(
         _train_worker,
