@@ -1,4 +1,4 @@
-"""Monitoring of the champion (ml/monitoring.py) and the simulator's world shifts, without Dagster:
+"""Monitoring of the champion (ml/monitoring/) and the simulator's world shifts, without Dagster:
 PSI on declared bins, live precision, prevalence against QA, verdicts, retraining evidence, and a shift a
 classifier trained before it really misses."""
 
@@ -218,13 +218,13 @@ def test_prevalence_gap_inside_the_qa_interval_or_on_few_audits_is_not_an_alarm(
 def test_the_verdict_is_the_worst_day_and_names_it():
     rows = pl.concat(
         [
-            mon._rows(DAY, "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.05, "status": "ok"}]),
-            mon._rows(
+            mon.metric_rows(DAY, "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.05, "status": "ok"}]),
+            mon.metric_rows(
                 DAY + timedelta(days=1),
                 "c",
                 [{"metric": "score_psi", "subject": "p_spam", "value": 0.4, "status": "fail"}],
             ),
-            mon._rows(
+            mon.metric_rows(
                 DAY + timedelta(days=2),
                 "c",
                 [{"metric": "score_psi", "subject": "risk", "value": 0.12, "status": "warn"}],
