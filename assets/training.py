@@ -11,6 +11,7 @@ import polars as pl
 from dagster_ray import RayResource
 
 from assets.metadata import markdown_table
+from assets.resources import LakehouseResource, TrainingResource
 from ml.features.build import SCHEMAS
 from ml.lake import write_parquet_atomic
 from ml.taxonomy import POLICIES
@@ -23,7 +24,6 @@ from ml.training.lightgbm_model import LightGBMParams
 from ml.training.minilm_model import MiniLMParams
 from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile
 from ml.warehouse import read_frame
-from orchestration.resources import LakehouseResource, TrainingResource
 
 
 @dataclass(frozen=True)

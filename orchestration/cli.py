@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, timedelta
 from typing import TYPE_CHECKING
 
@@ -61,9 +62,9 @@ def _prepare(settings: Settings) -> Settings:
     """Everything loading the definitions relies on, done before anything loads them: the home and
     its pinned first day, the Dagster instance's dagster.yaml, the dbt manifest. Then point this
     process, and the Dagster processes it starts, at that instance."""
+    from assets.warehouse_project import prepare_manifest
     from ml.lake import Lake
     from orchestration.settings import prepare_home, process_environment
-    from orchestration.warehouse_project import prepare_manifest
 
     settings = prepare_home(settings)
     os.environ.update(process_environment(settings))
@@ -617,19 +618,18 @@ def cmd_serve(
     import uvicorn
 
     from ml.lake import Lake
-    from ml.scoring.serving import ServingLimits, create_app
+    from ml.scoring.serving import create_app
 
-    # A flag wins over its TRUSTLAKE_SERVE_* variable; neither set keeps the service's default.
-    chosen = {
-        "max_body_bytes": (max_body_bytes, settings.serve_max_body_bytes),
-        "body_timeout_s": (body_timeout, settings.serve_body_timeout_s),
-        "max_in_flight": (max_in_flight, settings.serve_max_in_flight),
-        "scoring_threads": (scoring_threads, settings.serve_scoring_threads),
-        "keep_alive_s": (keep_alive, settings.serve_keep_alive_s),
+    # A flag wins over its TRUSTLAKE_SERVE_* variable (settings.serving); neither set keeps the service's default.
+    flags = {
+        "max_body_bytes": max_body_bytes,
+        "body_timeout_s": body_timeout,
+        "max_in_flight": max_in_flight,
+        "scoring_threads": scoring_threads,
+        "keep_alive_s": keep_alive,
     }
-    overrides = {name: next((v for v in values if v is not None), None) for name, values in chosen.items()}
     try:
-        limits = ServingLimits(**{name: v for name, v in overrides.items() if v is not None})
+        limits = replace(settings.serving, **{name: v for name, v in flags.items() if v is not None})
     except ValueError as exc:
         print(f"trustlake serve: {exc}", file=sys.stderr)
         return 2

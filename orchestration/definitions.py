@@ -20,18 +20,20 @@ PRELOADED_MODULES = ["orchestration.definitions", "orchestration.asset_list"]
 def build_definitions(settings: Settings) -> dg.Definitions:
     from dagster._core.definitions.assets.definition.assets_definition import AssetsDefinition
 
+    from assets.automation import automation_condition_for
+    from assets.ownership import owners_for
+    from assets.resources import LakehouseResource, MonitoringResource, TrainingResource
+    from assets.warehouse_project import TrustlakeDbtCliResource
     from ml.lake import Lake
     from orchestration.asset_list import all_assets
-    from orchestration.automation import automation_condition_for, automation_sensor
     from orchestration.jobs import jobs
-    from orchestration.ownership import owners_for
+    from orchestration.partitions import daily_partitions
     from orchestration.ray_resource import ray_cluster
-    from orchestration.resources import LakehouseResource, MonitoringResource, TrainingResource
     from orchestration.schedules import schedules
     from orchestration.sensors.alerts import run_failure_alert_sensor
+    from orchestration.sensors.automation import automation_sensor
     from orchestration.sensors.landing import landing_sensor
     from orchestration.sensors.retraining import retraining_sensor
-    from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     def catalogued(spec: dg.AssetSpec) -> dg.AssetSpec:
         # Owners by group and automation in one place each (the dbt translator already applied both).
@@ -40,7 +42,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             automation_condition=spec.automation_condition or automation_condition_for(spec.key),
         )
 
-    assets = [a.map_asset_specs(catalogued) if isinstance(a, AssetsDefinition) else a for a in all_assets()]
+    assets = [
+        a.map_asset_specs(catalogued) if isinstance(a, AssetsDefinition) else a
+        for a in all_assets(daily_partitions, settings.gates, settings.monitoring)
+    ]
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
@@ -53,11 +58,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             }
         ),
         resources={
-            "lakehouse": LakehouseResource.from_settings(settings),
-            "monitoring": MonitoringResource.from_settings(settings),
+            "lakehouse": LakehouseResource.for_platform(settings.home, settings.corpora, settings.simulator),
+            "monitoring": MonitoringResource.from_thresholds(settings.monitoring),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
             "ray_cluster": ray_cluster(settings),
-            "training": TrainingResource.from_settings(settings),
+            "training": TrainingResource.for_runs(
+                settings.lightgbm, settings.text_model, settings.text_profile, settings.gates, settings.home / "ray"
+            ),
             "io_manager": io_manager(settings),
         },
     )

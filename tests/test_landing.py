@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 import yaml
 
+from assets.warehouse_project import DBT_PROJECT_DIR
 from ml.lake import Lake
 from ml.landing import CONTRACTS, FUTURE_TOLERANCE, check_raw_lake, validate, validate_frame
 from ml.simulator import RAW_TABLES, SimConfig, partition_date, simulate_days
-from orchestration.settings import DBT_PROJECT_DIR
 
 START = datetime(2026, 10, 1).date()
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

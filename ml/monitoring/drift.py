@@ -20,7 +20,11 @@ def drift(reference: Reference, day: date, monitored: pl.DataFrame, limits: Moni
         if column not in frame.columns:
             continue
         value = psi(bins, frame[column])
-        status = "insufficient" if frame.height < limits.min_rows else level(value, limits.psi_warn, limits.psi_fail)
+        status = (
+            "insufficient"
+            if frame.height < limits.min_rows
+            else level(value, limits.drift_psi_warn, limits.drift_psi_fail)
+        )
         rows.append(
             {
                 "metric": "score_psi" if column in SCORE_COLUMNS else "feature_psi",

@@ -11,10 +11,10 @@ STATUSES = ("ok", "warn", "fail", "insufficient")
 @dataclass(frozen=True)
 class MonitoringThresholds:
     """When a monitoring measure warns, fails, or has too little evidence; the one place for the defaults
-    (orchestration/settings.py reads the TRUSTLAKE_* overrides, docs/operations.md lists them)."""
+    (orchestration/settings.py derives a TRUSTLAKE_<FIELD> variable from each field a deployment may set)."""
 
-    psi_warn: float = 0.1  # PSI 0.1-0.25: a moderate shift worth a look (the usual reading of PSI)
-    psi_fail: float = 0.25  # above 0.25: the population the model sees has changed
+    drift_psi_warn: float = 0.1  # PSI 0.1-0.25: a moderate shift worth a look (the usual reading of PSI)
+    drift_psi_fail: float = 0.25  # above 0.25: the population the model sees has changed
     # Promised minus live precision. Generous, because the live figure also counts moderators' own misses
     # (a violation a moderator let stand reads as a wrong removal): about 0.03-0.08 of it on this platform.
     precision_drop_warn: float = 0.15
@@ -28,7 +28,7 @@ class MonitoringThresholds:
     min_audited: int = 20  # QA audits before prevalence is judged
 
     def __post_init__(self) -> None:
-        for name in ("psi", "precision_drop", "prevalence_gap"):
+        for name in ("drift_psi", "precision_drop", "prevalence_gap"):
             warn, fail = getattr(self, f"{name}_warn"), getattr(self, f"{name}_fail")
             if not 0 < warn < fail:
                 raise ValueError(f"{name} thresholds must satisfy 0 < warn < fail (got warn {warn}, fail {fail})")

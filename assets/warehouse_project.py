@@ -24,8 +24,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 from pydantic import Field
 
 from ml.lake import Lake
-from orchestration.settings import DBT_PROJECT_DIR
 
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 # The dbt installed beside this interpreter (the project's .venv), not whatever is on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
