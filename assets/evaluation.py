@@ -1,25 +1,27 @@
 """Evaluation of the content-classifier candidates and of the pair (group `evaluation`), with their
 gates as asset checks, and the deployment that promotes the pair when every gate passed (group
 `deployment`). The gates do not block the run: `deployed_model` always runs and promotes only a pair
-whose gates all passed, so a failed candidate is an outcome recorded in the registry, not a crash."""
+whose gates all passed, so a failed candidate is an outcome recorded in the registry, not a crash.
+`evaluation_assets` makes them with the gates' bounds in force in their check descriptions:
+orchestration/definitions.py passes them in from the settings."""
 
 from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
 
+from assets.code_version import git_sha
 from assets.metadata import image_markdown, rounded
+from assets.resources import LakehouseResource, TrainingResource
 from assets.training import LabelIssuesRef, fit_cache_metadata, fit_plan
 from ml.deployment import DeploymentDecision, deploy
 from ml.evaluation.evaluate import evaluate_risk_model, evaluate_text_model
-from ml.evaluation.gates import GATE_DESCRIPTIONS, PAIR_GATES, TEXT_GATES
+from ml.evaluation.gates import PAIR_GATES, TEXT_GATES, GateConfig, gate_descriptions
 from ml.evaluation.results import ClassifierEvaluation, GateResult, PairEvaluation
 from ml.registry import Registry, registry_entry
 from ml.taxonomy import VIOLATING
 from ml.training.artifacts import ModelArtifact
 from ml.training.dataset import TrainingSetRef
-from orchestration.code_version import git_sha
-from orchestration.resources import LakehouseResource, TrainingResource
 
 
 def _f(value) -> str:
@@ -47,9 +49,10 @@ def text_summary(ev: ClassifierEvaluation) -> str:
     return "\n".join(rows)
 
 
-def _check_specs(name: str, gates: tuple[str, ...]) -> list[dg.AssetCheckSpec]:
+def _check_specs(name: str, gates: tuple[str, ...], config: GateConfig) -> list[dg.AssetCheckSpec]:
     # Not blocking: deployed_model reads the gate outcomes and promotes only a pair that passed them all.
-    return [dg.AssetCheckSpec(g, asset=name, blocking=False, description=GATE_DESCRIPTIONS[g]) for g in gates]
+    described = gate_descriptions(config)
+    return [dg.AssetCheckSpec(g, asset=name, blocking=False, description=described[g]) for g in gates]
 
 
 def _check_results(gates: tuple[GateResult, ...]) -> list[dg.AssetCheckResult]:
@@ -106,7 +109,7 @@ def incumbent_champion(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
     )
 
 
-def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.AssetsDefinition:
+def text_evaluation_asset(name: str, model_key: str, run_loso: bool, gates: GateConfig) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name="evaluation",
@@ -118,7 +121,7 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
             "label_issues": dg.AssetIn("label_issues"),
             "incumbent": dg.AssetIn("incumbent_champion"),
         },
-        check_specs=_check_specs(name, TEXT_GATES),
+        check_specs=_check_specs(name, TEXT_GATES, gates),
         description=f"`{model_key}` as a content classifier, on text it never trained on: the text-only held-out "
         "texts (every source) and QA gold scored with no context, and leave-one-source-out (each corpus and each "
         "YouTube video held out in turn: the stand-in for a platform it has never seen), beside the TF-IDF "
@@ -170,29 +173,6 @@ def text_evaluation_asset(name: str, model_key: str, run_loso: bool) -> dg.Asset
     return _evaluation
 
 
-content_classifier_evaluation = text_evaluation_asset(
-    "content_classifier_evaluation", "content_classifier", run_loso=True
-)
-# The deep model's leave-one-source-out would mean eight more Ray trainings per run (docs/models.md): it is
-# reported on text-only held-out and cannot be promoted without it. Skipped when text_model did not train.
-text_evaluation = text_evaluation_asset("text_evaluation", "text_model", run_loso=False)
-
-
-@dg.asset(
-    group_name="evaluation",
-    kinds={"python"},
-    ins={
-        "model": dg.AssetIn("risk_model"),
-        "classifier_evaluation": dg.AssetIn("content_classifier_evaluation"),
-        "training_set": dg.AssetIn("training_set"),
-        "incumbent": dg.AssetIn("incumbent_champion"),
-    },
-    deps=["users"],
-    check_specs=_check_specs("risk_model_evaluation", PAIR_GATES),
-    description="The pair (content classifier + risk model) on platform content of the test period (the "
-    "simulated split) and its QA-gold subset, per slice, beside its classifier alone and the champion pair; "
-    "registered in the model registry as a candidate.",
-)
 def risk_model_evaluation(
     context: dg.AssetExecutionContext,
     model: ModelArtifact,
@@ -227,9 +207,6 @@ def risk_model_evaluation(
     yield from _check_results(ev.gates)
 
 
-evaluation_assets = [incumbent_champion, content_classifier_evaluation, text_evaluation, risk_model_evaluation]
-
-
 @dg.asset(group_name="deployment", kinds={"python"}, ins={"pair": dg.AssetIn("risk_model_evaluation")})
 def deployed_model(
     context: dg.AssetExecutionContext, pair: PairEvaluation, lakehouse: LakehouseResource
@@ -248,3 +225,30 @@ def deployed_model(
             "reason": decision.reason,
         },
     )
+
+
+def evaluation_assets(gates: GateConfig) -> list[dg.AssetsDefinition]:
+    """The evaluations and the deployment, their gates described with `gates`' bounds."""
+    return [
+        incumbent_champion,
+        text_evaluation_asset("content_classifier_evaluation", "content_classifier", run_loso=True, gates=gates),
+        # The deep model's leave-one-source-out would mean eight more Ray trainings per run (docs/models.md): it
+        # is reported on text-only held-out and cannot be promoted without it. Skipped when text_model did not train.
+        text_evaluation_asset("text_evaluation", "text_model", run_loso=False, gates=gates),
+        dg.asset(
+            group_name="evaluation",
+            kinds={"python"},
+            ins={
+                "model": dg.AssetIn("risk_model"),
+                "classifier_evaluation": dg.AssetIn("content_classifier_evaluation"),
+                "training_set": dg.AssetIn("training_set"),
+                "incumbent": dg.AssetIn("incumbent_champion"),
+            },
+            deps=["users"],
+            check_specs=_check_specs("risk_model_evaluation", PAIR_GATES, gates),
+            description="The pair (content classifier + risk model) on platform content of the test period (the "
+            "simulated split) and its QA-gold subset, per slice, beside its classifier alone and the champion pair; "
+            "registered in the model registry as a candidate.",
+        )(risk_model_evaluation),
+        deployed_model,
+    ]

@@ -8,11 +8,11 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import frame_metadata
+from assets.resources import LakehouseResource
 from ml.features import build
 from ml.features.quality import check_coverage, check_nulls, check_ranges, check_schema
 from ml.lake import write_parquet_atomic
 from ml.warehouse import query
-from orchestration.resources import LakehouseResource
 
 
 @dataclass(frozen=True)

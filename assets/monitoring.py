@@ -1,6 +1,8 @@
 """Monitoring of the deployed champion (group `monitoring`): its reference, and each day's drift, live
 precision and prevalence against it, with asset checks that warn past one threshold and fail past a larger
-one (MonitoringResource), and the analysts' mart of all of it.
+one (MonitoringResource), and the analysts' mart of all of it. `monitoring_assets` makes them over the
+platform's days with their checks described by the thresholds in force: orchestration/definitions.py
+passes both in from the settings.
 
 The reference is a declared input: `monitoring_reference` is built from `deployed_model` (which champion)
 and `training_set` (the rows that champion trained on), so the lineage says what every day is compared
@@ -17,7 +19,8 @@ import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from assets.metadata import markdown_table, partition_days
-from assets.warehouse import DBT_ASSET_ARGS, MONITORING_MODELS, run_dbt_build
+from assets.resources import LakehouseResource, MonitoringResource
+from assets.warehouse import MONITORING_MODELS, dbt_asset_args, run_dbt_build
 from ml import monitoring as mon
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
@@ -27,8 +30,6 @@ from ml.scoring import load_model, score_frame
 from ml.simulator import LOOKBACK_DAYS
 from ml.training.dataset import TrainingSetRef
 from ml.warehouse import publish_marts, read_frame
-from orchestration.partitions import daily_partitions
-from orchestration.resources import LakehouseResource, MonitoringResource
 
 RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
 # Labels about a day's content arrive over the following LOOKBACK_DAYS days (decisions, appeals, audits),
@@ -197,51 +198,34 @@ def _check(check_name: str, v: mon.Verdict) -> dg.AssetCheckResult:
     )
 
 
-LIMITS = mon.MonitoringThresholds()  # the defaults the descriptions quote; a deployment may set others
-CHECK_DESCRIPTIONS = {
-    "score_drift_psi": (
-        "Largest PSI of a day's champion scores (each policy's calibrated probability and the risk) against the "
-        f"champion's reference: WARN above TRUSTLAKE_DRIFT_PSI_WARN ({LIMITS.psi_warn:g}), ERROR above "
-        f"TRUSTLAKE_DRIFT_PSI_FAIL ({LIMITS.psi_fail:g}). Days with fewer than {LIMITS.min_rows} scored items "
-        "are not judged."
-    ),
-    "feature_drift_psi": (
-        "Largest PSI of a day's model inputs (behaviour, network and text signals, surface, language) against the "
-        "champion's reference, with the thresholds of score_drift_psi."
-    ),
-    "live_precision_drop": (
-        "Precision of a day's auto-actions (the enforcement policy's removals) by their later moderator decisions, "
-        "appeal outcomes and QA audits, against the validation precision the champion's operating points promised: "
-        f"WARN when more than TRUSTLAKE_PRECISION_DROP_WARN ({LIMITS.precision_drop_warn:g}) below and the "
-        f"promise lies outside the 95% interval, ERROR past TRUSTLAKE_PRECISION_DROP_FAIL "
-        f"({LIMITS.precision_drop_fail:g}). Judged from {LIMITS.min_labelled} labelled auto-actions."
-    ),
-    "predicted_vs_qa_prevalence": (
-        "Per policy, the mean calibrated score of a day's content against the prevalence its QA audits estimate, "
-        "held to the gap the champion had on its training window: WARN when the gap moved by more than "
-        f"TRUSTLAKE_PREVALENCE_GAP_WARN ({LIMITS.prevalence_gap_warn:g}) and the corrected prediction lies outside "
-        f"the QA 95% interval, ERROR past TRUSTLAKE_PREVALENCE_GAP_FAIL ({LIMITS.prevalence_gap_fail:g}). Judged "
-        f"from {LIMITS.min_audited} audits."
-    ),
-}
-
-DAILY = dict(
-    group_name="monitoring",
-    kinds={"polars", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"reference": dg.AssetIn("monitoring_reference")},
-)
+def check_descriptions(limits: mon.MonitoringThresholds) -> dict[str, str]:
+    """What each monitoring check asserts, with the thresholds in force (a deployment may set its own)."""
+    return {
+        "score_drift_psi": (
+            "Largest PSI of a day's champion scores (each policy's calibrated probability and the risk) against the "
+            f"champion's reference: WARN above {limits.drift_psi_warn:g}, ERROR above {limits.drift_psi_fail:g}. "
+            f"Days with fewer than {limits.min_rows} scored items are not judged."
+        ),
+        "feature_drift_psi": (
+            "Largest PSI of a day's model inputs (behaviour, network and text signals, surface, language) against "
+            f"the champion's reference: WARN above {limits.drift_psi_warn:g}, ERROR above {limits.drift_psi_fail:g}."
+        ),
+        "live_precision_drop": (
+            "Precision of a day's auto-actions (the enforcement policy's removals) by their later moderator "
+            "decisions, appeal outcomes and QA audits, against the validation precision the champion's operating "
+            f"points promised: WARN when more than {limits.precision_drop_warn:g} below and the promise lies outside "
+            f"the 95% interval, ERROR past {limits.precision_drop_fail:g}. Judged from {limits.min_labelled} "
+            "labelled auto-actions."
+        ),
+        "predicted_vs_qa_prevalence": (
+            "Per policy, the mean calibrated score of a day's content against the prevalence its QA audits "
+            "estimate, held to the gap the champion had on its training window: WARN when the gap moved by more "
+            f"than {limits.prevalence_gap_warn:g} and the corrected prediction lies outside the QA 95% interval, "
+            f"ERROR past {limits.prevalence_gap_fail:g}. Judged from {limits.min_audited} audits."
+        ),
+    }
 
 
-@dg.asset(
-    **DAILY,
-    deps=["content_scores", *RAW_INPUTS],
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="model_drift", description=CHECK_DESCRIPTIONS[name])
-        for name in ("score_drift_psi", "feature_drift_psi")
-    ],
-)
 def model_drift(
     context: dg.AssetExecutionContext,
     reference: MonitoringReferenceRef,
@@ -250,7 +234,7 @@ def model_drift(
 ) -> Iterator:
     """Each day's score and feature drift: the population stability index of every champion score and watched
     model input of the day's content against `monitoring_reference`, on the reference's own bins (fixed bands
-    for scores and account age, deciles, or one bin per value; ml/monitoring.py). One row per day and column."""
+    for scores and account age, deciles, or one bin per value; ml/monitoring/psi.py). One row per day and column."""
     lake, limits = lakehouse.lake, monitoring.thresholds()
     ref = mon.read_reference(reference.path)
     days = partition_days(context)
@@ -301,15 +285,6 @@ def _labels(lake: Lake) -> pl.DataFrame:
     )
 
 
-@dg.asset(
-    **DAILY,
-    deps=["content_scores", *LABEL_DEPS],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "live_precision_drop", asset="live_precision", description=CHECK_DESCRIPTIONS["live_precision_drop"]
-        )
-    ],
-)
 def live_precision(
     context: dg.AssetExecutionContext,
     reference: MonitoringReferenceRef,
@@ -366,17 +341,6 @@ def live_precision(
     )
 
 
-@dg.asset(
-    **DAILY,
-    deps=["content_scores", *LABEL_DEPS],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "predicted_vs_qa_prevalence",
-            asset="prevalence_gap",
-            description=CHECK_DESCRIPTIONS["predicted_vs_qa_prevalence"],
-        )
-    ],
-)
 def prevalence_gap(
     context: dg.AssetExecutionContext,
     reference: MonitoringReferenceRef,
@@ -441,7 +405,6 @@ ops_alert_log = dg.AssetSpec(
 )
 
 
-@dbt_assets(select=" ".join(MONITORING_MODELS), name="monitoring_models", **DBT_ASSET_ARGS)
 def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """mart_model_monitoring and ops_alerts from the monitoring tables and the alert log, then a fresh
     publication of marts.duckdb."""
@@ -450,4 +413,35 @@ def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, la
     publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
 
 
-monitoring_assets = [monitoring_reference, model_drift, live_precision, prevalence_gap, monitoring_models]
+def monitoring_assets(
+    partitions: dg.PartitionsDefinition, limits: mon.MonitoringThresholds
+) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    described = check_descriptions(limits)
+
+    def checks(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
+        return [dg.AssetCheckSpec(name, asset=asset, description=described[name]) for name in names]
+
+    daily = dict(
+        group_name="monitoring",
+        kinds={"polars", "parquet"},
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        ins={"reference": dg.AssetIn("monitoring_reference")},
+    )
+    label_deps = ["content_scores", *LABEL_DEPS]
+    return [
+        monitoring_reference,
+        dg.asset(
+            **daily,
+            deps=["content_scores", *RAW_INPUTS],
+            check_specs=checks("model_drift", "score_drift_psi", "feature_drift_psi"),
+        )(model_drift),
+        dg.asset(**daily, deps=label_deps, check_specs=checks("live_precision", "live_precision_drop"))(live_precision),
+        dg.asset(**daily, deps=label_deps, check_specs=checks("prevalence_gap", "predicted_vs_qa_prevalence"))(
+            prevalence_gap
+        ),
+        dbt_assets(select=" ".join(MONITORING_MODELS), name="monitoring_models", **dbt_asset_args(partitions))(
+            monitoring_models
+        ),
+        ops_alert_log,
+    ]

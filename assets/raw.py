@@ -1,4 +1,8 @@
-"""Raw platform tables: the simulator's output, or a landed external file, as daily Parquet partitions."""
+"""Raw platform tables: the simulator's output, or a landed external file, as daily Parquet partitions.
+
+`raw_assets` makes the asset over the platform's days, which the deployment decides (its first day is
+pinned per home): orchestration/definitions.py passes them in.
+"""
 
 from datetime import date
 
@@ -6,12 +10,11 @@ import dagster as dg
 from pydantic import Field
 
 from assets.metadata import add_partition_metadata, partition_days, preview, table_schema
+from assets.resources import LakehouseResource
 from ml.raw.contracts import CONTRACTS, RAW_TABLES
 from ml.raw.lake_check import check_raw_lake
 from ml.raw.landing import Claim, LandedFile, LandingError, ingest_claim
 from ml.simulator import GROUND_TRUTH_TABLES, partition_date, simulate_days
-from orchestration.partitions import daily_partitions
-from orchestration.resources import LakehouseResource
 
 DESCRIPTIONS = {
     "users": "Accounts by signup day (the first day also holds every older account): country, "
@@ -26,18 +29,6 @@ DESCRIPTIONS = {
     "qa_audits": "A uniform random sample of all content with gold policy labels from QA "
     "auditors: the unbiased ground for prevalence and model evaluation.",
 }
-
-RAW_SPECS = [
-    dg.AssetSpec(
-        key=table,
-        group_name="raw",
-        description=DESCRIPTIONS[table],
-        kinds={"parquet", "polars"},
-        partitions_def=daily_partitions,
-        metadata={"event_time_column": CONTRACTS[table].event_time},
-    )
-    for table in RAW_TABLES
-]
 
 
 def partition_bounds(partitions_def: dg.TimeWindowPartitionsDefinition) -> tuple[date, date]:
@@ -59,12 +50,6 @@ class RawTablesConfig(dg.Config):
     )
 
 
-@dg.multi_asset(
-    specs=RAW_SPECS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    can_subset=True,
-)
 def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConfig, lakehouse: LakehouseResource):
     """Simulate the selected days once and land every selected raw table, one file per day; then check every
     raw file changed since it last passed the raw data rules, and quarantine any that breaks them. With
@@ -130,6 +115,25 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
         )
 
 
+def raw_assets(partitions: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    specs = [
+        dg.AssetSpec(
+            key=table,
+            group_name="raw",
+            description=DESCRIPTIONS[table],
+            kinds={"parquet", "polars"},
+            partitions_def=partitions,
+            metadata={"event_time_column": CONTRACTS[table].event_time},
+        )
+        for table in RAW_TABLES
+    ]
+    return [
+        dg.multi_asset(
+            specs=specs, partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run(), can_subset=True
+        )(raw_platform_tables)
+    ]
+
+
 def _land_file(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, name: str) -> dg.MaterializeResult:
     """Land one claimed external file (ml.raw.landing.ingest_claim) in the run's partitions."""
     lake = lakehouse.lake
@@ -141,7 +145,7 @@ def _land_file(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, 
                 f"{sorted(k.to_user_string() for k in context.selected_asset_keys)}"
             )
         days = partition_days(context)
-        landed = ingest_claim(lake, claim, partition_bounds(daily_partitions), (days[0], days[-1]))
+        landed = ingest_claim(lake, claim, partition_bounds(context.assets_def.partitions_def), (days[0], days[-1]))
     except LandingError as exc:
         raise dg.Failure(str(exc)) from None
     if landed.validation is None:

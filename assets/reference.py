@@ -6,8 +6,8 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import markdown_table
+from assets.resources import LakehouseResource
 from ml.reference import land_reference, reference_frame, reference_inputs_version
-from orchestration.resources import LakehouseResource
 
 
 @dg.asset(

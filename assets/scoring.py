@@ -1,4 +1,8 @@
-"""Batch scoring of each day's content by the deployed champion (group `scoring`)."""
+"""Batch scoring of each day's content by the deployed champion (group `scoring`).
+
+`scoring_assets` makes the asset over the platform's days, which the deployment decides (its first
+day is pinned per home): orchestration/definitions.py passes them in.
+"""
 
 from datetime import UTC, datetime
 
@@ -6,22 +10,13 @@ import dagster as dg
 import polars as pl
 
 from assets.metadata import add_partition_metadata, markdown_table, partition_days, rounded
+from assets.resources import LakehouseResource
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.registry import Registry
 from ml.scoring import load_model, risk, score_frame
-from orchestration.partitions import daily_partitions
-from orchestration.resources import LakehouseResource
 
 
-@dg.asset(
-    group_name="scoring",
-    kinds={"polars", "parquet"},
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"deployed": dg.AssetIn("deployed_model")},
-    deps=["content", "users", "reports", "decisions", "appeals"],
-)
 def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
     probabilities, the enforcement policy's action and the model version. Features are built
@@ -62,3 +57,16 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
             "path": dg.MetadataValue.path(str(lake.scores / "content_scores")),
         }
     )
+
+
+def scoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [
+        dg.asset(
+            group_name="scoring",
+            kinds={"polars", "parquet"},
+            partitions_def=partitions,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            ins={"deployed": dg.AssetIn("deployed_model")},
+            deps=["content", "users", "reports", "decisions", "appeals"],
+        )(content_scores)
+    ]

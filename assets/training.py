@@ -12,6 +12,7 @@ import polars as pl
 from dagster_ray import RayResource
 
 from assets.metadata import DECLINED, markdown_table
+from assets.resources import LakehouseResource, TrainingResource
 from ml.features.build import SCHEMAS
 from ml.lake import Lake, write_parquet_atomic
 from ml.taxonomy import POLICIES
@@ -23,7 +24,6 @@ from ml.training.label_noise import training_label_issues
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.text_classifier import TextFeatureCache
 from ml.warehouse import read_frame
-from orchestration.resources import LakehouseResource, TrainingResource
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""The dbt warehouse as Dagster assets, and the read-only marts copy analysts use."""
+"""The dbt warehouse as Dagster assets, and the read-only marts copy analysts use.
+
+`warehouse_assets` makes them over the platform's days, which the deployment decides (its first day is
+pinned per home): orchestration/definitions.py passes them in.
+"""
 
 import json
 import re
@@ -10,7 +14,11 @@ import dagster as dg
 import polars as pl
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from assets.automation import automation_condition_for
 from assets.metadata import markdown_table, partition_days
+from assets.ownership import owners_for
+from assets.resources import LakehouseResource
+from assets.warehouse_project import dbt_project
 from ml.taxonomy import VOCABULARIES
 from ml.warehouse import (
     LOCK_WAIT_SECONDS,
@@ -23,11 +31,6 @@ from ml.warehouse import (
     rows_by_day,
     wait_until_writable,
 )
-from orchestration.automation import automation_condition_for
-from orchestration.ownership import owners_for
-from orchestration.partitions import daily_partitions
-from orchestration.resources import LakehouseResource
-from orchestration.warehouse_project import dbt_project
 
 DUCKDB_POOL = "duckdb"
 # Models built from the champion's scores; they run after scoring, not with the warehouse.
@@ -118,7 +121,7 @@ def describe_dbt_test(test: Mapping[str, Any], tested: str) -> str:
 
 def _accepted_values(values: Any) -> list:
     """The values an accepted_values test allows: a list, or a vocabulary dbt reads as a var
-    (`"{{ var('policies') }}"`, orchestration/dbt_inputs.py), shown as the values in force."""
+    (`"{{ var('policies') }}"`, assets/dbt_inputs.py), shown as the values in force."""
     if isinstance(values, str):
         found = re.fullmatch(r"\{\{\s*var\(['\"](\w+)['\"]\)\s*\}\}", values.strip())
         if found and found.group(1) in VOCABULARIES:
@@ -131,18 +134,19 @@ translator = TrustlakeDbtTranslator(
     settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
 )
 
-# Both dbt asset definitions: same manifest, translator, daily partitions and DuckDB pool.
-DBT_ASSET_ARGS = dict(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-)
+
+def dbt_asset_args(partitions: dg.PartitionsDefinition | None) -> dict:
+    """What every dbt asset definition shares: the manifest, the translator, the DuckDB pool, and the
+    daily partitions (with one run per backfill) unless it is built whole."""
+    return dict(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        dagster_dbt_translator=translator,
+        pool=DUCKDB_POOL,
+        **({"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()} if partitions else {}),
+    )
 
 
-@dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS + MONITORING_MODELS), **DBT_ASSET_ARGS)
 def warehouse_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource) -> Iterator:
     """dbt build of the selected days: staging views, intermediate tables, incremental facts, marts."""
     yield from run_dbt_build(context, dbt, lakehouse)
@@ -221,7 +225,6 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
         raise dg.Failure(f"dbt build failed; see the failed models and checks above. {invocation.get_error()}")
 
 
-@dbt_assets(select=" ".join(SCORING_MODELS), name="review_queue_models", **DBT_ASSET_ARGS)
 def review_queue_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
 ) -> Iterator:
@@ -231,14 +234,7 @@ def review_queue_models(
     publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)
 
 
-@dbt_assets(
-    select=" ".join(TRAINING_MODELS),
-    name="label_quality_models",
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    pool=DUCKDB_POOL,
-)
+@dbt_assets(select=" ".join(TRAINING_MODELS), name="label_quality_models", **dbt_asset_args(None))
 def label_quality_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
 ) -> Iterator:
@@ -267,15 +263,6 @@ def warehouse_marts(manifest: Mapping[str, Any]) -> list[str]:
 MART_KEYS = warehouse_marts(json.loads(dbt_project.manifest_path.read_text()))
 
 
-@dg.asset(
-    key="published_marts",
-    deps=MART_KEYS,
-    group_name="warehouse",
-    kinds={"duckdb"},
-    pool=DUCKDB_POOL,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
 def published_marts(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """The analysts' read-only copy of every mart, `<home>/warehouse/marts.duckdb`, replaced
     atomically after a successful warehouse build so open readers never see half-built marts."""
@@ -291,3 +278,21 @@ def published_marts(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
             ),
         }
     )
+
+
+def warehouse_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    daily = dbt_asset_args(partitions)
+    return [
+        dbt_assets(exclude=" ".join(SCORING_MODELS + TRAINING_MODELS + MONITORING_MODELS), **daily)(warehouse_models),
+        dg.asset(
+            key="published_marts",
+            deps=MART_KEYS,
+            group_name="warehouse",
+            kinds={"duckdb"},
+            pool=DUCKDB_POOL,
+            partitions_def=partitions,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+        )(published_marts),
+        label_quality_models,
+        dbt_assets(select=" ".join(SCORING_MODELS), name="review_queue_models", **daily)(review_queue_models),
+    ]

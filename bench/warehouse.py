@@ -24,14 +24,14 @@ from pathlib import Path
 import polars as pl
 from report import write_report  # bench/report.py, beside this script
 
+from assets.dbt_inputs import with_dbt_vars, write_raw_sources
+from assets.warehouse_project import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_environment
 from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
 from ml.raw.contracts import RAW_TABLES
 from ml.reference import land_reference, reference_frame
 from ml.simulator import SimConfig, partition_date, simulate_days
-from orchestration.dbt_inputs import with_dbt_vars, write_raw_sources
-from orchestration.settings import DBT_PROJECT_DIR, Settings
-from orchestration.warehouse_project import DBT_EXECUTABLE, dbt_environment
+from orchestration.settings import Settings
 
 # Built by scoring, training and monitoring runs from tables this benchmark does not make.
 LATER_MODELS = ("mart_review_queue", "mart_label_issues", "mart_model_monitoring", "ops_alerts")

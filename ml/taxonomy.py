@@ -27,7 +27,7 @@ SURFACES: tuple[str, ...] = ("post", "comment", "video_comment", "direct_message
 ARCHETYPES: tuple[str, ...] = ("ordinary", "troll", "spammer", "scam_ring")
 
 # The vocabularies the warehouse tests and groups by, under the dbt var names they are passed as
-# on every dbt invocation (orchestration/dbt_inputs.py): dbt never restates a list.
+# on every dbt invocation (assets/dbt_inputs.py): dbt never restates a list.
 VOCABULARIES: dict[str, tuple[str, ...]] = {
     "policies": POLICIES,
     "violating": VIOLATING,

@@ -20,19 +20,21 @@ PRELOADED_MODULES = ["orchestration.definitions", "orchestration.asset_list"]
 def build_definitions(settings: Settings) -> dg.Definitions:
     from dagster._core.definitions.assets.definition.assets_definition import AssetsDefinition
 
+    from assets.automation import automation_condition_for
+    from assets.code_version import source_version
+    from assets.ownership import owners_for
+    from assets.resources import LakehouseResource, MonitoringResource, TrainingResource
+    from assets.warehouse_project import TrustlakeDbtCliResource
     from ml.lake import Lake
     from orchestration.asset_list import all_assets
-    from orchestration.automation import automation_condition_for, automation_sensor
-    from orchestration.code_version import source_version
     from orchestration.jobs import jobs
-    from orchestration.ownership import owners_for
+    from orchestration.partitions import daily_partitions
     from orchestration.ray_resource import ray_cluster
-    from orchestration.resources import LakehouseResource, MonitoringResource, TrainingResource
     from orchestration.schedules import schedules
     from orchestration.sensors.alerts import run_failure_alert_sensor
+    from orchestration.sensors.automation import automation_sensor
     from orchestration.sensors.landing import landing_sensor
     from orchestration.sensors.retraining import retraining_sensor
-    from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     def catalogued(module: str):
         def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -48,7 +50,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     assets = [
         a.map_asset_specs(catalogued(defining_module(a))) if isinstance(a, AssetsDefinition) else a
-        for a in all_assets()
+        for a in all_assets(daily_partitions, settings.gates, settings.monitoring)
     ]
     return dg.Definitions(
         assets=assets,
@@ -62,11 +64,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             }
         ),
         resources={
-            "lakehouse": LakehouseResource.from_settings(settings),
-            "monitoring": MonitoringResource.from_settings(settings),
+            "lakehouse": LakehouseResource.for_platform(settings.home, settings.corpora, settings.simulator),
+            "monitoring": MonitoringResource.from_thresholds(settings.monitoring),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
             "ray_cluster": ray_cluster(settings),
-            "training": TrainingResource.from_settings(settings),
+            "training": TrainingResource.for_runs(
+                settings.lightgbm,
+                settings.text_model,
+                settings.text_profile,
+                settings.text_model_training,
+                settings.gates,
+                settings.home / "ray",
+            ),
             "io_manager": io_manager(settings),
         },
     )

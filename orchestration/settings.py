@@ -1,5 +1,14 @@
 """Configuration from the environment, read in this one place and passed down as resources.
 
+Every knob is a field of a frozen dataclass that states its default once: the library's own
+(`SimConfig`, `LightGBMParams`, `TextModelParams`, `GateConfig`, `MonitoringThresholds`,
+`ServingLimits`), or `Settings` itself for what only orchestration knows. A `Section`
+(orchestration/sections.py) names the fields of one dataclass that a deployment may set, and the
+variable that sets a field is derived from its name, `TRUSTLAKE_<PREFIX>_<FIELD>`:
+`TextModelParams.epochs` is `TRUSTLAKE_TEXT_EPOCHS`. A value is parsed by the field's type, and a bad
+one is one line naming its variable. The README's configuration
+table is generated from the sections (`python -m tests.test_settings`), so it cannot drift from them.
+
 Reading settings never writes anything. The one piece of state they depend on is the platform's
 first simulated day: it is pinned in `<home>/platform.json` by the first `trustlake prepare` or
 `trustlake run` (`prepare_home`), so the daily partitions a code server, a run worker and the CLI
@@ -11,24 +20,28 @@ from __future__ import annotations
 
 import json
 import os
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
-from ml.evaluation.gates import GateConfig
 from ml.lake import write_text_atomic
-from ml.monitoring import MonitoringThresholds
+from orchestration.sections import Section
+
+if typing.TYPE_CHECKING:  # the sections import their classes when read: see `Section.lazy`
+    from ml.evaluation.gates import GateConfig
+    from ml.monitoring import MonitoringThresholds
+    from ml.scoring.serving import ServingLimits
+    from ml.simulator import SimConfig
+    from ml.training.lightgbm_model import LightGBMParams
+    from ml.training.text_model import TextModelParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = PROJECT_ROOT.parent / "shared" / "data" / "corpora"
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 PLATFORM_FILE = "platform.json"
-DEFAULT_DAYS = 30
-# Dagster execution on the 2-core default machine: steps of one run at once (multiprocess
-# executor), runs at once (the daemon's run queue). DuckDB writers are serialised by the pool anyway.
-DEFAULT_MAX_CONCURRENT_STEPS = 2
-DEFAULT_MAX_CONCURRENT_RUNS = 2
 
 
 def last_complete_day(now: datetime | None = None) -> date:
@@ -36,38 +49,163 @@ def last_complete_day(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=1)
 
 
+def machine_cpus() -> int:
+    """the machine's CPUs"""
+    return os.cpu_count() or 2
+
+
+# What `Settings` itself holds (orchestration's own knobs), then each library dataclass, in README order.
+EXECUTION = Section(
+    "orchestration.settings:Settings",
+    "",
+    {
+        "days": "the window's length when the home is first prepared: its first day is pinned as today - "
+        "`TRUSTLAKE_DAYS` (UTC) in `<home>/platform.json`, and the window ends yesterday",
+        "ray_cpus": "cores of the local Ray cluster (when `RAY_ADDRESS` is unset)",
+        "text_profile": "`compact` (CPU), `minilm` (fine-tune all-MiniLM-L6-v2), `auto` = minilm when Ray sees a GPU",
+        "text_model_training": "when the deep text model trains: `auto` (only when Ray sees a GPU), `on` (on the CPU too, "
+        "about 4 minutes on two cores), `off`",
+        "max_concurrent_steps": "steps of one run at once (the multiprocess executor)",
+        "max_concurrent_runs": "runs at once (the daemon's run queue, in `dagster.yaml`)",
+    },
+)
+SIMULATOR = Section(
+    "ml.simulator:SimConfig",
+    "",
+    {
+        "seed": "simulator seed: the same seed and days give the same platform",
+        "users": "accounts of the simulated platform",
+        "content_per_day": "posts, comments and messages a day",
+        "world_shift": "shift the simulated world from a day: `spam_campaign` or `slang` "
+        "([docs/simulator.md](docs/simulator.md#world-shifts))",
+        "world_shift_from": "the day the world shift starts (required with it)",
+        "world_shift_share": "share of a day's posts the world shift adds or changes",
+    },
+)
+LIGHTGBM = Section(
+    "ml.training.lightgbm_model:LightGBMParams",
+    "LIGHTGBM",
+    {"num_workers": "Ray LightGBM workers", "threads_per_worker": "threads of each Ray LightGBM worker"},
+    formerly={"TRUSTLAKE_LIGHTGBM_WORKERS": "num_workers", "TRUSTLAKE_LIGHTGBM_THREADS": "threads_per_worker"},
+    lazy=True,
+)
+TEXT_MODEL = Section(
+    "ml.training.text_model:TextModelParams",
+    "TEXT",
+    {"epochs": "compact text model epochs (the best validation epoch is kept)"},
+    lazy=True,
+)
+GATES = Section(
+    "ml.evaluation.gates:GateConfig",
+    "GATE",
+    {
+        "min_pr_auc": "minimum per-policy PR-AUC a candidate needs to be promoted (text-only held-out for "
+        "classifiers, simulated test split for the pair)",
+        "max_regression": "macro PR-AUC a candidate may lose against the champion on the same rows",
+        "max_calibration_error": "worst policy's expected calibration error a candidate may have",
+        "max_slice_regression": "macro ROC-AUC the pair may lose against its classifier alone on any slice",
+        "max_source_regression": "leave-one-source-out non-inferiority margin (macro PR-AUC below the baseline "
+        "recipe, at 95% confidence)",
+    },
+)
+MONITORING = Section(
+    "ml.monitoring:MonitoringThresholds",
+    "",
+    {
+        "drift_psi_warn": "PSI of a day's scores or features against the champion's reference that warns "
+        "`model_drift`'s checks",
+        "drift_psi_fail": "PSI that fails them; past it the retraining sensor requests `retrain_job`",
+        "precision_drop_warn": "promised minus live precision of auto-removals that warns `live_precision_drop`",
+        "precision_drop_fail": "promised minus live precision that fails it",
+        "prevalence_gap_warn": "move of predicted minus QA-estimated prevalence that warns "
+        "`predicted_vs_qa_prevalence`",
+        "prevalence_gap_fail": "move of the prevalence gap that fails it",
+        "retrain_min_new_labels": "new platform labels since the champion's training set that request a retraining",
+    },
+)
+SERVING = Section(
+    "ml.scoring.serving:ServingLimits",
+    "SERVE",
+    {
+        "max_body_bytes": "`trustlake serve`: larger request bodies get 413 (`--max-body-bytes`)",
+        "body_timeout_s": "`trustlake serve`: seconds for a whole body to arrive, else 408 (`--body-timeout`)",
+        "max_in_flight": "`trustlake serve`: requests at once; more get 503 with Retry-After (`--max-in-flight`)",
+        "scoring_threads": "`trustlake serve`: requests scored at once (`--scoring-threads`)",
+        "keep_alive_s": "`trustlake serve`: idle keep-alive seconds (`--keep-alive`)",
+    },
+    lazy=True,
+)
+SECTIONS: dict[str, Section] = {
+    "execution": EXECUTION,
+    "simulator": SIMULATOR,
+    "lightgbm": LIGHTGBM,
+    "text_model": TEXT_MODEL,
+    "gates": GATES,
+    "monitoring": MONITORING,
+    "serving": SERVING,
+}
+# Variables read outside the sections: (default, meaning) as the README shows them.
+OTHER_VARIABLES: dict[str, tuple[str, str]] = {
+    "TRUSTLAKE_HOME": ("`./.trustlake`", "all state"),
+    "TRUSTLAKE_CORPORA": (
+        "`../shared/data/corpora` when present",
+        "labelled corpora directory; empty or missing: built-in template texts, with a loud warning",
+    ),
+    "TRUSTLAKE_START_DATE": (
+        "unset (the pinned day)",
+        "first simulated day (first partition), overriding the pinned one",
+    ),
+    "RAY_ADDRESS": (
+        "unset (local Ray on loopback, `TRUSTLAKE_RAY_CPUS` cores)",
+        "running Ray cluster the training steps connect to (dagster-ray resource)",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Everything a deployment configures. The library's dataclasses are built when first asked for
+    (`simulator`, `gates`, ...). `from_env` parses every variable at once, so a value of the wrong type
+    fails there, and builds the light dataclasses, so a value they refuse fails there too."""
+
     home: Path
     corpora: Path | None
     start_date: date  # first simulated day = first daily partition (see the module docstring)
     start_date_source: str  # "TRUSTLAKE_START_DATE", "pinned" or "default" (not pinned yet)
-    days: int
-    seed: int
-    users: int
-    content_per_day: int
-    ray_address: str | None
-    ray_cpus: int
-    lightgbm_workers: int
-    lightgbm_threads: int
-    text_epochs: int
-    gate_min_pr_auc: float
-    text_profile: str
-    text_model: str  # when the deep text model trains: auto (a GPU), on, off (ml.training.text_model)
-    # Dagster execution: steps of one run at once (multiprocess executor), runs at once (run queue).
-    max_concurrent_steps: int
-    max_concurrent_runs: int
-    # Limits of `trustlake serve`; None keeps the service's own default (ml.scoring.serving.ServingLimits).
-    serve_max_body_bytes: int | None = None
-    serve_body_timeout_s: float | None = None
-    serve_max_in_flight: int | None = None
-    serve_scoring_threads: int | None = None
-    serve_keep_alive_s: float | None = None
-    # A simulated change in the world (ml.simulator.SimConfig.world_shift), off unless set.
-    world_shift: str = ""
-    world_shift_from: date | None = None
-    world_shift_share: float | None = None  # None keeps the simulator's default
-    monitoring: MonitoringThresholds = field(default_factory=MonitoringThresholds)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # what sections read
+    ray_address: str | None = None  # RAY_ADDRESS: Ray's own variable, read by Ray's tools too
+    days: int = 30
+    ray_cpus: int = field(default_factory=machine_cpus)
+    text_profile: str = "auto"
+    text_model_training: str = "auto"  # ml.training.text_model.why_not_trained
+    # Dagster execution on the 2-core default machine: steps of one run at once (multiprocess executor),
+    # runs at once (the daemon's run queue). DuckDB writers are serialised by the pool anyway.
+    max_concurrent_steps: int = 2
+    max_concurrent_runs: int = 2
+
+    @cached_property
+    def simulator(self) -> SimConfig:
+        return SIMULATOR.read(self.environ, start_date=self.start_date)
+
+    @cached_property
+    def lightgbm(self) -> LightGBMParams:
+        return LIGHTGBM.read(self.environ)
+
+    @cached_property
+    def text_model(self) -> TextModelParams:
+        return TEXT_MODEL.read(self.environ)
+
+    @cached_property
+    def gates(self) -> GateConfig:
+        return GATES.read(self.environ)
+
+    @cached_property
+    def monitoring(self) -> MonitoringThresholds:
+        return MONITORING.read(self.environ)
+
+    @cached_property
+    def serving(self) -> ServingLimits:
+        return SERVING.read(self.environ)
 
     @property
     def dagster_home(self) -> Path:
@@ -83,49 +221,32 @@ class Settings:
         return last_complete_day()
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
         home = Path(env.get("TRUSTLAKE_HOME", PROJECT_ROOT / ".trustlake")).expanduser().resolve()
         corpora_env = env.get("TRUSTLAKE_CORPORA")
         if corpora_env is not None:
             corpora = Path(corpora_env).expanduser() if corpora_env else None
         else:
             corpora = DEFAULT_CORPORA if DEFAULT_CORPORA.is_dir() else None
-        days = int(env.get("TRUSTLAKE_DAYS", DEFAULT_DAYS))
-        start, source = _start_date(env.get("TRUSTLAKE_START_DATE", "").strip(), home / PLATFORM_FILE, days)
-        return cls(
+        own = EXECUTION.values(env)
+        start, source = _start_date(
+            env.get("TRUSTLAKE_START_DATE", "").strip(), home / PLATFORM_FILE, own.get("days", cls.days)
+        )
+        settings = cls(
             home=home,
             corpora=corpora,
             start_date=start,
             start_date_source=source,
-            days=days,
-            seed=int(env.get("TRUSTLAKE_SEED", "42")),
-            users=int(env.get("TRUSTLAKE_USERS", "4000")),
-            content_per_day=int(env.get("TRUSTLAKE_CONTENT_PER_DAY", "2000")),
+            environ={k: v for k, v in env.items() if k.startswith("TRUSTLAKE_")},
             ray_address=env.get("RAY_ADDRESS") or None,
-            ray_cpus=int(env.get("TRUSTLAKE_RAY_CPUS", str(os.cpu_count() or 2))),
-            lightgbm_workers=int(env.get("TRUSTLAKE_LIGHTGBM_WORKERS", "1")),
-            lightgbm_threads=int(env.get("TRUSTLAKE_LIGHTGBM_THREADS", "2")),
-            text_epochs=int(env.get("TRUSTLAKE_TEXT_EPOCHS", "3")),
-            gate_min_pr_auc=float(env.get("TRUSTLAKE_GATE_MIN_PR_AUC", GateConfig.min_pr_auc)),
-            text_profile=env.get("TRUSTLAKE_TEXT_PROFILE", "auto"),
-            text_model=env.get("TRUSTLAKE_TEXT_MODEL", "auto"),
-            max_concurrent_steps=int(env.get("TRUSTLAKE_MAX_CONCURRENT_STEPS", DEFAULT_MAX_CONCURRENT_STEPS)),
-            max_concurrent_runs=int(env.get("TRUSTLAKE_MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT_RUNS)),
-            serve_max_body_bytes=_optional(env, "TRUSTLAKE_SERVE_MAX_BODY_BYTES", int),
-            serve_body_timeout_s=_optional(env, "TRUSTLAKE_SERVE_BODY_TIMEOUT_S", float),
-            serve_max_in_flight=_optional(env, "TRUSTLAKE_SERVE_MAX_IN_FLIGHT", int),
-            serve_scoring_threads=_optional(env, "TRUSTLAKE_SERVE_SCORING_THREADS", int),
-            serve_keep_alive_s=_optional(env, "TRUSTLAKE_SERVE_KEEP_ALIVE_S", float),
-            **_world_shift(env),
-            monitoring=MonitoringThresholds(
-                **{
-                    name: value
-                    for name, (var, kind) in MONITORING_ENV.items()
-                    if (value := _optional(env, var, kind)) is not None
-                }
-            ),
+            **own,
         )
+        for name, section in SECTIONS.items():
+            section.values(env)
+            if name != "execution" and not section.lazy:
+                getattr(settings, name)
+        return settings
 
 
 def _start_date(override: str, pin: Path, days: int) -> tuple[date, str]:
@@ -147,46 +268,17 @@ def _start_date(override: str, pin: Path, days: int) -> tuple[date, str]:
     return date.fromisoformat(pinned), "pinned"
 
 
-# Monitoring thresholds (ml.monitoring.MonitoringThresholds holds the defaults) and their variables.
-MONITORING_ENV: dict[str, tuple[str, type]] = {
-    "psi_warn": ("TRUSTLAKE_DRIFT_PSI_WARN", float),
-    "psi_fail": ("TRUSTLAKE_DRIFT_PSI_FAIL", float),
-    "precision_drop_warn": ("TRUSTLAKE_PRECISION_DROP_WARN", float),
-    "precision_drop_fail": ("TRUSTLAKE_PRECISION_DROP_FAIL", float),
-    "prevalence_gap_warn": ("TRUSTLAKE_PREVALENCE_GAP_WARN", float),
-    "prevalence_gap_fail": ("TRUSTLAKE_PREVALENCE_GAP_FAIL", float),
-    "retrain_min_new_labels": ("TRUSTLAKE_RETRAIN_MIN_NEW_LABELS", int),
-}
-
-
-def _world_shift(env) -> dict:
-    """TRUSTLAKE_WORLD_SHIFT (spam_campaign | slang), _FROM (an ISO day, required with it) and _SHARE."""
-    kind = env.get("TRUSTLAKE_WORLD_SHIFT", "").strip()
-    start = env.get("TRUSTLAKE_WORLD_SHIFT_FROM", "").strip()
-    if kind and not start:
-        raise ValueError(
-            f"TRUSTLAKE_WORLD_SHIFT={kind} needs TRUSTLAKE_WORLD_SHIFT_FROM, the day it starts (YYYY-MM-DD)"
-        )
-    try:
-        first = date.fromisoformat(start) if start else None
-    except ValueError:
-        raise ValueError(f"TRUSTLAKE_WORLD_SHIFT_FROM={start!r} is not a day (YYYY-MM-DD)") from None
-    return {
-        "world_shift": kind,
-        "world_shift_from": first if kind else None,
-        "world_shift_share": _optional(env, "TRUSTLAKE_WORLD_SHIFT_SHARE", float),
-    }
-
-
-def _optional(env, name: str, kind: type):
-    """`kind(env[name])`, or None when the variable is unset or empty."""
-    value = env.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a valid {kind.__name__}") from None
+def configuration_table() -> str:
+    """The README's table of every variable trustlake reads, with its default and meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{variable}` | {default} | {meaning} |" for variable, (default, meaning) in OTHER_VARIABLES.items()]
+    for section in SECTIONS.values():
+        defaults = section.defaults()
+        for name, meaning in section.fields.items():
+            variable, *former = section.variables(name)
+            named = f"`{variable}`" + "".join(f" (formerly `{old}`, still read)" for old in former)
+            rows.append(f"| {named} | {defaults[name]} | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,4 +340,4 @@ code_servers:
 """
 
 
-INSTANCE_YAML = render_instance_yaml(DEFAULT_MAX_CONCURRENT_RUNS)
+INSTANCE_YAML = render_instance_yaml(Settings.max_concurrent_runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -205,10 +206,28 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
 def lakehouse_resource(home, **env: str):
     """The LakehouseResource `trustlake` builds for `home` under the test environment (tests/conftest.py
     E2E_ENV), with `env` (TRUSTLAKE_* variables) on top: every simulator setting from settings.py."""
-    from orchestration.resources import LakehouseResource
-    from orchestration.settings import Settings
+    from assets.resources import LakehouseResource
 
-    return LakehouseResource.from_settings(Settings.from_env(trustlake_env(Path(home), **env)))
+    settings = Settings.from_env(trustlake_env(Path(home), **env))
+    return LakehouseResource.for_platform(settings.home, settings.corpora, settings.simulator)
+
+
+def code_location_assets(*keys: str) -> list:
+    """The asset definitions holding `keys` (one of each definition's asset keys), built as the code
+    location builds them from this process's settings: what a test materializes in process."""
+    import dagster as dg
+
+    built = [a for a in _all_assets() if isinstance(a, dg.AssetsDefinition)]
+    return [next(a for a in built if dg.AssetKey(key) in a.keys) for key in keys]
+
+
+@functools.cache
+def _all_assets() -> list:
+    from orchestration.asset_list import all_assets
+    from orchestration.partitions import daily_partitions
+
+    settings = Settings.from_env()
+    return all_assets(daily_partitions, settings.gates, settings.monitoring)
 
 
 HAS_CORPORA = DEFAULT_CORPORA.is_dir()

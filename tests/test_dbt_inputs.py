@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from assets.dbt_inputs import render_raw_sources, with_dbt_vars, write_raw_sources
 from ml.raw.contracts import CONTRACTS
 from ml.taxonomy import POLICIES, SURFACES
-from orchestration.dbt_inputs import render_raw_sources, with_dbt_vars, write_raw_sources
 
 
 def test_the_vocabularies_join_a_partition_window_in_one_vars_argument():

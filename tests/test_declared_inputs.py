@@ -12,6 +12,7 @@ import pytest
 
 from assets import evaluation, features, monitoring
 from orchestration.definitions import defs
+from tests.helpers import code_location_assets
 
 RAW_TABLES = {"users", "content", "reports", "decisions", "appeals", "qa_audits"}
 
@@ -74,7 +75,7 @@ MONITORING = ["monitoring_reference", "model_drift", "live_precision", "prevalen
 
 @pytest.mark.parametrize("name", EVALUATION)
 def test_evaluations_compare_with_a_declared_champion_not_the_registry_file(graph, name):
-    asset = next(a for a in evaluation.evaluation_assets if dg.AssetKey(name) in a.keys)
+    [asset] = code_location_assets(name)
     used = touched(asset, evaluation)
     assert not used["champion"], f"{name} reads the registry's champion itself ({used['champion']})"
     assert "incumbent_champion" in parents(graph, name)
@@ -105,7 +106,7 @@ def test_feature_tables_declare_every_raw_table_and_the_marts_they_read(graph, n
 
 @pytest.mark.parametrize("name", MONITORING)
 def test_monitoring_assets_declare_what_they_read(graph, name):
-    asset = next(a for a in monitoring.monitoring_assets if dg.AssetKey(name) in a.keys)
+    [asset] = code_location_assets(name)
     used = touched(asset, monitoring)
     declared = parents(graph, name)
     assert used["raw"] <= declared, used["raw"] - declared

@@ -1,6 +1,7 @@
 """The Dagster graph as users see it: keys, groups, lineage, checks, jobs and schedules (a visible
 contract), and definitions that load with no side effects."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,9 +10,12 @@ import sys
 import dagster as dg
 import pytest
 
+from ml.evaluation.gates import GateConfig
+from ml.monitoring import MonitoringThresholds
 from ml.taxonomy import POLICIES
 from orchestration.definitions import defs
 from orchestration.settings import PROJECT_ROOT, Settings, last_complete_day
+from tests.helpers import code_location_assets
 
 RAW = ["users", "content", "reports", "decisions", "appeals", "qa_audits"]
 MARTS = [
@@ -128,8 +132,9 @@ def test_scores_and_the_review_queue_follow_a_new_champion_by_automation(graph):
 
 def test_evaluation_gates_never_block_deployment_inside_retrain_job(definitions):
     from assets.evaluation import evaluation_assets
+    from ml.evaluation.gates import GateConfig
 
-    for asset in evaluation_assets:
+    for asset in evaluation_assets(GateConfig()):
         for spec in asset.check_specs:
             assert not spec.blocking, spec.key
             assert spec.description
@@ -192,9 +197,10 @@ def test_a_vocabulary_check_says_the_values_in_force_that_dbt_reads_as_a_var(gra
 
 
 def test_every_duckdb_writer_shares_one_pool(graph):
-    from assets.warehouse import label_quality_models, published_marts, review_queue_models, warehouse_models
-
-    for asset in (warehouse_models, published_marts, review_queue_models, label_quality_models):
+    # warehouse_models, published_marts, review_queue_models, label_quality_models, monitoring_models
+    for asset in code_location_assets(
+        "fct_content", "published_marts", "mart_review_queue", "mart_label_issues", "ops_alerts"
+    ):
         assert asset.op.pool == "duckdb"
 
 
@@ -265,6 +271,52 @@ def test_turning_the_daily_schedule_on_lands_the_day_after_the_window(definition
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == new_day.isoformat()
+
+
+def test_every_knob_a_deployment_sets_reaches_its_resource_and_the_check_descriptions(tmp_path):
+    """Each variable of the simulator, training, gate and monitoring sections set away from its default:
+    the resources hand the assets those values, and the UI's check descriptions quote them."""
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import GATES, LIGHTGBM, MONITORING, SIMULATOR, TEXT_MODEL
+
+    env = {
+        "TRUSTLAKE_HOME": str(tmp_path),
+        "TRUSTLAKE_WORLD_SHIFT": "slang",
+        "TRUSTLAKE_WORLD_SHIFT_FROM": "2026-10-09",
+    }
+    for section in (SIMULATOR, LIGHTGBM, TEXT_MODEL, GATES, MONITORING):
+        for f in dataclasses.fields(section.dataclass()):
+            if f.name in section.fields and isinstance(f.default, int | float) and not isinstance(f.default, bool):
+                env[section.variable(f.name)] = str(f.default + 1 if isinstance(f.default, int) else f.default * 1.2)
+    settings = Settings.from_env(env)
+    for name, section in (("simulator", SIMULATOR), ("lightgbm", LIGHTGBM), ("text_model", TEXT_MODEL)):
+        defaults = section.dataclass()(**({"start_date": settings.start_date} if name == "simulator" else {}))
+        unchanged = [f for f in section.fields if getattr(getattr(settings, name), f) == getattr(defaults, f)]
+        assert unchanged == [], f"{name}: no variable moved {unchanged}"
+    definitions = build_definitions(settings)
+    resources = definitions.resources
+    assert resources["lakehouse"].sim_config == settings.simulator
+    assert resources["training"].gates() == settings.gates != GateConfig()
+    assert resources["monitoring"].thresholds() == settings.monitoring != MonitoringThresholds()
+    training = resources["training"]
+    assert (training.lightgbm_workers, training.lightgbm_threads_per_worker) == (
+        settings.lightgbm.num_workers,
+        settings.lightgbm.threads_per_worker,
+    )
+    assert training.text_epochs == settings.text_model.epochs
+    graph = definitions.resolve_asset_graph()
+
+    def described(asset: str, check: str) -> str:
+        return graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(asset), check)).description
+
+    assert f"ERROR above {settings.monitoring.drift_psi_fail:g}" in described("model_drift", "score_drift_psi")
+    assert f"ERROR past {settings.monitoring.prevalence_gap_fail:g}" in described(
+        "prevalence_gap", "predicted_vs_qa_prevalence"
+    )
+    assert f"at or above {settings.gates.min_pr_auc:g}" in described("risk_model_evaluation", "min_pr_auc")
+    assert f"margin ({settings.gates.max_source_regression:g})" in described(
+        "content_classifier_evaluation", "non_inferior_on_every_held_out_source"
+    )
 
 
 def test_the_ray_cluster_is_local_unless_ray_address_names_one(tmp_path):

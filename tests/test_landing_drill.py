@@ -18,7 +18,15 @@ from ml.lake import LANDED_PREFIX, Lake
 from ml.raw.landing import claims
 from ml.text import normalise, text_hash
 from orchestration.settings import Settings
-from tests.helpers import E2E_ENV, external_content, external_users, first_day, run_cli, trustlake_env
+from tests.helpers import (
+    E2E_ENV,
+    code_location_assets,
+    external_content,
+    external_users,
+    first_day,
+    lakehouse_resource,
+    run_cli,
+)
 
 pytestmark = pytest.mark.e2e
 DAYS = 3  # the home holds its first three days: FIRST .. DAY3
@@ -63,23 +71,19 @@ def warehouse_ids(lake: Lake, table: str, column: str) -> set[int]:
 
 
 def resources(home: Path) -> dict:
-    from orchestration.resources import LakehouseResource
-    from orchestration.warehouse_project import TrustlakeDbtCliResource
+    from assets.warehouse_project import TrustlakeDbtCliResource
 
     # The same simulator settings and home as the `trustlake run` that built it.
     return {
-        "lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home))),
+        "lakehouse": lakehouse_resource(home),
         "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
     }
 
 
 def execute(request: dg.RunRequest, home: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     """Run what the sensor requested, in process: its assets, run config, tags and partition range."""
-    from assets.raw import raw_platform_tables
-    from assets.warehouse import published_marts, warehouse_models
-
     return dg.materialize(
-        [raw_platform_tables, warehouse_models, published_marts],
+        code_location_assets("content", "fct_content", "published_marts"),
         selection=request.asset_selection,
         run_config=request.run_config,
         tags=request.tags,
@@ -91,13 +95,12 @@ def execute(request: dg.RunRequest, home: Path, instance: dg.DagsterInstance) ->
 
 def tick(home: Path, instance: dg.DagsterInstance) -> dg.SensorResult:
     from orchestration.definitions import defs
-    from orchestration.resources import LakehouseResource
     from orchestration.sensors.landing import landing_sensor
 
     with dg.build_sensor_context(
         instance=instance,
         definitions=defs(),
-        resources={"lakehouse": LakehouseResource.from_settings(Settings.from_env(trustlake_env(home)))},
+        resources={"lakehouse": lakehouse_resource(home)},
     ) as context:
         return landing_sensor(context)
 
@@ -213,12 +216,9 @@ def test_every_malformed_file_is_quarantined_with_its_reason_and_every_good_row_
     assert set(accounts["user_id"]) <= warehouse_ids(lake, "dim_users", "user_id")
 
     # The days are simulated again (as `trustlake run --first DAY2` would): the landed rows stay.
-    from assets.raw import raw_platform_tables
-    from assets.warehouse import published_marts, warehouse_models
-
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         again = dg.materialize(
-            [raw_platform_tables, warehouse_models, published_marts],
+            code_location_assets("content", "fct_content", "published_marts"),
             resources=resources(home),
             instance=instance,
             tags={

@@ -254,10 +254,11 @@ def test_landed_rows_survive_the_day_being_simulated_again_and_the_raw_lake_chec
 # ---------------------------------------------------------------------------------------
 @pytest.fixture
 def evaluate(lake):
+    from assets.resources import LakehouseResource
     from orchestration.definitions import defs
-    from orchestration.resources import LakehouseResource
     from orchestration.sensors.landing import landing_sensor
 
+    settings = Settings.from_env({"TRUSTLAKE_HOME": str(lake.home)})
     with dg.instance_for_test() as instance:
 
         def tick() -> dg.SensorResult:
@@ -265,7 +266,7 @@ def evaluate(lake):
                 instance=instance,
                 definitions=defs(),
                 resources={
-                    "lakehouse": LakehouseResource.from_settings(Settings.from_env({"TRUSTLAKE_HOME": str(lake.home)}))
+                    "lakehouse": LakehouseResource.for_platform(settings.home, settings.corpora, settings.simulator)
                 },
             ) as context:
                 return landing_sensor(context)

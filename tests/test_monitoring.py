@@ -1,4 +1,4 @@
-"""Monitoring of the champion (ml/monitoring.py) and the simulator's world shifts, without Dagster:
+"""Monitoring of the champion (ml/monitoring/) and the simulator's world shifts, without Dagster:
 PSI on declared bins, live precision, prevalence against QA, verdicts, retraining evidence, and a shift a
 classifier trained before it really misses."""
 
@@ -67,7 +67,7 @@ def test_score_bands_ignore_moves_inside_the_bottom_band_but_not_mass_moving_up(
     assert scores.edges == mon.FIXED_EDGES["p_spam"]
     assert mon.psi(scores, pl.Series(rng.uniform(0.05, 0.09, size=2000))) == pytest.approx(0.0, abs=1e-9)
     moved = np.concatenate([rng.uniform(0.0, 0.05, size=1500), rng.uniform(0.5, 0.6, size=500)])
-    assert mon.psi(scores, pl.Series(moved)) > LIMITS.psi_fail
+    assert mon.psi(scores, pl.Series(moved)) > LIMITS.drift_psi_fail
 
 
 def test_account_age_is_read_in_day_week_month_bands_so_ageing_is_not_drift_but_new_accounts_are():
@@ -76,7 +76,7 @@ def test_account_age_is_read_in_day_week_month_bands_so_ageing_is_not_drift_but_
     bins = mon.fit_bins("account_age_days", pl.Series(ages))
     assert mon.psi(bins, pl.Series(ages + 7)) < 0.05  # everyone a week older
     fresh = np.concatenate([ages[:1500], rng.uniform(0, 1, size=500)])
-    assert mon.psi(bins, pl.Series(fresh)) > LIMITS.psi_fail
+    assert mon.psi(bins, pl.Series(fresh)) > LIMITS.drift_psi_fail
 
 
 def test_drift_judges_only_days_with_enough_rows():
@@ -218,13 +218,13 @@ def test_prevalence_gap_inside_the_qa_interval_or_on_few_audits_is_not_an_alarm(
 def test_the_verdict_is_the_worst_day_and_names_it():
     rows = pl.concat(
         [
-            mon._rows(DAY, "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.05, "status": "ok"}]),
-            mon._rows(
+            mon.metric_rows(DAY, "c", [{"metric": "score_psi", "subject": "p_spam", "value": 0.05, "status": "ok"}]),
+            mon.metric_rows(
                 DAY + timedelta(days=1),
                 "c",
                 [{"metric": "score_psi", "subject": "p_spam", "value": 0.4, "status": "fail"}],
             ),
-            mon._rows(
+            mon.metric_rows(
                 DAY + timedelta(days=2),
                 "c",
                 [{"metric": "score_psi", "subject": "risk", "value": 0.12, "status": "warn"}],
@@ -268,7 +268,7 @@ def test_retrain_request_names_its_evidence_so_the_same_evidence_keeps_its_key()
 
 def test_thresholds_must_warn_before_they_fail():
     with pytest.raises(ValueError, match="psi thresholds"):
-        mon.MonitoringThresholds(psi_warn=0.3, psi_fail=0.2)
+        mon.MonitoringThresholds(drift_psi_warn=0.3, drift_psi_fail=0.2)
 
 
 def test_thresholds_and_the_world_shift_come_from_the_environment():
@@ -280,11 +280,11 @@ def test_thresholds_and_the_world_shift_come_from_the_environment():
             "TRUSTLAKE_WORLD_SHIFT_FROM": "2026-10-09",
         }
     )
-    assert settings.monitoring.psi_fail == 0.4 and settings.monitoring.retrain_min_new_labels == 50
-    assert settings.monitoring.psi_warn == mon.MonitoringThresholds.psi_warn
-    assert (settings.world_shift, settings.world_shift_from) == ("slang", date(2026, 10, 9))
-    assert Settings.from_env({}).world_shift == ""
-    with pytest.raises(ValueError, match="needs TRUSTLAKE_WORLD_SHIFT_FROM"):
+    assert settings.monitoring.drift_psi_fail == 0.4 and settings.monitoring.retrain_min_new_labels == 50
+    assert settings.monitoring.drift_psi_warn == mon.MonitoringThresholds.drift_psi_warn
+    assert (settings.simulator.world_shift, settings.simulator.world_shift_from) == ("slang", date(2026, 10, 9))
+    assert Settings.from_env({}).simulator.world_shift == ""
+    with pytest.raises(ValueError, match="needs the day it starts.*TRUSTLAKE_WORLD_SHIFT_FROM unset"):
         Settings.from_env({"TRUSTLAKE_WORLD_SHIFT": "spam_campaign"})
 
 

@@ -9,11 +9,11 @@ import duckdb
 import polars as pl
 import pytest
 
+from assets.resources import MonitoringResource
 from ml import monitoring as mon
 from ml.lake import Lake
 from ml.registry import Registry, RegistryEntry
 from ml.taxonomy import VIOLATING
-from orchestration.resources import MonitoringResource
 from orchestration.sensors.alerts import run_failure_alert_sensor
 from orchestration.sensors.retraining import retraining_sensor
 from tests.helpers import lakehouse_resource
@@ -54,11 +54,12 @@ def test_monitoring_assets_are_daily_like_scoring_and_read_a_declared_reference(
 def test_every_monitoring_check_has_a_description_quoting_its_thresholds(defs):
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}
+    limits = mon.MonitoringThresholds()  # in force here: this process sets no TRUSTLAKE_DRIFT_PSI_* and friends
     expected = {
-        ("model_drift", "score_drift_psi"): "TRUSTLAKE_DRIFT_PSI_FAIL",
-        ("model_drift", "feature_drift_psi"): "score_drift_psi",
-        ("live_precision", "live_precision_drop"): "TRUSTLAKE_PRECISION_DROP_FAIL",
-        ("prevalence_gap", "predicted_vs_qa_prevalence"): "TRUSTLAKE_PREVALENCE_GAP_FAIL",
+        ("model_drift", "score_drift_psi"): f"ERROR above {limits.drift_psi_fail:g}",
+        ("model_drift", "feature_drift_psi"): f"ERROR above {limits.drift_psi_fail:g}",
+        ("live_precision", "live_precision_drop"): f"ERROR past {limits.precision_drop_fail:g}",
+        ("prevalence_gap", "predicted_vs_qa_prevalence"): f"ERROR past {limits.prevalence_gap_fail:g}",
     }
     for key, quoted in expected.items():
         assert quoted in checks[key].description, key
@@ -151,7 +152,9 @@ def evaluate(home, instance, cursor=None):
         cursor=cursor,
         resources={
             "lakehouse": lakehouse_resource(home),
-            "monitoring": MonitoringResource(retrain_min_new_labels=MIN_NEW_LABELS),
+            "monitoring": MonitoringResource.from_thresholds(
+                mon.MonitoringThresholds(retrain_min_new_labels=MIN_NEW_LABELS)
+            ),
         },
     )
     result = retraining_sensor(context)

@@ -16,10 +16,11 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.resources import MonitoringResource
 from ml.lake import Lake
-from orchestration.resources import MonitoringResource
+from ml.monitoring import MonitoringThresholds
 from orchestration.settings import Settings
-from tests.helpers import E2E_DAYS, E2E_ENV, first_day, lakehouse_resource
+from tests.helpers import E2E_DAYS, E2E_ENV, code_location_assets, first_day, lakehouse_resource
 
 pytestmark = pytest.mark.e2e
 # The e2e home's window: a fresh home pins today - TRUSTLAKE_DAYS as its first day. The world
@@ -45,7 +46,12 @@ def retraining(home, instance, cursor=None):
     from orchestration.sensors.retraining import retraining_sensor
 
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"lakehouse": lakehouse(home), "monitoring": MonitoringResource()}
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "lakehouse": lakehouse(home),
+            "monitoring": MonitoringResource.from_thresholds(MonitoringThresholds()),
+        },
     )
     return retraining_sensor(context)
 
@@ -91,12 +97,8 @@ def test_an_unchanged_world_raises_no_alarm_and_requests_no_retraining(e2e_home)
 @pytest.fixture(scope="module")
 def shifted(e2e_home, tmp_path_factory):
     """A copy of the e2e home that lived three more days in a world with a new spam campaign."""
-    from assets.monitoring import monitoring_assets
-    from assets.raw import raw_platform_tables
-    from assets.scoring import content_scores
-    from assets.warehouse import published_marts, warehouse_models
+    from assets.warehouse_project import TrustlakeDbtCliResource
     from orchestration.sensors.alerts import run_failure_alert_sensor
-    from orchestration.warehouse_project import TrustlakeDbtCliResource
 
     require_champion(e2e_home)
     home = tmp_path_factory.mktemp("shifted") / "home"
@@ -104,7 +106,7 @@ def shifted(e2e_home, tmp_path_factory):
     shift = lakehouse(home, TRUSTLAKE_WORLD_SHIFT="spam_campaign", TRUSTLAKE_WORLD_SHIFT_FROM=SHIFT_FIRST.isoformat())
     resources = {
         "lakehouse": shift,
-        "monitoring": MonitoringResource(),
+        "monitoring": MonitoringResource.from_thresholds(MonitoringThresholds()),
         "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
         "io_manager": dg.FilesystemIOManager(base_dir=str(home / "dagster" / "storage")),
     }
@@ -114,7 +116,7 @@ def shifted(e2e_home, tmp_path_factory):
     }
     with home_instance(home) as instance:
         ingest = dg.materialize(
-            [raw_platform_tables, warehouse_models, published_marts],
+            code_location_assets("content", "fct_content", "published_marts"),
             instance=instance,
             resources=resources,
             tags=days,
@@ -139,9 +141,12 @@ def shifted(e2e_home, tmp_path_factory):
 
         # The champion and its training set as the e2e run stored them (loaded by the IO manager).
         stored = [dg.AssetSpec("deployed_model"), dg.AssetSpec("training_set")]
+        scoring_and_monitoring = code_location_assets(
+            "content_scores", "monitoring_reference", "model_drift", "live_precision", "prevalence_gap", "ops_alerts"
+        )
         monitored = dg.materialize(
-            [content_scores, *monitoring_assets, *stored],
-            selection=[content_scores, *monitoring_assets],
+            [*scoring_and_monitoring, *stored],
+            selection=scoring_and_monitoring,
             instance=instance,
             resources=resources,
             tags=days,

@@ -21,7 +21,16 @@ from ml.simulator import SimConfig, partition_date, simulate_days
 from ml.text import eval_bucket
 from orchestration.partitions import daily_partitions
 from orchestration.settings import PROJECT_ROOT
-from tests.helpers import E2E_DAYS, descendants, first_day, kill_tree, land_reference_sets, run_cli, trustlake_env
+from tests.helpers import (
+    E2E_DAYS,
+    code_location_assets,
+    descendants,
+    first_day,
+    kill_tree,
+    land_reference_sets,
+    run_cli,
+    trustlake_env,
+)
 from tests.test_definitions import MARTS
 
 pytestmark = pytest.mark.e2e
@@ -239,16 +248,15 @@ def land_seven_days(pool, home: Path) -> list[date]:
 
 def materialize_warehouse(home: Path, day: date, instance: dg.DagsterInstance | None = None):
     """`warehouse_models` for one partition, in process, as the planted-defect tests run it."""
-    from assets.warehouse import warehouse_models
-    from orchestration.resources import LakehouseResource
-    from orchestration.warehouse_project import TrustlakeDbtCliResource
+    from assets.resources import LakehouseResource
+    from assets.warehouse_project import TrustlakeDbtCliResource
 
     return dg.materialize(
-        [warehouse_models],
+        code_location_assets("fct_content"),
         partition_key=day.isoformat(),
         resources={
-            "lakehouse": LakehouseResource(
-                home=str(home), start_date=START.isoformat(), seed=3, users=400, content_per_day=250
+            "lakehouse": LakehouseResource.for_platform(
+                home, None, SimConfig(seed=3, start_date=START, users=400, content_per_day=250)
             ),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(home)),
         },

@@ -48,18 +48,23 @@ MIN_GATE_POSITIVES = 20  # below this, a PR-AUC is too noisy to gate on (a few r
 # the order of the 0.1 bound: a 77-row split measured 0.106 for scam.
 MIN_CALIBRATION_ROWS = 300
 
-GATE_DESCRIPTIONS = {
-    "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline's on the same texts.",
-    "non_inferior_on_every_held_out_source": "Leave-one-source-out non-inferiority: on every held-out source, "
-    "the lower end of the 95% paired-bootstrap interval of candidate "
-    "minus baseline macro PR-AUC is above minus the margin (0.01).",
-    "no_regression_vs_champion": "Macro PR-AUC no more than the tolerance below the champion on the same rows.",
-    "min_pr_auc": "Every violating policy's PR-AUC at or above the minimum.",
-    "calibration": "Worst policy expected calibration error within the bound.",
-    "content_classifier_gates": "The paired content classifier passed every text gate.",
-    "context_helps_every_slice": "On no slice (surface, language, country, account age) does the pair rank worse "
-    "than its content classifier alone by more than the bound: context must not hurt.",
-}
+
+def gate_descriptions(config: GateConfig) -> dict[str, str]:
+    """What each gate asserts, with the bounds of `config` (the ones in force, which a deployment may set)."""
+    return {
+        "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline's on the same texts.",
+        "non_inferior_on_every_held_out_source": "Leave-one-source-out non-inferiority: on every held-out source, "
+        "the lower end of the 95% paired-bootstrap interval of candidate minus baseline macro PR-AUC is above "
+        f"minus the margin ({config.max_source_regression:g}).",
+        "no_regression_vs_champion": f"Macro PR-AUC at most {config.max_regression:g} below the champion on the "
+        "same rows.",
+        "min_pr_auc": f"Every violating policy's PR-AUC at or above {config.min_pr_auc:g}.",
+        "calibration": f"Worst policy expected calibration error at most {config.max_calibration_error:g}.",
+        "content_classifier_gates": "The paired content classifier passed every text gate.",
+        "context_helps_every_slice": "On no slice (surface, language, country, account age) does the pair's macro "
+        f"ROC-AUC fall more than {config.max_slice_regression:g} below its content classifier alone's: context "
+        "must not hurt.",
+    }
 
 
 def _min_pr_auc(metrics: SetMetrics, config: GateConfig, where: str) -> GateResult:

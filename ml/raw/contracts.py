@@ -6,7 +6,7 @@ Everything else about a raw table is derived from these contracts, never typed a
 - the simulator writes its frames through `TableContract.conform`, so it writes exactly the
   contract's columns and types (a missing or mistyped column fails there, not in dbt);
 - dbt's raw sources YAML (`dbt_project/models/staging/platform/_platform__sources.yml`) is
-  rendered from them by `trustlake prepare` (orchestration/dbt_inputs.py) before `dbt parse`,
+  rendered from them by `trustlake prepare` (assets/dbt_inputs.py) before `dbt parse`,
   with each column's `data_type`; the staging models select and cast the source's columns
   through the `raw_columns` macro, which reads them from dbt's graph;
 - enum values are the vocabularies of `ml.taxonomy`, which dbt reads as vars.

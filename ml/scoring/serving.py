@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 
 def _usable_cpus() -> int:
+    """the CPUs this process may use"""
     if hasattr(os, "sched_getaffinity"):  # the CPUs this process may run on (cgroups, taskset)
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

@@ -19,8 +19,8 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from assets.resources import LakehouseResource
 from ml.monitoring import first_lines, write_ops_alert
-from orchestration.resources import LakehouseResource
 
 log = logging.getLogger("trustlake.alerts")
 

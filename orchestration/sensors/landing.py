@@ -22,13 +22,13 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.raw import partition_bounds
+from assets.resources import LakehouseResource
 from ml.lake import Lake
 from ml.raw.contracts import RAW_TABLES
 from ml.raw.landing import Claim, claim_file, claims, dropped_files, quarantine_dropped
 from ml.raw.landing_check import LandingCheck, check_landing
 from orchestration.jobs import land_job
 from orchestration.partitions import daily_partitions
-from orchestration.resources import LakehouseResource
 
 CLAIM_TAG = "trustlake/landing_claim"
 FILE_TAG = "trustlake/landed_file"

@@ -16,11 +16,11 @@ from datetime import date
 
 import dagster as dg
 
+from assets.resources import LakehouseResource, MonitoringResource
 from ml import monitoring as mon
 from ml.registry import Registry
 from ml.warehouse import read_frame
 from orchestration.jobs import retrain_job
-from orchestration.resources import LakehouseResource, MonitoringResource
 
 WAITING = [
     dg.DagsterRunStatus.QUEUED,
@@ -97,7 +97,12 @@ def retraining_sensor(
     labels = read_frame(lake.marts_db, "select label_source, label_at from training_labels")
     new_labels = mon.new_labels_since(labels, reference.labels_until)
     request = mon.retrain_request(
-        champion.version, champion.dataset_version, new_labels, limits.retrain_min_new_labels, drifted, limits.psi_fail
+        champion.version,
+        champion.dataset_version,
+        new_labels,
+        limits.retrain_min_new_labels,
+        drifted,
+        limits.drift_psi_fail,
     )
     new_cursor = json.dumps({"drift_storage_id": last_seen})
     if request is None:
@@ -105,7 +110,7 @@ def retraining_sensor(
         return dg.SensorResult(
             skip_reason=dg.SkipReason(
                 f"champion {champion.version}: {sum(new_labels.values())} new labels (< {limits.retrain_min_new_labels})"
-                f", {worst} (<= {limits.psi_fail:g})"
+                f", {worst} (<= {limits.drift_psi_fail:g})"
             ),
             cursor=new_cursor,
         )

@@ -10,7 +10,7 @@ dbt learns where the warehouse and the lake are (profiles.yml and the sources re
 TRUSTLAKE_WAREHOUSE_DB and friends) from `TrustlakeDbtCliResource.env`, set from the settings
 when the definitions are built: nothing exports them into the environment of the process. The
 vocabularies reach every invocation as vars, and the raw sources YAML is rendered from the raw
-contracts before each parse (orchestration/dbt_inputs.py).
+contracts before each parse (assets/dbt_inputs.py).
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 from pydantic import Field
 
+from assets.dbt_inputs import DBT_PROJECT_DIR, with_dbt_vars, write_raw_sources
 from ml.lake import Lake
-from orchestration.dbt_inputs import with_dbt_vars, write_raw_sources
-from orchestration.settings import DBT_PROJECT_DIR
 
 # The dbt installed beside this interpreter (the project's .venv), not whatever is on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))

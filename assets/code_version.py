@@ -3,7 +3,7 @@
 A Python asset's code version is a hash of the source of its module and of every trustlake module
 (`ml.*`, `assets.*`) it imports, directly or through others: what decides the numbers it produces.
 Dagster records it on each materialization, so a change to that code marks the asset stale (in the
-UI, and for `trustlake run`, orchestration/freshness.py) and a change elsewhere does not. dbt models
+UI, and for `trustlake run`: orchestration/freshness.py) and a change elsewhere does not. dbt models
 carry their own (dagster-dbt: the checksum of the model's SQL).
 """
 
@@ -15,21 +15,23 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from orchestration.settings import PROJECT_ROOT
+# Any directory inside the checkout: git finds the repository from it.
+CHECKOUT = Path(__file__).resolve().parent
+PROJECT_ROOT = CHECKOUT.parent  # where the first-party packages are
 
 FIRST_PARTY = ("ml", "assets")
 
 
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     sha = out.stdout.strip()
     if out.returncode != 0 or not sha:
         return "unknown"
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=CHECKOUT, capture_output=True, text=True
     ).stdout.strip()
     return sha + ("-dirty" if dirty else "")
 

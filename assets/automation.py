@@ -21,14 +21,3 @@ AUTOMATION_CONDITIONS: dict[str, dg.AutomationCondition] = {
 
 def automation_condition_for(key: dg.AssetKey) -> dg.AutomationCondition | None:
     return AUTOMATION_CONDITIONS.get(key.to_user_string())
-
-
-# Evaluates every asset's condition (the ones above, and any another module gives its assets) once a
-# minute while the daemon runs (`make ui`). Running by default: it only acts on real changes.
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "automation_sensor",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Requests runs for assets whose automation condition is true (orchestration/automation.py).",
-)

@@ -1,7 +1,7 @@
 """Who owns which assets: one team per asset group, shown as owners in the Dagster UI.
 
 dbt models get theirs through the translator (assets/warehouse.py), every other asset when the
-definitions are built; an asset that names its own owners keeps them.
+definitions are built (orchestration/definitions.py); an asset that names its own owners keeps them.
 """
 
 from collections.abc import Sequence
@@ -20,5 +20,5 @@ OWNERS_BY_GROUP: dict[str, tuple[str, ...]] = {
 
 def owners_for(group: str | None) -> Sequence[str]:
     if group not in OWNERS_BY_GROUP:
-        raise KeyError(f"asset group {group!r} has no owner: add it to OWNERS_BY_GROUP in orchestration/ownership.py")
+        raise KeyError(f"asset group {group!r} has no owner: add it to OWNERS_BY_GROUP in assets/ownership.py")
     return OWNERS_BY_GROUP[group]

@@ -1,0 +1,112 @@
+"""`trustlake score` (a file of texts) and `trustlake serve` (the HTTP service): scoring with the champion."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import replace
+
+import click
+
+from orchestration.cli.group import cli, described, with_settings
+from orchestration.settings import Settings
+
+
+@cli.command("score", **described("score a CSV or Parquet file of texts with the champion"))
+@click.option("--input", "input_path", required=True)
+@click.option("--text-column", required=True)
+@click.option("--output", default=None, help="CSV or Parquet by suffix (default: <input>.scored.<suffix>)")
+@with_settings
+def cmd_score(settings: Settings, input_path: str, text_column: str, output: str | None) -> int:
+    """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
+    from ml.lake import Lake
+    from ml.registry import RegistryError
+    from ml.scoring.io import ScoringInputError, score_file
+
+    def warn(message: str) -> None:
+        print(f"trustlake score: {message}", file=sys.stderr)
+
+    def terminated(signum, frame) -> None:
+        raise KeyboardInterrupt  # unwinds score_file, which then removes its temporary file
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        out = score_file(Lake(settings.home).models, input_path, text_column, output, warn=warn)
+    except (ScoringInputError, RegistryError) as exc:
+        warn(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        warn("interrupted; no output written")
+        return 130
+    except Exception as exc:  # noqa: BLE001  a damaged model or full disk is still one line, not a traceback
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        warn(f"failed: {exc.__class__.__name__}: {detail}; no output written")
+        return 2
+    print(f"trustlake score: wrote {out}")
+    return 0
+
+
+@cli.command("serve", **described("HTTP scoring service (FastAPI on uvicorn)"))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--max-body-bytes",
+    type=int,
+    default=None,
+    help="larger bodies get 413, chunked ones too (env TRUSTLAKE_SERVE_MAX_BODY_BYTES)",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=None,
+    help="seconds for a whole body to arrive, else 408 (env TRUSTLAKE_SERVE_BODY_TIMEOUT_S)",
+)
+@click.option(
+    "--max-in-flight",
+    type=int,
+    default=None,
+    help="requests at once; more get 503 + Retry-After (env TRUSTLAKE_SERVE_MAX_IN_FLIGHT)",
+)
+@click.option(
+    "--scoring-threads",
+    type=int,
+    default=None,
+    help="requests scored at once, the rest in flight wait (env TRUSTLAKE_SERVE_SCORING_THREADS)",
+)
+@click.option(
+    "--keep-alive", type=float, default=None, help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)"
+)
+@with_settings
+def cmd_serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    max_body_bytes: int | None,
+    body_timeout: float | None,
+    max_in_flight: int | None,
+    scoring_threads: int | None,
+    keep_alive: float | None,
+) -> int:
+    import uvicorn
+
+    from ml.lake import Lake
+    from ml.scoring.serving import create_app
+
+    # A flag wins over its TRUSTLAKE_SERVE_* variable (settings.serving); neither set keeps the service's default.
+    flags = {
+        "max_body_bytes": max_body_bytes,
+        "body_timeout_s": body_timeout,
+        "max_in_flight": max_in_flight,
+        "scoring_threads": scoring_threads,
+        "keep_alive_s": keep_alive,
+    }
+    try:
+        limits = replace(settings.serving, **{name: v for name, v in flags.items() if v is not None})
+    except ValueError as exc:
+        print(f"trustlake serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(Lake(settings.home).models, limits)
+    # Above max_in_flight the app answers 503 itself; uvicorn's own limit_concurrency would answer
+    # 503 without Retry-After, so it is left unset.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=limits.keep_alive_s)
+    return 0
