@@ -195,7 +195,7 @@ def text_model(
     """The deep text model, a content-classifier candidate trained with Ray's TorchTrainer on the same rows
     (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
     (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end.
-    Trained when the Ray cluster has a GPU or TRUSTLAKE_TEXT_MODEL=on asks for it; otherwise the step logs why
+    Trained when the Ray cluster has a GPU or TRUSTLAKE_TEXT_MODEL_TRAINING=on asks for it; otherwise the step logs why
     and materializes nothing (the last trained model stays), and `text_evaluation` is skipped.
     `ray_cluster` is connected for the step by dagster-ray before this body runs."""
     from ml.training import fit  # PyTorch: imported by the steps that train, not by every process

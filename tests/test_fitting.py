@@ -151,6 +151,6 @@ def test_the_deep_text_model_trains_on_a_gpu_or_when_asked():
     assert why_not_trained("auto", has_gpu=True) is None
     assert "no GPU" in why_not_trained("auto", has_gpu=False)
     assert why_not_trained("on", has_gpu=False) is None
-    assert why_not_trained("off", has_gpu=True) == "TRUSTLAKE_TEXT_MODEL=off"
+    assert why_not_trained("off", has_gpu=True) == "TRUSTLAKE_TEXT_MODEL_TRAINING=off"
     with pytest.raises(ValueError, match="expected one of auto, on, off"):
         why_not_trained("sometimes", has_gpu=False)

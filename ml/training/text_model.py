@@ -149,11 +149,11 @@ def why_not_trained(mode: str, has_gpu: bool) -> str | None:
     if mode not in TRAINING_MODES:
         raise ValueError(f"unknown text model training mode {mode!r}; expected one of {', '.join(TRAINING_MODES)}")
     if mode == "off":
-        return "TRUSTLAKE_TEXT_MODEL=off"
+        return "TRUSTLAKE_TEXT_MODEL_TRAINING=off"
     if mode == "auto" and not has_gpu:
         return (
-            "the Ray cluster has no GPU (TRUSTLAKE_TEXT_MODEL=auto trains it only on a GPU; "
-            "TRUSTLAKE_TEXT_MODEL=on trains it on the CPU, about 4 minutes on two cores)"
+            "the Ray cluster has no GPU (TRUSTLAKE_TEXT_MODEL_TRAINING=auto trains it only on a GPU; "
+            "TRUSTLAKE_TEXT_MODEL_TRAINING=on trains it on the CPU, about 4 minutes on two cores)"
         )
     return None
 
