@@ -18,8 +18,6 @@ PRELOADED_MODULES = ["orchestration.definitions", "orchestration.asset_list"]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    from dagster._core.definitions.assets.definition.assets_definition import AssetsDefinition
-
     from assets.automation import automation_condition_for
     from assets.code_version import source_version
     from assets.ownership import owners_for
@@ -49,7 +47,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         return apply
 
     assets = [
-        a.map_asset_specs(catalogued(defining_module(a))) if isinstance(a, AssetsDefinition) else a
+        a.map_asset_specs(catalogued(defining_module(a))) if isinstance(a, dg.AssetsDefinition) else a
         for a in all_assets(daily_partitions, settings.gates, settings.monitoring)
     ]
     return dg.Definitions(

@@ -31,14 +31,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.dagster_run import DagsterRunStatus
-from dagster._core.storage.tags import (
+from dagster import DagsterRunStatus
+
+from ml.lake import Lake
+from orchestration.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
+    JobSubsetSelector,
+    WorkspaceFileTarget,
+    WorkspaceProcessContext,
 )
-
-from ml.lake import Lake
 from orchestration.settings import WORKSPACE_FILE
 
 LOCATION_NAME = "trustlake"  # workspace.yaml's location_name
@@ -142,8 +145,6 @@ class Launcher:
 
     # -- the code location ---------------------------------------------------------------
     def __enter__(self) -> Launcher:
-        from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import WorkspaceFileTarget
 
         target = WorkspaceFileTarget(paths=[str(self.workspace_file)])
         if self.verbose:
@@ -196,7 +197,6 @@ class Launcher:
         """
         if self._workspace is None:
             raise LaunchError("Launcher.launch called outside `with Launcher(...)`")
-        from dagster._core.definitions.selector import JobSubsetSelector
 
         location = self._workspace.get_code_location(LOCATION_NAME)
         [repo] = location.get_repositories().values()

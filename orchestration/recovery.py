@@ -29,8 +29,7 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from dagster._core.storage.runs import InMemoryRunStorage, SqliteRunStorage
+from dagster import DagsterRunStatus, RunsFilter
 from filelock import FileLock
 
 from ml.lake import AbandonedTemp, Lake, abandoned_temp_files
@@ -91,6 +90,8 @@ def run_alive(instance: dg.DagsterInstance, run_id: str) -> bool | None:
 
 def local_run_storage(instance: dg.DagsterInstance) -> bool:
     """Runs stored on this host only (so their pids are this host's pids)."""
+    from orchestration.dagster_internals import InMemoryRunStorage, SqliteRunStorage
+
     return isinstance(instance.run_storage, SqliteRunStorage | InMemoryRunStorage)
 
 

@@ -12,15 +12,15 @@ import logging
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import (
+from dagster import DagsterEventType
+
+from assets.resources import LakehouseResource
+from ml.monitoring import first_lines, write_ops_alert
+from orchestration.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
 )
-
-from assets.resources import LakehouseResource
-from ml.monitoring import first_lines, write_ops_alert
 
 log = logging.getLogger("trustlake.alerts")
 

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from datetime import date
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.raw import partition_bounds
 from assets.resources import LakehouseResource
@@ -27,6 +26,7 @@ from ml.lake import Lake
 from ml.raw.contracts import RAW_TABLES
 from ml.raw.landing import Claim, claim_file, claims, dropped_files, quarantine_dropped
 from ml.raw.landing_check import LandingCheck, check_landing
+from orchestration.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from orchestration.jobs import land_job
 from orchestration.partitions import daily_partitions
 
