@@ -26,7 +26,7 @@ from ml.simulator import SimConfig
 
 if TYPE_CHECKING:  # LightGBM and torch: `trustlake land` imports this module through the landing sensor
     from ml.training.lightgbm_model import LightGBMParams
-    from ml.training.text_model import TextModelParams
+    from ml.training.text_model_params import TextModelParams
 
 
 @lru_cache(maxsize=4)

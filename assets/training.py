@@ -200,7 +200,8 @@ def text_model(
     `ray_cluster` is connected for the step by dagster-ray before this body runs."""
     from ml.training import fit  # PyTorch: imported by the steps that train, not by every process
     from ml.training.minilm_model import MiniLMParams
-    from ml.training.text_model import TextModelParams, cluster_has_gpu, resolve_text_profile, why_not_trained
+    from ml.training.text_model import cluster_has_gpu
+    from ml.training.text_model_params import TextModelParams, resolve_text_profile, why_not_trained
 
     gpu = cluster_has_gpu()
     reason = why_not_trained(training.text_model, gpu)

@@ -38,7 +38,7 @@ from ml.training.lightgbm_model import LightGBMParams
 from ml.training.matrix import dense_matrix, risk_features
 from ml.training.placement import WorkerShape
 from ml.training.text_classifier import ClassifierParams, LinearTextClassifier, TextMatrix
-from ml.training.text_model import TextModelParams
+from ml.training.text_model_params import TextModelParams
 from orchestration.settings import Settings
 
 

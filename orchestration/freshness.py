@@ -167,7 +167,7 @@ class Freshness:
                 continue  # a parent never built gives nothing to compare (and is stale itself if selected)
             if upstream.declined and not build.declined and upstream.storage_id > build.storage_id:
                 return ""  # its input declined to build since (no GPU for text_model): nothing new to do
-            if upstream.user_data_version and not p_node.is_partitioned:
+            if upstream.user_data_version and not p_node.is_partitioned and not build.declined:
                 if build.input_data_versions.get(name) != upstream.data_version:
                     return f"{name} has a new data version"
             elif upstream.storage_id > build.storage_id:

@@ -2,6 +2,12 @@
 
 Assets are selected by group, so assets another module adds to a group (the monitoring assets)
 join the jobs that select it without an edit here.
+
+Only the retraining runs its steps in processes of their own (the multiprocess executor, with the
+forkserver that preloads the definitions once): its steps train models side by side for minutes.
+The daily jobs' steps take seconds each and mostly wait for one another (dbt holds the DuckDB pool),
+so they run in the run's own process: starting the forkserver and a process per step cost more
+than the little they could overlap (measured with `trustlake run`: see docs/operations.md).
 """
 
 import dagster as dg
@@ -18,6 +24,7 @@ JOB_GROUPS: dict[str, tuple[str, ...]] = {
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
+    executor_def=dg.in_process_executor,
     selection=dg.AssetSelection.groups(*JOB_GROUPS["ingest_job"]),
     partitions_def=daily_partitions,
     description="Land the selected days in the raw lake (and the labelled reference sets), build the dbt "
@@ -36,6 +43,7 @@ retrain_job = dg.define_asset_job(
 
 score_job = dg.define_asset_job(
     "score_job",
+    executor_def=dg.in_process_executor,
     selection=dg.AssetSelection.groups(*JOB_GROUPS["score_job"]),
     partitions_def=daily_partitions,
     description="Score the selected days' content with the champion, rebuild the review queue, and monitor the "
@@ -44,6 +52,7 @@ score_job = dg.define_asset_job(
 
 daily_job = dg.define_asset_job(
     "daily_job",
+    executor_def=dg.in_process_executor,
     selection=dg.AssetSelection.groups("raw", "warehouse", "scoring", "monitoring"),
     partitions_def=daily_partitions,
     description="One day end to end: land it, build the warehouse, score its content with the champion, "
@@ -55,6 +64,7 @@ daily_job = dg.define_asset_job(
 # run request selects one raw table; the selection here is what such a request may choose from.
 land_job = dg.define_asset_job(
     "land_job",
+    executor_def=dg.in_process_executor,
     selection=dg.AssetSelection.assets(*RAW_TABLES) | dg.AssetSelection.groups("warehouse"),
     partitions_def=daily_partitions,
     description="Land one checked external file from <home>/lake/landing/ in its raw table's daily partitions, "

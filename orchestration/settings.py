@@ -36,7 +36,7 @@ if typing.TYPE_CHECKING:  # the sections import their classes when read: see `Se
     from ml.scoring.serving import ServingLimits
     from ml.simulator import SimConfig
     from ml.training.lightgbm_model import LightGBMParams
-    from ml.training.text_model import TextModelParams
+    from ml.training.text_model_params import TextModelParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = PROJECT_ROOT.parent / "shared" / "data" / "corpora"
@@ -90,7 +90,7 @@ LIGHTGBM = Section(
     lazy=True,
 )
 TEXT_MODEL = Section(
-    "ml.training.text_model:TextModelParams",
+    "ml.training.text_model_params:TextModelParams",
     "TEXT",
     {"epochs": "compact text model epochs (the best validation epoch is kept)"},
     lazy=True,

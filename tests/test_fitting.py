@@ -26,7 +26,7 @@ from ml.training.text_classifier import (
     fitted_idf,
     tfidf,
 )
-from ml.training.text_model import why_not_trained
+from ml.training.text_model_params import why_not_trained
 
 RECIPE = CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues()  # no label_issues table in these tests
 

@@ -16,7 +16,7 @@ from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.placement import PlacementError, WorkerShape, wait_placed
 from ml.training.risk import fit_risk_model
 from ml.training.scorer import Scorer
-from ml.training.text_model import TextModelParams
+from ml.training.text_model_params import TextModelParams
 from tests.helpers import labelled_training_frame
 
 pytestmark = pytest.mark.e2e
@@ -161,7 +161,8 @@ def test_the_pair_answers_with_the_classifier_when_context_is_unknown(pair, trai
 
 def test_minilm_profile_fine_tunes_a_few_steps_on_cpu_and_shares_the_schema(ray_cluster, training_frame, tmp_path):
     from ml.training.minilm_model import MiniLMParams
-    from ml.training.text_model import cluster_has_gpu, resolve_text_profile
+    from ml.training.text_model import cluster_has_gpu
+    from ml.training.text_model_params import resolve_text_profile
 
     assert resolve_text_profile("auto", cluster_has_gpu()) == "compact"  # no GPU here
     assert resolve_text_profile("auto", True) == "minilm"

@@ -55,7 +55,8 @@ class Scorer:
         elif kind == "text_model":
             import torch
 
-            from ml.training.text_model import TextClassifier, TextModelParams
+            from ml.training.text_model import TextClassifier
+            from ml.training.text_model_params import TextModelParams
 
             params = TextModelParams(**artifact.params["model"])
             self._net = TextClassifier(int(artifact.params["n_dense"]), params.embedding_dim, params.hidden_dim)

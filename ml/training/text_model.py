@@ -9,7 +9,7 @@ an MLP that emits one logit per policy; a temperature fitted on validation calib
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +20,7 @@ from torch import nn
 from ml.features.text import NGRAM_DIM
 from ml.taxonomy import POLICIES
 from ml.training.placement import WorkerShape, fit_to_cluster
-
-
-@dataclass(frozen=True)
-class TextModelParams:
-    embedding_dim: int = 64
-    hidden_dim: int = 128
-    epochs: int = 3
-    batch_size: int = 512  # 4x fewer steps than 128: the dense embedding-table update dominates a step on CPU
-    learning_rate: float = 1e-3  # deep part
-    wide_learning_rate: float = 1e-2  # the linear n-gram part converges slower
-    weight_decay: float = 1e-4
-    num_workers: int = 1
-    cpus_per_worker: int = 2
-    seed: int = 42
-    max_steps: int | None = None  # cap for smoke tests
+from ml.training.text_model_params import TextModelParams
 
 
 class TextClassifier(nn.Module):
@@ -135,36 +121,6 @@ def _train_worker(config: dict) -> None:
         p.max_steps,
         p.seed,
     )
-
-
-PROFILES = ("auto", "compact", "minilm")
-# When the deep model trains: `auto` where the Ray cluster has a GPU, `on` always, `off` never. On two
-# CPU cores it took 3 min 40 s of a 9-minute run and never passed its gates (docs/models.md), so a CPU
-# run trains it only when asked.
-TRAINING_MODES = ("auto", "on", "off")
-
-
-def why_not_trained(mode: str, has_gpu: bool) -> str | None:
-    """None when the deep model trains this run, else why not (said in the run's output)."""
-    if mode not in TRAINING_MODES:
-        raise ValueError(f"unknown text model training mode {mode!r}; expected one of {', '.join(TRAINING_MODES)}")
-    if mode == "off":
-        return "TRUSTLAKE_TEXT_MODEL_TRAINING=off"
-    if mode == "auto" and not has_gpu:
-        return (
-            "the Ray cluster has no GPU (TRUSTLAKE_TEXT_MODEL_TRAINING=auto trains it only on a GPU; "
-            "TRUSTLAKE_TEXT_MODEL_TRAINING=on trains it on the CPU, about 4 minutes on two cores)"
-        )
-    return None
-
-
-def resolve_text_profile(profile: str, has_gpu: bool) -> str:
-    """`auto` fine-tunes MiniLM where a GPU is visible and trains the compact model otherwise."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown text model profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    if profile == "auto":
-        return "minilm" if has_gpu else "compact"
-    return profile
 
 
 def cluster_has_gpu() -> bool:
