@@ -24,6 +24,7 @@ normalised reference and the normalised reading, divided by the reference length
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -229,8 +230,11 @@ def results_frame(keys: Sequence[str], results: Sequence[OcrResult | ImageReject
 
 
 def cer_form(text: str) -> str:
-    """The form CER compares: `ml.text.normalise` (NFKC, HTML entities, case folded, one space)."""
-    return normalise(text)
+    """The form CER compares: `ml.text.normalise` (NFKC, HTML entities, case folded, one space) without
+    pictographs and box-drawing signs (Unicode "other symbols": emoji, hearts, bars) and emoji
+    variation selectors, which carry no text for the classifier and which OCR rightly does not read."""
+    kept = "".join(c for c in normalise(text) if unicodedata.category(c) != "So" and not 0xFE00 <= ord(c) <= 0xFE0F)
+    return " ".join(kept.split())
 
 
 def character_error_rate(reference: str, hypothesis: str) -> float:

@@ -16,6 +16,7 @@ one size rather than failing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -94,15 +95,48 @@ def font_faces(directory: Path | None = DEJAVU_DIR) -> tuple[FontFace, ...]:
     return tuple(faces)
 
 
+@cache
+def _glyph(path: Path | None, char: str) -> bytes:
+    image = Image.new("L", (48, 48))
+    ImageDraw.Draw(image).text((8, 8), char, font=_load_font(path, 24), fill=255)
+    return image.tobytes()
+
+
+def _draws(face: FontFace, char: str) -> bool:
+    """Whether the face has a glyph for `char` (it does not draw its "missing glyph" box instead)."""
+    return char.isspace() or _glyph(face.path, char) != _glyph(face.path, "\uffff")
+
+
+def drawable_text(text: str, faces: tuple[FontFace, ...] | None = None) -> tuple[str, tuple[FontFace, ...]]:
+    """The text as it can be drawn, and the faces to draw it with: NFKC-normalised (full-width letters
+    become plain ones), without control and format characters; the faces that have every glyph, or,
+    when none has, the face with the most and the text without the characters it lacks (emoji:
+    there is no colour emoji font here). "" when nothing in the text can be drawn."""
+    faces = faces or font_faces()
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if not unicodedata.category(c).startswith("C") or c.isspace())
+    text = " ".join(text.split())
+    chars = set(text)
+    complete = tuple(f for f in faces if all(_draws(f, c) for c in chars))
+    if complete:
+        return text, complete
+    best = max(faces, key=lambda f: sum(_draws(f, c) for c in chars))
+    return " ".join("".join(c for c in text if _draws(best, c)).split()), (best,)
+
+
 def render_text_image(
     text: str, rng: np.random.Generator, layout: str | None = None, faces: tuple[FontFace, ...] | None = None
 ) -> RenderedImage:
-    """`text` drawn in `layout` (one of TEXT_LAYOUTS; drawn from `rng` when None)."""
-    faces = faces or font_faces()
+    """`text` drawn in `layout` (one of TEXT_LAYOUTS; drawn from `rng` when None). Characters no font
+    here can draw are left out (see `drawable_text`); `RenderedImage.text` says what was drawn."""
+    text, faces = drawable_text(text, faces)
     layout = layout or str(rng.choice(TEXT_LAYOUTS))
     words = text.split()
     if not words:
-        raise ValueError("render_text_image needs a text with at least one word; use render_benign_image for none")
+        raise ValueError(
+            "render_text_image needs a text with at least one drawable word (check drawable_text first); "
+            "use render_benign_image for a picture without text"
+        )
     if layout == "meme":
         return _meme(words, rng, faces)
     if layout == "screenshot":
@@ -415,6 +449,7 @@ __all__ = [
     "RenderedImage",
     "TEXT_LAYOUTS",
     "background",
+    "drawable_text",
     "font_faces",
     "render_benign_image",
     "render_text_image",
