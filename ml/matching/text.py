@@ -127,8 +127,9 @@ class TextMatchParams:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"TextMatchParams.threshold must be in (0, 1], got {self.threshold}")
+        # Above 0.95 LSH banding degenerates to a single band (datasketch refuses it): use exact dedup.
+        if not 0.0 < self.threshold <= 0.95:
+            raise ValueError(f"TextMatchParams.threshold must be in (0, 0.95], got {self.threshold}")
         if self.shingle < 1 or self.num_perm < 16 or self.min_chars < self.shingle:
             raise ValueError("TextMatchParams: shingle >= 1, num_perm >= 16 and min_chars >= shingle")
 
