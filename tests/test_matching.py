@@ -114,6 +114,8 @@ def test_index_finds_exactly_what_an_exhaustive_scan_finds(tables, radii):
 
 def test_index_refuses_a_radius_its_flips_do_not_cover():
     index = HammingIndex(16)
+    assert index.flips(18) == [1, 1, 1] + [0] * 13  # 18 = 16 + 2: three tables need one flip
+    assert index.flips(31) == [1] * 16 and index.flips(5) == [0] * 6 + [-1] * 10
     index.add(np.zeros((1, 32), dtype=np.uint8))
     with pytest.raises(ValueError, match="brute_force_search"):
         index.search(np.zeros((1, 32), dtype=np.uint8), index.max_radius() + 1)
@@ -127,6 +129,10 @@ def test_self_matches_pair_each_near_copy_once():
     codes = np.concatenate([base, np.stack([_flip(c, 5, rng) for c in base[:10]])])
     pairs = self_matches(codes, 18)
     assert sorted(zip(pairs.query.tolist(), pairs.entry.tolist())) == [(i, 50 + i) for i in range(10)]
+    # Two codes per item (reference and robust): a pair close in either is one pair, at its closest.
+    two = np.stack([codes, np.stack([_flip(c, 3, rng) for c in codes])], axis=1)
+    pairs = self_matches(two, 18)
+    assert len(pairs) == 10 and pairs.distance.max() <= 8
 
 
 # --- radius selection -----------------------------------------------------------------------------

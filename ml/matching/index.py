@@ -1,11 +1,14 @@
 """Exact Hamming-radius search over 256-bit codes (PDQ) for banks of a million entries and more.
 
-Multi-index hashing (Norouzi, Punjani & Fleet): cut every code into `tables` disjoint substrings of
-256 / tables bits. If two codes differ in at most r bits, some substring differs in at most
-floor(r / tables) bits (pigeonhole), so looking up each query substring, and every variant of it
-with up to floor(r / tables) bits flipped, in a hash table per substring finds *every* code within
-r; each candidate is then checked at full length. Recall against an exhaustive scan is 1 by
-construction, and `search` refuses a radius the flip budget would not cover.
+Multi-index hashing (Norouzi, Punjani & Fleet, "Fast search in Hamming space with multi-index
+hashing"): cut every code into `tables` disjoint substrings of 256 / tables bits. If two codes differ
+in at most r bits, some substring differs in at most floor(r / tables) bits (pigeonhole), so looking
+up each query substring, and every variant of it with up to that many bits flipped, in a hash table
+per substring finds *every* code within r; each candidate is then checked at full length. The
+paper's sharper form (`HammingIndex.flips`) flips one bit fewer in most tables when r is not just
+below a multiple of the table count: at r = 18, 64 probes per query instead of 272. Recall against
+an exhaustive scan is 1 by construction, and `search` refuses a radius the flip budget would not
+cover.
 
 Built from faiss: one `IndexBinaryHash` per substring (faiss hashes the first b bits of a code, so
 table t holds the codes rotated by 2t bytes, which puts substring t first; rotation preserves
@@ -93,6 +96,14 @@ class HammingIndex:
         """The largest radius searched exactly within MAX_FLIPS flips per table."""
         return self.tables * (MAX_FLIPS + 1) - 1
 
+    def flips(self, radius: int) -> list[int]:
+        """Bits flipped per table for an exact search within `radius` (-1: table not searched).
+        With radius = q * tables + a (0 <= a < tables), two codes within it agree to q bits on one of
+        the first a + 1 substrings or to q - 1 bits on one of the others: otherwise they would differ
+        in at least (a + 1)(q + 1) + (tables - a - 1) q = radius + 1 bits."""
+        q, a = divmod(radius, self.tables)
+        return [q if t <= a else q - 1 for t in range(self.tables)]
+
     def add(self, codes: np.ndarray) -> None:
         codes = _as_codes(codes, "HammingIndex.add")
         for t, index in enumerate(self._indexes):
@@ -106,9 +117,10 @@ class HammingIndex:
                 f"radius {radius} is outside what {self.tables} tables search exactly (0..{self.max_radius()}); "
                 "use brute_force_search for wider radii"
             )
-        flips = radius // self.tables  # pigeonhole: some substring is within this many bits
         found = []
-        for t, index in enumerate(self._indexes):
+        for t, (index, flips) in enumerate(zip(self._indexes, self.flips(radius))):
+            if flips < 0:
+                continue
             index.nflip = flips
             found.append(_range_search(index, np.ascontiguousarray(np.roll(queries, -t * self._shift, axis=1)), radius))
         query, entry, distance = (np.concatenate(parts) for parts in zip(*found))
@@ -133,13 +145,22 @@ def recall(found: RangeMatches, truth: RangeMatches) -> float:
 
 
 def self_matches(codes: np.ndarray, radius: int, tables: int = 16) -> RangeMatches:
-    """Pairs (i, j), i < j, of codes within `radius` of each other in one set: near-duplicate images
-    across accounts, for clustering (ml.matching.clusters)."""
+    """Pairs (i, j), i < j, of items within `radius` of each other in one set, each pair once at its
+    closest distance: near-duplicate images across accounts, for `ml.matching.clusters`. `codes` is
+    (n, 32), or (n, k, 32) for k codes per item (`image_codes`: reference and robust)."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    per_item = 1 if codes.ndim == 2 else codes.shape[1]
+    flat = np.ascontiguousarray(codes.reshape(-1, CODE_BYTES))
     index = HammingIndex(tables)
-    index.add(codes)
-    found = index.search(codes, radius)
-    keep = found.query < found.entry
-    return RangeMatches(found.query[keep], found.entry[keep], found.distance[keep])
+    index.add(flat)
+    found = index.search(flat, radius)
+    frame = (
+        pl.DataFrame({"i": found.query // per_item, "j": found.entry // per_item, "d": found.distance})
+        .filter(pl.col("i") < pl.col("j"))
+        .group_by("i", "j")
+        .agg(pl.col("d").min())
+    )
+    return _matches(frame["i"].to_numpy(), frame["j"].to_numpy(), frame["d"].to_numpy())
 
 
 __all__ = ["MAX_FLIPS", "HammingIndex", "RangeMatches", "brute_force_search", "recall", "self_matches"]
