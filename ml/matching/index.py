@@ -14,11 +14,11 @@ Built from faiss: one `IndexBinaryHash` per substring (faiss hashes the first b 
 table t holds the codes rotated by 2t bytes, which puts substring t first; rotation preserves
 Hamming distance). faiss's own `IndexBinaryMultiHash` does the same lookups, but it gathers
 candidates in a `std::unordered_set` and then verifies each against codes stored elsewhere; at a
-million entries and radius 31 it answered fewer queries per second than the exhaustive scan
-(193/s vs 213/s on one thread here), while the per-table hash indexes keep each bucket's codes
-next to each other and answered 2,324/s (bench/matching.py has the current figures). The cost is
-memory: every table keeps its own copy of the codes, 16 x (32 + 8) bytes per entry, about 0.7 GB
-per million entries.
+million entries and radius 31 (bench/matching.py, 2 threads) it answered 792 queries/s, hardly more
+than the exhaustive scan's 714, while the per-table hash indexes, which keep each bucket's codes
+side by side, answered 10,247/s (33,819/s at radius 18). The cost is memory: every table keeps its
+own copy of the codes, 16 x (32 + 8) bytes per entry; building a million entries grew the process
+by 0.45-0.8 GB and took about 10 s.
 
 16 tables of 16 bits: with a million entries a bucket holds ~15 codes; radius 31 needs one flip
 (17 probes per table, ~4,200 candidates per query). 8 tables of 32 bits would need 3 flips (5,489
