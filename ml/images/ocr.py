@@ -71,7 +71,13 @@ class OcrEngine:
     """One loaded rapidocr engine (about 1 s to load, 15 MB of weights); reuse it for many images."""
 
     def __init__(self, params: OcrParams = OcrParams()) -> None:
-        from rapidocr_onnxruntime import RapidOCR
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as exc:  # rapidocr needs opencv-python, which links the system's libGL and glib
+            raise RuntimeError(
+                f"the OCR engine cannot load ({exc}); on Debian or Ubuntu install the libraries OpenCV "
+                "links against: apt-get install libgl1 libglib2.0-0"
+            ) from exc
 
         self.params = params
         threads = params.intra_op_threads
