@@ -168,6 +168,11 @@ def image_codes(image: Image.Image, variants: Sequence[Dihedral] = (Dihedral.ORI
 
 def hex_to_codes(hexes: Sequence[str]) -> np.ndarray:
     """(n, 32) uint8 codes from 64-char hex hashes; raises ValueError naming the first bad one."""
+    try:  # the common case, a bank of valid hashes, in one pass
+        if all(len(value) == HEX_LENGTH for value in hexes):
+            return np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(len(hexes), CODE_BYTES).copy()
+    except (ValueError, TypeError):
+        pass  # find and name the bad one below
     out = np.empty((len(hexes), CODE_BYTES), dtype=np.uint8)
     for i, value in enumerate(hexes):
         problem = hex_problem(value)
