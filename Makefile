@@ -57,6 +57,7 @@ bench: install
 	$(PY) bench/train.py
 	$(PY) bench/scoring.py
 	$(PY) bench/quality.py
+	$(PY) bench/matching.py
 
 clean:
 	rm -rf .trustlake dbt_project/target dbt_project/logs
