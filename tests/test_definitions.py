@@ -255,10 +255,13 @@ def test_steps_at_once_and_runs_at_once_come_from_the_settings(tmp_path):
     from orchestration.settings import render_instance_yaml
 
     settings = Settings.from_env({"TRUSTLAKE_HOME": str(tmp_path), "TRUSTLAKE_MAX_CONCURRENT_STEPS": "1"})
-    executor = build_definitions(settings).resolve_job_def("ingest_job").executor_def
+    definitions = build_definitions(settings)
+    executor = definitions.resolve_job_def("retrain_job").executor_def
     config = executor.config_schema.resolve_config({}).value["config"]
     assert executor.name == "multiprocess" and config["max_concurrent"] == 1
     assert "forkserver" in config["start_method"]
+    # The daily jobs' short steps run in the run's own process (orchestration/jobs.py says why).
+    assert definitions.resolve_job_def("ingest_job").executor_def.name == "in_process"
     assert "max_concurrent_runs: 5" in render_instance_yaml(5)
 
 
