@@ -1,6 +1,8 @@
 """Training on a real local Ray cluster (one per module): LightGBM on 1 and 2 workers, the Torch
 text model on CPU, the content classifier and the risk model, and the one score schema they share."""
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -107,14 +109,21 @@ def test_a_demand_the_cluster_cannot_place_fails_naming_the_demand_and_the_nodes
         ray.kill(actor)
 
 
-def test_torch_text_model_trains_a_few_steps_on_cpu(ray_cluster, training_frame, tmp_path):
-    params = TextModelParams(epochs=1, max_steps=5, cpus_per_worker=1)
-    artifact = fit.fit_text_model(
-        training_frame, None, dataset_version(training_frame), tmp_path / "models", tmp_path / "ray", params
+@pytest.fixture(scope="module")
+def text_model(ray_cluster, training_frame, tmp_path_factory):
+    """The Torch text model trained a few steps on CPU through Ray Train (one fit: Ray Train's fixed start
+    is most of its cost, so the tests that need a trained one share it)."""
+    tmp = tmp_path_factory.mktemp("text_model")
+    params = TextModelParams(epochs=1, max_steps=20, cpus_per_worker=1)
+    return fit.fit_text_model(
+        training_frame, None, dataset_version(training_frame), tmp / "models", tmp / "ray", params
     )
-    assert artifact.metrics["use_gpu"] is False  # no GPU on this cluster, so none is asked for
-    assert artifact.metrics["steps"] == 5
-    assert (tmp_path / "models" / artifact.version / "model.pt").exists()
+
+
+def test_torch_text_model_trains_a_few_steps_on_cpu(text_model):
+    assert text_model.metrics["use_gpu"] is False  # no GPU on this cluster, so none is asked for
+    assert text_model.metrics["steps"] == 20
+    assert (Path(text_model.path) / "model.pt").exists()
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +139,8 @@ def pair(ray_cluster, training_frame, tmp_path_factory):
     return classifier, risk
 
 
-def test_all_models_emit_the_same_calibrated_score_schema(ray_cluster, training_frame, pair, tmp_path):
-    text = fit.fit_text_model(
-        training_frame,
-        None,
-        dataset_version(training_frame),
-        tmp_path / "m",
-        tmp_path / "ray",
-        TextModelParams(epochs=1, max_steps=20, cpus_per_worker=1),
-    )
+def test_all_models_emit_the_same_calibrated_score_schema(training_frame, pair, text_model):
+    text = text_model
     sample = training_frame.filter(pl.col("split") == "test").head(50)
     frames = [Scorer.load(a.path).score(sample) for a in (*pair, text)]
     for f in frames:
