@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 from ml.matching.clusters import components_frame
 from ml.text import normalise
@@ -165,15 +165,39 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.asarray(a) == np.asarray(b)).mean(axis=-1)
 
 
+def band_layout(params: TextMatchParams) -> tuple[int, int]:
+    """(bands, rows per band) of the LSH banding for `params.threshold`: the layout datasketch's
+    MinHashLSH chooses (equal weight on false positives and false negatives), so a pair whose
+    similarity is at the threshold is proposed about as often as it would be there."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(params.threshold, params.num_perm, 0.5, 0.5)
+
+
+def band_keys(sigs: np.ndarray, params: TextMatchParams) -> np.ndarray:
+    """uint64 [rows, bands]: a hash of each band of each signature (two signatures share a band key
+    when that band of theirs is equal, up to 64-bit hash collisions, which the verification removes)."""
+    bands, rows = band_layout(params)
+    sigs = np.asarray(sigs, dtype=np.uint64)
+    out = np.zeros((len(sigs), bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):  # multiplication modulo 2**64 is the point
+        for b in range(bands):
+            for j in range(b * rows, (b + 1) * rows):
+                out[:, b] = (out[:, b] ^ sigs[:, j]) * np.uint64(0x9E3779B97F4A7C15)
+    return out
+
+
 class NearDuplicateIndex:
-    """Texts indexed for near-duplicate lookup: LSH proposes candidates, the signatures confirm them
-    at `params.threshold`. Keys are whatever identifies an entry for the caller (a row number, an id)."""
+    """Texts indexed for near-duplicate lookup: LSH banding proposes candidates (a shared band key),
+    the signatures confirm them at `params.threshold`. Keys are whatever identifies an entry for the
+    caller (a row number, an id). The banding is done on whole arrays and joined in Polars, so a
+    batch of tens of thousands of texts is indexed and queried in about a second."""
 
     def __init__(self, params: TextMatchParams = TextMatchParams()) -> None:
         self.params = params
-        self._lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
         self._keys: list = []
-        self._signatures: list[np.ndarray] = []
+        self._signatures = np.zeros((0, params.num_perm), dtype=np.uint64)
+        self._bands = pl.DataFrame(schema={"band": pl.Int32, "bucket": pl.UInt64, "position": pl.Int64})
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -189,15 +213,11 @@ class NearDuplicateIndex:
 
     def add_signatures(self, keys: Sequence, sigs: np.ndarray) -> None:
         """Index precomputed signatures (from `signatures`, usable rows only) under `keys`."""
-        with self._lsh.insertion_session() as session:
-            for key, signature in zip(keys, sigs):
-                position = len(self._keys)
-                self._keys.append(key)
-                self._signatures.append(signature)
-                session.insert(position, self._sketch(signature), check_duplication=False)
-
-    def _sketch(self, signature: np.ndarray) -> MinHash:
-        return MinHash(num_perm=self.params.num_perm, seed=self.params.seed, hashvalues=signature, scheme="affine32")
+        start = len(self._keys)
+        self._keys.extend(keys)
+        self._signatures = np.vstack([self._signatures, np.asarray(sigs, dtype=np.uint64)])
+        positions = np.arange(start, start + len(keys), dtype=np.int64)
+        self._bands = pl.concat([self._bands, _band_frame(band_keys(sigs, self.params), positions, "position")])
 
     def query(self, texts: Sequence[str]) -> pl.DataFrame:
         """Matches of each text: one row per (query_row, key) with jaccard >= threshold, best first."""
@@ -205,24 +225,36 @@ class NearDuplicateIndex:
         return self.query_signatures(sigs, usable)
 
     def query_signatures(self, sigs: np.ndarray, usable: np.ndarray | None = None) -> pl.DataFrame:
-        rows, positions = [], []
-        for row in np.flatnonzero(np.ones(len(sigs), bool) if usable is None else usable):
-            found = self._lsh.query(self._sketch(sigs[row]))
-            rows += [row] * len(found)
-            positions += found
-        if not positions:
+        rows = np.flatnonzero(np.ones(len(sigs), bool) if usable is None else usable)
+        if not len(rows) or not self._keys:
             return _empty_matches(self._keys)
-        stored = np.stack([self._signatures[p] for p in positions])
-        jaccard = estimated_jaccard(sigs[np.array(rows)], stored)
+        asked = _band_frame(band_keys(np.asarray(sigs)[rows], self.params), rows.astype(np.int64), "query_row")
+        candidates = asked.join(self._bands, on=["band", "bucket"]).select("query_row", "position").unique()
+        if candidates.height == 0:
+            return _empty_matches(self._keys)
+        q, p = candidates["query_row"].to_numpy(), candidates["position"].to_numpy()
+        jaccard = estimated_jaccard(np.asarray(sigs)[q], self._signatures[p])
         keep = jaccard >= self.params.threshold
         frame = pl.DataFrame(
             {
-                "query_row": np.array(rows, dtype=np.int64)[keep],
-                "key": [self._keys[p] for p, k in zip(positions, keep) if k],
+                "query_row": q[keep].astype(np.int64),
+                "key": [self._keys[i] for i in p[keep]],
                 "jaccard": jaccard[keep].astype(np.float64),
             }
         )
-        return frame.sort(["query_row", "jaccard"], descending=[False, True])
+        return frame.sort(["query_row", "jaccard", "key"], descending=[False, True, False])
+
+
+def _band_frame(keys: np.ndarray, positions: np.ndarray, name: str) -> pl.DataFrame:
+    """Long form of band keys: one row per (band, bucket, the row's position)."""
+    n, bands = keys.shape
+    return pl.DataFrame(
+        {
+            "band": np.tile(np.arange(bands, dtype=np.int32), n),
+            "bucket": keys.ravel(),
+            name: np.repeat(positions, bands),
+        }
+    )
 
 
 def _empty_matches(keys: list) -> pl.DataFrame:
