@@ -269,9 +269,14 @@ def near_duplicate_pairs(
     `ids`) and jaccard. The campaign detector's input over a window of posts."""
     sigs, usable = signatures(texts, params)
     rows = np.flatnonzero(usable)
+    return near_duplicate_pairs_of_signatures([ids[r] for r in rows], sigs[rows], params)
+
+
+def near_duplicate_pairs_of_signatures(ids: Sequence, sigs: np.ndarray, params: TextMatchParams) -> pl.DataFrame:
+    """`near_duplicate_pairs` of precomputed signatures (usable rows only; a caller may cache them)."""
     index = NearDuplicateIndex(params)
-    index.add_signatures(rows.tolist(), sigs[rows])
-    matches = index.query_signatures(sigs, usable).filter(pl.col("query_row") < pl.col("key"))
+    index.add_signatures(list(range(len(ids))), sigs)
+    matches = index.query_signatures(sigs).filter(pl.col("query_row") < pl.col("key"))
     ids_s = pl.Series(list(ids))
     return pl.DataFrame(
         {

@@ -1,0 +1,119 @@
+"""Campaigns: groups of posts tied together by copies and shared artifacts across accounts, as analysts see them.
+
+Two posts are linked when they share a key (ml/campaigns/links.py) and were posted within `window`
+of each other; a campaign is a connected component of that graph (ml.matching.clusters) that spans
+at least `min_accounts` accounts and `min_posts` posts. This grouping looks at every post of the
+period at once, as an analyst reviewing it does: it is for reporting and enforcement of what is
+already known, not a model input (the model reads ml/campaigns/features.py, which is point in time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from ml.matching.clusters import component_labels
+
+
+@dataclass(frozen=True)
+class CampaignRule:
+    window: timedelta = timedelta(days=7)  # posts further apart than this are not linked directly
+    min_accounts: int = 2
+    min_posts: int = 3
+
+
+def linked_pairs(posts: pl.DataFrame, keys: pl.DataFrame, window: timedelta) -> pl.DataFrame:
+    """Pairs of posts (positions in `posts`) sharing a key within `window` of each other.
+
+    `keys`: content_id -> key (the post's text neighbours and artifacts). Within one key, posts are
+    chained in time order (each to the next one within the window), which links the same component
+    as every pair would, with one edge per post instead of one per pair."""
+    positions = posts.select("content_id", "created_at").with_row_index("pos")
+    keyed = keys.join(positions, on="content_id").sort("key", "created_at", "pos")
+    chained = keyed.with_columns(
+        next_pos=pl.col("pos").shift(-1).over("key"), next_at=pl.col("created_at").shift(-1).over("key")
+    ).filter(pl.col("next_pos").is_not_null() & ((pl.col("next_at") - pl.col("created_at")) <= window))
+    return chained.select(pl.col("pos").cast(pl.Int64).alias("left"), pl.col("next_pos").cast(pl.Int64).alias("right"))
+
+
+def campaigns(
+    posts: pl.DataFrame,
+    keys: pl.DataFrame,
+    removals: pl.DataFrame,
+    decisions: pl.DataFrame,
+    rule: CampaignRule = CampaignRule(),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(campaigns, members) of `posts` (content_id, author_id, created_at).
+
+    campaigns: campaign_id, posts, accounts, first_seen, last_seen, burst_posts_per_hour (the most posts
+    of the campaign in any one hour), dominant_policy (most decided policy among its removed posts,
+    "none" when nothing was removed), actioned_share (share of its posts removed or restricted), and
+    members: campaign_id, content_id, author_id, created_at."""
+    pairs = linked_pairs(posts, keys, rule.window)
+    labels = component_labels(posts.height, pairs["left"].to_numpy(), pairs["right"].to_numpy())
+    tagged = posts.select("content_id", "author_id", "created_at").with_columns(cluster=pl.Series(labels))
+    sizes = tagged.group_by("cluster").agg(pl.len().alias("posts"), pl.col("author_id").n_unique().alias("accounts"))
+    kept = sizes.filter((pl.col("posts") >= rule.min_posts) & (pl.col("accounts") >= rule.min_accounts))
+    members = tagged.join(kept.select("cluster"), on="cluster")
+    # A stable id: the smallest content id of the campaign.
+    ids = members.group_by("cluster").agg(pl.col("content_id").min().alias("campaign_id"))
+    members = members.join(ids, on="cluster").drop("cluster")
+    policies = (
+        decisions.filter(pl.col("action").is_in(["remove", "restrict"]))
+        .select("content_id", "policy")
+        .unique("content_id", keep="first")
+    )
+    hours = members.with_columns(hour=pl.col("created_at").dt.truncate("1h"))
+    burst = (
+        hours.group_by("campaign_id", "hour")
+        .len()
+        .group_by("campaign_id")
+        .agg(pl.col("len").max().alias("burst_posts_per_hour"))
+    )
+    actioned = members.join(removals.select("content_id"), on="content_id", how="left", coalesce=False).with_columns(
+        actioned=pl.col("content_id_right").is_not_null()
+    )
+    dominant = (
+        members.join(policies, on="content_id")
+        .group_by("campaign_id", "policy")
+        .len()
+        .sort("len", "policy", descending=[True, False])
+        .unique("campaign_id", keep="first")
+        .select("campaign_id", pl.col("policy").alias("dominant_policy"))
+    )
+    summary = (
+        members.group_by("campaign_id")
+        .agg(
+            pl.len().alias("posts"),
+            pl.col("author_id").n_unique().alias("accounts"),
+            pl.col("created_at").min().alias("first_seen"),
+            pl.col("created_at").max().alias("last_seen"),
+        )
+        .join(burst, on="campaign_id")
+        .join(actioned.group_by("campaign_id").agg(pl.col("actioned").mean().alias("actioned_share")), on="campaign_id")
+        .join(dominant, on="campaign_id", how="left")
+        .with_columns(pl.col("dominant_policy").fill_null("none"), pl.col("actioned_share").cast(pl.Float64))
+        .sort("first_seen", "campaign_id")
+    )
+    return summary, members.select("campaign_id", "content_id", "author_id", "created_at").sort(
+        "campaign_id", "created_at"
+    )
+
+
+def campaign_keys(posts: pl.DataFrame, neighbours: pl.DataFrame, artifacts: pl.DataFrame) -> pl.DataFrame:
+    """content_id -> key for `campaigns`: the near-duplicate group keys of its text (each neighbour text)
+    and its artifacts. Exact copies of one text are linked only across accounts' posts in the window."""
+    text = (
+        posts.select("content_id", "text_hash")
+        .join(neighbours, on="text_hash")
+        .select("content_id", pl.concat_str([pl.lit("text:"), pl.col("neighbour")]).alias("key"))
+    )
+    art = artifacts.join(posts.select("content_id"), on="content_id").select(
+        "content_id", pl.col("artifact").alias("key")
+    )
+    return pl.concat([text, art]).unique()
+
+
+__all__ = ["CampaignRule", "campaign_keys", "campaigns", "linked_pairs"]

@@ -1,0 +1,69 @@
+"""What links two posts: a near-duplicate text, or a shared link, phone number or e-mail address.
+
+A ring posts variants of one template from many fresh accounts and rotates what it can; what stays is
+the template (near-duplicate matching forms, ml/matching/text.py) and, more often than not, where it
+sends people (the normalised link, number or address, `find_artifacts`). Both are keys a post carries:
+its text's near-duplicate neighbours (itself included) and its artifacts. Two posts sharing a key are
+linked. Text links are computed between distinct texts, once, so a text posted a thousand times costs
+one signature; signatures of texts seen before come from the caller's cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ml.matching.text import TextMatchParams, near_duplicate_pairs_of_signatures, signatures
+
+SIGNATURE_SCHEMA = {"text_hash": pl.String, "usable": pl.Boolean, "signature": pl.List(pl.UInt64)}
+
+
+def text_signatures(texts: pl.DataFrame, known: pl.DataFrame | None, params: TextMatchParams) -> pl.DataFrame:
+    """MinHash signatures of every distinct text in `texts` (text_hash, text), reusing `known` ones
+    (a frame of SIGNATURE_SCHEMA from an earlier run); returns all of them in SIGNATURE_SCHEMA."""
+    distinct = texts.select("text_hash", "text").unique("text_hash", keep="first").sort("text_hash")
+    known = known if known is not None else pl.DataFrame(schema=SIGNATURE_SCHEMA)
+    new = distinct.join(known.select("text_hash"), on="text_hash", how="anti")
+    if new.height:
+        sigs, usable = signatures(new["text"].to_list(), params)
+        computed = pl.DataFrame(
+            {
+                "text_hash": new["text_hash"],
+                "usable": usable,
+                "signature": pl.Series(sigs.tolist(), dtype=pl.List(pl.UInt64)),
+            }
+        )
+        known = pl.concat([known.select(list(SIGNATURE_SCHEMA)), computed])
+    return known.join(distinct.select("text_hash"), on="text_hash", how="semi").sort("text_hash")
+
+
+def text_neighbours(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame:
+    """text_hash -> neighbour: every near-duplicate pair of distinct texts, both ways, and each text
+    with itself (so "posts of my text or a copy of it" is one join)."""
+    usable = sigs.filter(pl.col("usable"))
+    matrix = np.array(usable["signature"].to_list(), dtype=np.uint64).reshape(usable.height, params.num_perm)
+    pairs = near_duplicate_pairs_of_signatures(usable["text_hash"].to_list(), matrix, params)
+    both = pl.concat(
+        [
+            pairs.select(pl.col("left").alias("text_hash"), pl.col("right").alias("neighbour")),
+            pairs.select(pl.col("right").alias("text_hash"), pl.col("left").alias("neighbour")),
+            sigs.select("text_hash", pl.col("text_hash").alias("neighbour")),
+        ]
+    )
+    return both.unique().sort("text_hash", "neighbour")
+
+
+def post_artifacts(content: pl.DataFrame) -> pl.DataFrame:
+    """content_id -> artifact ("url:<link>", "phone:<digits>", "email:<address>"), one row each."""
+    from ml.matching.text import find_artifacts
+
+    rows_id, rows_key = [], []
+    for cid, text in content.select("content_id", "text").iter_rows():
+        found = find_artifacts(text or "")
+        for kind, values in (("url", found.urls), ("phone", found.phones), ("email", found.emails)):
+            for value in dict.fromkeys(values):
+                rows_id.append(cid)
+                rows_key.append(f"{kind}:{value}")
+    return pl.DataFrame(
+        {"content_id": rows_id, "artifact": rows_key}, schema={"content_id": pl.Int64, "artifact": pl.String}
+    )
