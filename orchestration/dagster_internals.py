@@ -18,9 +18,14 @@ moves out of here and the import goes away.
   reads to target a partition range; a run launched or read by trustlake must use exactly these.
 - Run storage classes (`SqliteRunStorage`, `InMemoryRunStorage`): recovery trusts recorded process
   ids only when the runs are stored on this host (orchestration/recovery.py).
+- For tests that stage what a run launcher records: `EngineEventData` (the event that records a run
+  worker's process id, which recovery reads) and `InstanceRef` (an instance opened from a home's
+  directory without setting DAGSTER_HOME in the test process).
 """
 
 from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.events import EngineEventData
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.runs import InMemoryRunStorage, SqliteRunStorage
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -34,7 +39,9 @@ __all__ = [
     "ASSET_PARTITION_RANGE_END_TAG",
     "ASSET_PARTITION_RANGE_START_TAG",
     "PARTITION_NAME_TAG",
+    "EngineEventData",
     "InMemoryRunStorage",
+    "InstanceRef",
     "JobSubsetSelector",
     "SqliteRunStorage",
     "WorkspaceFileTarget",

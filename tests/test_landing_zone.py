@@ -5,15 +5,14 @@ or one quarantine entry. Fast: no dbt here (tests/test_landing_drill.py runs the
 
 import os
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from dagster._core.utils import make_new_run_id
+from dagster import DagsterRun
 
 from ml.lake import LANDED_PREFIX, Lake
 from ml.raw.contracts import CONTRACTS, RAW_TABLES
@@ -21,6 +20,7 @@ from ml.raw.lake_check import check_raw_lake
 from ml.raw.landing import INGESTING, Claim, claim_file, claims, ingest_claim
 from ml.raw.landing_check import check_landing
 from ml.simulator import SimConfig, partition_date, simulate_days
+from orchestration.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from orchestration.settings import Settings  # noqa: E402
 from tests.helpers import external_content, external_users
 
@@ -372,6 +372,6 @@ def test_a_claimed_file_whose_run_never_started_is_requested_again(lake, evaluat
     [first] = evaluate().run_requests
     [again] = evaluate().run_requests  # the first request never became a run (a daemon killed mid-tick)
     assert again.run_key == first.run_key
-    evaluate.instance.add_run(DagsterRun(job_name="land_job", run_id=make_new_run_id(), tags=dict(first.tags)))
+    evaluate.instance.add_run(DagsterRun(job_name="land_job", run_id=str(uuid.uuid4()), tags=dict(first.tags)))
     assert not evaluate().run_requests
     assert (lake.landing / INGESTING / "content").is_dir() and len(claims(lake)) == 1

@@ -13,12 +13,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.resources import MonitoringResource
 from ml.lake import Lake
 from ml.monitoring import MonitoringThresholds
+from orchestration.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, InstanceRef
 from orchestration.settings import Settings
 from tests.helpers import E2E_DAYS, E2E_ENV, code_location_assets, first_day, lakehouse_resource
 

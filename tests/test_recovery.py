@@ -7,17 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
-from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-from dagster._core.utils import make_new_run_id
+from dagster import DagsterEvent, DagsterEventType, DagsterRun, DagsterRunStatus
 
 from ml.lake import Lake, abandoned_temp_files, temp_file_in_use, write_parquet_atomic
+from orchestration.dagster_internals import EngineEventData
 from orchestration.recovery import PoolWaitWatcher, RunProcess, process_alive, process_started_at, recover
 from orchestration.settings import INSTANCE_YAML, PROJECT_ROOT
 from tests.helpers import descendants, run_cli, trustlake_env
@@ -36,7 +36,7 @@ def instance(tmp_path):
 
 def started_run(instance, pid: int, recorded_at: float | None = None) -> DagsterRun:
     """A STARTED run whose executor recorded `pid`, as Dagster's in-process executor does."""
-    run = instance.add_run(DagsterRun(job_name="ingest_job", run_id=make_new_run_id(), status=DagsterRunStatus.STARTED))
+    run = instance.add_run(DagsterRun(job_name="ingest_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED))
     event = DagsterEvent(
         event_type_value=DagsterEventType.ENGINE_EVENT.value,
         job_name=run.job_name,
