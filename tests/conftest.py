@@ -23,7 +23,7 @@ from ml.corpora import load_text_pool  # noqa: E402
 from ml.simulator import SimConfig  # noqa: E402
 
 # Shared builders and constants live in tests/helpers.py; the fixtures here use them.
-from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA, run_cli  # noqa: E402
+from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA, LANDED_DAYS, copy_home, run_cli  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -57,3 +57,20 @@ def e2e_home(tmp_path_factory) -> Path:
     result = run_cli(home, "run", timeout=2400)
     assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return home
+
+
+@pytest.fixture(scope="session")
+def landed_home_template(tmp_path_factory) -> Path:
+    """A home after a real `trustlake run --skip-training` over its first LANDED_DAYS days (landed,
+    modelled by dbt, no model): built once per session. Never changed: a test that changes a home
+    takes its own copy (`landed_home`, or `copy_home` for a module's)."""
+    home = tmp_path_factory.mktemp("landed-template") / "home"
+    result = run_cli(home, "run", "--skip-training", "--days", str(LANDED_DAYS))
+    assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return home
+
+
+@pytest.fixture
+def landed_home(landed_home_template, tmp_path) -> Path:
+    """This test's own copy of the landed home."""
+    return copy_home(landed_home_template, tmp_path / "home")

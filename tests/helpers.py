@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -243,6 +244,17 @@ E2E_ENV = {
     "TRUSTLAKE_GATE_MIN_PR_AUC": "0.1",
     "TRUSTLAKE_DAYS": str(E2E_DAYS),
 }
+
+
+# The shared landed home (tests/conftest.py landed_home_template) holds its window's first days.
+LANDED_DAYS = 3
+
+
+def copy_home(source: Path, dest: Path) -> Path:
+    """A copy of a home that lives on its own (every path trustlake and Dagster keep is relative to
+    the home; Ray's session files are left behind, a copy starts its own cluster)."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("ray"))
+    return dest
 
 
 def first_day(home: Path) -> date:

@@ -16,7 +16,7 @@ import pytest
 
 from ml.lake import Lake
 from orchestration.settings import PROJECT_ROOT
-from tests.helpers import external_content, run_cli, trustlake_env
+from tests.helpers import external_content, trustlake_env
 from tests.test_webserver import free_port, graphql
 
 pytestmark = pytest.mark.e2e
@@ -32,11 +32,8 @@ OBSERVATIONS = """{ assetOrError(assetKey: {path: ["content"]}) { ... on Asset {
 
 
 @pytest.fixture
-def home(tmp_path) -> Path:
-    home = tmp_path / "home"
-    result = run_cli(home, "run", "--skip-training", "--days", "2")
-    assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return home
+def home(landed_home) -> Path:
+    return landed_home
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from ml.text import normalise, text_hash
 from orchestration.settings import Settings
 from tests.helpers import (
     E2E_ENV,
+    LANDED_DAYS,
     code_location_assets,
+    copy_home,
     external_content,
     external_users,
     first_day,
@@ -29,17 +31,16 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-DAYS = 3  # the home holds its first three days: FIRST .. DAY3
+DAYS = LANDED_DAYS  # the home holds its first three days: FIRST .. DAY3
+assert DAYS == 3
 # A fresh home pins today - TRUSTLAKE_DAYS as its first day (orchestration/settings.py).
 FIRST = Settings.from_env({**E2E_ENV, "TRUSTLAKE_HOME": "/nonexistent/unpinned"}).start_date
 DAY2, DAY3 = FIRST + timedelta(days=1), FIRST + timedelta(days=2)
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("landing-drill")
-    result = run_cli(home, "run", "--skip-training", "--days", str(DAYS))
-    assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+def home(landed_home_template, tmp_path_factory) -> Path:
+    home = copy_home(landed_home_template, tmp_path_factory.mktemp("landing-drill") / "home")
     assert first_day(home) == FIRST
     return home
 

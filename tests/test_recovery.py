@@ -220,7 +220,7 @@ def home_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home / "dagster"))
 
 
-# A 3-day run takes a minute or two on two busy cores (the code server, the run worker and its
+# A 1-day run takes a minute or two on two busy cores (the code server, the run worker and its
 # forkserver each import the code location first); a run stuck on a pool never ends.
 SECOND_RUN_TIMEOUT = 900
 
@@ -231,7 +231,7 @@ def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
     exe = Path(sys.executable).with_name("trustlake")
     with open(tmp_path / "killed.log", "w") as log:
         first = subprocess.Popen(
-            [str(exe), "run", "--days", "3", "--skip-training"],
+            [str(exe), "run", "--days", "1", "--skip-training"],
             env=trustlake_env(home),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -260,7 +260,7 @@ def test_a_run_killed_during_dbt_is_recovered_by_the_next_run(tmp_path):
 
     # Without recovery this second run waits for the slot forever; the timeout makes that a failure.
     try:
-        second = run_cli(home, "run", "--days", "3", "--skip-training", timeout=SECOND_RUN_TIMEOUT)
+        second = run_cli(home, "run", "--days", "1", "--skip-training", timeout=SECOND_RUN_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(
             f"the run after the killed one was still running after {SECOND_RUN_TIMEOUT} s (waiting for the "

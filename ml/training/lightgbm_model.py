@@ -1,9 +1,12 @@
 """One multiclass LightGBM model over all policies, trained data-parallel on Ray by long-lived actors.
 
 Ray Train starts a new worker group for every `fit()` (10-15 s here, more than the risk model's
-training itself), so the workers are Ray actors this process keeps instead: `LightGBMWorkers`
-starts them once, each holds its shard of the training matrix and the validation split in its
-own memory, and every fit after that costs what LightGBM's training costs. With more than one
+training itself), so the workers are plain Ray actors instead (a second or two to start):
+`LightGBMWorkers` starts them, each holds its shard of the training matrix and the validation
+split in its own memory, and every fit on them costs what LightGBM's training costs (the benchmark
+fits several times on one set). `train_ray` starts a set for one fit and frees it afterwards: an
+idle actor keeps its CPUs reserved, and the next Ray work in the same process (the text model's
+Ray Train group, OCR tasks) would wait for them forever. With more than one
 worker they train one model together over LightGBM's own socket network (data-parallel tree
 learner, pre-partitioned rows): the addresses are the actors' nodes and a free port each, taken
 just before every fit. Workers are sized from the cluster Ray reports (ml/training/placement.py)
@@ -118,7 +121,7 @@ class LightGBMWorkers:
     """Long-lived LightGBM workers on the connected Ray cluster (see the module docstring).
 
     `load` ships a training matrix once; `fit` trains on it as often as asked. Close (or use as a
-    context manager) to free the actors; `workers_for` keeps one set per process and shape.
+    context manager) to free the actors and the CPUs they hold.
     """
 
     def __init__(self, shape: WorkerShape, timeout_s: float = PLACEMENT_TIMEOUT_S):
@@ -211,29 +214,12 @@ def _get(refs: list) -> list:
     return [done[r] for r in refs]
 
 
-# This process's workers, by shape, with the Ray job they belong to (a new `ray.init` is a new job,
-# whose actors are new too).
-_WORKERS: dict[WorkerShape, tuple[str, LightGBMWorkers]] = {}
-
-
-def workers_for(params: LightGBMParams) -> LightGBMWorkers:
-    """This process's workers of the shape `params` asks for, fitted to the cluster (started once per
-    Ray connection and reused by every later fit)."""
-    import ray
-
-    shape = fit_to_cluster(WorkerShape(params.num_workers, params.threads_per_worker))
-    job = ray.get_runtime_context().get_job_id()
-    known = _WORKERS.get(shape)
-    if known is None or known[0] != job:
-        _WORKERS[shape] = (job, LightGBMWorkers(shape))
-    return _WORKERS[shape][1]
-
-
 def train_ray(
     X: sp.csr_matrix | np.ndarray, y: np.ndarray, X_val, y_val, params: LightGBMParams
 ) -> tuple[lgb.Booster, dict]:
-    """Data-parallel training on the connected Ray cluster's long-lived workers; the booster and run facts."""
-    workers = workers_for(params)
-    workers.load(X, y, X_val, y_val)
-    booster, info = workers.fit(replace(params, num_workers=workers.shape.workers))
-    return booster, info
+    """Data-parallel training on workers started on the connected Ray cluster for this fit and freed after
+    it (sized to the cluster); the booster and run facts."""
+    shape = fit_to_cluster(WorkerShape(params.num_workers, params.threads_per_worker))
+    with LightGBMWorkers(shape) as workers:
+        workers.load(X, y, X_val, y_val)
+        return workers.fit(replace(params, num_workers=shape.workers))
