@@ -46,6 +46,9 @@ def test_a_removal_volume_within_the_bound_is_low_risk_and_beyond_it_high():
     high = launch_impact_of("new", "old", (20, 30))  # +50%
     assert high.risk_tier == "high"
     assert high.reasons == ("spam auto-removals 20.0 -> 30.0 a day (+50%), beyond the ±25% bound",)
+    # Expected wrongful removals: removals x (1 - the precision of auto-removals on QA gold, 0.9 here).
+    wrongful = high.by_policy().select("champion_wrongful_removals", "candidate_wrongful_removals").row(0)
+    assert wrongful == pytest.approx((2.0, 3.0))
     # A small policy's move of fewer than min_daily_change items a day is never high risk, whatever its share.
     assert launch_impact_of("new", "old", (2, 6)).risk_tier == "low"
 

@@ -74,7 +74,10 @@ class LaunchImpact:
         """Daily volumes per policy (surfaces summed), with review hours and deltas."""
         frame = pl.DataFrame(list(map(_row_dict, self.rows)), schema=ROW_SCHEMA)
         sums = [pl.col(c).sum() for c in ROW_SCHEMA if c not in ("policy", "surface") and "wrongful" not in c]
-        wrongful = [pl.col(c).sum().alias(c) for c in ROW_SCHEMA if "wrongful" in c]
+        # Unknown (None) when QA gold measured no precision for the policy, not a sum of nothing that reads as 0.
+        wrongful = [
+            pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).alias(c) for c in ROW_SCHEMA if "wrongful" in c
+        ]
         hours = self.review_seconds / 3600
         return (
             frame.group_by("policy")
