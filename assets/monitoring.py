@@ -204,11 +204,12 @@ def _check(check_name: str, v: mon.Verdict) -> dg.AssetCheckResult:
 
 def launch_check_description(bounds: LaunchBounds) -> str:
     return (
-        "After a promotion, each day's auto-removals and reviews of the champion, per policy and in all, against the "
+        "After a promotion, each day after the day of the promotion, the auto-removals and reviews of the champion, "
+        "per policy and in all, against the "
         "daily volumes its launch impact predicted: ERROR (the run fails, and the run failure sensor writes an ops "
         f"alert) when a day parts from the prediction by more than {bounds.volume_tolerance:.0%} and by more than "
-        f"{postlaunch.BEYOND_CHANCE:g} standard deviations of chance (Poisson counts). A champion launched without "
-        "a launch report is not judged."
+        f"{postlaunch.BEYOND_CHANCE:g} standard deviations of chance (Poisson counts). Days from before the launch, "
+        "and a champion launched without a launch impact, are not judged."
     )
 
 
@@ -415,7 +416,7 @@ def launch_volumes(
     lakehouse: LakehouseResource,
     launch: LaunchResource,
 ) -> Iterator:
-    """Each day's volumes of the champion per action and policy (auto-removals and reviews, by its most likely
+    """Each day after its launch, the volumes of the champion per action and policy (auto-removals and reviews, by its most likely
     violation) against the daily volumes its launch impact predicted (the backtest it was launched on, in
     <home>/models/<champion>/launch/impact.json). A day that parts from the prediction beyond the tolerance and
     beyond chance fails the check, which fails the run: the run failure sensor turns it into an ops alert.
@@ -425,10 +426,12 @@ def launch_volumes(
     if not champion:
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
     impact = read_impact(lake.models, champion)
+    launched_on = Registry(lake.models).promoted_on(champion)
     days = partition_days(context)
-    scores = _scores(lake, days, champion).with_columns(day=pl.col("created_at").dt.date())
+    scores = _scores(lake, days, champion)
     tables = {
-        d: postlaunch.launch_volumes(d, champion, scores.filter(pl.col("day") == d), impact, bounds) for d in days
+        d: postlaunch.launch_volumes(d, champion, scores.filter(pl.col("day") == d), impact, bounds, launched_on)
+        for d in days
     }
     _write_days(lake, "launch_volumes", tables)
     for day, table in tables.items():
@@ -446,7 +449,11 @@ def launch_volumes(
         )
     run = pl.concat(tables.values())
     yield dg.MaterializeResult(
-        metadata={"champion": champion, "prediction": f"{impact.first_day} .. {impact.last_day}" if impact else "none"},
+        metadata={
+            "champion": champion,
+            "launched_on": str(launched_on),
+            "prediction": f"{impact.first_day} .. {impact.last_day}" if impact else "none",
+        },
         check_results=[
             _check("volumes_match_launch_prediction", mon.verdict(run, (postlaunch.METRIC,), postlaunch.describe))
         ],

@@ -26,7 +26,7 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from filelock import FileLock
@@ -230,6 +230,18 @@ class Registry:
 
     def history(self) -> list[dict]:
         return self._read()["history"]
+
+    def promoted_on(self, version: str) -> date | None:
+        """The day (UTC) `version` last became champion, by promotion or rollback; None if it never did."""
+        at = next(
+            (
+                h.get("at")
+                for h in reversed(self.history())
+                if h["action"] in ("promote", "rollback") and h["version"] == version
+            ),
+            None,
+        )
+        return date.fromisoformat(at[:10]) if at else None
 
     def artifact_dir(self, entry: RegistryEntry) -> Path:
         """The directory holding `entry`'s artifact in this home.

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml import monitoring as mon
 from ml.deployment import deploy
 from ml.enforcement import parse_policy
 from ml.lake import append_line
@@ -234,17 +235,22 @@ def _day_scores(removals: int, reviews: int, n: int = 400) -> pl.DataFrame:
 
 def test_the_post_launch_check_fails_on_a_planted_volume_jump():
     impact = launch_impact_of("new", "old", (20, 24))  # predicts 24 spam removals a day, no reviews
-    bounds = LaunchBounds()
-    day = date(2026, 10, 20)
+    bounds, launched_on, day = LaunchBounds(), date(2026, 10, 19), date(2026, 10, 20)
 
-    def statuses(scores):
-        table = postlaunch.launch_volumes(day, "new", scores, impact, bounds)
+    def statuses(scores, impact=impact, launched_on=launched_on):
+        table = postlaunch.launch_volumes(day, "new", scores, impact, bounds, launched_on)
         return dict(zip(table["subject"], table["status"]))
 
-    assert statuses(_day_scores(26, 0))["remove/spam"] == "ok"  # chance
+    assert set(statuses(_day_scores(26, 0)).values()) == {"ok"}  # chance
     jumped = statuses(_day_scores(90, 0))  # a planted jump: almost four times the prediction
     assert jumped["remove/spam"] == "fail" and jumped["remove/all"] == "fail"
     assert jumped["remove/scam"] == "ok"
-    # A champion launched without a launch impact is not judged, and says so.
-    unjudged = postlaunch.launch_volumes(day, "new", _day_scores(90, 0), None, bounds)
-    assert set(unjudged["status"]) == {"insufficient"}
+    verdict = mon.verdict(
+        postlaunch.launch_volumes(day, "new", _day_scores(90, 0), impact, bounds, launched_on),
+        (postlaunch.METRIC,),
+        postlaunch.describe,
+    )
+    assert verdict.level == "fail" and "90 items against 24.0 a day predicted at launch" in verdict.message
+    # Not judged: a day from before the launch (history the backtest predicted from), or no prediction at all.
+    assert set(statuses(_day_scores(90, 0), launched_on=day).values()) == {"insufficient"}
+    assert set(statuses(_day_scores(90, 0), impact=None).values()) == {"insufficient"}

@@ -1,7 +1,7 @@
 """After a promotion: each day the champion acts on, its volumes per action and policy against what its
 launch impact predicted, as rows of the monitoring tables (ml/monitoring/measures.py METRIC_SCHEMA).
 
-A day fails when its realised volume parts from the predicted one by more than `LaunchBounds.volume_tolerance`
+A day after the launch fails when its realised volume parts from the predicted one by more than `LaunchBounds.volume_tolerance`
 (relative) and by more than chance explains: counts of items a day vary like Poisson counts, and the
 prediction is itself a mean over the backtest's days, so a departure must also exceed BEYOND_CHANCE
 standard deviations of both. Without that second test, a 30-day window of eight (action, policy) pairs
@@ -46,15 +46,23 @@ def allowed_departure(predicted: float, prediction_days: int, tolerance: float) 
 
 
 def launch_volumes(
-    day: date, champion: str, scores: pl.DataFrame, impact: LaunchImpact | None, bounds: LaunchBounds
+    day: date,
+    champion: str,
+    scores: pl.DataFrame,
+    impact: LaunchImpact | None,
+    bounds: LaunchBounds,
+    launched_on: date | None,
 ) -> pl.DataFrame:
-    """One day's realised volumes against `impact`'s prediction (None: the champion was launched without one,
-    e.g. promoted by hand before launch reports existed: every row is then insufficient)."""
+    """One day's realised volumes against `impact`'s prediction. Only a day after `launched_on` (the day the
+    champion was promoted) is judged: content from before the launch is what the backtest predicted from, and
+    a past campaign there is history, not a launch gone wrong. Every row is insufficient on such a day, and when
+    there is no prediction (`impact` None: promoted by hand before launch reports existed)."""
     realised = realised_volumes(scores)
-    predicted = impact.predicted() if impact is not None else {}
+    judged = impact is not None and launched_on is not None and day > launched_on
+    predicted = impact.predicted() if judged else {}
     rows = []
     for (action, subject), value in realised.items():
-        expected = predicted.get((action, subject), 0.0) if impact is not None else None
+        expected = predicted.get((action, subject), 0.0) if judged else None
         row = {"metric": METRIC, "subject": f"{action}/{subject}", "value": float(value), "n": scores.height}
         if expected is None:
             rows.append({**row, "status": "insufficient"})
@@ -74,9 +82,12 @@ def launch_volumes(
 
 
 def describe(row: dict) -> str:
-    """A judged row in words, for the post-launch check."""
+    """A row in words, for the post-launch check."""
     if row["expected"] is None:
-        return f"{row['date']}: the champion {row['champion']} was launched without a launch report to hold it to"
+        return (
+            f"{row['date']}: not judged (a day from before the champion {row['champion']}'s launch, or a champion "
+            "launched without a launch impact to hold it to)"
+        )
     return (
         f"{row['date']}: {row['subject']} {row['value']:.0f} items against {row['expected']:.1f} a day predicted at "
         f"launch (allowed {row['ci_low']:.1f} .. {row['ci_high']:.1f}; {row['status']})"
