@@ -9,6 +9,8 @@ a second run), and never while an upstream asset is missing or in progress.
   run of ingest_job) re-scores the latest day.
 - `mart_review_queue`: rebuilt, and the marts republished, whenever the latest day's scores change,
   so moderators' queue always ranks what the current champion says.
+- `shadow_scores`: follows content_scores (and a shadow started or stopped) for the latest day, so the
+  shadow's comparison never lags the champion's scores it is compared with.
 """
 
 import dagster as dg
@@ -16,6 +18,7 @@ import dagster as dg
 AUTOMATION_CONDITIONS: dict[str, dg.AutomationCondition] = {
     "content_scores": dg.AutomationCondition.eager(),
     "mart_review_queue": dg.AutomationCondition.eager(),
+    "shadow_scores": dg.AutomationCondition.eager(),
 }
 
 

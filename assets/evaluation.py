@@ -1,7 +1,8 @@
 """Evaluation of the content-classifier candidates and of the pair (group `evaluation`), with their
-gates as asset checks, and the deployment that promotes the pair when every gate passed (group
-`deployment`). The gates do not block the run: `deployed_model` always runs and promotes only a pair
-whose gates all passed, so a failed candidate is an outcome recorded in the registry, not a crash.
+gates as asset checks, and the deployment that promotes the pair when every gate passed and its launch
+is low risk (group `deployment`; the launch impact it weighs is assets/launch.py's). The gates do not
+block the run: `deployed_model` always runs and promotes only a pair whose gates all passed, so a
+failed candidate is an outcome recorded in the registry, not a crash.
 `evaluation_assets` makes them with the gates' bounds in force in their check descriptions:
 orchestration/definitions.py passes them in from the settings."""
 
@@ -14,10 +15,11 @@ from assets.code_version import git_sha
 from assets.metadata import image_markdown, rounded
 from assets.resources import LakehouseResource, TrainingResource
 from assets.training import LabelIssuesRef, fit_cache_metadata, fit_plan
-from ml.deployment import DeploymentDecision, deploy
+from ml.deployment import DeploymentDecision, deploy, deployed_version
 from ml.evaluation.evaluate import evaluate_risk_model, evaluate_text_model
 from ml.evaluation.gates import PAIR_GATES, TEXT_GATES, GateConfig, gate_descriptions
 from ml.evaluation.results import ClassifierEvaluation, GateResult, PairEvaluation
+from ml.launch.impact import LaunchImpact
 from ml.registry import Registry, registry_entry
 from ml.taxonomy import VIOLATING
 from ml.training.artifacts import ModelArtifact
@@ -207,21 +209,30 @@ def risk_model_evaluation(
     yield from _check_results(ev.gates)
 
 
-@dg.asset(group_name="deployment", kinds={"python"}, ins={"pair": dg.AssetIn("risk_model_evaluation")})
+@dg.asset(
+    group_name="deployment",
+    kinds={"python"},
+    ins={"pair": dg.AssetIn("risk_model_evaluation"), "impact": dg.AssetIn("launch_impact")},
+)
 def deployed_model(
-    context: dg.AssetExecutionContext, pair: PairEvaluation, lakehouse: LakehouseResource
+    context: dg.AssetExecutionContext, pair: PairEvaluation, impact: LaunchImpact, lakehouse: LakehouseResource
 ) -> dg.Output[DeploymentDecision]:
-    """The champion pair: promoted when the content classifier and the risk model passed every gate and the
-    champion is still the one they were evaluated against (who, when and why are recorded in the
-    registry); otherwise the current champion stays. Its data version is the champion's version, so the
-    scores of a champion that stayed are not redone."""
-    decision = deploy(Registry(lakehouse.lake.models), pair, actor=f"dagster run {context.run_id}")
+    """The champion pair, and the shadow beside it: the evaluated pair is promoted when it passed every gate, its
+    launch is low risk (or the first) and the champion is still the one it was evaluated against; a high-risk
+    launch waits for `trustlake models approve` and runs as the shadow meanwhile; otherwise the champion stays.
+    Who, when, why and the evidence are recorded in the registry and its audit log. Its data version is the
+    champion's version (and the shadow's), so the scores of a champion that stayed are not redone; a change
+    made with `trustlake models` makes it stale, so the next `trustlake run` carries it to batch scoring."""
+    decision = deploy(Registry(lakehouse.lake.models), pair, impact, actor=f"dagster run {context.run_id}")
     return dg.Output(
         decision,
-        data_version=dg.DataVersion(decision.champion or "none"),
+        data_version=dg.DataVersion(deployed_version(decision.champion, decision.shadow)),
         metadata={
             "champion": decision.champion or "none",
             "promoted": decision.promoted or "none",
+            "shadow": decision.shadow or "none",
+            "awaiting_approval": decision.awaiting_approval or "none",
+            "risk_tier": impact.risk_tier,
             "reason": decision.reason,
         },
     )

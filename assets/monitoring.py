@@ -1,6 +1,7 @@
 """Monitoring of the deployed champion (group `monitoring`): its reference, and each day's drift, live
 precision and prevalence against it, with asset checks that warn past one threshold and fail past a larger
-one (MonitoringResource), and the analysts' mart of all of it. `monitoring_assets` makes them over the
+one (MonitoringResource), the analysts' mart of all of it, and each day's volumes against what the
+champion's launch predicted (`launch_volumes`, whose failure fails the run: an ops alert). `monitoring_assets` makes them over the
 platform's days with their checks described by the thresholds in force: orchestration/definitions.py
 passes both in from the settings.
 
@@ -19,12 +20,15 @@ import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from assets.metadata import markdown_table, partition_days
-from assets.resources import LakehouseResource, MonitoringResource
+from assets.resources import LakehouseResource, LaunchResource, MonitoringResource
 from assets.warehouse import MONITORING_MODELS, dbt_asset_args, run_dbt_build
 from ml import monitoring as mon
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.lake import Lake
+from ml.launch import postlaunch
+from ml.launch.bounds import LaunchBounds
+from ml.launch.impact import read_impact
 from ml.registry import Registry
 from ml.scoring import load_model, score_frame
 from ml.simulator import LOOKBACK_DAYS
@@ -195,6 +199,17 @@ def _check(check_name: str, v: mon.Verdict) -> dg.AssetCheckResult:
         )
     return dg.AssetCheckResult(
         check_name=check_name, passed=v.passed, severity=severity, description=v.message, metadata=meta
+    )
+
+
+def launch_check_description(bounds: LaunchBounds) -> str:
+    return (
+        "After a promotion, each day after the day of the promotion, the auto-removals and reviews of the champion, "
+        "per policy and in all, against the "
+        "daily volumes its launch impact predicted: ERROR (the run fails, and the run failure sensor writes an ops "
+        f"alert) when a day parts from the prediction by more than {bounds.volume_tolerance:.0%} and by more than "
+        f"{postlaunch.BEYOND_CHANCE:g} standard deviations of chance (Poisson counts). Days from before the launch, "
+        "and a champion launched without a launch impact, are not judged."
     )
 
 
@@ -395,6 +410,56 @@ def prevalence_gap(
     )
 
 
+def launch_volumes(
+    context: dg.AssetExecutionContext,
+    deployed: DeploymentDecision,
+    lakehouse: LakehouseResource,
+    launch: LaunchResource,
+) -> Iterator:
+    """Each day after its launch, the volumes of the champion per action and policy (auto-removals and reviews, by its most likely
+    violation) against the daily volumes its launch impact predicted (the backtest it was launched on, in
+    <home>/models/<champion>/launch/impact.json). A day that parts from the prediction beyond the tolerance and
+    beyond chance fails the check, which fails the run: the run failure sensor turns it into an ops alert.
+    Written to <home>/lake/monitoring/launch_volumes/."""
+    lake, bounds = lakehouse.lake, launch.bounds()
+    champion = deployed.champion
+    if not champion:
+        raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
+    impact = read_impact(lake.models, champion)
+    launched_on = Registry(lake.models).promoted_on(champion)
+    days = partition_days(context)
+    scores = _scores(lake, days, champion)
+    tables = {
+        d: postlaunch.launch_volumes(d, champion, scores.filter(pl.col("day") == d), impact, bounds, launched_on)
+        for d in days
+    }
+    _write_days(lake, "launch_volumes", tables)
+    for day, table in tables.items():
+        judged = table.filter(pl.col("status") != "insufficient")
+        context.add_asset_metadata(
+            {
+                "champion": champion,
+                "dagster/row_count": table.height,
+                "status": "fail" if (judged["status"] == "fail").any() else "ok" if judged.height else "insufficient",
+                **_day_metadata(
+                    table, {"removals": (postlaunch.METRIC, "remove/all"), "reviews": (postlaunch.METRIC, "review/all")}
+                ),
+            },
+            partition_key=day.isoformat(),
+        )
+    run = pl.concat(tables.values())
+    yield dg.MaterializeResult(
+        metadata={
+            "champion": champion,
+            "launched_on": str(launched_on),
+            "prediction": f"{impact.first_day} .. {impact.last_day}" if impact else "none",
+        },
+        check_results=[
+            _check("volumes_match_launch_prediction", mon.verdict(run, (postlaunch.METRIC,), postlaunch.describe))
+        ],
+    )
+
+
 ops_alert_log = dg.AssetSpec(
     "ops_alert_log",
     group_name="monitoring",
@@ -414,7 +479,7 @@ def monitoring_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, la
 
 
 def monitoring_assets(
-    partitions: dg.PartitionsDefinition, limits: mon.MonitoringThresholds
+    partitions: dg.PartitionsDefinition, limits: mon.MonitoringThresholds, bounds: LaunchBounds
 ) -> list[dg.AssetsDefinition | dg.AssetSpec]:
     described = check_descriptions(limits)
 
@@ -440,6 +505,19 @@ def monitoring_assets(
         dg.asset(**daily, deps=label_deps, check_specs=checks("prevalence_gap", "predicted_vs_qa_prevalence"))(
             prevalence_gap
         ),
+        dg.asset(
+            **{**daily, "ins": {"deployed": dg.AssetIn("deployed_model")}},
+            deps=["content_scores"],
+            check_specs=[
+                dg.AssetCheckSpec(
+                    "volumes_match_launch_prediction",
+                    asset="launch_volumes",
+                    # Blocking: a failed check fails the step and the run, and the run failure sensor alerts.
+                    blocking=True,
+                    description=launch_check_description(bounds),
+                )
+            ],
+        )(launch_volumes),
         dbt_assets(select=" ".join(MONITORING_MODELS), name="monitoring_models", **dbt_asset_args(partitions))(
             monitoring_models
         ),

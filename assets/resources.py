@@ -1,8 +1,8 @@
 """The Dagster resources the assets declare: the lakehouse (paths, the simulated platform, text pool),
-the training runs' size and promotion gates, and the monitoring thresholds.
+the training runs' size and promotion gates, the monitoring thresholds and the launch bounds.
 
 Each is built from the library's own frozen dataclasses (`SimConfig`, `LightGBMParams`,
-`TextModelParams`, `GateConfig`, `MonitoringThresholds`) and hands them back, so no default is stated
+`TextModelParams`, `GateConfig`, `MonitoringThresholds`, `LaunchBounds`) and hands them back, so no default is stated
 here: orchestration/settings.py reads the deployment's values and orchestration/definitions.py builds
 the resources from them. The fields are the values a deployment may set, shown in the UI's resource page.
 """
@@ -21,6 +21,7 @@ import polars as pl
 from ml.corpora import load_records, load_text_pool
 from ml.evaluation.gates import GateConfig
 from ml.lake import Lake
+from ml.launch.bounds import LaunchBounds
 from ml.monitoring import MonitoringThresholds
 from ml.simulator import SimConfig
 
@@ -159,3 +160,22 @@ class MonitoringResource(dg.ConfigurableResource):
 
     def thresholds(self) -> MonitoringThresholds:
         return MonitoringThresholds(**{f.name: getattr(self, f.name) for f in fields(MonitoringThresholds)})
+
+
+class LaunchResource(dg.ConfigurableResource):
+    """How far a launch may move what the platform does before a person must approve it, and how its prediction
+    is held to account after: every `LaunchBounds` field."""
+
+    backtest_days: int
+    max_removal_change: float
+    max_review_change: float
+    min_daily_change: float
+    review_seconds: float
+    volume_tolerance: float
+
+    @classmethod
+    def from_bounds(cls, bounds: LaunchBounds) -> LaunchResource:
+        return cls(**asdict(bounds))
+
+    def bounds(self) -> LaunchBounds:
+        return LaunchBounds(**{f.name: getattr(self, f.name) for f in fields(LaunchBounds)})

@@ -20,7 +20,8 @@ from ml.scoring import load_model, risk, score_frame
 def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
     probabilities, the enforcement policy's action and the model version. Features are built
-    point-in-time from the raw lake, so a new day needs no retraining run first."""
+    point-in-time from the raw lake, so a new day needs no retraining run first. Rules of the
+    enforcement policy in shadow mode decide nothing: what each would have changed is logged per day."""
     if not deployed.champion:
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
     # Resolved through the registry, so a moved or copied home scores with its own files.
@@ -36,8 +37,14 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
         [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
     ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))
     for day in days:
-        todays_scores = scores.filter(pl.col("created_at").dt.date() == day)
+        on_day = scores["created_at"].dt.date() == day
+        todays_scores = scores.filter(on_day)
         lake.write_partition("content_scores", day, todays_scores, root=lake.scores)
+        shadow_rules = champion.policy.shadow_effects(todays_scores, champion.thresholds, frame.filter(on_day))
+        for rule, changed in shadow_rules.items():
+            context.log.info(
+                f"{day}: shadow rule {rule} would have changed {changed or 'no'} action(s); it acted on none"
+            )
         # This day's own numbers on this day's materialization, so per-partition plots mean something.
         add_partition_metadata(
             context,
@@ -48,6 +55,7 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
                 "actions": dg.MetadataValue.md(
                     markdown_table(todays_scores.group_by("action").len().sort("action").rename({"len": "items"}))
                 ),
+                **{f"shadow_rule/{rule}": str(changed or "no change") for rule, changed in shadow_rules.items()},
             },
         )
     return dg.MaterializeResult(

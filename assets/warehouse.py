@@ -34,11 +34,11 @@ from ml.warehouse import (
 
 DUCKDB_POOL = "duckdb"
 # Models built from the champion's scores; they run after scoring, not with the warehouse.
-SCORING_MODELS = ("mart_review_queue",)
+SCORING_MODELS = ("mart_review_queue", "mart_shadow_comparison")
 # Models built from the training run's label-issue table; they run with training.
 TRAINING_MODELS = ("mart_label_issues",)
-# Models built from the monitoring tables and the ops alert log; they run after monitoring.
-MONITORING_MODELS = ("mart_model_monitoring", "ops_alerts")
+# Models built from the monitoring tables, the ops alert log and the models' audit log; they run after monitoring.
+MONITORING_MODELS = ("mart_model_monitoring", "ops_alerts", "mart_model_launches")
 
 
 class TrustlakeDbtTranslator(DagsterDbtTranslator):
@@ -228,7 +228,8 @@ def run_dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakeho
 def review_queue_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
 ) -> Iterator:
-    """The review queue from the champion's scores, then a fresh publication of marts.duckdb."""
+    """The review queue from the champion's scores and the shadow's comparison with them, then a fresh
+    publication of marts.duckdb."""
     yield from run_dbt_build(context, dbt, lakehouse)
     lake = lakehouse.lake
     publish_marts(lake.warehouse_db, lake.marts_db, on_wait=context.log.warning)

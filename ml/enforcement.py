@@ -2,6 +2,8 @@
 
 The policy is a YAML file (docs/serving.md); it is validated on load by pydantic models and
 every error names the line it is about. Rules are tried in order and the first that matches decides.
+A rule with `mode: shadow` is never tried by `decide`: `shadow_effects` says what it would have
+changed had it been enabled (batch scoring logs it per day), so a new rule is measured before it acts.
 
     version: 1
     default: allow
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ml.taxonomy import VIOLATING
 
 ENFORCEMENT_ACTIONS = ("remove", "review", "allow")  # what the policy decides (not a moderator's decision action)
+RULE_MODES = ("enabled", "shadow")  # shadow: evaluated and logged, never deciding
 THRESHOLD_NAMES = ("auto_action", "review")
 CONTEXT_COLUMNS = {
     "account_age_days_below": "account_age_days",
@@ -81,6 +84,14 @@ class Rule(BaseModel):
     score_at_least: str | float
     action: str
     context: ContextRule = Field(default_factory=ContextRule)
+    mode: str = "enabled"
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in RULE_MODES:
+            raise ValueError(f"unknown mode {value!r} (expected {', '.join(RULE_MODES)})")
+        return value
 
     @field_validator("policy")
     @classmethod
@@ -142,6 +153,8 @@ class EnforcementPolicy(BaseModel):
         n = proba.height
         action = np.full(n, None, dtype=object)
         for rule in self.rules:
+            if rule.mode != "enabled":
+                continue  # a shadow rule never decides (shadow_effects measures it)
             policies = VIOLATING if rule.policy == "any" else (rule.policy,)
             hit = np.zeros(n, dtype=bool)
             for p in policies:
@@ -157,6 +170,24 @@ class EnforcementPolicy(BaseModel):
             action[fresh] = rule.action
         action[action == None] = self.default  # noqa: E711
         return action.astype(str)
+
+    def shadow_effects(
+        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
+    ) -> dict[str, dict[str, int]]:
+        """For each shadow rule, the rows whose action it would have changed had it been enabled in its place, by
+        the action they would have got (`{"review": 12}`): the rows are decided again with it enabled and
+        compared with the actions `decide` takes. Nothing here changes an action."""
+        shadows = [rule for rule in self.rules if rule.mode == "shadow"]
+        if not shadows:
+            return {}
+        taken = self.decide(proba, thresholds, context)
+        out = {}
+        for rule in shadows:
+            enabled = tuple(r.model_copy(update={"mode": "enabled"}) if r is rule else r for r in self.rules)
+            would = self.model_copy(update={"rules": enabled}).decide(proba, thresholds, context)
+            changed = would[would != taken]
+            out[rule.name] = {a: int((changed == a).sum()) for a in ENFORCEMENT_ACTIONS if (changed == a).any()}
+        return out
 
 
 def _context_mask(context: pl.DataFrame | None, key: str, value, n: int) -> np.ndarray:

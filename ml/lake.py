@@ -5,7 +5,9 @@ object storage touches one module. Every writer in trustlake (lake partitions, t
 the marts copy, scored files, settings files) goes through `atomic_write`: the file is written
 under a hidden temporary name in the target directory, fsynced and renamed into place, so
 readers (globbing `*.parquet` or opening the file) never see a half-written file, and
-re-writing a partition replaces exactly that partition.
+re-writing a partition replaces exactly that partition. The one file that is appended to instead,
+the models' audit log, goes through `append_line`: an append-only record cannot be rewritten by
+a rename without ceasing to be append-only.
 
 A writer holds an exclusive `flock` on its temporary file until the rename, so a process
 that starts after a crash can tell a temp file a live writer still owns from one a killed
@@ -278,6 +280,39 @@ def write_bytes_atomic(target: Path, data: bytes, sync_dir: bool = False) -> Pat
 def write_text_atomic(target: Path, text: str, sync_dir: bool = False) -> Path:
     """Write `text` (UTF-8) to `target` through `atomic_write`."""
     return write_bytes_atomic(target, text.encode(), sync_dir=sync_dir)
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append `line` and an end of line to the append-only file `path`, durably: fsynced before this
+    returns (and the directory too when the file is new), so a record that was appended survives a
+    crash or a power cut.
+
+    Appending is not atomic: a writer killed mid-append leaves a torn last line. If the file does not
+    end with an end of line, one is written first, so the torn fragment stays in the file as a line
+    of its own (readers report it; nothing is ever cut from an append-only file) and this record
+    starts a clean line. Callers serialise appends (the registry appends under its lock).
+    """
+    if b"\n" in line or b"\r" in line:
+        raise ValueError("an appended record must be one line: it contains an end of line")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        data = memoryview((b"\n" if torn else b"") + line + b"\n")
+        while data:  # a write may be partial; O_APPEND puts every piece at the end
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def replace_file_atomic(source: Path, target: Path) -> Path:

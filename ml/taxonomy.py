@@ -25,6 +25,16 @@ REVIEW_REASONS: tuple[str, ...] = ("user_report", "proactive")  # why a moderato
 APPEAL_OUTCOMES: tuple[str, ...] = ("upheld", "overturned")
 SURFACES: tuple[str, ...] = ("post", "comment", "video_comment", "direct_message")
 ARCHETYPES: tuple[str, ...] = ("ordinary", "troll", "spammer", "scam_ring")
+# What the models' audit log records (ml/launch/audit.py): each change to what is deployed, and who decided it.
+AUDIT_ACTIONS: tuple[str, ...] = (
+    "promote",
+    "rollback",
+    "approval_requested",
+    "approve",
+    "reject",
+    "shadow_start",
+    "shadow_stop",
+)
 
 # The vocabularies the warehouse tests and groups by, under the dbt var names they are passed as
 # on every dbt invocation (assets/dbt_inputs.py): dbt never restates a list.
@@ -36,4 +46,5 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "decision_actions": DECISION_ACTIONS,
     "enforcements": ENFORCEMENTS,
     "appeal_outcomes": APPEAL_OUTCOMES,
+    "audit_actions": AUDIT_ACTIONS,
 }

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from ml.evaluation.gates import GateConfig
+    from ml.launch.bounds import LaunchBounds
     from ml.monitoring import MonitoringThresholds
 
 if not dbt_project.manifest_path.exists():
@@ -21,6 +22,7 @@ if not dbt_project.manifest_path.exists():
 
 from assets.evaluation import evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
+from assets.launch import launch_assets  # noqa: E402
 from assets.monitoring import monitoring_assets  # noqa: E402
 from assets.raw import raw_assets  # noqa: E402
 from assets.reference import reference_labels  # noqa: E402
@@ -29,9 +31,11 @@ from assets.training import baseline_model, content_classifier, label_issues, ri
 from assets.warehouse import warehouse_assets  # noqa: E402
 
 
-def all_assets(partitions: dg.TimeWindowPartitionsDefinition, gates: GateConfig, limits: MonitoringThresholds) -> list:
-    """The assets over the platform's daily `partitions`, their gate and monitoring checks described with
-    the bounds in force."""
+def all_assets(
+    partitions: dg.TimeWindowPartitionsDefinition, gates: GateConfig, limits: MonitoringThresholds, bounds: LaunchBounds
+) -> list:
+    """The assets over the platform's daily `partitions`, their gate, monitoring and launch checks described
+    with the bounds in force."""
     return [
         *raw_assets(partitions),
         reference_labels,
@@ -45,5 +49,6 @@ def all_assets(partitions: dg.TimeWindowPartitionsDefinition, gates: GateConfig,
         risk_model,
         *evaluation_assets(gates),
         *scoring_assets(partitions),
-        *monitoring_assets(partitions, limits),
+        *launch_assets(partitions),
+        *monitoring_assets(partitions, limits, bounds),
     ]

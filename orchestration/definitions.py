@@ -21,7 +21,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from assets.automation import automation_condition_for
     from assets.code_version import source_version
     from assets.ownership import owners_for
-    from assets.resources import LakehouseResource, MonitoringResource, TrainingResource
+    from assets.resources import LakehouseResource, LaunchResource, MonitoringResource, TrainingResource
     from assets.warehouse_project import TrustlakeDbtCliResource
     from ml.lake import Lake
     from orchestration.asset_list import all_assets
@@ -48,7 +48,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     assets = [
         a.map_asset_specs(catalogued(defining_module(a))) if isinstance(a, dg.AssetsDefinition) else a
-        for a in all_assets(daily_partitions, settings.gates, settings.monitoring)
+        for a in all_assets(daily_partitions, settings.gates, settings.monitoring, settings.launch)
     ]
     return dg.Definitions(
         assets=assets,
@@ -64,6 +64,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources={
             "lakehouse": LakehouseResource.for_platform(settings.home, settings.corpora, settings.simulator),
             "monitoring": MonitoringResource.from_thresholds(settings.monitoring),
+            "launch": LaunchResource.from_bounds(settings.launch),
             "dbt": TrustlakeDbtCliResource.for_lake(Lake(settings.home)),
             "ray_cluster": ray_cluster(settings),
             "training": TrainingResource.for_runs(

@@ -2,7 +2,7 @@
 
 Every knob is a field of a frozen dataclass that states its default once: the library's own
 (`SimConfig`, `LightGBMParams`, `TextModelParams`, `GateConfig`, `MonitoringThresholds`,
-`ServingLimits`), or `Settings` itself for what only orchestration knows. A `Section`
+`LaunchBounds`, `ServingLimits`), or `Settings` itself for what only orchestration knows. A `Section`
 (orchestration/sections.py) names the fields of one dataclass that a deployment may set, and the
 variable that sets a field is derived from its name, `TRUSTLAKE_<PREFIX>_<FIELD>`:
 `TextModelParams.epochs` is `TRUSTLAKE_TEXT_EPOCHS`. A value is parsed by the field's type, and a bad
@@ -32,6 +32,7 @@ from orchestration.sections import Section
 
 if typing.TYPE_CHECKING:  # the sections import their classes when read: see `Section.lazy`
     from ml.evaluation.gates import GateConfig
+    from ml.launch.bounds import LaunchBounds
     from ml.monitoring import MonitoringThresholds
     from ml.scoring.serving import ServingLimits
     from ml.simulator import SimConfig
@@ -123,6 +124,20 @@ MONITORING = Section(
         "retrain_min_new_labels": "new platform labels since the champion's training set that request a retraining",
     },
 )
+LAUNCH = Section(
+    "ml.launch.bounds:LaunchBounds",
+    "LAUNCH",
+    {
+        "backtest_days": "last days of platform content a candidate's launch impact is backtested on",
+        "max_removal_change": "change of a policy's daily auto-removals (relative to the champion's, either way) "
+        "past which a launch is high risk: it waits for `trustlake models approve` and runs as the shadow meanwhile",
+        "max_review_change": "the same bound for a policy's daily reviews",
+        "min_daily_change": "a change of fewer items a day than this never makes a launch high risk",
+        "review_seconds": "a moderator's seconds per review: the review hours a queue change implies",
+        "volume_tolerance": "after a promotion, how far (relative) a day's volumes may part from the launch's "
+        "prediction before `volumes_match_launch_prediction` fails the run",
+    },
+)
 SERVING = Section(
     "ml.scoring.serving:ServingLimits",
     "SERVE",
@@ -142,6 +157,7 @@ SECTIONS: dict[str, Section] = {
     "text_model": TEXT_MODEL,
     "gates": GATES,
     "monitoring": MONITORING,
+    "launch": LAUNCH,
     "serving": SERVING,
 }
 # Variables read outside the sections: (default, meaning) as the README shows them.
@@ -202,6 +218,10 @@ class Settings:
     @cached_property
     def monitoring(self) -> MonitoringThresholds:
         return MONITORING.read(self.environ)
+
+    @cached_property
+    def launch(self) -> LaunchBounds:
+        return LAUNCH.read(self.environ)
 
     @cached_property
     def serving(self) -> ServingLimits:

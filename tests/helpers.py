@@ -140,6 +140,34 @@ def pair_evaluation(version: str, passed: bool, text_only: float, champion: str 
     )
 
 
+def launch_impact_of(
+    candidate: str, champion: str | None, removals: tuple[int, int] = (10, 10), days: int = 7, bounds=None
+):
+    """The launch impact of `candidate` against `champion` judged by `bounds` (default LaunchBounds()): over
+    `days` days of 200 spam posts, the champion removes `removals[0]` a day and the candidate `removals[1]`."""
+    from datetime import timedelta
+
+    from ml.launch.bounds import LaunchBounds
+    from ml.launch.impact import PAIRED_SCHEMA, launch_impact
+
+    champ, cand = removals
+    rows = [
+        {
+            "content_id": d * 1000 + i,
+            "day": date(2026, 10, 1) + timedelta(days=d),
+            "surface": "post",
+            "policy": "spam",
+            "champion_action": None if champion is None else "remove" if i < champ else "allow",
+            "candidate_action": "remove" if i < cand else "allow",
+        }
+        for d in range(days)
+        for i in range(200)
+    ]
+    precision = {who: {"spam": 0.9} for who in ("champion", "candidate")}
+    paired = pl.DataFrame(rows, schema=PAIRED_SCHEMA)
+    return launch_impact(paired, bounds or LaunchBounds(), candidate, champion, "backtest", precision)
+
+
 def descendants(pid: int) -> list[tuple[int, str]]:
     """Every process below `pid` with its command line: the code server, run workers, step processes, dbt."""
     try:
@@ -228,7 +256,7 @@ def _all_assets() -> list:
     from orchestration.partitions import daily_partitions
 
     settings = Settings.from_env()
-    return all_assets(daily_partitions, settings.gates, settings.monitoring)
+    return all_assets(daily_partitions, settings.gates, settings.monitoring, settings.launch)
 
 
 HAS_CORPORA = DEFAULT_CORPORA.is_dir()

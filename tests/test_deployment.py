@@ -23,6 +23,7 @@ from ml.training.scorer import Scorer
 from tests.helpers import (
     classifier_evaluation,
     labelled_training_frame,
+    launch_impact_of,
     pair_evaluation,
     registry_entry,
     small_champion,
@@ -109,8 +110,12 @@ def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     registry = Registry(tmp_path)
     for v in ("good", "bad"):
         registry.register(registry_entry(v, v, "risk_model"))
-    assert deploy(registry, pair_evaluation("good", True, 0.8), actor="t").promoted == "good"
-    decision = deploy(registry, pair_evaluation("bad", False, 0.9, champion="good"), actor="t")
+    assert (
+        deploy(registry, pair_evaluation("good", True, 0.8), launch_impact_of("good", None), actor="t").promoted
+        == "good"
+    )
+    bad = pair_evaluation("bad", False, 0.9, champion="good")
+    decision = deploy(registry, bad, launch_impact_of("bad", "good"), actor="t")
     assert decision.promoted is None and "champion unchanged" in decision.reason
     assert registry.champion().version == "good"
 
@@ -123,8 +128,11 @@ def test_a_candidate_never_replaces_a_champion_it_was_not_compared_with(tmp_path
     for v in ("first", "fast", "slow"):
         registry.register(registry_entry(v, v, "risk_model"))
     registry.promote("first", "initial", "t")
-    assert deploy(registry, pair_evaluation("fast", True, 0.8, champion="first"), actor="t").promoted == "fast"
-    late = deploy(registry, pair_evaluation("slow", True, 0.99, champion="first"), actor="t")
+    fast = pair_evaluation("fast", True, 0.8, champion="first")
+    assert deploy(registry, fast, launch_impact_of("fast", "first"), actor="t").promoted == "fast"
+    late = deploy(
+        registry, pair_evaluation("slow", True, 0.99, champion="first"), launch_impact_of("slow", "first"), actor="t"
+    )
     assert late.promoted is None and late.champion == "fast"
     assert "evaluated against champion first, but the champion is now fast" in late.reason
     assert registry.champion().version == "fast"

@@ -51,6 +51,19 @@ def test_monitoring_assets_are_daily_like_scoring_and_read_a_declared_reference(
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("ops_alerts")).parent_keys} == {"ops_alert_log"}
 
 
+def test_nothing_that_acts_reads_the_shadow_and_the_post_launch_check_fails_the_run(defs):
+    # What acts (the champion's scores, the moderators' queue, the daily monitoring) never depends on the shadow's
+    # scores: only the comparison mart and the launch report read them (tests/test_launch_assurance.py).
+    graph = defs.resolve_asset_graph()
+    readers = {k.to_user_string() for k in graph.get(dg.AssetKey("shadow_scores")).child_keys}
+    assert readers == {"launch_report", "mart_shadow_comparison"}, readers
+    # Blocking: a failed post-launch check fails the run, which the run failure sensor turns into an ops alert.
+    check = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("launch_volumes"), "volumes_match_launch_prediction"))
+    assert check.blocking
+    score = {k.to_user_string() for k in defs.resolve_job_def("score_job").asset_layer.executable_asset_keys}
+    assert {"shadow_scores", "launch_volumes", "launch_report", "model_launch_log"} <= score
+
+
 def test_every_monitoring_check_has_a_description_quoting_its_thresholds(defs):
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}

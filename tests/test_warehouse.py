@@ -450,6 +450,12 @@ def test_make_run_deploys_a_champion_scores_every_day_and_builds_the_review_queu
         ranks = con.execute("select queue_rank, priority from mart_review_queue order by queue_rank").fetchall()
     assert ranks and [r[0] for r in ranks] == list(range(1, len(ranks) + 1))
     assert all(a[1] >= b[1] for a, b in zip(ranks, ranks[1:]))  # ranked by risk x reach
+    # The first launch: judged by its backtest, reported, and in the audit log analysts query.
+    assert champ.launch is not None and (champ.launch.risk_tier, champ.launch.approval) == ("first", "not_needed")
+    assert "## Model card" in (lake.models / champ.version / "launch" / "report.md").read_text()
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        launches = con.execute("select action, model_version, is_damaged from mart_model_launches").fetchall()
+    assert ("promote", champ.version, False) in launches
     # Text with no context (the CLI) gets every policy from the same champion version.
     src = tmp_path / "texts.csv"
     pl.DataFrame({"body": ["WINNER!! claim your prize, call 09061701461 now", "see you at lunch"]}).write_csv(src)

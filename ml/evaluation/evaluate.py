@@ -20,9 +20,15 @@ import polars as pl
 
 from ml.evaluation.gates import GateConfig, pair_gates, text_gates
 from ml.evaluation.generalisation import leave_one_source_out
-from ml.evaluation.metrics import choose_operating_points, policy_metrics, slice_metrics, with_slices
+from ml.evaluation.metrics import (
+    choose_operating_points,
+    policy_metrics,
+    slice_metrics,
+    with_pr_auc_intervals,
+    with_slices,
+)
 from ml.evaluation.plots import calibration_plot, pr_curves
-from ml.evaluation.results import ClassifierEvaluation, PairEvaluation, as_json
+from ml.evaluation.results import ClassifierEvaluation, PairEvaluation, SetMetrics, as_json
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, ClassifierRecipe, FitPlan
 from ml.training.dataset import held_out_texts, label_array, platform_rows
@@ -92,13 +98,9 @@ def evaluate_text_model(
         dataset_version=artifact.dataset_version,
         baseline_version=baseline.version,
         operating_points=points,
-        text_only=policy_metrics(y_test, p_test, points),
+        text_only=with_pr_auc_intervals(policy_metrics(y_test, p_test, points), y_test, p_test),
         baseline_text_only=policy_metrics(y_test, p_base, base_points),
-        qa_gold_text_only=(
-            policy_metrics(label_array(gold), scorer.predict_proba(gold.select("text")), points)
-            if gold.height
-            else None
-        ),
+        qa_gold_text_only=_qa_gold(gold, scorer.predict_proba(gold.select("text")), points) if gold.height else None,
         champion_version=champion_version,
         champion_text_only=champion_text_only,
         held_out_sources=held_out_sources,
@@ -157,7 +159,7 @@ def evaluate_risk_model(
         operating_points=points,
         test=policy_metrics(y_test, p_test, points),
         classifier_alone_test=policy_metrics(y_test, p_text, points),
-        qa_gold=policy_metrics(label_array(gold), scorer.predict_proba(gold), points) if gold.height else None,
+        qa_gold=_qa_gold(gold, scorer.predict_proba(gold), points) if gold.height else None,
         slices=slice_metrics(test, y_test, p_test, p_text),
         champion_version=champion_version,
         champion_test=champion_test,
@@ -165,6 +167,12 @@ def evaluate_risk_model(
         plots=plots,
     )
     return _judged(replace(ev, gates=pair_gates(ev, config)), model_dir)
+
+
+def _qa_gold(gold: pl.DataFrame, proba: np.ndarray, points: dict) -> SetMetrics:
+    """Metrics on the QA-gold rows, with intervals: the audited sample is small, so its figures need them."""
+    labels = label_array(gold)
+    return with_pr_auc_intervals(policy_metrics(labels, proba, points), labels, proba)
 
 
 def _judged(ev, model_dir: Path):

@@ -32,6 +32,9 @@ class PolicyMetrics:
     recall_at_auto_action: float = math.nan
     precision_at_review: float = math.nan
     recall_at_review: float = math.nan
+    # 95% bootstrap interval of pr_auc (rows resampled); NaN: not measured on this set
+    pr_auc_ci_low: float = math.nan
+    pr_auc_ci_high: float = math.nan
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_tr
                 return 1
         if skip_training:
             return 0
-        stale = stale_assets(launcher, "retrain_job")
+        stale = stale_assets(launcher, "retrain_job", settings=settings)
         if not stale:
             say("trustlake: retrain_job: every model is up to date (no input or code changed since it was built)")
         else:
@@ -158,22 +158,36 @@ def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_tr
 
 def stale_assets(launcher: Launcher, job: str, days: list[str] | None = None, settings: Settings | None = None) -> dict:
     """Stale (asset, partition) cells of `job` and why (orchestration/freshness.py)."""
-    import dagster as dg
-
     from ml.lake import Lake
-    from ml.reference import reference_inputs_version
     from orchestration.freshness import Freshness
     from orchestration.jobs import JOB_GROUPS
 
     graph = launcher.asset_graph
     keys = {k for k in graph.materializable_asset_keys if graph.get(k).group_name in JOB_GROUPS[job]}
-    external = (
-        {dg.AssetKey("reference_labels"): reference_inputs_version(settings.corpora, Lake(settings.home))}
-        if settings is not None
-        else {}
-    )
+    external = external_versions(Lake(settings.home), settings) if settings is not None else {}
     reasons = Freshness(launcher.instance, graph, external).stale(keys, days)
     return {cell: why for cell, why in reasons.items()} if days else {key: why for (key, _), why in reasons.items()}
+
+
+def external_versions(lake, settings: Settings) -> dict:
+    """The current version of what assets read from outside the runs: the corpora and imported label sets
+    (reference_labels), the registry's champion and shadow as `trustlake models` may have changed them
+    (deployed_model), and the audit log those commands append to (model_launch_log)."""
+    import dagster as dg
+
+    from ml.deployment import deployed_version
+    from ml.reference import reference_inputs_version
+    from ml.registry import Registry
+
+    registry = Registry(lake.models)
+    champion, shadow = registry.champion(), registry.shadow()
+    return {
+        dg.AssetKey("reference_labels"): reference_inputs_version(settings.corpora, lake),
+        dg.AssetKey("deployed_model"): deployed_version(
+            champion.version if champion else None, shadow.version if shadow else None
+        ),
+        dg.AssetKey("model_launch_log"): registry.audit.fingerprint(),
+    }
 
 
 def stale_days(launcher: Launcher, job: str, window: list[str], settings: Settings) -> list[str]:
@@ -244,6 +258,8 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
     if models:
         print_model_report(models)
         print_champion(lake)
+        if "risk_model_evaluation" in models:
+            print_launch(lake, models["risk_model_evaluation"].version)
     print('\nnext: make ui  (Dagster UI)   |   trustlake sql "select * from mart_appeals"')
 
 
@@ -319,6 +335,41 @@ def print_champion(lake) -> None:
         print(
             f"  {p:<12} text-only PR-AUC {f(m.text_only_pr_auc.get(p)).strip()}  auto-action at {auto}  "
             f"review at {op.review_threshold:.3f}"
+        )
+
+
+def print_launch(lake, version: str) -> None:
+    """The evaluated pair's launch: its risk tier, where the decision stands, the report, and the impact per policy."""
+    from ml.launch.impact import read_impact
+    from ml.registry import Registry, RegistryError
+
+    try:
+        registry = Registry(lake.models)
+        entry, shadow = registry.get(version), registry.shadow()
+    except RegistryError as exc:
+        print(f"launch     unknown: {exc}")
+        return
+    impact = read_impact(lake.models, version)
+    if impact is None:
+        return
+    launch = entry.launch
+    state = (
+        "champion"
+        if entry.status == "champion"
+        else f"approval {launch.approval.replace('_', ' ')}"
+        if launch is not None
+        else "not deployed (gates)"
+    )
+    print(f"launch     {version}: {impact.risk_tier} risk, {state}" + (f"; shadow {shadow.version}" if shadow else ""))
+    for reason in impact.reasons:
+        print(f"  beyond the bounds: {reason}")
+    report = lake.models / version / "launch" / "report.md"
+    print(f"  report {report}" + ("" if report.exists() else " (rendered by launch_report in score_job)"))
+    print(f"  backtest {impact.first_day} .. {impact.last_day}, items a day (champion -> candidate):")
+    for r in impact.by_policy().iter_rows(named=True):
+        print(
+            f"  {r['policy']:<12} removals {r['champion_remove']:6.1f} -> {r['candidate_remove']:6.1f}   "
+            f"reviews {r['champion_review']:6.1f} -> {r['candidate_review']:6.1f}"
         )
 
 
