@@ -25,6 +25,8 @@ REVIEW_REASONS: tuple[str, ...] = ("user_report", "proactive")  # why a moderato
 APPEAL_OUTCOMES: tuple[str, ...] = ("upheld", "overturned")
 SURFACES: tuple[str, ...] = ("post", "comment", "video_comment", "direct_message")
 ARCHETYPES: tuple[str, ...] = ("ordinary", "troll", "spammer", "scam_ring")
+# What a content item is: text, or an image (its file in the lake by content hash, any caption in `text`).
+MEDIA_TYPES: tuple[str, ...] = ("text", "image")
 
 # The vocabularies the warehouse tests and groups by, under the dbt var names they are passed as
 # on every dbt invocation (assets/dbt_inputs.py): dbt never restates a list.
@@ -36,4 +38,5 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "decision_actions": DECISION_ACTIONS,
     "enforcements": ENFORCEMENTS,
     "appeal_outcomes": APPEAL_OUTCOMES,
+    "media_types": MEDIA_TYPES,
 }

@@ -198,6 +198,9 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
             "text_hash": [text_hash(normalise(t)) for t in texts],
             "has_link": [False] * len(authors),
             "has_phone": [False] * len(authors),
+            "media_type": ["text"] * len(authors),
+            "media_sha256": [None] * len(authors),
+            "media_path": [None] * len(authors),
         },
         schema=CONTRACTS["content"].columns,
     )

@@ -31,6 +31,12 @@ DENSE_DEFAULTS: dict[str, float] = {
     "leetspeak_tokens": 0,
     "spaced_letter_runs": 0,
     "promo_words": 0,
+    # ml/features/images.py: read from the upload itself, so known wherever the item is scored.
+    "has_image": 0,
+    "ocr_confidence": 0,
+    "image_text_share": 0,
+    # The platform's hash banks: unknown outside the platform.
+    "bank_match_distance": np.nan,
     "account_age_days": np.nan,
     "follower_count": np.nan,
     "verified": np.nan,
@@ -56,6 +62,7 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
     "component_size",
     "component_enforced_share",
     "shares_fingerprints",
+    "bank_match_distance",
 )
 
 
