@@ -21,6 +21,7 @@ if not dbt_project.manifest_path.exists():
 
 from assets.evaluation import evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
+from assets.images import images_assets  # noqa: E402
 from assets.monitoring import monitoring_assets  # noqa: E402
 from assets.raw import raw_assets  # noqa: E402
 from assets.reference import reference_labels  # noqa: E402
@@ -36,6 +37,7 @@ def all_assets(partitions: dg.TimeWindowPartitionsDefinition, gates: GateConfig,
         *raw_assets(partitions),
         reference_labels,
         *warehouse_assets(partitions),
+        *images_assets(partitions),
         *feature_assets,
         training_set,
         label_issues,

@@ -306,7 +306,9 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
     from ml.text import eval_bucket
     from ml.training.dataset import build_training_set
 
-    config = SimConfig(seed=seed, users=900, content_per_day=500)
+    # No image posts: their text is a caption until OCR reads the image (the image_text asset), which
+    # these text-model tests do not run.
+    config = SimConfig(seed=seed, users=900, content_per_day=500, image_share=0.0)
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
     content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
     source = (

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml.images.decode import DecodedImage, DecodeLimits, ImageRejection, decode_image
+from ml.images.decode import DecodedImage, DecodeLimits, ImageRejection, RejectReason, decode_image
 from ml.images.ocr import OcrParams, OcrResult, read_sources, read_sources_on_ray
+from ml.lake import Lake
 from ml.matching.pdq import BITS, ORIGINAL_AND_MIRROR, codes_to_hex, image_codes
 
 CODES_PER_IMAGE = 2 * len(ORIGINAL_AND_MIRROR)  # reference and robust, each as is and mirrored
@@ -41,8 +42,27 @@ IMAGE_TEXT_SCHEMA: dict[str, pl.DataType] = {
     "pdq_codes": pl.Binary,  # CODES_PER_IMAGE x 32 bytes (empty when rejected)
     "read_at": pl.Datetime("us"),  # when this image was read (naive UTC): once ever
 }
+IMAGE_TEXT = "image_text"  # the table, under lake/features/image_text/date=D/ (the days the image was posted)
 # What the risk model reads about images (ml/training/matrix.py), in the content_features table.
 IMAGE_FEATURES: tuple[str, ...] = ("has_image", "ocr_confidence", "image_text_share", "bank_match_distance")
+
+
+def image_text_table(lake: Lake) -> pl.DataFrame:
+    """Every image read so far, one row per distinct file (empty before the first read)."""
+    if not lake.partitions(IMAGE_TEXT, root=lake.features):
+        return pl.DataFrame(schema=IMAGE_TEXT_SCHEMA)
+    return lake.read_table(IMAGE_TEXT, root=lake.features).drop("date").unique("media_sha256", keep="first")
+
+
+def images_to_read(posted: pl.DataFrame, read: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What OCR still has to read: (the rows of `read`, the image_text table, that stand, and the distinct
+    files of `posted` (rows with media_sha256) not among them). A file that was missing when last tried
+    is tried again, since it may have arrived since; every other file, read or rejected, never is."""
+    known = read.filter(pl.col("rejected") != str(RejectReason.UNREADABLE))
+    new = posted.filter(~pl.col("media_sha256").is_in(known["media_sha256"].implode())).unique(
+        "media_sha256", keep="first", maintain_order=True
+    )
+    return known, new
 
 
 def read_images(
@@ -176,11 +196,14 @@ def bank_match_distance(content: pl.DataFrame, matches: pl.DataFrame | None) -> 
 __all__ = [
     "CODES_PER_IMAGE",
     "IMAGE_FEATURES",
+    "IMAGE_TEXT",
     "IMAGE_TEXT_SCHEMA",
     "bank_codes",
     "bank_match_distance",
     "codes_of",
     "image_features",
     "image_post_text",
+    "image_text_table",
+    "images_to_read",
     "read_images",
 ]
