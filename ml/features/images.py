@@ -139,12 +139,18 @@ def image_post_text(frame: pl.DataFrame, image_text: pl.DataFrame | None) -> pl.
     if image_text is None or "media_sha256" not in frame.columns or frame.is_empty():
         return frame
     read = image_text.select("media_sha256", pl.col("text").alias("_image_text")).unique("media_sha256")
-    combined = pl.concat_str([pl.col("text").fill_null(""), pl.col("_image_text")], separator=" ").str.strip_chars()
     return (
         frame.join(read, on="media_sha256", how="left", maintain_order="left")
-        .with_columns(text=pl.when(pl.col("_image_text").fill_null("") != "").then(combined).otherwise(pl.col("text")))
+        .with_columns(text=caption_and_image_text(pl.col("text"), pl.col("_image_text")))
         .drop("_image_text")
     )
+
+
+def caption_and_image_text(caption: pl.Expr, image_text: pl.Expr) -> pl.Expr:
+    """The text an image post is classified on: its caption, then the text read in its image (the caption
+    alone when the image has no text)."""
+    combined = pl.concat_str([caption.fill_null(""), image_text], separator=" ").str.strip_chars()
+    return pl.when(image_text.fill_null("") != "").then(combined).otherwise(caption)
 
 
 def image_features(content: pl.DataFrame, image_text: pl.DataFrame | None) -> pl.DataFrame:
@@ -200,6 +206,7 @@ __all__ = [
     "IMAGE_TEXT_SCHEMA",
     "bank_codes",
     "bank_match_distance",
+    "caption_and_image_text",
     "codes_of",
     "image_features",
     "image_post_text",
