@@ -5,17 +5,15 @@ from __future__ import annotations
 import polars as pl
 
 from ml.features.author import author_features
-from ml.features.images import bank_match_distance, image_features, image_post_text
+from ml.features.images import image_features, image_post_text
 from ml.features.network import network_features
 from ml.features.text import text_signals
 
 
-def content_features(
-    content: pl.DataFrame, image_text: pl.DataFrame | None = None, bank_matches: pl.DataFrame | None = None
-) -> pl.DataFrame:
+def content_features(content: pl.DataFrame, image_text: pl.DataFrame | None = None) -> pl.DataFrame:
     """Text signals of the text as the classifier reads it (an image post: its caption, then the text in its
     image), the content's own platform context (surface, link and phone flags) and the image features
-    (ml/features/images.py): `image_text` is the image_text table, `bank_matches` the bank_matches table."""
+    (ml/features/images.py): `image_text` is the image_text table."""
     base = content.select(
         "content_id",
         "created_at",
@@ -29,7 +27,6 @@ def content_features(
         base.join(text_signals(image_post_text(content, image_text)), on="content_id", how="left")
         .with_columns(pl.col("promo_words").cast(pl.Int8))
         .join(image_features(content, image_text), on="content_id", how="left")
-        .join(bank_match_distance(content, bank_matches), on="content_id", how="left")
     )
 
 
@@ -40,19 +37,17 @@ def scoring_frame(
     decisions: pl.DataFrame,
     appeals: pl.DataFrame,
     image_text: pl.DataFrame | None = None,
-    bank_matches: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """`content` with its text and every feature a model reads, point in time, one row per item.
 
     `users`, `reports`, `decisions` and `appeals` are the full history the author and network
     features look back over; `content` may be any subset (one day's posts, say). An image post's text
-    is its caption and then the text read in its image (`image_text`); `bank_matches` gives the
-    distance to the nearest bank entry known when it was posted.
+    is its caption and then the text read in its image (`image_text`).
     """
     return (
         image_post_text(content, image_text)
         .select("content_id", "text")
-        .join(content_features(content, image_text, bank_matches), on="content_id")
+        .join(content_features(content, image_text), on="content_id")
         .join(author_features(content, users, reports, decisions, appeals), on="content_id")
         .join(network_features(content, users, decisions).drop("component_id"), on="content_id")
     )
@@ -95,7 +90,6 @@ SCHEMAS: dict[str, dict] = {
         "has_image": pl.Int8,
         "ocr_confidence": pl.Float32,
         "image_text_share": pl.Float32,
-        "bank_match_distance": pl.Float32,
     },
     "author_features": {
         "content_id": pl.Int64,
@@ -124,7 +118,6 @@ RANGES: dict[str, dict[str, tuple]] = {
         "has_image": (0, 1),
         "ocr_confidence": (0, 1),
         "image_text_share": (0, 1),
-        "bank_match_distance": (0, 1),
     },
     "author_features": {
         "account_age_days": (0, None),

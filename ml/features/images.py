@@ -8,9 +8,8 @@ image gets a row too, with `rejected` saying why (ml.images.decode), so it is no
 
 An image post reaches the content classifier as text: its caption followed by the text in its image
 (`image_post_text`), wherever content text is built for features, training and scoring. The risk model
-also sees `IMAGE_FEATURES`: whether the item is an image, OCR's confidence, the image's share of the text,
-and how close the item came to a hash-bank entry known when it was posted (`bank_match_distance`:
-0 = identical, 1 = at the match threshold or nothing within it).
+also sees `IMAGE_FEATURES`: whether the item is an image, OCR's confidence and the image's share of the
+text. (The PDQ codes are kept for hash-bank matching, ml/matching/banks.py.)
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ IMAGE_TEXT_SCHEMA: dict[str, pl.DataType] = {
 }
 IMAGE_TEXT = "image_text"  # the table, under lake/features/image_text/date=D/ (the days the image was posted)
 # What the risk model reads about images (ml/training/matrix.py), in the content_features table.
-IMAGE_FEATURES: tuple[str, ...] = ("has_image", "ocr_confidence", "image_text_share", "bank_match_distance")
+IMAGE_FEATURES: tuple[str, ...] = ("has_image", "ocr_confidence", "image_text_share")
 
 
 def image_text_table(lake: Lake) -> pl.DataFrame:
@@ -182,30 +181,12 @@ def _sha(content: pl.DataFrame) -> list[pl.Expr]:
     return [pl.lit(None, pl.String).alias("media_sha256")]
 
 
-def bank_match_distance(content: pl.DataFrame, matches: pl.DataFrame | None) -> pl.DataFrame:
-    """content_id and bank_match_distance: the closest bank entry that was known when the item was posted,
-    as a share of the match threshold (`bank_matches.threshold_share`), 1.0 when none was within it.
-    Entries added after the post never count: a feature must be known when the item is scored."""
-    out = content.select("content_id")
-    if matches is None or matches.is_empty():
-        return out.with_columns(bank_match_distance=pl.lit(1.0, pl.Float32))
-    known = (
-        matches.filter(pl.col("known_at_post"))
-        .group_by("content_id")
-        .agg(pl.col("threshold_share").min().alias("bank_match_distance"))
-    )
-    return out.join(known, on="content_id", how="left", maintain_order="left").with_columns(
-        pl.col("bank_match_distance").fill_null(1.0).clip(0.0, 1.0).cast(pl.Float32)
-    )
-
-
 __all__ = [
     "CODES_PER_IMAGE",
     "IMAGE_FEATURES",
     "IMAGE_TEXT",
     "IMAGE_TEXT_SCHEMA",
     "bank_codes",
-    "bank_match_distance",
     "caption_and_image_text",
     "codes_of",
     "image_features",

@@ -35,8 +35,6 @@ DENSE_DEFAULTS: dict[str, float] = {
     "has_image": 0,
     "ocr_confidence": 0,
     "image_text_share": 0,
-    # The platform's hash banks: unknown outside the platform.
-    "bank_match_distance": np.nan,
     "account_age_days": np.nan,
     "follower_count": np.nan,
     "verified": np.nan,
@@ -62,7 +60,6 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
     "component_size",
     "component_enforced_share",
     "shares_fingerprints",
-    "bank_match_distance",
 )
 
 
