@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import frame_metadata
 from assets.resources import LakehouseResource
 from ml.features import build
@@ -25,10 +26,12 @@ class FeatureTable:
 TABLES = {
     "content_features": FeatureTable(
         "Text signals of each content item (length, URL/phone/email/mention counts, casing, repeated "
-        "characters, emoji, leetspeak and spaced-out letters) and its surface, link and phone flags. "
-        "The hashed n-gram text representation is computed from the text at training and scoring time.",
-        ("content",),
-        lambda raw: build.content_features(raw["content"]),
+        "characters, emoji, leetspeak and spaced-out letters) of its text as the classifier reads it (an image "
+        "post: caption, then the text OCR read in the image), its surface, link and phone flags, and its image "
+        "features (has_image, OCR confidence, the image's share of the text). The hashed n-gram text "
+        "representation is computed from the text at training and scoring time.",
+        ("content", IMAGE_TEXT),
+        lambda raw: build.content_features(raw["content"], raw[IMAGE_TEXT]),
     ),
     "author_features": FeatureTable(
         "The author's history as of each content item's creation time: account age, prior posts, posts in "
@@ -74,7 +77,7 @@ def feature_asset(name: str, table: FeatureTable) -> dg.AssetsDefinition:
     )
     def _feature(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         lake = lakehouse.lake
-        raw = {t: lake.read_table(t).drop("date") for t in table.reads}
+        raw = {t: image_text_table(lake) if t == IMAGE_TEXT else lake.read_table(t).drop("date") for t in table.reads}
         frame = table.build(raw)
         path = lake.features / name / "part-0.parquet"
         write_parquet_atomic(frame, path)

@@ -19,6 +19,7 @@ import dagster as dg
 import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource, MonitoringResource
 from assets.warehouse import MONITORING_MODELS, dbt_asset_args, run_dbt_build
@@ -58,12 +59,15 @@ class MonitoringReferenceRef:
 
 
 def _raw(lake: Lake) -> dict[str, pl.DataFrame]:
-    return {t: lake.read_table(t).drop("date") for t in RAW_INPUTS}
+    """The raw tables the champion's features are built from, and the text read in images (as scoring has it)."""
+    return {**{t: lake.read_table(t).drop("date") for t in RAW_INPUTS}, IMAGE_TEXT: image_text_table(lake)}
 
 
 def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.DataFrame) -> pl.DataFrame:
     """`scores` (content_scores rows) with the features the champion read, built point in time as scoring does."""
-    features = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"]).drop("text")
+    features = scoring_frame(
+        content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw[IMAGE_TEXT]
+    ).drop("text")
     return scores.join(features.drop("created_at", "surface", strict=False), on="content_id", how="inner")
 
 
@@ -71,7 +75,7 @@ def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.D
     group_name="monitoring",
     kinds={"polars", "parquet"},
     ins={"deployed": dg.AssetIn("deployed_model"), "training_set": dg.AssetIn("training_set")},
-    deps=list(RAW_INPUTS),
+    deps=[*RAW_INPUTS, IMAGE_TEXT],
 )
 def monitoring_reference(
     context: dg.AssetExecutionContext,
@@ -110,7 +114,7 @@ def monitoring_reference(
         raw = _raw(lake)
         content = raw["content"].filter(pl.col("created_at").dt.date().is_between(window[0], window[1]))
         champion = load_model(registry.artifact_dir(entry))
-        frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
+        frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw[IMAGE_TEXT])
         scored = pl.concat(
             [frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")], how="horizontal"
         )
@@ -498,7 +502,7 @@ def monitoring_assets(
         monitoring_reference,
         dg.asset(
             **daily,
-            deps=["content_scores", *RAW_INPUTS],
+            deps=["content_scores", *RAW_INPUTS, IMAGE_TEXT],
             check_specs=checks("model_drift", "score_drift_psi", "feature_drift_psi"),
         )(model_drift),
         dg.asset(**daily, deps=label_deps, check_specs=checks("live_precision", "live_precision_drop"))(live_precision),

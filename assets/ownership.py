@@ -10,6 +10,7 @@ OWNERS_BY_GROUP: dict[str, tuple[str, ...]] = {
     "raw": ("team:data-platform",),
     "warehouse": ("team:analytics-engineering",),
     "features": ("team:ml-platform",),
+    "images": ("team:ml-platform",),
     "training": ("team:ml",),
     "evaluation": ("team:ml",),
     "deployment": ("team:ml",),

@@ -20,7 +20,8 @@ DESCRIPTIONS = {
     "users": "Accounts by signup day (the first day also holds every older account): country, "
     "language, hashed device and IP fingerprints, verified flag, follower count.",
     "content": "Posts, comments, video comments and direct messages by creation day, with the "
-    "real corpus text, surface, language and link/phone flags.",
+    "real corpus text, surface, language and link/phone flags. Image posts (media_type image) carry their "
+    "caption as text and reference their file, stored once per distinct image under lake/media/.",
     "reports": "User reports by report time: reporter, reason (a policy) and time. Includes false "
     "reports and brigades.",
     "decisions": "Human moderator decisions by decision time: policy, action (remove, restrict, "
@@ -65,6 +66,12 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
         context.log.warning("No corpora directory: the platform posts built-in template texts.")
     tables = simulate_days(sim_config, pool, days[0], days[-1])
     lake = lakehouse.lake
+    # Image files before the rows that reference them, so no reader meets a post whose file is missing.
+    images_written = (
+        sum(lake.write_media(path, data) for path, data in tables["media"].select("media_path", "data").iter_rows())
+        if "content" in selected
+        else 0
+    )
     for table in (*selected, *GROUND_TRUTH_TABLES):
         frame = tables[table]
         part = partition_date(table, frame, sim_config)
@@ -99,6 +106,15 @@ def raw_platform_tables(context: dg.AssetExecutionContext, config: RawTablesConf
                 "text_source": source,
                 "path": dg.MetadataValue.path(str(lake.raw / table)),
                 "quarantined_files": len(quarantined),
+                **(
+                    {
+                        "image_files": tables["media"].height,
+                        "image_files_written": images_written,
+                        "media": dg.MetadataValue.path(str(lake.media)),
+                    }
+                    if table == "content"
+                    else {}
+                ),
                 **(
                     {
                         "quarantine": dg.MetadataValue.md(

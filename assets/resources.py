@@ -48,6 +48,7 @@ class LakehouseResource(dg.ConfigurableResource):
     world_shift: str  # "": none (TRUSTLAKE_WORLD_SHIFT*)
     world_shift_from: str
     world_shift_share: float
+    image_share: float
 
     @classmethod
     def for_platform(cls, home: Path, corpora: Path | None, sim: SimConfig) -> LakehouseResource:
@@ -61,6 +62,7 @@ class LakehouseResource(dg.ConfigurableResource):
             world_shift=sim.world_shift,
             world_shift_from=sim.world_shift_from.isoformat() if sim.world_shift_from else "",
             world_shift_share=sim.world_shift_share,
+            image_share=sim.image_share,
         )
 
     @property
@@ -77,6 +79,7 @@ class LakehouseResource(dg.ConfigurableResource):
             world_shift=self.world_shift,
             world_shift_from=date.fromisoformat(self.world_shift_from) if self.world_shift_from else None,
             world_shift_share=self.world_shift_share,
+            image_share=self.image_share,
         )
 
     def text_pool(self) -> tuple[pl.DataFrame, str]:

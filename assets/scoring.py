@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
+from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import add_partition_metadata, markdown_table, partition_days, rounded
 from assets.resources import LakehouseResource
 from ml.deployment import DeploymentDecision
@@ -32,7 +33,10 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     raw = {t: lake.read_table(t).drop("date") for t in ("content", "users", "reports", "decisions", "appeals")}
     content = raw["content"]
     todays = content.filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
-    frame = scoring_frame(todays, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
+    # An image post is scored on its caption and the text read in its image (image_text, built before).
+    frame = scoring_frame(
+        todays, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], image_text_table(lake)
+    )
     scores = pl.concat(
         [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
     ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))
@@ -75,6 +79,6 @@ def scoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinit
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins={"deployed": dg.AssetIn("deployed_model")},
-            deps=["content", "users", "reports", "decisions", "appeals"],
+            deps=["content", "users", "reports", "decisions", "appeals", IMAGE_TEXT],
         )(content_scores)
     ]

@@ -11,9 +11,11 @@ import dagster as dg
 import polars as pl
 from dagster_ray import RayResource
 
+from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import DECLINED, markdown_table
 from assets.resources import LakehouseResource, TrainingResource
 from ml.features.build import SCHEMAS
+from ml.features.images import image_post_text
 from ml.lake import Lake, write_parquet_atomic
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact
@@ -52,7 +54,15 @@ def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssues
 @dg.asset(
     group_name="training",
     kinds={"polars", "parquet"},
-    deps=["training_labels", "published_marts", "content_features", "author_features", "network_features"],
+    deps=[
+        "training_labels",
+        "published_marts",
+        "content_features",
+        "author_features",
+        "network_features",
+        "content",
+        IMAGE_TEXT,
+    ],
 )
 def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.Output[TrainingSetRef]:
     """Every label (moderator decisions, appeal outcomes, QA gold, reference sets) joined with the platform
@@ -60,6 +70,11 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     source) and, for platform content, by time. Its content hash is the dataset version of every model."""
     lake = lakehouse.lake
     labels = read_frame(lake.marts_db, "select * from training_labels")
+    # An image post's label is learnt from what scoring will read: its caption, then the text in its image.
+    media = lake.read_table("content").select("content_id", "media_sha256")
+    labels = image_post_text(
+        labels.join(media, on="content_id", how="left", maintain_order="left"), image_text_table(lake)
+    ).drop("media_sha256")
     feats = {name: pl.read_parquet(lake.features / name / "part-0.parquet") for name in SCHEMAS}
     frame, facts = build_training_set(
         labels, feats["content_features"], feats["author_features"], feats["network_features"]

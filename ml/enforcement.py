@@ -13,6 +13,14 @@ changed had it been enabled (batch scoring logs it per day), so a new rule is me
         score_at_least: review        # auto_action | review | a number in [0, 1]
         context: {component_size_at_least: 3}
         action: remove
+      - name: known_bad_media
+        bank_match: any               # a hash bank's name, or "any": the item matched a bank entry
+        action: remove                # policy and score_at_least are then optional (default: any, 0)
+
+A `bank_match` rule reads the item's closest hash-bank match (`BANK_MATCH_COLUMNS`, filled by whoever
+matched the item against the banks: ml.matching.banks); the decision then carries the bank, its policy
+and the entry's provenance (`decide_with_reasons`), so a removal by a bank says which removal or which
+imported file put the entry there.
 
 The YAML is composed (not just loaded) so every value keeps the line it came from; pydantic's
 error locations are mapped back onto those lines, which is the one part kept by hand here.
@@ -32,6 +40,8 @@ from ml.taxonomy import VIOLATING
 ENFORCEMENT_ACTIONS = ("remove", "review", "allow")  # what the policy decides (not a moderator's decision action)
 RULE_MODES = ("enabled", "shadow")  # shadow: evaluated and logged, never deciding
 THRESHOLD_NAMES = ("auto_action", "review")
+# The item's closest hash-bank match, as a scoring frame carries it (null when it matched nothing).
+BANK_MATCH_COLUMNS = ("bank_match_bank", "bank_match_policy", "bank_match_provenance")
 CONTEXT_COLUMNS = {
     "account_age_days_below": "account_age_days",
     "component_size_at_least": "component_size",
@@ -85,12 +95,28 @@ class Rule(BaseModel):
     action: str
     context: ContextRule = Field(default_factory=ContextRule)
     mode: str = "enabled"
+    bank_match: str | None = None  # "any" or a bank name: the item matched an entry of that bank
 
     @field_validator("mode")
     @classmethod
     def _mode(cls, value: str) -> str:
         if value not in RULE_MODES:
             raise ValueError(f"unknown mode {value!r} (expected {', '.join(RULE_MODES)})")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bank_rule_defaults(cls, data):
+        # A bank match is evidence enough: such a rule needs no score unless it names one.
+        if isinstance(data, dict) and data.get("bank_match") is not None:
+            return {"policy": "any", "score_at_least": 0.0, **data}
+        return data
+
+    @field_validator("bank_match")
+    @classmethod
+    def _bank(cls, value):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"bank_match {value!r} must be a bank name or any")
         return value
 
     @field_validator("policy")
@@ -150,8 +176,35 @@ class EnforcementPolicy(BaseModel):
         self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
     ) -> np.ndarray:
         """The action for each row of `proba` (p_<policy> columns) given operating points."""
+        return self._decide(proba, thresholds, context)[0]
+
+    def decide_with_reasons(
+        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
+        """`decide`, with why: `action`, `decided_by` (the rule, or "default") and `bank_match` (for a
+        bank_match rule: "<bank> (<policy>): <provenance>" of the item's closest bank entry; else null)."""
+        action, rule = self._decide(proba, thresholds, context)
+        bank_rule = np.isin(rule, [r.name for r in self.rules if r.bank_match is not None])
+        if bank_rule.any():
+            bank, policy, provenance = (context[c].to_numpy() for c in BANK_MATCH_COLUMNS)
+            reason = np.array([f"{b} ({p}): {v}" for b, p, v in zip(bank, policy, provenance)], dtype=object)
+        else:
+            reason = np.full(len(action), None, dtype=object)
+        return pl.DataFrame(
+            {
+                "action": action,
+                "decided_by": rule.astype(str),
+                "bank_match": np.where(bank_rule, reason, None),
+            },
+            schema={"action": pl.String, "decided_by": pl.String, "bank_match": pl.String},
+        )
+
+    def _decide(
+        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = proba.height
         action = np.full(n, None, dtype=object)
+        decided_by = np.full(n, "default", dtype=object)
         for rule in self.rules:
             if rule.mode != "enabled":
                 continue  # a shadow rule never decides (shadow_effects measures it)
@@ -166,10 +219,13 @@ class EnforcementPolicy(BaseModel):
                 hit |= proba[f"p_{p}"].to_numpy() >= t
             for key, value in rule.context.items():
                 hit &= _context_mask(context, key, value, n)
+            if rule.bank_match is not None:
+                hit &= _bank_mask(context, rule.bank_match, n)
             fresh = hit & (action == None)  # noqa: E711  (element-wise)
             action[fresh] = rule.action
+            decided_by[fresh] = rule.name
         action[action == None] = self.default  # noqa: E711
-        return action.astype(str)
+        return action.astype(str), decided_by.astype(str)
 
     def shadow_effects(
         self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
@@ -188,6 +244,14 @@ class EnforcementPolicy(BaseModel):
             changed = would[would != taken]
             out[rule.name] = {a: int((changed == a).sum()) for a in ENFORCEMENT_ACTIONS if (changed == a).any()}
         return out
+
+
+def _bank_mask(context: pl.DataFrame | None, bank: str, n: int) -> np.ndarray:
+    """Rows whose closest bank match is in `bank` ("any": in any bank); no match columns, no match."""
+    if context is None or BANK_MATCH_COLUMNS[0] not in context.columns:
+        return np.zeros(n, dtype=bool)
+    matched = context[BANK_MATCH_COLUMNS[0]]
+    return (matched.is_not_null() if bank == "any" else (matched == bank).fill_null(False)).to_numpy()
 
 
 def _context_mask(context: pl.DataFrame | None, key: str, value, n: int) -> np.ndarray:

@@ -57,6 +57,34 @@ class Lake:
         return self.home / "lake" / "reference"
 
     @property
+    def media(self) -> Path:
+        """Image files, one per distinct image: media/<2 hex>/<sha256>.<ext> (ml.images.decode.media_path)."""
+        return self.home / "lake" / "media"
+
+    def media_file(self, media_path: str) -> Path:
+        """The file a content row's `media_path` names (relative to lake/, as ml.images.decode.media_path gives it)."""
+        parts = Path(media_path).parts
+        if len(parts) != 3 or parts[0] != "media" or ".." in parts:
+            raise ValueError(f"media path {media_path!r} is not media/<2 hex>/<sha256>.<ext>")
+        return self.home / "lake" / media_path
+
+    def write_media(self, media_path: str, data: bytes) -> bool:
+        """Store an image file once, atomically; False when it is already there (the name is its content's
+        hash, so a file of that name holds these very bytes)."""
+        target = self.media_file(media_path)
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(target, data)
+        return True
+
+    @property
+    def banks(self) -> Path:
+        """Hash banks: `imported/<bank>/<file sha256>.parquet` (entries `trustlake bank import` took) and
+        `hash_banks/date=D/` (every bank as of day D, the hash_banks asset)."""
+        return self.home / "lake" / "banks"
+
+    @property
     def features(self) -> Path:
         return self.home / "lake" / "features"
 

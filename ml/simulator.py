@@ -6,7 +6,8 @@ appeals, QA audits). A raw-lake partition for day D holds the events whose own t
 falls on D, so it is rebuilt from the cohorts of D-LOOKBACK_DAYS..D: any day can be
 regenerated alone, and always yields the same rows. docs/simulator.md explains the model.
 Raw tables come out through their contracts (ml/raw/contracts.py): exactly the contract's
-columns, in order and in their types; the world shifts' texts are ml/shift_texts.py's.
+columns, in order and in their types; the world shifts' texts are ml/shift_texts.py's, its image
+posts ml/image_posts.py's (drawn only for the posts that land, stored by the raw asset under lake/media).
 """
 
 from __future__ import annotations
@@ -18,14 +19,23 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from ml.image_posts import (
+    PLAN_SCHEMA,
+    REUPLOAD_WITHIN_DAYS,
+    RING_APPEAL_RATE,
+    plan_images,
+    plan_reuploads,
+    render_media,
+)
 from ml.raw.contracts import CONTRACTS
 from ml.shift_texts import SLANG, bait_texts, pick, text_hashes
 from ml.taxonomy import ARCHETYPES, POLICIES, VIOLATING
 
-GROUND_TRUTH_TABLES: tuple[str, ...] = ("content_truth", "user_truth")
+GROUND_TRUTH_TABLES: tuple[str, ...] = ("content_truth", "user_truth", "image_truth")
 
-# Longest chain of lags: report 2 d + decision 3 d + appeal 2 d + resolution 2 d; audit 3 d.
-LOOKBACK_DAYS = 10
+# Longest chain of lags: report 2 d + decision 3 d + appeal 2 d + resolution 2 d; audit 3 d; and a ring's
+# copy of a removed image, posted within REUPLOAD_WITHIN_DAYS (5) of its original's day, has the same chain.
+LOOKBACK_DAYS = REUPLOAD_WITHIN_DAYS + 9
 _DAY = 86_400
 _HOUR = 3_600
 _EPOCH = datetime(1970, 1, 1)
@@ -91,6 +101,9 @@ class SimConfig:
     world_shift: str = ""
     world_shift_from: date | None = None
     world_shift_share: float = 0.25
+    # Share of an ordinary account's regular posts that are images showing their text (ml/image_posts.py:
+    # trolls post twice as many, spam and scam rings four times; rings post removed images again).
+    image_share: float = 0.002
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +113,8 @@ class SimConfig:
             raise ValueError(f"world shift {self.world_shift!r} needs the day it starts (world_shift_from)")
         if not 0.0 < self.world_shift_share <= 1.0:
             raise ValueError(f"world_shift_share {self.world_shift_share} must be in (0, 1]")
+        if not 0.0 <= self.image_share <= 0.25:
+            raise ValueError(f"image_share {self.image_share} must be in [0, 0.25] (rings post up to 4x as many)")
 
     def day_index(self, day: date) -> int:
         return (day - self.start_date).days
@@ -300,7 +315,8 @@ def _pick_texts(rng, by_policy, policies: np.ndarray) -> np.ndarray:
 
 
 def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[str, pl.DataFrame]:
-    """Content created on `day` and all its later events (timestamps may pass the day)."""
+    """Content created on `day` and all its later events (timestamps may pass the day), plus the plan of
+    its image posts (`image_plan`: drawn by `simulate_days` for the posts that land)."""
     world = build_world(config)
     rng = _rng(config, 2, config.day_index(day) + 100_000)
     day_start = _epoch(day)
@@ -308,7 +324,6 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     signup = users["_signup_s"].to_numpy()
     arche = users["_archetype"].to_numpy()
     ring = users["ring_id"].to_numpy()
-    uid = users["user_id"].to_numpy()
     bot = users["_campaign_bot"].to_numpy()
     # The shift's bots post only the shift's campaign; everyone else lives as before.
     eligible = np.flatnonzero((signup < day_start) & ~bot)
@@ -362,33 +377,196 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         "direct_message",
         np.where(style == "youtube", "video_comment", np.where(rng.random(n) < 0.6, "post", "comment")),
     )
-    text = pl.Series("text", post_text, dtype=pl.String)
-    content = pl.DataFrame(
+    # Image posts (ml/image_posts.py), from their own stream: the rest of the day is drawn as without them.
+    images = plan_images(
+        _rng(config, 6, config.day_index(day) + 100_000),
+        arche[author],
+        true_policy,
+        campaign,
+        post_text,
+        config.image_share,
+    )
+    shown = np.where(images.is_image, images.caption, post_text)
+    shown_hash = post_hash.copy()
+    shown_hash[images.is_image] = text_hashes(shown[images.is_image])
+    content = _content_frame(content_id, world, author, created, surface, shown, shown_hash, images.is_image)
+    truth = _truth_frame(config, day, content_id, created, true_policy, arche[author], post_hash, campaign)
+    ring_image = images.is_image & (ring[author] >= 0)
+    events = _events(config, world, rng, eligible, content_id, author, true_policy, created, ring_image)
+    plans = [
+        pl.DataFrame(
+            {
+                "content_id": content_id[images.is_image],
+                "kind": images.kind[images.is_image],
+                "shown_text": np.where(images.kind == "text", post_text, "")[images.is_image],
+                "text_hash": post_hash[images.is_image],
+                "perturbations": images.perturbations[images.is_image],
+                "seed": images.seed[images.is_image],
+            },
+            schema_overrides={"shown_text": pl.String, "text_hash": pl.String, "perturbations": pl.String},
+        ).with_columns(original_content_id=pl.lit(None, pl.Int64), evasion=pl.lit(None, pl.String))
+    ]
+    tables = {"content": content, **events.tables, "content_truth": truth}
+
+    # Rings post their removed images again, changed (ml/image_posts.py); the copies' own events follow.
+    removed = events.removed(ring_image)
+    if len(removed):
+        day_index = config.day_index(day) + 100_000
+        members = {int(r): eligible[ring[eligible] == r] for r in np.unique(ring[author[removed]])}
+        copies = plan_reuploads(
+            _rng(config, 7, day_index),
+            day_start,
+            removed,
+            events.lost_appeal_at(n),
+            events.decided_at(n),
+            ring[author],
+            members,
+        )
+        if len(copies):
+            c_rng = _rng(config, 8, day_index)
+            c_id = _ids(c_rng, len(copies))
+            o = copies.original
+            c_content = _content_frame(
+                c_id,
+                world,
+                copies.author,
+                copies.created,
+                surface[o],
+                copies.caption,
+                text_hashes(copies.caption),
+                True,
+            )
+            c_truth = _truth_frame(
+                config, day, c_id, copies.created, true_policy[o], arche[copies.author], post_hash[o], -1
+            )
+            c_events = _events(
+                config, world, c_rng, eligible, c_id, copies.author, true_policy[o], copies.created, True
+            )
+            tables = {
+                name: pl.concat([frame, {"content": c_content, "content_truth": c_truth, **c_events.tables}[name]])
+                for name, frame in tables.items()
+            }
+            plans.append(
+                pl.DataFrame(
+                    {
+                        "content_id": c_id,
+                        "kind": images.kind[o],
+                        "shown_text": np.where(images.kind == "text", post_text, "")[o],
+                        "text_hash": post_hash[o],
+                        "perturbations": np.full(len(copies), "", dtype=object),
+                        "seed": copies.seed,
+                        "original_content_id": content_id[o],
+                        "evasion": copies.evasion,
+                    },
+                    schema=PLAN_SCHEMA,
+                )
+            )
+    return {**tables, "image_plan": pl.concat(plans).cast(PLAN_SCHEMA)}
+
+
+def _content_frame(
+    content_id: np.ndarray,
+    world: World,
+    author: np.ndarray,
+    created: np.ndarray,
+    surface: np.ndarray,
+    text: np.ndarray,
+    text_hash: np.ndarray,
+    is_image: np.ndarray | bool,
+) -> pl.DataFrame:
+    """The content rows; an image's file reference is filled in when it is drawn (`simulate_days`)."""
+    n = len(content_id)
+    image = np.broadcast_to(np.asarray(is_image, dtype=bool), (n,))
+    return pl.DataFrame(
         {
             "content_id": content_id,
-            "author_id": uid[author],
+            "author_id": world.users["user_id"].to_numpy()[author],
             "created_at": _ts(created),
             "surface": surface,
-            "language": users["language"].to_numpy()[author],
-            "text": text,
+            "language": world.users["language"].to_numpy()[author],
+            "text": pl.Series("text", text, dtype=pl.String),
             # Platforms fingerprint text for dedup and hash-matching; ml.text.text_hash.
-            "text_hash": post_hash,
+            "text_hash": pl.Series("text_hash", text_hash, dtype=pl.String),
+            "media_type": np.where(image, "image", "text"),
         }
     ).with_columns(
         has_link=pl.col("text").str.contains(r"(?i)https?://|www\.|\b[a-z0-9-]+\.(com|net|org|co|info|ly|uk)\b"),
         has_phone=pl.col("text").str.contains(r"\+?\d[\d\s\-]{7,}\d"),
+        media_sha256=pl.lit(None, pl.String),
+        media_path=pl.lit(None, pl.String),
     )
-    truth = pl.DataFrame(
+
+
+def _truth_frame(
+    config: SimConfig,
+    day: date,
+    content_id: np.ndarray,
+    created: np.ndarray,
+    true_policy: np.ndarray,
+    archetype: np.ndarray,
+    text_hash: np.ndarray,
+    campaign: np.ndarray | int,
+) -> pl.DataFrame:
+    campaign = np.broadcast_to(np.asarray(campaign, dtype=np.int64), (len(content_id),))
+    return pl.DataFrame(
         {
             "content_id": content_id,
             "created_at": _ts(created),
             "true_policy": np.array(POLICIES)[true_policy],
-            "author_archetype": np.array(ARCHETYPES)[arche[author]],
-            "text_hash": post_hash,
+            "author_archetype": np.array(ARCHETYPES)[archetype],
+            # The corpus text the post carries: as its text, or shown in its image.
+            "text_hash": pl.Series("text_hash", text_hash, dtype=pl.String),
             "campaign_id": np.where(campaign >= 0, config.day_index(day) * 100_000 + campaign, -1),
         }
     )
 
+
+@dataclass(frozen=True)
+class _Events:
+    """A batch of posts' reports, decisions, appeals and QA audits, and what the rings react to."""
+
+    tables: dict[str, pl.DataFrame]
+    reviewed: np.ndarray  # post index of each decision
+    decided: np.ndarray  # epoch seconds of each decision
+    action: np.ndarray
+    appealed: np.ndarray  # decision index of each appeal
+    resolved_at: np.ndarray
+    overturned: np.ndarray
+
+    def removed(self, among: np.ndarray) -> np.ndarray:
+        """Indexes of the posts in `among` (a mask over the posts) that a moderator removed."""
+        posts = self.reviewed[self.action == "remove"]
+        return np.sort(posts[among[posts]])
+
+    def decided_at(self, n: int) -> np.ndarray:
+        out = np.full(n, -1, dtype=np.int64)
+        out[self.reviewed] = self.decided
+        return out
+
+    def lost_appeal_at(self, n: int) -> np.ndarray:
+        """When each post's appeal was upheld (-1: none, or it was overturned)."""
+        out = np.full(n, -1, dtype=np.int64)
+        lost = ~self.overturned
+        out[self.reviewed[self.appealed[lost]]] = self.resolved_at[lost]
+        return out
+
+
+def _events(
+    config: SimConfig,
+    world: World,
+    rng: np.random.Generator,
+    eligible: np.ndarray,
+    content_id: np.ndarray,
+    author: np.ndarray,
+    true_policy: np.ndarray,
+    created: np.ndarray,
+    ring_image: np.ndarray | bool,
+) -> _Events:
+    """What happens to posts after they are made: reports, decisions, appeals and QA audits."""
+    n = len(content_id)
+    uid = world.users["user_id"].to_numpy()
+    arche = world.users["_archetype"].to_numpy()
+    ring_image = np.broadcast_to(np.asarray(ring_image, dtype=bool), (n,))
     # Reports: violations draw organic reports, benign content a few false ones, and a
     # small share of benign posts is brigaded by trolls with many reports in an hour.
     lam = -np.log1p(-np.array(config.report_rate))[true_policy]
@@ -467,7 +645,10 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     # Appeals: the author appeals some enforcements; wrong removals are overturned more.
     enforced = np.flatnonzero(action != "no_action")
     wrong = d_policy[enforced] != tp_r[enforced]
-    p_appeal = np.where(wrong, config.appeal_rate_wrong, config.appeal_rate_right)
+    # Rings appeal the removal of their images far more often (ml/image_posts.py); a lost appeal confirms it.
+    ring_removal = ring_image[reviewed[enforced]] & (action[enforced] == "remove")
+    right_rate = np.where(ring_removal, RING_APPEAL_RATE, config.appeal_rate_right)
+    p_appeal = np.where(wrong, config.appeal_rate_wrong, right_rate)
     appealed = enforced[rng.random(len(enforced)) < p_appeal]
     wrong_a = d_policy[appealed] != tp_r[appealed]
     p_over = np.where(wrong_a, config.overturn_rate_wrong, config.overturn_rate_right)
@@ -499,14 +680,15 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
             "audited_at": _ts(created[audited] + rng.integers(_HOUR, 3 * _DAY, size=len(audited))),
         }
     )
-    return {
-        "content": content,
-        "reports": reports,
-        "decisions": decisions,
-        "appeals": appeals,
-        "qa_audits": qa_audits,
-        "content_truth": truth,
-    }
+    return _Events(
+        {"reports": reports, "decisions": decisions, "appeals": appeals, "qa_audits": qa_audits},
+        reviewed,
+        decided,
+        action,
+        appealed,
+        resolved_at,
+        overturned,
+    )
 
 
 def _shift_posts(
@@ -550,6 +732,7 @@ EVENT_TIME: dict[str, str] = {
     **{table: contract.event_time for table, contract in CONTRACTS.items()},
     "content_truth": "created_at",
     "user_truth": "signup_at",
+    "image_truth": "created_at",
 }
 
 
@@ -571,7 +754,9 @@ def partition_date(table: str, frame: pl.DataFrame, config: SimConfig) -> pl.Ser
 
 
 def simulate_days(config: SimConfig, pool: pl.DataFrame, first: date, last: date) -> dict[str, pl.DataFrame]:
-    """Every raw and ground-truth table for partitions first..last (inclusive)."""
+    """Every raw and ground-truth table for partitions first..last (inclusive), and `media`: one row per
+    distinct image file the landed image posts reference (media_path relative to the lake, media_sha256,
+    data), which the raw asset stores under lake/media."""
     if last < first:
         raise ValueError(f"last day {last} is before first day {first}")
     if first < config.start_date:
@@ -583,9 +768,21 @@ def simulate_days(config: SimConfig, pool: pl.DataFrame, first: date, last: date
     tables = {"users": users, "user_truth": user_truth}
     for name in cohorts[0]:
         tables[name] = pl.concat([c[name] for c in cohorts])
+    plans = tables.pop("image_plan")
     out = {}
     for name, frame in tables.items():
         part = partition_date(name, frame, config)
-        frame = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
-        out[name] = CONTRACTS[name].conform(frame) if name in CONTRACTS else frame
-    return out
+        out[name] = frame.filter((part >= first) & (part <= last)).sort(EVENT_TIME[name], maintain_order=True)
+    # Only the images of posts that land are drawn (ml/image_posts.py: drawing is the slow part).
+    content = out["content"]
+    media = render_media(plans, content.filter(pl.col("media_type") == "image")["content_id"])
+    out["content"] = content.drop("media_sha256", "media_path").join(
+        media.references, on="content_id", how="left", maintain_order="left"
+    )
+    out["image_truth"] = (
+        media.truth.join(content.select("content_id", "created_at"), on="content_id")
+        .select("content_id", "created_at", pl.exclude("content_id", "created_at"))
+        .sort("created_at", maintain_order=True)
+    )
+    out = {name: CONTRACTS[name].conform(frame) if name in CONTRACTS else frame for name, frame in out.items()}
+    return {**out, "media": media.files}

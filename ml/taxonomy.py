@@ -35,6 +35,8 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "shadow_start",
     "shadow_stop",
 )
+# What a content item is: text, or an image (its file in the lake by content hash, any caption in `text`).
+MEDIA_TYPES: tuple[str, ...] = ("text", "image")
 
 # The vocabularies the warehouse tests and groups by, under the dbt var names they are passed as
 # on every dbt invocation (assets/dbt_inputs.py): dbt never restates a list.
@@ -47,4 +49,5 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "enforcements": ENFORCEMENTS,
     "appeal_outcomes": APPEAL_OUTCOMES,
     "audit_actions": AUDIT_ACTIONS,
+    "media_types": MEDIA_TYPES,
 }

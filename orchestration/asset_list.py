@@ -22,6 +22,7 @@ if not dbt_project.manifest_path.exists():
 
 from assets.evaluation import evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
+from assets.images import images_assets  # noqa: E402
 from assets.launch import launch_assets  # noqa: E402
 from assets.monitoring import monitoring_assets  # noqa: E402
 from assets.raw import raw_assets  # noqa: E402
@@ -40,6 +41,7 @@ def all_assets(
         *raw_assets(partitions),
         reference_labels,
         *warehouse_assets(partitions),
+        *images_assets(partitions),
         *feature_assets,
         training_set,
         label_issues,

@@ -17,7 +17,7 @@ from orchestration.partitions import daily_partitions
 
 # The asset groups each pipeline job builds (also what `trustlake run` checks for staleness).
 JOB_GROUPS: dict[str, tuple[str, ...]] = {
-    "ingest_job": ("raw", "warehouse"),
+    "ingest_job": ("raw", "warehouse", "images"),
     "retrain_job": ("features", "training", "evaluation", "deployment"),
     "score_job": ("scoring", "monitoring"),
 }
@@ -28,7 +28,7 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*JOB_GROUPS["ingest_job"]),
     partitions_def=daily_partitions,
     description="Land the selected days in the raw lake (and the labelled reference sets), build the dbt "
-    "warehouse for them, publish the marts.",
+    "warehouse for them, publish the marts, and read the text in their new images (OCR, once per image ever).",
 )
 
 # Features are whole-lake rebuilds (unpartitioned) read only by training, so they are rebuilt here,
@@ -53,7 +53,7 @@ score_job = dg.define_asset_job(
 daily_job = dg.define_asset_job(
     "daily_job",
     executor_def=dg.in_process_executor,
-    selection=dg.AssetSelection.groups("raw", "warehouse", "scoring", "monitoring"),
+    selection=dg.AssetSelection.groups("raw", "warehouse", "images", "scoring", "monitoring"),
     partitions_def=daily_partitions,
     description="One day end to end: land it, build the warehouse, score its content with the champion, "
     "rebuild the review queue and monitor the champion. What `daily_schedule` runs for each new day.",

@@ -81,6 +81,8 @@ SIMULATOR = Section(
         "([docs/simulator.md](docs/simulator.md#world-shifts))",
         "world_shift_from": "the day the world shift starts (required with it)",
         "world_shift_share": "share of a day's posts the world shift adds or changes",
+        "image_share": "share of an ordinary account's posts that are images (trolls twice, rings four times; "
+        "OCR reads each at ~0.5-1 s, [docs/simulator.md](docs/simulator.md))",
     },
 )
 LIGHTGBM = Section(

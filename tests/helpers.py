@@ -227,6 +227,9 @@ def external_content(authors: list[int], day, first_id: int, hour: int = 12) -> 
             "text_hash": [text_hash(normalise(t)) for t in texts],
             "has_link": [False] * len(authors),
             "has_phone": [False] * len(authors),
+            "media_type": ["text"] * len(authors),
+            "media_sha256": [None] * len(authors),
+            "media_path": [None] * len(authors),
         },
         schema=CONTRACTS["content"].columns,
     )
@@ -343,7 +346,9 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
     from ml.text import eval_bucket
     from ml.training.dataset import build_training_set
 
-    config = SimConfig(seed=seed, users=900, content_per_day=500)
+    # No image posts: their text is a caption until OCR reads the image (the image_text asset), which
+    # these text-model tests do not run.
+    config = SimConfig(seed=seed, users=900, content_per_day=500, image_share=0.0)
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=days - 1))
     content = raw["content"].join(raw["content_truth"].select("content_id", "true_policy"), on="content_id")
     source = (

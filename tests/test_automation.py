@@ -8,7 +8,8 @@ from orchestration.definitions import defs
 from orchestration.settings import last_complete_day
 
 DAY = last_complete_day().isoformat()
-RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
+# The day's raw tables, and the text read in its images: an image post is scored on it.
+RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals", "image_text")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ many batch boundaries.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -344,3 +345,63 @@ def test_featurisation_is_per_batch_and_the_repost_cache_stays_within_its_budget
     assert np.array_equal(
         scores.select(PROBA_COLUMNS).to_numpy(), score_frame(champion, frame).select(PROBA_COLUMNS).to_numpy()
     )
+
+
+def test_an_image_column_scores_each_row_on_its_caption_and_image_text_and_flags_every_bad_image_kind(
+    home, tmp_path, capsys, monkeypatch
+):
+    from PIL import Image
+
+    from ml.images.render import render_text_image
+    from ml.images.transforms import encode_image
+    from tests.test_images import _encoded, _png_header_only
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    spam = render_text_image("Win a free phone now, text WIN to 80800 today", np.random.default_rng(3), "flyer")
+    gif = io.BytesIO()
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "blue")]
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    good = encode_image(spam.image, "PNG")
+    files = {
+        "good.png": good,
+        "empty.jpg": b"",
+        "notes.jpg": b"these are not image bytes at all",
+        "cut.png": good[: len(good) // 2],
+        "scan.tiff": _encoded("TIFF"),
+        "bomb.png": _png_header_only(7000, 7000),
+        "huge.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * (20 * 1024 * 1024),
+        "moving.gif": gif.getvalue(),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    names = [*(f"uploads/{n}" for n in files), "uploads/gone.png", None]
+    src = tmp_path / "posts.csv"
+    pl.DataFrame({"caption": ["look"] * len(names), "image": names}).write_csv(src)
+    out = tmp_path / "posts.scored.csv"
+
+    code, _, err = score_cli(
+        capsys, home, monkeypatch, "--input", str(src), "--text-column", "caption", "--image-column", "image"
+    )
+
+    assert code == 0, err
+    scored = pl.read_csv(out, infer_schema=False)
+    assert scored.height == len(names) and scored["action"].null_count() == 0
+    assert scored["image_flag"].to_list() == [
+        None,
+        "empty",
+        "not_an_image",
+        "truncated",
+        "unsupported_format",
+        "too_many_pixels",
+        "too_large",
+        "animated_first_frame",
+        "unreadable",
+        None,
+    ]
+    assert "80800" in scored["image_text"][0] and scored["image_text"][1:7].null_count() == 6
+    assert "8 image(s) could not be read" not in err and "7 image(s) could not be read" in err
+    assert "1 animated image(s): only the first frame was read" in err
+    # The row is scored on its caption and the image's text: the same scores as that text scored directly.
+    direct = score_frame(load_champion(home / "models"), pl.DataFrame({"text": [f"look {scored['image_text'][0]}"]}))
+    assert float(scored["p_spam"][0]) == pytest.approx(direct["p_spam"][0])

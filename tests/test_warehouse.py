@@ -101,6 +101,21 @@ def test_facts_keep_every_raw_row(e2e_home):
     assert n_actions == lake.read_table("decisions").height
 
 
+def test_every_image_post_has_its_file_in_the_lake_and_each_file_was_read_once(e2e_home):
+    from ml.features.images import image_text_table
+
+    lake = Lake(e2e_home)
+    images = lake.read_table("content").filter(pl.col("media_type") == "image")
+    assert images.height > 0
+    assert all(lake.media_file(p).is_file() for p in images["media_path"].unique())
+    read = image_text_table(lake)
+    assert set(read["media_sha256"]) == set(images["media_sha256"]) and read.height == images["media_sha256"].n_unique()
+    assert (read["rejected"] == "").all() and (read["text"] != "").any()
+    with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
+        n = con.execute("select count(*) from fct_content where media_type = 'image'").fetchall()[0][0]
+    assert n == images.height
+
+
 def raw_day(home: Path, day: date) -> dict[str, pl.DataFrame]:
     lake = Lake(home)
     return {t: pl.read_parquet(lake.partition_dir(t, day) / "part-0.parquet") for t in RAW_TABLES}

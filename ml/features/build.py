@@ -5,12 +5,15 @@ from __future__ import annotations
 import polars as pl
 
 from ml.features.author import author_features
+from ml.features.images import image_features, image_post_text
 from ml.features.network import network_features
 from ml.features.text import text_signals
 
 
-def content_features(content: pl.DataFrame) -> pl.DataFrame:
-    """Text signals plus the content's own platform context (surface, link and phone flags)."""
+def content_features(content: pl.DataFrame, image_text: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Text signals of the text as the classifier reads it (an image post: its caption, then the text in its
+    image), the content's own platform context (surface, link and phone flags) and the image features
+    (ml/features/images.py): `image_text` is the image_text table."""
     base = content.select(
         "content_id",
         "created_at",
@@ -20,22 +23,31 @@ def content_features(content: pl.DataFrame) -> pl.DataFrame:
         pl.col("has_link").cast(pl.Int8),
         pl.col("has_phone").cast(pl.Int8),
     )
-    return base.join(text_signals(content), on="content_id", how="left").with_columns(
-        pl.col("promo_words").cast(pl.Int8)
+    return (
+        base.join(text_signals(image_post_text(content, image_text)), on="content_id", how="left")
+        .with_columns(pl.col("promo_words").cast(pl.Int8))
+        .join(image_features(content, image_text), on="content_id", how="left")
     )
 
 
 def scoring_frame(
-    content: pl.DataFrame, users: pl.DataFrame, reports: pl.DataFrame, decisions: pl.DataFrame, appeals: pl.DataFrame
+    content: pl.DataFrame,
+    users: pl.DataFrame,
+    reports: pl.DataFrame,
+    decisions: pl.DataFrame,
+    appeals: pl.DataFrame,
+    image_text: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """`content` with its text and every feature a model reads, point in time, one row per item.
 
     `users`, `reports`, `decisions` and `appeals` are the full history the author and network
-    features look back over; `content` may be any subset (one day's posts, say).
+    features look back over; `content` may be any subset (one day's posts, say). An image post's text
+    is its caption and then the text read in its image (`image_text`).
     """
     return (
-        content.select("content_id", "text")
-        .join(content_features(content), on="content_id")
+        image_post_text(content, image_text)
+        .select("content_id", "text")
+        .join(content_features(content, image_text), on="content_id")
         .join(author_features(content, users, reports, decisions, appeals), on="content_id")
         .join(network_features(content, users, decisions).drop("component_id"), on="content_id")
     )
@@ -75,6 +87,9 @@ SCHEMAS: dict[str, dict] = {
         "upper_ratio": pl.Float32,
         "digit_ratio": pl.Float32,
         "promo_words": pl.Int8,
+        "has_image": pl.Int8,
+        "ocr_confidence": pl.Float32,
+        "image_text_share": pl.Float32,
     },
     "author_features": {
         "content_id": pl.Int64,
@@ -96,7 +111,14 @@ SCHEMAS: dict[str, dict] = {
 }
 
 RANGES: dict[str, dict[str, tuple]] = {
-    "content_features": {**{c: (0, None) for c in _I32}, "upper_ratio": (0, 1), "digit_ratio": (0, 1)},
+    "content_features": {
+        **{c: (0, None) for c in _I32},
+        "upper_ratio": (0, 1),
+        "digit_ratio": (0, 1),
+        "has_image": (0, 1),
+        "ocr_confidence": (0, 1),
+        "image_text_share": (0, 1),
+    },
     "author_features": {
         "account_age_days": (0, None),
         "follower_count": (0, None),

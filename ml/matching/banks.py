@@ -59,6 +59,17 @@ class Imported:
 Provenance = ConfirmedRemoval | Imported
 
 
+def describe_provenance(provenance: Provenance) -> str:
+    """One line a moderator or an appeal reads: where a bank entry came from."""
+    if isinstance(provenance, ConfirmedRemoval):
+        when = f", confirmed {provenance.confirmed_at:%Y-%m-%d %H:%M} UTC" if provenance.confirmed_at else ""
+        return f"confirmed removal: decision {provenance.decision_id} of content {provenance.content_id}{when}"
+    return (
+        f"imported from {provenance.file_name} line {provenance.row_number} by {provenance.importer} "
+        f"at {provenance.imported_at:%Y-%m-%d %H:%M} UTC"
+    )
+
+
 @dataclass(frozen=True)
 class BankEntry:
     """A known-bad item. PDQ: `value` is the reference hash (64 hex), `robust` the robust hash when
@@ -241,6 +252,32 @@ class BankIndex:
             .sort("query", "distance", "entry")
         )
 
+    def closest(self, image_matches: pl.DataFrame, text_matches: pl.DataFrame) -> pl.DataFrame:
+        """Each query's closest bank entry, as the enforcement policy reads it (ml.enforcement
+        BANK_MATCH_COLUMNS): an image match (smallest distance) before a text match (highest Jaccard)."""
+        ranked = pl.concat(
+            [
+                image_matches.select("query", "entry", pl.lit(0).alias("_kind"), pl.col("distance").cast(pl.Float64)),
+                text_matches.select("query", "entry", pl.lit(1).alias("_kind"), (-pl.col("jaccard")).alias("distance")),
+            ]
+        )
+        best = ranked.sort("query", "_kind", "distance", "entry").unique("query", keep="first", maintain_order=True)
+        entries = [self.entries[i] for i in best["entry"].to_list()]
+        return pl.DataFrame(
+            {
+                "query": best["query"],
+                "bank_match_bank": [e.bank for e in entries],
+                "bank_match_policy": [e.policy for e in entries],
+                "bank_match_provenance": [describe_provenance(e.provenance) for e in entries],
+            },
+            schema={
+                "query": pl.Int64,
+                "bank_match_bank": pl.String,
+                "bank_match_policy": pl.String,
+                "bank_match_provenance": pl.String,
+            },
+        )
+
     def match_texts(self, texts: Sequence[str]) -> pl.DataFrame:
         """Near-duplicate matches of texts (captions, posts, image text) against every text bank."""
         parts = []
@@ -274,6 +311,7 @@ __all__ = [
     "Imported",
     "Provenance",
     "bank_removed_image",
+    "describe_provenance",
     "entries_frame",
     "entries_from_frame",
 ]

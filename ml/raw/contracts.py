@@ -26,7 +26,16 @@ from datetime import timedelta
 
 import polars as pl
 
-from ml.taxonomy import APPEAL_OUTCOMES, DECISION_ACTIONS, ENFORCEMENTS, POLICIES, REVIEW_REASONS, SURFACES, VIOLATING
+from ml.taxonomy import (
+    APPEAL_OUTCOMES,
+    DECISION_ACTIONS,
+    ENFORCEMENTS,
+    MEDIA_TYPES,
+    POLICIES,
+    REVIEW_REASONS,
+    SURFACES,
+    VIOLATING,
+)
 
 # Event times may run ahead of the lake's clock by this much (clock skew, time zones); beyond
 # it a row is a future timestamp. dbt's `not_in_future` source tests get the same tolerance.
@@ -107,10 +116,15 @@ CONTRACTS: dict[str, TableContract] = {
                 "text_hash": pl.String,
                 "has_link": pl.Boolean,
                 "has_phone": pl.Boolean,
+                # An image post: its caption is `text`; the file is stored once per distinct image at
+                # lake/<media_path> = media/<2 hex>/<media_sha256>.<ext> (ml.images.decode.media_path).
+                "media_type": pl.String,
+                "media_sha256": pl.String,
+                "media_path": pl.String,
             },
             event_time="created_at",
-            required=("content_id", "author_id", "created_at", "text", "text_hash"),
-            enums={"surface": SURFACES},
+            required=("content_id", "author_id", "created_at", "text", "text_hash", "media_type"),
+            enums={"surface": SURFACES, "media_type": MEDIA_TYPES},
             max_chars={"text": MAX_TEXT_CHARS},
             text_hash=("text", "text_hash"),
             references=(Reference("author_id", "users"),),

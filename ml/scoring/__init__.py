@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from ml.enforcement import DEFAULT_POLICY_PATH, EnforcementPolicy, load_policy
+from ml.enforcement import BANK_MATCH_COLUMNS, DEFAULT_POLICY_PATH, EnforcementPolicy, load_policy
 from ml.features.text import NGRAM_DIM, distinct, hashed_ngrams
 from ml.registry import Registry, RegistryError
 from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact
@@ -133,7 +133,8 @@ class NgramCache:
 def score_frame(
     champion: Champion, frame: pl.DataFrame, batch_size: int = 20_000, progress=None, cache: NgramCache | None = None
 ) -> pl.DataFrame:
-    """One output row per input row, in order: p_<policy> columns, action, model_version, text_flag.
+    """One output row per input row, in order: p_<policy> columns, action, model_version, text_flag, and
+    when `frame` carries its hash-bank matches (ml.enforcement.BANK_MATCH_COLUMNS), decided_by and bank_match.
 
     `frame` needs `text`; any platform context columns it has (surface, account_age_days, ...)
     are used and missing ones are treated as unknown. Hashed n-grams are built per batch of
@@ -152,13 +153,16 @@ def score_frame(
         proba = scorer.predict_proba(chunk, ngrams)
         del ngrams  # the largest object of the batch: free it before the next one is built
         scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
-        actions = champion.policy.decide(scores, champion.thresholds, chunk)
+        decided = champion.policy.decide_with_reasons(scores, champion.thresholds, chunk)
         empty = chunk["text"].str.strip_chars().str.len_chars() == 0
+        # Items matched against the hash banks say which rule decided and, for a bank's, the entry's provenance.
+        reasons = [decided["decided_by"], decided["bank_match"]] if BANK_MATCH_COLUMNS[0] in chunk.columns else []
         parts.append(
             scores.with_columns(
-                pl.Series("action", actions, dtype=pl.String),
+                decided["action"],
                 pl.lit(champion.version, dtype=pl.String).alias("model_version"),
                 pl.when(empty).then(pl.lit(EMPTY_TEXT)).otherwise(pl.lit(None, dtype=pl.String)).alias("text_flag"),
+                *reasons,
             )
         )
         if progress is not None:

@@ -14,6 +14,10 @@ CSV (or in a binary Parquet text column) do not stop the run: they are replaced 
 rows are counted and named through `warn`, and a text that had them is flagged
 `text_flag=invalid_utf8`. Refusing the whole file for one bad byte would lose every good row;
 replacing silently would hide it; flagging keeps both the rows and the evidence.
+
+With an image column (`image_column`: a path per row, relative to the input's folder), each row is scored
+on its text followed by the text OCR read in its image, and gets `image_text` and `image_flag` columns
+(ml/scoring/image_column.py): a bad image is scored on its text alone and flagged with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ml.features.images import caption_and_image_text
 from ml.lake import atomic_write
 from ml.scoring import (
     EMPTY_TEXT,
@@ -42,6 +47,7 @@ from ml.scoring import (
     load_champion,
     score_frame,
 )
+from ml.scoring.image_column import ANIMATED, IMAGE_COLUMNS_SCHEMA, read_image_column
 
 SUFFIXES = (".csv", ".parquet")
 BATCH_ROWS = 20_000  # rows per Parquet batch and per featurisation batch: ~100-300 MB of n-grams at most
@@ -106,6 +112,7 @@ class _Input:
     schema: pa.Schema
     rows: int | None
     batches: Callable[[_Utf8Problems], Iterator[tuple[pa.RecordBatch, list[int]]]]
+    image_column: str | None = None
 
 
 def _open_csv(path: Path, text_column: str) -> _Input:
@@ -184,7 +191,7 @@ def _is_binary(t: pa.DataType) -> bool:
     )
 
 
-def open_input(path: Path, text_column: str) -> _Input:
+def open_input(path: Path, text_column: str, image_column: str | None = None) -> _Input:
     """Open `path` for streaming and check its columns; nothing is read beyond the header/footer."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -207,7 +214,19 @@ def open_input(path: Path, text_column: str) -> _Input:
             f"{path}: column {text_column!r} holds {text_type} values, not text; "
             "pass a column of strings with --text-column"
         )
-    clash = [c for c in OUTPUT_COLUMNS if c in names]
+    if image_column is not None:
+        if image_column not in names:
+            raise ScoringInputError(f"{path}: no column {image_column!r}; columns are {', '.join(names)}")
+        kind = source.schema.field(image_column).type
+        if image_column == text_column or not (
+            pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+        ):
+            raise ScoringInputError(
+                f"{path}: column {image_column!r} must hold image file paths as text, apart from the text column"
+            )
+        source.image_column = image_column
+    outputs = [*OUTPUT_COLUMNS, *(IMAGE_COLUMNS_SCHEMA if image_column else ())]
+    clash = [c for c in outputs if c in names]
     if clash:
         raise ScoringInputError(f"{path}: already has output column(s) {', '.join(clash)}; rename them first")
     return source
@@ -247,9 +266,18 @@ def _scored_tables(source: _Input, champion, problems: _Utf8Problems, progress) 
             return
         batch, text_bad = item
         text = pl.from_arrow(batch.column(source.text_column)).cast(pl.String)
+        images = None
+        if source.image_column:
+            paths = pl.from_arrow(batch.column(source.image_column)).cast(pl.String).to_list()
+            images = read_image_column(paths, source.path.parent)
+            text = pl.DataFrame({"t": text, "i": images["image_text"]}).select(
+                caption_and_image_text(pl.col("t"), pl.col("i"))
+            )["t"]
         scores = score_frame(
             champion, pl.DataFrame({"text": text}), batch_size=BATCH_ROWS, progress=progress, cache=cache
         )
+        if images is not None:
+            scores = pl.concat([scores, images], how="horizontal")
         if text_bad:
             bad = pl.Series(range(batch.num_rows)).is_in(text_bad)
             scores = scores.with_columns(
@@ -267,8 +295,10 @@ def _write(tables: Iterator[pa.Table], tmp: Path, schema: pa.Schema, suffix: str
     flags: dict[str, int] = {}
 
     def counted(table: pa.Table) -> pa.Table:
-        for flag, n in pl.from_arrow(table.column("text_flag")).drop_nulls().value_counts().iter_rows():
-            flags[flag] = flags.get(flag, 0) + n
+        for column in ("text_flag", "image_flag"):
+            if column in table.column_names:
+                for flag, n in pl.from_arrow(table.column(column)).drop_nulls().value_counts().iter_rows():
+                    flags[f"{column}={flag}"] = flags.get(f"{column}={flag}", 0) + n
         return table
 
     if suffix == ".parquet":
@@ -286,8 +316,8 @@ def _write(tables: Iterator[pa.Table], tmp: Path, schema: pa.Schema, suffix: str
     return flags
 
 
-def _output_schema(input_schema: pa.Schema) -> pa.Schema:
-    scores = pl.DataFrame(schema=OUTPUT_SCHEMA).to_arrow().schema
+def _output_schema(input_schema: pa.Schema, images: bool = False) -> pa.Schema:
+    scores = pl.DataFrame(schema={**OUTPUT_SCHEMA, **(IMAGE_COLUMNS_SCHEMA if images else {})}).to_arrow().schema
     return pa.schema([*input_schema, *scores])
 
 
@@ -311,11 +341,13 @@ def score_file(
     text_column: str,
     output_path: Path | None = None,
     warn: Callable[[str], None] = _stderr,
+    image_column: str | None = None,
 ) -> Path:
     """Write one scored row per input row, in order: input columns, p_<policy>, action, model_version,
-    text_flag. Returns the output path; `warn` receives one line per notable input problem."""
+    text_flag (and image_text, image_flag with an `image_column`). Returns the output path; `warn` receives
+    one line per notable input problem."""
     input_path = Path(input_path)
-    source = open_input(input_path, text_column)
+    source = open_input(input_path, text_column, image_column)
     output = _output_path(input_path, output_path)
     if output.suffix.lower() == ".csv":
         unwritable = [
@@ -341,7 +373,9 @@ def score_file(
         with tqdm(total=source.rows, unit="texts", disable=None if big else True, file=sys.stderr) as bar:
             tables = _scored_tables(source, champion, problems, bar.update)
             try:
-                flags = _write(tables, tmp, _output_schema(source.schema), output.suffix.lower())
+                flags = _write(
+                    tables, tmp, _output_schema(source.schema, image_column is not None), output.suffix.lower()
+                )
             except OSError as exc:
                 raise ScoringInputError(f"{output}: cannot write it ({_first_line(exc)})") from exc
     if problems.count:
@@ -353,6 +387,21 @@ def score_file(
             f"({_rows_text(problems.rows, problems.count)}; row 1 is the first row of data) in column(s) "
             f"{', '.join(sorted(problems.columns))}: kept, with U+FFFD in place of those bytes{flagged}"
         )
-    if flags.get(EMPTY_TEXT):
-        warn(f"{input_path}: {flags[EMPTY_TEXT]} row(s) have empty text: scored, and flagged text_flag={EMPTY_TEXT}")
+    if flags.get(f"text_flag={EMPTY_TEXT}"):
+        warn(
+            f"{input_path}: {flags[f'text_flag={EMPTY_TEXT}']} row(s) have empty text: scored, and flagged "
+            f"text_flag={EMPTY_TEXT}"
+        )
+    bad_images = {k: n for k, n in flags.items() if k.startswith("image_flag=") and k != f"image_flag={ANIMATED}"}
+    if bad_images:
+        warn(
+            f"{input_path}: {sum(bad_images.values())} image(s) could not be read ("
+            + ", ".join(f"{k.removeprefix('image_flag=')}: {n}" for k, n in sorted(bad_images.items()))
+            + "): those rows are scored on their text alone and flagged image_flag=<reason>"
+        )
+    if flags.get(f"image_flag={ANIMATED}"):
+        warn(
+            f"{input_path}: {flags[f'image_flag={ANIMATED}']} animated image(s): only the first frame was read "
+            f"(flagged image_flag={ANIMATED})"
+        )
     return output

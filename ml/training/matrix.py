@@ -31,6 +31,10 @@ DENSE_DEFAULTS: dict[str, float] = {
     "leetspeak_tokens": 0,
     "spaced_letter_runs": 0,
     "promo_words": 0,
+    # ml/features/images.py: read from the upload itself, so known wherever the item is scored.
+    "has_image": 0,
+    "ocr_confidence": 0,
+    "image_text_share": 0,
     "account_age_days": np.nan,
     "follower_count": np.nan,
     "verified": np.nan,

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -108,6 +108,7 @@ def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_tr
     # Days named on the command line are rebuilt; otherwise only what is stale is (orchestration/freshness.py).
     rebuild = first_day is not None or days is not None
     started = time.perf_counter()
+    started_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as image_text's read_at
     evaluations: dict = {}
 
     def jobs(launcher: Launcher) -> int:
@@ -152,7 +153,7 @@ def cmd_run(settings: Settings, first_day: str | None, days: int | None, skip_tr
 
     code = launch_jobs("run", settings, verbose=verbose, jobs=jobs)
     if code == 0:
-        print_summary(settings, time.perf_counter() - started, evaluations)
+        print_summary(settings, time.perf_counter() - started, evaluations, started_at)
     return code
 
 
@@ -238,7 +239,7 @@ def load_evaluations(instance, settings: Settings) -> dict:
     return out
 
 
-def print_summary(settings: Settings, seconds: float, models: dict) -> None:
+def print_summary(settings: Settings, seconds: float, models: dict, started_at: datetime | None = None) -> None:
     from ml.lake import Lake
     from ml.raw.contracts import RAW_TABLES
     from ml.warehouse import query
@@ -249,6 +250,7 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
     for table in RAW_TABLES:
         cols, rows = query_lake_count(lake, table)
         print(f"  {table:<12} {rows:>10,} rows in {cols} daily partitions")
+    print_images(lake, started_at)
     print(f"warehouse  {lake.warehouse_db}")
     print(f"marts      {lake.marts_db}  (read-only copy for analysts)")
     _, rows = query(lake.marts_db, "select table_name from information_schema.tables order by 1")
@@ -261,6 +263,19 @@ def print_summary(settings: Settings, seconds: float, models: dict) -> None:
         if "risk_model_evaluation" in models:
             print_launch(lake, models["risk_model_evaluation"].version)
     print('\nnext: make ui  (Dagster UI)   |   trustlake sql "select * from mart_appeals"')
+
+
+def print_images(lake, started_at: datetime | None) -> None:
+    """How many distinct image files OCR has read, and how many of them this run read: an image is read
+    once ever (image_text), so a run over days already landed reads none."""
+    from ml.features.images import image_text_table
+
+    table = image_text_table(lake)
+    now = int((table["read_at"] >= started_at).sum()) if started_at is not None else 0
+    print(
+        f"images     {table.height:,} distinct image files read (OCR and PDQ); {now:,} read by this run, "
+        f"{table.height - now:,} already read before it"
+    )
 
 
 def f(v) -> str:

@@ -14,10 +14,18 @@ from orchestration.settings import Settings
 
 @cli.command("score", **described("score a CSV or Parquet file of texts with the champion"))
 @click.option("--input", "input_path", required=True)
-@click.option("--text-column", required=True)
+@click.option("--text-column", required=True, help="the text (with --image-column: the caption, may be empty)")
+@click.option(
+    "--image-column",
+    default=None,
+    help="a column of image file paths (relative to the input's folder): each row is scored on its text and the "
+    "text OCR reads in its image; a bad image is flagged in image_flag with the reason",
+)
 @click.option("--output", default=None, help="CSV or Parquet by suffix (default: <input>.scored.<suffix>)")
 @with_settings
-def cmd_score(settings: Settings, input_path: str, text_column: str, output: str | None) -> int:
+def cmd_score(
+    settings: Settings, input_path: str, text_column: str, image_column: str | None, output: str | None
+) -> int:
     """Every failure is one line on stderr and exit code 2: an analyst fixes the input, not the code."""
     from ml.lake import Lake
     from ml.registry import RegistryError
@@ -31,7 +39,9 @@ def cmd_score(settings: Settings, input_path: str, text_column: str, output: str
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        out = score_file(Lake(settings.home).models, input_path, text_column, output, warn=warn)
+        out = score_file(
+            Lake(settings.home).models, input_path, text_column, output, warn=warn, image_column=image_column
+        )
     except (ScoringInputError, RegistryError) as exc:
         warn(str(exc))
         return 2

@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='content_id',
+    on_schema_change='append_new_columns',
 ) }}
 -- One row per content item with what happened to it. Incremental by creation day: a run
 -- rebuilds its partition window plus the late-arrival lookback (reports, decisions and
@@ -36,6 +37,9 @@ select
     c.eval_bucket,
     c.has_link,
     c.has_phone,
+    c.media_type,
+    c.media_sha256,
+    c.media_path,
     coalesce(r.reports, 0) as reports,
     coalesce(r.distinct_reporters, 0) as distinct_reporters,
     r.first_reported_at,
