@@ -131,6 +131,8 @@ SERVING = Section(
         "body_timeout_s": "`trustlake serve`: seconds for a whole body to arrive, else 408 (`--body-timeout`)",
         "max_in_flight": "`trustlake serve`: requests at once; more get 503 with Retry-After (`--max-in-flight`)",
         "scoring_threads": "`trustlake serve`: requests scored at once (`--scoring-threads`)",
+        "batch_max_items": "`trustlake serve`: items scored together in one micro-batch at most",
+        "batch_wait_ms": "`trustlake serve`: milliseconds a request waits for others to be scored with it, at most",
         "keep_alive_s": "`trustlake serve`: idle keep-alive seconds (`--keep-alive`)",
     },
     lazy=True,

@@ -10,6 +10,10 @@ does not arrive within the body timeout is cut off with 408; more than `max_in_f
 requests at once are answered 503 with Retry-After instead of queueing without end. A loaded
 champion keeps serving when the registry becomes unreadable or a newly promoted model cannot
 be loaded; `/health` then says `degraded`, and is 503 only when no model can be served.
+
+Requests that arrive together are scored together (ml/scoring/batching.py): a request waits at
+most `batch_wait_ms` for others, their items go through one `score_frame` call in a pool of
+`scoring_threads` threads, off the event loop, and each request is answered its own rows.
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
-import anyio.lowlevel
-import anyio.to_thread
 import polars as pl
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from ml.evaluation.results import as_json
 from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
+from ml.scoring.batching import MicroBatcher
 from ml.training.artifacts import PROBA_COLUMNS
 
 MAX_ITEMS = 256
@@ -66,8 +68,10 @@ class ServingLimits:
     body_timeout_s: float = 10.0  # the whole body must arrive within this many seconds
     max_in_flight: int = 16  # requests being read or scored at once; more get 503
     # Scoring is CPU-bound: more threads than cores only add latency, so the requests in flight
-    # beyond this wait their turn (a wait bounded by max_in_flight).
+    # beyond this wait their turn (a wait bounded by max_in_flight), batched together.
     scoring_threads: int = field(default_factory=_usable_cpus)
+    batch_max_items: int = 64  # items scored in one call at most (ml/scoring/batching.py)
+    batch_wait_ms: float = 2.0  # how long a request waits for others to be scored with it, at most
     retry_after_s: int = 1
     keep_alive_s: float = 5.0
 
@@ -77,6 +81,8 @@ class ServingLimits:
             "body_timeout_s",
             "max_in_flight",
             "scoring_threads",
+            "batch_max_items",
+            "batch_wait_ms",
             "retry_after_s",
             "keep_alive_s",
         ):
@@ -156,8 +162,10 @@ class ChampionCache:
 
     def get(self) -> Served:
         stamp = self._registry_stamp()
-        # While one request reloads, the others keep being served by the loaded champion.
-        if self._stale(stamp) and self._lock.acquire(blocking=self._served is None):
+        # While one request reloads, the others keep being served by the loaded champion; with none
+        # loaded yet, they wait for the first load (its stamp is already set, so it looks fresh).
+        first = self._served is None
+        if (first or self._stale(stamp)) and self._lock.acquire(blocking=first):
             try:
                 if self._stale(stamp):
                     self._reload(stamp)
@@ -302,15 +310,30 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
     cache = ChampionCache(Path(models_dir))
     guard = GuardState()
     app.add_middleware(RequestGuard, limits=limits, state=guard)
-    # One limiter per event loop (a limiter is bound to the loop that first uses it).
-    scoring_slots: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("scoring_slots")
 
-    def scoring_limiter() -> anyio.CapacityLimiter:
-        try:
-            return scoring_slots.get()
-        except LookupError:
-            scoring_slots.set(anyio.CapacityLimiter(limits.scoring_threads))
-            return scoring_slots.get()
+    def score_requests(_key, requests: list[list[Item]]) -> list[dict[str, Any]]:
+        """In a scoring thread: the items of every request of a micro-batch in one `score_frame`
+        call (one champion for all of them), answered to each request in its own order."""
+        champion = cache.get().champion
+        items = [item for request in requests for item in request]
+        scored = score_frame(champion, items_frame(items)).iter_rows(named=True)
+        answers = []
+        for request in requests:
+            results = [
+                {
+                    "id": item.id,
+                    **{c: row[c] for c in PROBA_COLUMNS},
+                    "action": row["action"],
+                    "model_version": row["model_version"],
+                }
+                for item, row in zip(request, scored)
+            ]
+            answers.append({"model_version": champion.version, "results": results})
+        return answers
+
+    batcher = MicroBatcher(score_requests, limits.scoring_threads, limits.batch_max_items, limits.batch_wait_ms / 1e3)
+    app.state.batcher = batcher
+    app.router.on_shutdown.append(batcher.close)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -323,6 +346,7 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
             "in_flight": guard.in_flight,
             "max_in_flight": limits.max_in_flight,
             "scoring_threads": limits.scoring_threads,
+            "batching": batcher.stats.as_dict(),
             "refused": {str(k): v for k, v in guard.refused.items()},
         }
         try:
@@ -353,26 +377,11 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
             "max_body_bytes": limits.max_body_bytes,
         }
 
-    def score_items(items: list[Item]) -> dict[str, Any]:
-        try:
-            champion = cache.get().champion
-        except RegistryError as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
-        scored = score_frame(champion, items_frame(items))
-        results = []
-        for item, row in zip(items, scored.iter_rows(named=True)):
-            results.append(
-                {
-                    "id": item.id,
-                    **{c: row[c] for c in PROBA_COLUMNS},
-                    "action": row["action"],
-                    "model_version": row["model_version"],
-                }
-            )
-        return {"model_version": champion.version, "results": results}
-
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(score_items, request.items, limiter=scoring_limiter())
+        try:
+            return await batcher.submit(None, request.items, len(request.items))
+        except RegistryError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
 
     return app
