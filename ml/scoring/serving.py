@@ -1,6 +1,6 @@
 """The online scoring service: FastAPI, the same scores and actions as the CLI and batch paths.
 
-`POST /v1/score` scores up to MAX_ITEMS texts per request; `GET /health`, `GET /v1/model`.
+`POST /v1/score` scores up to MAX_ITEMS texts or images per request; `GET /health`, `GET /v1/model`.
 The champion is reloaded when the registry file changes, so a promotion or rollback takes
 effect without a restart. Input errors are 4xx with a message that says what is wrong.
 
@@ -13,7 +13,9 @@ be loaded; `/health` then says `degraded`, and is 503 only when no model can be 
 
 Requests that arrive together are scored together (ml/scoring/batching.py): a request waits at
 most `batch_wait_ms` for others, their items go through one `score_frame` call in a pool of
-`scoring_threads` threads, off the event loop, and each request is answered its own rows.
+`scoring_threads` threads, off the event loop, and each request is answered its own rows. Image
+items are read (decoded, OCR, PDQ, bank matches) in their own bounded pool first
+(ml/scoring/images.py), then scored as their caption plus the text read in them.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import polars as pl
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from ml.evaluation.results import as_json
+from ml.images.decode import DecodeLimits
 from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
 from ml.scoring.batching import MicroBatcher
+from ml.scoring.images import BankSource, ImageReader, ImageRefused
 from ml.training.artifacts import PROBA_COLUMNS
 
 MAX_ITEMS = 256
@@ -72,6 +76,11 @@ class ServingLimits:
     scoring_threads: int = field(default_factory=_usable_cpus)
     batch_max_items: int = 64  # items scored in one call at most (ml/scoring/batching.py)
     batch_wait_ms: float = 2.0  # how long a request waits for others to be scored with it, at most
+    # Images (ml/scoring/images.py): read in their own pool, so a burst of them never holds up text.
+    image_threads: int = 1
+    image_max_waiting: int = 8  # images queued or being read at once; a request beyond it gets 503
+    image_timeout_s: float = 10.0  # an image request not read within this gets 504
+    image_max_bytes: int = 3 * 1024 * 1024  # an image's bytes (base64 in a body of max_body_bytes)
     retry_after_s: int = 1
     keep_alive_s: float = 5.0
 
@@ -83,6 +92,10 @@ class ServingLimits:
             "scoring_threads",
             "batch_max_items",
             "batch_wait_ms",
+            "image_threads",
+            "image_max_waiting",
+            "image_timeout_s",
+            "image_max_bytes",
             "retry_after_s",
             "keep_alive_s",
         ):
@@ -109,10 +122,19 @@ class Context(BaseModel):
 
 
 class Item(BaseModel):
+    """A text, an image (base64 of the file's bytes) with its caption in `text`, or an image alone."""
+
     model_config = ConfigDict(extra="forbid")
     id: StrictStr | StrictInt | None = None
-    text: StrictStr = Field(max_length=MAX_TEXT_CHARS)
+    text: StrictStr | None = Field(None, max_length=MAX_TEXT_CHARS)
+    image: StrictStr | None = None
     context: Context | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Item:
+        if self.text is None and self.image is None:
+            raise ValueError("an item needs `text`, an `image` (base64), or both")
+        return self
 
 
 class ScoreRequest(BaseModel):
@@ -300,11 +322,15 @@ def items_frame(items: list[Item]) -> pl.DataFrame:
         ctx = item.context.model_dump(exclude_none=True) if item.context else {}
         if "verified" in ctx:
             ctx["verified"] = int(ctx["verified"])
-        rows.append({"text": item.text, **ctx})
+        rows.append({"text": item.text or "", **ctx})
     return pl.from_dicts(rows, infer_schema_length=None)
 
 
-def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI:
+def create_app(
+    models_dir: Path, limits: ServingLimits | None = None, banks_dir: Path | None = None, ocr=None
+) -> FastAPI:
+    """The service for the registry in `models_dir`; image items are matched against the hash-bank
+    table under `banks_dir` when it exists. `ocr` replaces the OCR engine (tests only)."""
     limits = limits or ServingLimits()
     app = FastAPI(title="trustlake scoring", version="1")
     cache = ChampionCache(Path(models_dir))
@@ -334,6 +360,21 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
     batcher = MicroBatcher(score_requests, limits.scoring_threads, limits.batch_max_items, limits.batch_wait_ms / 1e3)
     app.state.batcher = batcher
     app.router.on_shutdown.append(batcher.close)
+    reader = ImageReader(
+        limits.image_threads,
+        limits.image_max_waiting,
+        limits.image_timeout_s,
+        DecodeLimits(max_bytes=limits.image_max_bytes),
+        BankSource(banks_dir),
+        limits.retry_after_s,
+        ocr,
+    )
+    app.router.on_shutdown.append(reader.close)
+
+    @app.exception_handler(ImageRefused)
+    async def _image_refused(request: Request, exc: ImageRefused):
+        headers = {"retry-after": str(exc.retry_after_s)} if exc.retry_after_s else None
+        return JSONResponse(status_code=exc.status, content=exc.body, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -379,9 +420,22 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
 
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
+        items = request.items
+        images = {
+            i: (reader.decode_base64(i, item.image), item.text or "")
+            for i, item in enumerate(items)
+            if item.image is not None
+        }
+        reads = await reader.read(images) if images else {}
+        if reads:  # an image is scored as its caption and the text read in it
+            texts = {i: " ".join(t for t in (items[i].text, r.text) if t) for i, r in reads.items()}
+            items = [item.model_copy(update={"text": texts[i]}) if i in reads else item for i, item in enumerate(items)]
         try:
-            return await batcher.submit(None, request.items, len(request.items))
+            answer = await batcher.submit(None, items, len(items))
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
+        for i, read in reads.items():
+            answer["results"][i].update(image=read.facts(), bank_matches=read.matches)
+        return answer
 
     return app
