@@ -142,10 +142,11 @@ class HeldOcr:
 
 
 def test_a_slow_image_does_not_hold_up_text_and_a_full_image_queue_is_refused(models, flyer):
-    """While one image is being read (held), a text request is answered, a second image request is
-    refused at once with 503 + Retry-After (one image may wait), and the held image is then answered."""
+    """While one image is being read (held), a text request is answered, though only one request may
+    be in flight (an image waiting for its images counts against the image limit instead); a second
+    image request is refused at once with 503 + Retry-After; the held image is then answered."""
     ocr = HeldOcr()
-    app = create_app(models, ServingLimits(image_max_waiting=1, image_timeout_s=60), ocr=ocr)
+    app = create_app(models, ServingLimits(max_in_flight=1, image_max_waiting=1, image_timeout_s=60), ocr=ocr)
     image = {"items": [{"image": b64(encode_image(flyer, "PNG"))}]}
 
     async def main():

@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,7 +71,10 @@ class ServingLimits:
 
     max_body_bytes: int = 4 * 1024 * 1024
     body_timeout_s: float = 10.0  # the whole body must arrive within this many seconds
-    max_in_flight: int = 16  # requests being read or scored at once; more get 503
+    # Requests being read or scored at once; more get 503. Requests beyond the scoring threads wait to
+    # be micro-batched, so this also bounds the batch size under load: 16 capped a 2-core server at
+    # ~180 requests/s (bench/scoring.py on a shared machine), well below what it scores in batches.
+    max_in_flight: int = 64
     # Scoring is CPU-bound: more threads than cores only add latency, so the requests in flight
     # beyond this wait their turn (a wait bounded by max_in_flight), batched together.
     scoring_threads: int = field(default_factory=_usable_cpus)
@@ -226,6 +230,16 @@ class GuardState:
 
     in_flight: int = 0
     refused: dict[int, int] = field(default_factory=lambda: {408: 0, 413: 0, 503: 0})
+
+    @contextmanager
+    def set_aside(self):
+        """A request inside the guard stops counting against max_in_flight meanwhile: an image request
+        waiting for its images, bounded by the image pool's own limit, must not crowd out text."""
+        self.in_flight -= 1
+        try:
+            yield
+        finally:
+            self.in_flight += 1
 
 
 class RequestGuard:
@@ -426,7 +440,10 @@ def create_app(
             for i, item in enumerate(items)
             if item.image is not None
         }
-        reads = await reader.read(images) if images else {}
+        reads = {}
+        if images:
+            with guard.set_aside():
+                reads = await reader.read(images)
         if reads:  # an image is scored as its caption and the text read in it
             texts = {i: " ".join(t for t in (items[i].text, r.text) if t) for i, r in reads.items()}
             items = [item.model_copy(update={"text": texts[i]}) if i in reads else item for i, item in enumerate(items)]
