@@ -1,7 +1,7 @@
 """Scoring speed of the champion: batch items/s and HTTP latency at a fixed request rate.
 
     .venv/bin/python bench/scoring.py [--items 1000000] [--rate 100] [--seconds 20]
-        [--sizes 100000,1000000,2000000] [--distinct-format csv|parquet] [--only batch|distinct|http]
+        [--sizes 100000,1000000,2000000] [--distinct-format csv|parquet] [--only batch|cost|distinct|http]
 
 Needs a champion in TRUSTLAKE_HOME (run `make run` first). Batch: 1,000,000 simulated content
 items with their real point-in-time context features are scored by `ml.scoring.score_frame`
@@ -9,7 +9,11 @@ items with their real point-in-time context features are scored by `ml.scoring.s
 free loopback port; an open-loop load generator sends single-item requests at a fixed rate
 and measures latency from each request's scheduled send time, so a stalled server shows up
 as latency instead of silently lowering the rate. Goals: >= 50,000 items/s in batch on
-2 cores for the LightGBM path; p99 <= 25 ms at 100 requests/s.
+2 cores for the LightGBM path, no slower compiled than as trained; p99 <= 25 ms at 100 requests/s;
+the highest rate sustained with p99 <= 100 ms (goal 1,000/s), tried upward in steps; at 200
+connections the share shed and the p99 of answered requests; the text p99 at 100 requests/s while
+four clients keep sending image requests (OCR). Cost: one text's CPU ms in process, as trained and
+compiled, and the compiled call's parts.
 
 Distinct (batch, all-distinct texts): pool texts suffixed with their row number, so no text
 repeats, are written to a CSV (or Parquet) file and scored through `trustlake score`'s streaming
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -53,18 +58,79 @@ def batch(settings: Settings, items: int) -> dict:
     raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=29))
     content = raw["content"].head(items)
     frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
-    score_frame(champion, frame.head(1000))  # warm up
-    t = time.perf_counter()
-    scores = score_frame(champion, frame)
-    seconds = time.perf_counter() - t
+    # The champion as trained (before ml/scoring/compiled.py) and compiled, on the same rows.
+    as_trained = load_champion(Lake(settings.home).models, compiled=False)
+    runs = {}
+    for name, model in (("as_trained", as_trained), ("compiled", champion)):
+        score_frame(model, frame.head(1000))  # warm up
+        t, cpu = time.perf_counter(), time.process_time()
+        scores = score_frame(model, frame)
+        seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
+        runs[name] = {
+            "seconds": round(seconds, 2),
+            "items_per_second": round(scores.height / seconds),
+            "items_per_cpu_second": round(scores.height / cpu_seconds),
+        }
+        print(f"batch {name}: {runs[name]['items_per_second']:,} items/s", file=sys.stderr)
     return {
         "model_version": champion.version,
         "items": scores.height,
-        "seconds": round(seconds, 2),
-        "items_per_second": round(scores.height / seconds),
+        **runs["compiled"],
+        "as_trained": runs["as_trained"],
+        "compiled_vs_as_trained": round(runs["as_trained"]["seconds"] / runs["compiled"]["seconds"], 2),
         "distinct_texts": frame["text"].n_unique(),
         "goal_items_per_second": 50_000,
     }
+
+
+def single_text_cost(settings: Settings, repeats: int = 300) -> dict:
+    """In process, one text with context scored by `score_frame`: CPU ms per call as trained and
+    compiled, and the compiled call's parts (CPU time: wall time on a shared machine measures the
+    neighbours)."""
+    import polars as pl
+
+    from ml.training.artifacts import PROBA_COLUMNS
+    from ml.training.matrix import risk_features, with_text_signals
+    from ml.training.text_classifier import ngram_counts, signal_block
+
+    models = Lake(settings.home).models
+    pool, _ = load_text_pool(settings.corpora)
+    text = pool["text"][0]
+    one = pl.DataFrame({"text": [text], "surface": ["feed"], "account_age_days": [3.0], "prior_posts": [4]})
+
+    def cpu_ms(fn) -> float:
+        for _ in range(5):
+            fn()
+        t = time.process_time()
+        for _ in range(repeats):
+            fn()
+        return round((time.process_time() - t) / repeats * 1000, 3)
+
+    out = {}
+    for name, compiled in (("as_trained", False), ("compiled", True)):
+        champion = load_champion(models, compiled=compiled)
+        out[f"{name}_ms"] = cpu_ms(lambda c=champion: score_frame(c, one))
+        out[f"{name}_text_only_ms"] = cpu_ms(lambda c=champion: score_frame(c, one.select("text")))
+    scorer = champion.scorer
+    parts = {}
+    if hasattr(scorer, "_text") and hasattr(scorer._text, "proba"):
+        signals = with_text_signals(pl.DataFrame({"text": [text]}))
+        block, counts = signal_block(signals), ngram_counts([text])
+        proba = scorer._text.proba(counts, block)
+        parts = {
+            "text_signals_ms": cpu_ms(lambda: with_text_signals(pl.DataFrame({"text": [text]}))),
+            "signal_block_ms": cpu_ms(lambda: signal_block(signals)),
+            "ngram_counts_ms": cpu_ms(lambda: ngram_counts([text])),
+            "classifier_ms": cpu_ms(lambda: scorer._text.proba(counts, block)),
+        }
+        if scorer._booster is not None:
+            inputs = risk_features(one.hstack(signals.drop("text")), proba)
+            parts["risk_inputs_ms"] = cpu_ms(lambda: risk_features(one.hstack(signals.drop("text")), proba))
+            parts["booster_ms"] = cpu_ms(lambda: scorer._booster.predict(inputs, raw_score=True, num_threads=1))
+        scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
+        parts["policy_ms"] = cpu_ms(lambda: champion.policy.decide(scores, champion.thresholds, one))
+    out["compiled_parts"] = parts
+    return out
 
 
 def distinct_input(texts, rows: int, path: Path) -> None:
@@ -269,7 +335,10 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def _score_request(port: int, i: int, texts: list[str]) -> bytes:
-    body = json.dumps({"items": [{"id": i, "text": texts[i % len(texts)]}]}).encode()
+    return _post(port, json.dumps({"items": [{"id": i, "text": texts[i % len(texts)]}]}).encode())
+
+
+def _post(port: int, body: bytes) -> bytes:
     return (
         f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -331,6 +400,78 @@ def serving(settings: Settings, *flags: str):
 CLOSED_LOOP = ((10, 2_000), (200, 4_000))
 
 
+# Open-loop rates tried for the highest sustained single-text rate, each for SUSTAIN_S seconds.
+SUSTAIN_RATES = (100, 200, 300, 400, 600, 800, 1000, 1200, 1500, 2000)
+SUSTAIN_S = 8
+SUSTAIN_P99_MS = 100
+
+
+def sustained(port: int, texts: list[str]) -> dict:
+    """The highest rate of SUSTAIN_RATES answered entirely 200 with p99 <= SUSTAIN_P99_MS (rates
+    tried in order, stopping at the first that fails). The load generator shares the 2 cores."""
+    tried, best = [], None
+    for rate in SUSTAIN_RATES:
+        lat, other = asyncio.run(load(port, rate, SUSTAIN_S, texts))
+        p99 = round(float(np.percentile(lat, 99)), 2) if lat else None
+        tried.append({"rate": rate, "p99_ms": p99, "other_outcomes": other})
+        print(f"sustained {rate}/s: p99 {p99} ms, other {other}", file=sys.stderr)
+        if other or p99 is None or p99 > SUSTAIN_P99_MS:
+            break
+        best = rate
+    return {"max_rate_with_p99_at_most_100_ms": best, "tried": tried, "goal_rate": 1_000}
+
+
+async def image_burst(port: int, image: bytes, clients: int, stop: asyncio.Event) -> dict[str, int]:
+    """`clients` clients each posting one image request after another until `stop`: status counts."""
+    body = json.dumps({"items": [{"image": base64.b64encode(image).decode(), "text": "see this"}]}).encode()
+    statuses: dict[str, int] = {}
+
+    async def client() -> None:
+        while not stop.is_set():
+            conn = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                status, headers = await _exchange(conn, _post(port, body))
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                status, headers = type(exc).__name__, {}
+            finally:
+                conn[1].close()
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            if status == 503:
+                await asyncio.sleep(float(headers.get("retry-after", 1)))
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return statuses
+
+
+def beside_images(port: int, rate: float, seconds: float, texts: list[str], image: bytes, clients: int = 4) -> dict:
+    """Open-loop single texts at `rate` while `clients` clients keep sending image requests."""
+
+    async def run():
+        stop = asyncio.Event()
+        burst = asyncio.create_task(image_burst(port, image, clients, stop))
+        await asyncio.sleep(1.0)  # the image pool is busy before the text load starts
+        lat, other = await load(port, rate, seconds, texts)
+        stop.set()
+        return lat, other, await burst
+
+    lat, other, statuses = asyncio.run(run())
+    return {
+        "text_rate": rate,
+        "image_clients": clients,
+        "image_statuses": statuses,
+        "text_other_outcomes": other,
+        **_percentiles("text", lat),
+    }
+
+
+def burst_image(settings: Settings) -> bytes:
+    from ml.images.render import render_text_image
+    from ml.images.transforms import encode_image
+
+    pool, _ = load_text_pool(settings.corpora)
+    return encode_image(render_text_image(pool["text"][1], np.random.default_rng(0), "flyer").image, "JPEG", 85)
+
+
 def http(settings: Settings, rate: float, seconds: float) -> dict:
     pool, _ = load_text_pool(settings.corpora)
     texts = pool["text"].sample(n=2000, seed=0).to_list()
@@ -340,6 +481,9 @@ def http(settings: Settings, rate: float, seconds: float) -> dict:
         lat, other = asyncio.run(load(port, rate, seconds, texts))
         lat = np.array(lat)
         closed = {str(c): asyncio.run(closed_loop(port, c, n, texts)) for c, n in CLOSED_LOOP}
+        most = sustained(port, texts)
+        images = beside_images(port, rate, seconds, texts, burst_image(settings))
+        batching = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["batching"]
     # The same 200 connections as served before the limits: nothing shed, FastAPI's 40 worker threads.
     with serving(settings, "--max-in-flight", "1000000", "--scoring-threads", "40") as port:
         connections, requests = CLOSED_LOOP[-1]
@@ -356,6 +500,9 @@ def http(settings: Settings, rate: float, seconds: float) -> dict:
         "goal_p99_ms": 25,
         "max_in_flight": max_in_flight,
         "closed_loop": closed,
+        "sustained": most,
+        "beside_image_burst": images,
+        "batching": batching,
         "closed_loop_without_shedding": unbounded,
         "p99_ms_of_200s_at_200_connections_shedding_vs_not": round(shedding_p99 / unbounded["ok_p99_ms"], 3)
         if shedding_p99 and unbounded["ok_p99_ms"]
@@ -374,7 +521,7 @@ def main() -> None:
         help="rows of all-distinct text to score, comma-separated, each in a fresh process",
     )
     parser.add_argument("--distinct-format", choices=["csv", "parquet"], default="csv")
-    parser.add_argument("--only", choices=["batch", "distinct", "http"], default=None, help="run one part only")
+    parser.add_argument("--only", choices=["batch", "cost", "distinct", "http"], default=None, help="run one part only")
     parser.add_argument("--distinct-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.distinct_child:
@@ -385,6 +532,8 @@ def main() -> None:
     report = {}
     if args.only in (None, "batch"):
         report["batch"] = batch(settings, args.items)
+    if args.only in (None, "cost"):
+        report["single_text_cost"] = single_text_cost(settings)
     if args.only in (None, "distinct"):
         report["distinct"] = distinct(settings, sizes, args.distinct_format)
     if args.only in (None, "http"):

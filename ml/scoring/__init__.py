@@ -1,7 +1,9 @@
 """Score content with the champion: calibrated probabilities, an action, the model version.
 
 Batch scoring, the offline CLI and the HTTP service all go through `score_frame`, so the
-same text with the same context gets the same scores and action everywhere. Memory is bounded
+same text with the same context gets the same scores and action everywhere. The champion they
+load is compiled for serving (ml/scoring/compiled.py): the same numbers in far fewer
+operations; `load_model(..., compiled=False)` keeps the scorer as trained. Memory is bounded
 by the batch size and a fixed cache, never by the input: hashed n-grams (a few KB per text) are
 built one batch at a time, and an `NgramCache` of bounded size keeps recent texts' rows so a
 repost seen a batch earlier is not featurised again.
@@ -20,6 +22,7 @@ import scipy.sparse as sp
 from ml.enforcement import BANK_MATCH_COLUMNS, DEFAULT_POLICY_PATH, EnforcementPolicy, load_policy
 from ml.features.text import NGRAM_DIM, distinct, hashed_ngrams
 from ml.registry import Registry, RegistryError
+from ml.scoring.compiled import compiled_scorer
 from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact
 from ml.training.scorer import Scorer
 
@@ -43,7 +46,7 @@ OUTPUT_SCHEMA = {
 @dataclass
 class Champion:
     version: str
-    scorer: Scorer
+    scorer: Scorer  # or a CompiledScorer: the same interface and numbers
     thresholds: dict[str, dict[str, float]]
     policy: EnforcementPolicy
 
@@ -56,17 +59,20 @@ def operating_thresholds(model_dir: Path) -> dict[str, dict[str, float]]:
     return {p: {"auto_action": v["auto_action_threshold"], "review": v["review_threshold"]} for p, v in points.items()}
 
 
-def load_model(model_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH) -> Champion:
+def load_model(model_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH, compiled: bool = True) -> Champion:
+    """The model in `model_dir` ready to score: compiled for serving unless `compiled=False` (the
+    scorer as trained, which the compiled one is measured and tested against)."""
     artifact = ModelArtifact.read(model_dir)
-    return Champion(artifact.version, Scorer(artifact), operating_thresholds(model_dir), load_policy(policy_path))
+    scorer = compiled_scorer(artifact) if compiled else Scorer(artifact)
+    return Champion(artifact.version, scorer, operating_thresholds(model_dir), load_policy(policy_path))
 
 
-def load_champion(models_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH) -> Champion:
+def load_champion(models_dir: Path, policy_path: Path = DEFAULT_POLICY_PATH, compiled: bool = True) -> Champion:
     registry = Registry(models_dir)
     entry = registry.champion()
     if entry is None:
         raise RegistryError(f"no champion in {models_dir}: run `trustlake run` (or promote a model) first")
-    return load_model(registry.artifact_dir(entry), policy_path)
+    return load_model(registry.artifact_dir(entry), policy_path, compiled)
 
 
 class NgramCache:

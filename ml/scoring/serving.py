@@ -1,6 +1,6 @@
 """The online scoring service: FastAPI, the same scores and actions as the CLI and batch paths.
 
-`POST /v1/score` scores up to MAX_ITEMS texts per request; `GET /health`, `GET /v1/model`.
+`POST /v1/score` scores up to MAX_ITEMS texts or images per request; `GET /health`, `GET /v1/model`.
 The champion is reloaded when the registry file changes, so a promotion or rollback takes
 effect without a restart. Input errors are 4xx with a message that says what is wrong.
 
@@ -10,6 +10,12 @@ does not arrive within the body timeout is cut off with 408; more than `max_in_f
 requests at once are answered 503 with Retry-After instead of queueing without end. A loaded
 champion keeps serving when the registry becomes unreadable or a newly promoted model cannot
 be loaded; `/health` then says `degraded`, and is 503 only when no model can be served.
+
+Requests that arrive together are scored together (ml/scoring/batching.py): a request waits at
+most `batch_wait_ms` for others, their items go through one `score_frame` call in a pool of
+`scoring_threads` threads, off the event loop, and each request is answered its own rows. Image
+items are read (decoded, OCR, PDQ, bank matches) in their own bounded pool first
+(ml/scoring/images.py), then scored as their caption plus the text read in them.
 """
 
 from __future__ import annotations
@@ -20,22 +26,23 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
-import anyio.lowlevel
-import anyio.to_thread
 import polars as pl
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from ml.evaluation.results import as_json
+from ml.images.decode import DecodeLimits
 from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
+from ml.scoring.batching import MicroBatcher
+from ml.scoring.images import BankSource, ImageReader, ImageRefused
 from ml.training.artifacts import PROBA_COLUMNS
 
 MAX_ITEMS = 256
@@ -64,10 +71,20 @@ class ServingLimits:
 
     max_body_bytes: int = 4 * 1024 * 1024
     body_timeout_s: float = 10.0  # the whole body must arrive within this many seconds
-    max_in_flight: int = 16  # requests being read or scored at once; more get 503
+    # Requests being read or scored at once; more get 503. Requests beyond the scoring threads wait to
+    # be micro-batched, so this also bounds the batch size under load: 16 capped a 2-core server at
+    # ~180 requests/s (bench/scoring.py on a shared machine), well below what it scores in batches.
+    max_in_flight: int = 64
     # Scoring is CPU-bound: more threads than cores only add latency, so the requests in flight
-    # beyond this wait their turn (a wait bounded by max_in_flight).
+    # beyond this wait their turn (a wait bounded by max_in_flight), batched together.
     scoring_threads: int = field(default_factory=_usable_cpus)
+    batch_max_items: int = 64  # items scored in one call at most (ml/scoring/batching.py)
+    batch_wait_ms: float = 2.0  # how long a request waits for others to be scored with it, at most
+    # Images (ml/scoring/images.py): read in their own pool, so a burst of them never holds up text.
+    image_threads: int = 1
+    image_max_waiting: int = 8  # images queued or being read at once; a request beyond it gets 503
+    image_timeout_s: float = 10.0  # an image request not read within this gets 504
+    image_max_bytes: int = 3 * 1024 * 1024  # an image's bytes (base64 in a body of max_body_bytes)
     retry_after_s: int = 1
     keep_alive_s: float = 5.0
 
@@ -77,6 +94,12 @@ class ServingLimits:
             "body_timeout_s",
             "max_in_flight",
             "scoring_threads",
+            "batch_max_items",
+            "batch_wait_ms",
+            "image_threads",
+            "image_max_waiting",
+            "image_timeout_s",
+            "image_max_bytes",
             "retry_after_s",
             "keep_alive_s",
         ):
@@ -103,10 +126,19 @@ class Context(BaseModel):
 
 
 class Item(BaseModel):
+    """A text, an image (base64 of the file's bytes) with its caption in `text`, or an image alone."""
+
     model_config = ConfigDict(extra="forbid")
     id: StrictStr | StrictInt | None = None
-    text: StrictStr = Field(max_length=MAX_TEXT_CHARS)
+    text: StrictStr | None = Field(None, max_length=MAX_TEXT_CHARS)
+    image: StrictStr | None = None
     context: Context | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Item:
+        if self.text is None and self.image is None:
+            raise ValueError("an item needs `text`, an `image` (base64), or both")
+        return self
 
 
 class ScoreRequest(BaseModel):
@@ -156,8 +188,10 @@ class ChampionCache:
 
     def get(self) -> Served:
         stamp = self._registry_stamp()
-        # While one request reloads, the others keep being served by the loaded champion.
-        if self._stale(stamp) and self._lock.acquire(blocking=self._served is None):
+        # While one request reloads, the others keep being served by the loaded champion; with none
+        # loaded yet, they wait for the first load (its stamp is already set, so it looks fresh).
+        first = self._served is None
+        if (first or self._stale(stamp)) and self._lock.acquire(blocking=first):
             try:
                 if self._stale(stamp):
                     self._reload(stamp)
@@ -196,6 +230,16 @@ class GuardState:
 
     in_flight: int = 0
     refused: dict[int, int] = field(default_factory=lambda: {408: 0, 413: 0, 503: 0})
+
+    @contextmanager
+    def set_aside(self):
+        """A request inside the guard stops counting against max_in_flight meanwhile: an image request
+        waiting for its images, bounded by the image pool's own limit, must not crowd out text."""
+        self.in_flight -= 1
+        try:
+            yield
+        finally:
+            self.in_flight += 1
 
 
 class RequestGuard:
@@ -292,25 +336,59 @@ def items_frame(items: list[Item]) -> pl.DataFrame:
         ctx = item.context.model_dump(exclude_none=True) if item.context else {}
         if "verified" in ctx:
             ctx["verified"] = int(ctx["verified"])
-        rows.append({"text": item.text, **ctx})
+        rows.append({"text": item.text or "", **ctx})
     return pl.from_dicts(rows, infer_schema_length=None)
 
 
-def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI:
+def create_app(
+    models_dir: Path, limits: ServingLimits | None = None, banks_dir: Path | None = None, ocr=None
+) -> FastAPI:
+    """The service for the registry in `models_dir`; image items are matched against the hash-bank
+    table under `banks_dir` when it exists. `ocr` replaces the OCR engine (tests only)."""
     limits = limits or ServingLimits()
     app = FastAPI(title="trustlake scoring", version="1")
     cache = ChampionCache(Path(models_dir))
     guard = GuardState()
     app.add_middleware(RequestGuard, limits=limits, state=guard)
-    # One limiter per event loop (a limiter is bound to the loop that first uses it).
-    scoring_slots: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("scoring_slots")
 
-    def scoring_limiter() -> anyio.CapacityLimiter:
-        try:
-            return scoring_slots.get()
-        except LookupError:
-            scoring_slots.set(anyio.CapacityLimiter(limits.scoring_threads))
-            return scoring_slots.get()
+    def score_requests(_key, requests: list[list[Item]]) -> list[dict[str, Any]]:
+        """In a scoring thread: the items of every request of a micro-batch in one `score_frame`
+        call (one champion for all of them), answered to each request in its own order."""
+        champion = cache.get().champion
+        items = [item for request in requests for item in request]
+        scored = score_frame(champion, items_frame(items)).iter_rows(named=True)
+        answers = []
+        for request in requests:
+            results = [
+                {
+                    "id": item.id,
+                    **{c: row[c] for c in PROBA_COLUMNS},
+                    "action": row["action"],
+                    "model_version": row["model_version"],
+                }
+                for item, row in zip(request, scored)
+            ]
+            answers.append({"model_version": champion.version, "results": results})
+        return answers
+
+    batcher = MicroBatcher(score_requests, limits.scoring_threads, limits.batch_max_items, limits.batch_wait_ms / 1e3)
+    app.state.batcher = batcher
+    app.router.on_shutdown.append(batcher.close)
+    reader = ImageReader(
+        limits.image_threads,
+        limits.image_max_waiting,
+        limits.image_timeout_s,
+        DecodeLimits(max_bytes=limits.image_max_bytes),
+        BankSource(banks_dir),
+        limits.retry_after_s,
+        ocr,
+    )
+    app.router.on_shutdown.append(reader.close)
+
+    @app.exception_handler(ImageRefused)
+    async def _image_refused(request: Request, exc: ImageRefused):
+        headers = {"retry-after": str(exc.retry_after_s)} if exc.retry_after_s else None
+        return JSONResponse(status_code=exc.status, content=exc.body, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -323,6 +401,7 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
             "in_flight": guard.in_flight,
             "max_in_flight": limits.max_in_flight,
             "scoring_threads": limits.scoring_threads,
+            "batching": batcher.stats.as_dict(),
             "refused": {str(k): v for k, v in guard.refused.items()},
         }
         try:
@@ -353,26 +432,27 @@ def create_app(models_dir: Path, limits: ServingLimits | None = None) -> FastAPI
             "max_body_bytes": limits.max_body_bytes,
         }
 
-    def score_items(items: list[Item]) -> dict[str, Any]:
-        try:
-            champion = cache.get().champion
-        except RegistryError as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
-        scored = score_frame(champion, items_frame(items))
-        results = []
-        for item, row in zip(items, scored.iter_rows(named=True)):
-            results.append(
-                {
-                    "id": item.id,
-                    **{c: row[c] for c in PROBA_COLUMNS},
-                    "action": row["action"],
-                    "model_version": row["model_version"],
-                }
-            )
-        return {"model_version": champion.version, "results": results}
-
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(score_items, request.items, limiter=scoring_limiter())
+        items = request.items
+        images = {
+            i: (reader.decode_base64(i, item.image), item.text or "")
+            for i, item in enumerate(items)
+            if item.image is not None
+        }
+        reads = {}
+        if images:
+            with guard.set_aside():
+                reads = await reader.read(images)
+        if reads:  # an image is scored as its caption and the text read in it
+            texts = {i: " ".join(t for t in (items[i].text, r.text) if t) for i, r in reads.items()}
+            items = [item.model_copy(update={"text": texts[i]}) if i in reads else item for i, item in enumerate(items)]
+        try:
+            answer = await batcher.submit(None, items, len(items))
+        except RegistryError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        for i, read in reads.items():
+            answer["results"][i].update(image=read.facts(), bank_matches=read.matches)
+        return answer
 
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
@@ -90,16 +92,24 @@ def mask_context(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
 def dense_matrix(frame: pl.DataFrame) -> np.ndarray:
     """float32 [rows, len(DENSE_COLUMNS)]; absent columns take their default (NaN = unknown)."""
     frame = with_text_signals(frame)
+    present = frozenset(frame.columns) & (DENSE_DEFAULTS.keys() | {"surface"})
+    return frame.select(_dense_exprs(present)).to_numpy().astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_exprs(present: frozenset[str]) -> tuple[pl.Expr, ...]:
+    """The expressions of `dense_matrix` for a frame with these columns, built once per column set:
+    building them costs more than evaluating them on the one row of an online request."""
     exprs = []
     for name, default in DENSE_DEFAULTS.items():
-        if name == "surface_code" and "surface" in frame.columns:
+        if name == "surface_code" and "surface" in present:
             col = pl.col("surface").replace_strict(SURFACE_CODES, default=None, return_dtype=pl.Float32)
-        elif name in frame.columns:
+        elif name in present:
             col = pl.col(name).cast(pl.Float32)
         else:
             col = pl.lit(None, dtype=pl.Float32)
         exprs.append(col.fill_null(default).alias(name))
-    return frame.select(exprs).to_numpy().astype(np.float32, copy=False)
+    return tuple(exprs)
 
 
 def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> sp.csr_matrix:

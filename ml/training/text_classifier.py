@@ -71,7 +71,13 @@ def ngram_counts(texts: list[str]) -> sp.csr_matrix:
 
 def signal_matrix(texts: list[str]) -> np.ndarray:
     """float32 [rows, len(SIGNAL_COLUMNS)]: shares as they are, counts as log1p(count) / 3 (about [0, 2])."""
-    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).select(SIGNAL_EXPRS).select(SIGNAL_COLUMNS)
+    return signal_block(pl.DataFrame({"text": texts}, schema={"text": pl.String}).select(SIGNAL_EXPRS))
+
+
+def signal_block(signals: pl.DataFrame) -> np.ndarray:
+    """`signal_matrix` of texts whose signal columns (`SIGNAL_EXPRS`) are already computed: the serving
+    path computes them once for the classifier and the risk model's inputs (ml/scoring/compiled.py)."""
+    frame = signals.select(SIGNAL_COLUMNS)
     out = frame.with_columns(pl.col("promo_words").cast(pl.Float32)).to_numpy().astype(np.float32)
     counts = [i for i, c in enumerate(SIGNAL_COLUMNS) if c not in _SHARES]
     out[:, counts] = np.log1p(out[:, counts]) / 3.0
