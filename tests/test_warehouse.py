@@ -417,11 +417,12 @@ def test_an_old_bad_raw_file_is_quarantined_instead_of_blocking_later_days(lande
     assert days == 4
 
 
-def test_make_run_trains_the_pair_the_text_model_and_the_baseline_on_one_dataset(e2e_home):
+def test_make_run_trains_the_pair_and_the_baseline_on_one_dataset_and_no_text_model_without_a_gpu(e2e_home):
     from ml.training.artifacts import ModelArtifact
 
     artifacts = [ModelArtifact.read(p.parent) for p in sorted(Lake(e2e_home).models.glob("*/artifact.json"))]
-    assert {a.kind for a in artifacts} == {"content_classifier", "risk_model", "text_model", "baseline"}
+    # The Torch text model trains when Ray sees a GPU or TRUSTLAKE_TEXT_MODEL_TRAINING=on; CI has neither.
+    assert {a.kind for a in artifacts} == {"content_classifier", "risk_model", "baseline"}
     assert len({a.dataset_version for a in artifacts}) == 1  # all trained on one training set
 
 
