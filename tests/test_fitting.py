@@ -9,10 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
+from sklearn.metrics import average_precision_score
 
 from ml.corpora import builtin_records
-from ml.evaluation.generalisation import leave_one_source_out
+from ml.evaluation.generalisation import bootstrap_macro_pr_auc, leave_one_source_out, scored_policies
 from ml.reference import reference_frame
+from ml.taxonomy import POLICIES, VIOLATING
 from ml.text import eval_bucket
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, FitPlan, fit_recipe, out_of_fold_proba
 from ml.training.dataset import label_array, text_split
@@ -62,6 +64,23 @@ def test_the_fast_tfidf_gives_the_diagonal_product_numbers(frame):
 
     expected = normalize(tf @ sp.diags(idf))
     np.testing.assert_allclose(tfidf(counts, idf).toarray(), expected.toarray(), rtol=1e-6, atol=1e-7)
+
+
+def test_the_bootstrap_gives_scikit_learns_average_precision_on_each_resample():
+    # Scores rounded to two decimals so ties are many; a policy with few positives is scored only in
+    # the resamples that drew enough of them.
+    rng = np.random.default_rng(3)
+    n = 400
+    labels = rng.choice(len(POLICIES), n, p=[0.6, 0.012, 0.2, 0.1, 0.088])
+    proba = np.round(rng.dirichlet(np.ones(len(POLICIES)), n) + np.eye(len(POLICIES))[labels] * 0.3, 2)
+    draws = [rng.integers(0, n, n) for _ in range(30)]
+    counts = np.stack([np.bincount(d, minlength=n) for d in draws])
+    fast = bootstrap_macro_pr_auc(labels, proba, set(VIOLATING), counts)
+    for got, idx in zip(fast, draws, strict=True):
+        y, p = labels[idx], proba[idx]
+        aps = [average_precision_score(y == POLICIES.index(q), p[:, POLICIES.index(q)]) for q in scored_policies(y)]
+        assert got == pytest.approx(np.mean(aps), abs=1e-12)
+    assert 0 < np.isnan(bootstrap_macro_pr_auc(labels, proba, {"hate_speech"}, counts)).sum() < len(draws)
 
 
 def test_fits_in_threads_give_the_sequential_fit(frame):
