@@ -1,8 +1,12 @@
 """The online scoring service: FastAPI, the same scores and actions as the CLI and batch paths.
 
-`POST /v1/score` scores up to MAX_ITEMS texts or images per request; `GET /health`, `GET /v1/model`.
-The champion is reloaded when the registry file changes, so a promotion or rollback takes
-effect without a restart. Input errors are 4xx with a message that says what is wrong.
+`POST /v1/score` scores up to MAX_ITEMS texts or images per request; `GET /health`, `GET /v1/model`,
+`GET /v1/stats`. The champion is reloaded when the registry file changes, so a promotion or rollback
+takes effect without a restart. Input errors are 4xx with a message that says what is wrong.
+
+A canary (`Canary`, ml/scoring/traffic.py) answers a sticky share of items, chosen by item id; every
+result names the version that answered it, and /v1/stats counts requests, items and latencies per
+version, so the canary can be judged beside the champion while it runs.
 
 The service protects itself (`ServingLimits`): a body is counted as it streams in, so a
 chunked body over the limit is refused with 413 without being read to the end; a body that
@@ -43,6 +47,7 @@ from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
 from ml.scoring.batching import MicroBatcher
 from ml.scoring.images import BankSource, ImageReader, ImageRefused
+from ml.scoring.traffic import Canary, TrafficStats
 from ml.training.artifacts import PROBA_COLUMNS
 
 MAX_ITEMS = 256
@@ -340,21 +345,48 @@ def items_frame(items: list[Item]) -> pl.DataFrame:
     return pl.from_dicts(rows, infer_schema_length=None)
 
 
+def load_canary(models_dir: Path, canary: Canary) -> Champion:
+    """The canary's model, loaded once (a canary is one fixed version; the champion beside it may
+    change). RegistryError with what to do when it is unknown, the champion itself, or unloadable."""
+    registry = Registry(Path(models_dir))
+    entry = registry.get(canary.version)
+    champion = registry.champion()
+    if champion is not None and champion.version == canary.version:
+        raise RegistryError(f"{canary.version} is the champion already: a canary must be another version")
+    try:
+        return load_model(registry.artifact_dir(entry))
+    except RegistryError:
+        raise
+    except Exception as exc:
+        raise RegistryError(f"cannot load the canary {canary.version}: {exc!r}") from exc
+
+
+CANARY = "canary"  # the micro-batcher's key for the canary's items (the champion's is None)
+
+
 def create_app(
-    models_dir: Path, limits: ServingLimits | None = None, banks_dir: Path | None = None, ocr=None
+    models_dir: Path,
+    limits: ServingLimits | None = None,
+    banks_dir: Path | None = None,
+    ocr=None,
+    canary: Canary | None = None,
 ) -> FastAPI:
     """The service for the registry in `models_dir`; image items are matched against the hash-bank
-    table under `banks_dir` when it exists. `ocr` replaces the OCR engine (tests only)."""
+    table under `banks_dir` when it exists; `canary` answers its share of items (`load_canary` raises
+    RegistryError here when it cannot). `ocr` replaces the OCR engine (tests only)."""
     limits = limits or ServingLimits()
     app = FastAPI(title="trustlake scoring", version="1")
     cache = ChampionCache(Path(models_dir))
+    canary_model = load_canary(Path(models_dir), canary) if canary else None
+    traffic = TrafficStats()
     guard = GuardState()
     app.add_middleware(RequestGuard, limits=limits, state=guard)
 
-    def score_requests(_key, requests: list[list[Item]]) -> list[dict[str, Any]]:
-        """In a scoring thread: the items of every request of a micro-batch in one `score_frame`
-        call (one champion for all of them), answered to each request in its own order."""
-        champion = cache.get().champion
+    def score_requests(key, requests: list[list[Item]]) -> list[dict[str, Any]]:
+        """In a scoring thread: the items of every request of a micro-batch that one model answers (the
+        champion, or the canary for key CANARY) in one `score_frame` call, answered to each request in
+        its own order."""
+        champion = canary_model if key == CANARY else cache.get().champion
         items = [item for request in requests for item in request]
         scored = score_frame(champion, items_frame(items)).iter_rows(named=True)
         answers = []
@@ -413,6 +445,14 @@ def create_app(
             body.update(status="degraded", detail=cache.problem)
         return JSONResponse(content=body)
 
+    @app.get("/v1/stats")
+    def stats() -> dict[str, Any]:
+        return {
+            "canary": {"version": canary.version, "share": canary.share} if canary else None,
+            "versions": traffic.as_dict(),
+            "batching": batcher.stats.as_dict(),
+        }
+
     @app.get("/v1/model")
     def model() -> dict[str, Any]:
         try:
@@ -432,8 +472,25 @@ def create_app(
             "max_body_bytes": limits.max_body_bytes,
         }
 
+    async def answered(items: list[Item]) -> dict[str, Any]:
+        """The items' results in order: the canary's share scored by the canary, the rest by the champion."""
+        routed = canary.routes([i.id for i in items], [i.text or "" for i in items]) if canary else None
+        if routed is None or not routed.any():
+            return await batcher.submit(None, items, len(items))
+        if routed.all():
+            return await batcher.submit(CANARY, items, len(items))
+        ours = [item for item, c in zip(items, routed) if not c]
+        theirs = [item for item, c in zip(items, routed) if c]
+        champion, canary_answer = await asyncio.gather(
+            batcher.submit(None, ours, len(ours)), batcher.submit(CANARY, theirs, len(theirs))
+        )
+        from_champion, from_canary = iter(champion["results"]), iter(canary_answer["results"])
+        results = [next(from_canary) if c else next(from_champion) for c in routed]
+        return {"model_version": champion["model_version"], "results": results}
+
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
+        started = time.perf_counter()
         items = request.items
         images = {
             i: (reader.decode_base64(i, item.image), item.text or "")
@@ -448,11 +505,15 @@ def create_app(
             texts = {i: " ".join(t for t in (items[i].text, r.text) if t) for i, r in reads.items()}
             items = [item.model_copy(update={"text": texts[i]}) if i in reads else item for i, item in enumerate(items)]
         try:
-            answer = await batcher.submit(None, items, len(items))
+            answer = await answered(items)
         except RegistryError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         for i, read in reads.items():
             answer["results"][i].update(image=read.facts(), bank_matches=read.matches)
+        by_version: dict[str, int] = {}
+        for result in answer["results"]:
+            by_version[result["model_version"]] = by_version.get(result["model_version"], 0) + 1
+        traffic.record(by_version, (time.perf_counter() - started) * 1e3)
         return answer
 
     return app

@@ -86,6 +86,19 @@ def cmd_score(
 @click.option(
     "--keep-alive", type=float, default=None, help="idle keep-alive seconds (env TRUSTLAKE_SERVE_KEEP_ALIVE_S)"
 )
+@click.option(
+    "--canary",
+    "canary_version",
+    default=None,
+    help="a registered model version that answers --canary-share of items, sticky by item id",
+)
+@click.option(
+    "--canary-share",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="the share of items (by a hash of their id) the canary answers",
+)
 @with_settings
 def cmd_serve(
     settings: Settings,
@@ -96,11 +109,15 @@ def cmd_serve(
     max_in_flight: int | None,
     scoring_threads: int | None,
     keep_alive: float | None,
+    canary_version: str | None,
+    canary_share: float,
 ) -> int:
     import uvicorn
 
     from ml.lake import Lake
+    from ml.registry import RegistryError
     from ml.scoring.serving import create_app
+    from ml.scoring.traffic import Canary
 
     # A flag wins over its TRUSTLAKE_SERVE_* variable (settings.serving); neither set keeps the service's default.
     flags = {
@@ -115,9 +132,20 @@ def cmd_serve(
     except ValueError as exc:
         print(f"trustlake serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        canary = Canary(canary_version, canary_share) if canary_version else None
+    except ValueError as exc:
+        print(f"trustlake serve: --canary-share: {exc}", file=sys.stderr)
+        return 2
     lake = Lake(settings.home)
     # Image items are matched against the hash banks the pipeline keeps in the lake, when there are any.
-    app = create_app(lake.models, limits, banks_dir=lake.features / "hash_banks")
+    try:
+        app = create_app(lake.models, limits, banks_dir=lake.features / "hash_banks", canary=canary)
+    except RegistryError as exc:
+        print(f"trustlake serve: --canary {canary_version}: {exc}", file=sys.stderr)
+        return 2
+    if canary:
+        print(f"trustlake serve: canary {canary.version} answers {canary.share:.1%} of items (by item id)")
     # Above max_in_flight the app answers 503 itself; uvicorn's own limit_concurrency would answer
     # 503 without Retry-After, so it is left unset.
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=limits.keep_alive_s)
