@@ -18,8 +18,10 @@ import dagster as dg
 import polars as pl
 
 from assets.evaluation import IncumbentChampion
+from assets.images import IMAGE_TEXT
 from assets.metadata import add_partition_metadata, image_markdown, markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource
+from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame
 from ml.deployment import DeploymentDecision, approve_hint
 from ml.evaluation.results import PairEvaluation, read_evaluation
 from ml.lake import Lake, write_parquet_atomic, write_text_atomic
@@ -40,7 +42,6 @@ from ml.registry import Registry, RegistryEntry
 from ml.scoring import load_model, score_frame
 from ml.training.dataset import TrainingSetRef
 
-RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
 SHADOW_SCHEMA = {
     "content_id": pl.Int64,
     "created_at": pl.Datetime("us"),
@@ -58,10 +59,6 @@ SHADOW_SCHEMA = {
 }
 
 
-def _raw(lake: Lake) -> dict[str, pl.DataFrame]:
-    return {t: lake.read_table(t).drop("date") for t in RAW_INPUTS}
-
-
 def _pair_evaluation(registry: Registry, entry: RegistryEntry | None) -> PairEvaluation | None:
     """A registered pair's own evaluation record (evaluation.json beside it), None for other kinds."""
     if entry is None:
@@ -75,7 +72,7 @@ def _pair_evaluation(registry: Registry, entry: RegistryEntry | None) -> PairEva
     group_name="deployment",
     kinds={"polars"},
     ins={"pair": dg.AssetIn("risk_model_evaluation"), "incumbent": dg.AssetIn("incumbent_champion")},
-    deps=list(RAW_INPUTS),
+    deps=[*RAW_INPUTS, IMAGE_TEXT],
     description="What the evaluated pair would change: the last days of platform content (TRUSTLAKE_LAUNCH_"
     "BACKTEST_DAYS) scored by the pair and by the incumbent champion through the batch-scoring code path, as daily "
     "removals and reviews per policy and surface, review hours and expected wrongful removals, and the risk tier "
@@ -95,7 +92,7 @@ def launch_impact(
     champion_entry = registry.get(incumbent.version) if incumbent.version else None
     champion = load_model(registry.artifact_dir(champion_entry)) if champion_entry else None
     window = backtest_window(lake.partitions("content"), bounds.backtest_days)
-    paired = backtest(_raw(lake), window, candidate, champion)
+    paired = backtest(raw_inputs(lake), window, candidate, champion)
     precision = {
         "candidate": removal_precision(pair),
         "champion": removal_precision(_pair_evaluation(registry, champion_entry)),
@@ -134,15 +131,13 @@ def shadow_scores(
         for day in days:
             lake.write_partition("shadow_scores", day, pl.DataFrame(schema=SHADOW_SCHEMA), root=lake.scores)
         return dg.MaterializeResult(metadata={"shadow": "none", "days_in_run": len(days)})
-    from ml.features.build import scoring_frame
-
     registry = Registry(lake.models)
     shadow_entry = registry.get(deployed.shadow)
     shadow = load_model(registry.artifact_dir(shadow_entry))
     champion_scores = _champion_scores(lake, days, deployed.champion)
-    raw = _raw(lake)
+    raw = raw_inputs(lake)
     content = raw["content"].filter(pl.col("content_id").is_in(champion_scores["content_id"].implode()))
-    frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
+    frame = scored_frame(raw, content)
     scored = score_frame(shadow, frame)
     champion = frame.select("content_id").join(champion_scores, on="content_id", how="left", maintain_order="left")
     paired = paired_actions(frame.select("content_id", "created_at", "surface"), scored, champion)
@@ -371,7 +366,7 @@ def launch_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefiniti
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins={"deployed": dg.AssetIn("deployed_model")},
-            deps=["content_scores", *RAW_INPUTS],
+            deps=["content_scores", *RAW_INPUTS, IMAGE_TEXT],
         )(shadow_scores),
         launch_report,
         dg.asset(

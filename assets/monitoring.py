@@ -19,13 +19,13 @@ import dagster as dg
 import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from assets.images import IMAGE_TEXT, image_text_table
+from assets.images import IMAGE_TEXT
 from assets.metadata import markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource, MonitoringResource
+from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame
 from assets.warehouse import MONITORING_MODELS, dbt_asset_args, run_dbt_build
 from ml import monitoring as mon
 from ml.deployment import DeploymentDecision
-from ml.features.build import scoring_frame
 from ml.lake import Lake
 from ml.launch import postlaunch
 from ml.launch.bounds import LaunchBounds
@@ -36,7 +36,6 @@ from ml.simulator import LOOKBACK_DAYS
 from ml.training.dataset import TrainingSetRef
 from ml.warehouse import publish_marts, read_frame
 
-RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
 # Labels about a day's content arrive over the following LOOKBACK_DAYS days (decisions, appeals, audits),
 # so a day's live precision and QA prevalence depend on the label partitions of those days too.
 LATER_LABELS = dg.TimeWindowPartitionMapping(
@@ -58,16 +57,9 @@ class MonitoringReferenceRef:
     rows: int
 
 
-def _raw(lake: Lake) -> dict[str, pl.DataFrame]:
-    """The raw tables the champion's features are built from, and the text read in images (as scoring has it)."""
-    return {**{t: lake.read_table(t).drop("date") for t in RAW_INPUTS}, IMAGE_TEXT: image_text_table(lake)}
-
-
 def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.DataFrame) -> pl.DataFrame:
     """`scores` (content_scores rows) with the features the champion read, built point in time as scoring does."""
-    features = scoring_frame(
-        content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw[IMAGE_TEXT]
-    ).drop("text")
+    features = scored_frame(raw, content).drop("text")
     return scores.join(features.drop("created_at", "surface", strict=False), on="content_id", how="inner")
 
 
@@ -111,10 +103,10 @@ def monitoring_reference(
             )
         rows = pl.read_parquet(training_set.path)
         window = mon.training_window(rows)
-        raw = _raw(lake)
+        raw = raw_inputs(lake)
         content = raw["content"].filter(pl.col("created_at").dt.date().is_between(window[0], window[1]))
         champion = load_model(registry.artifact_dir(entry))
-        frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw[IMAGE_TEXT])
+        frame = scored_frame(raw, content)
         scored = pl.concat(
             [frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")], how="horizontal"
         )
@@ -258,7 +250,7 @@ def model_drift(
     ref = mon.read_reference(reference.path)
     days = partition_days(context)
     scores = _scores(lake, days, ref.champion)
-    raw = _raw(lake)
+    raw = raw_inputs(lake)
     content = raw["content"].filter(pl.col("content_id").is_in(scores["content_id"].implode()))
     monitored = _monitored(content, raw, scores)
     tables = {d: mon.drift(ref, d, monitored.filter(pl.col("day") == d), limits) for d in days}

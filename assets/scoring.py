@@ -17,6 +17,22 @@ from ml.features.build import scoring_frame
 from ml.registry import Registry
 from ml.scoring import load_model, risk, score_frame
 
+RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
+
+
+def raw_inputs(lake) -> dict[str, pl.DataFrame]:
+    """What a model's features are built from, as batch scoring reads it: every raw table a feature looks
+    back over (whole, not the days scored) and the text read in images. Scoring, the launch backtest, the
+    shadow and monitoring all read this, so they score an item with the same features."""
+    return {**{t: lake.read_table(t).drop("date") for t in RAW_INPUTS}, IMAGE_TEXT: image_text_table(lake)}
+
+
+def scored_frame(raw: dict[str, pl.DataFrame], content: pl.DataFrame) -> pl.DataFrame:
+    """`content` (any subset of raw["content"]) with every feature a model reads (`scoring_frame`)."""
+    return scoring_frame(
+        content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw[IMAGE_TEXT], raw["content"]
+    )
+
 
 def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
@@ -30,13 +46,10 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     champion = load_model(registry.artifact_dir(registry.get(deployed.champion)))
     lake = lakehouse.lake
     days = partition_days(context)
-    raw = {t: lake.read_table(t).drop("date") for t in ("content", "users", "reports", "decisions", "appeals")}
-    content = raw["content"]
-    todays = content.filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
+    raw = raw_inputs(lake)
+    todays = raw["content"].filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
     # An image post is scored on its caption and the text read in its image (image_text, built before).
-    frame = scoring_frame(
-        todays, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], image_text_table(lake)
-    )
+    frame = scored_frame(raw, todays)
     scores = pl.concat(
         [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
     ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from ml.features.author import author_features
-from ml.features.build import RANGES, SCHEMAS, content_features
+from ml.features.build import RANGES, SCHEMAS, content_features, scoring_frame
 from ml.features.network import account_components, network_features
 from ml.features.pointintime import count_before
 from ml.features.quality import check_coverage, check_ranges, check_schema
@@ -52,6 +52,22 @@ def test_features_at_t_are_unchanged_when_events_after_t_are_added(raw, small_co
         assert a.equals(b)
     # and the history is not trivially empty: later content does see earlier events
     assert author_full["prior_enforcements"].max() > 0 and author_full["prior_reports_received"].max() > 0
+
+
+def test_a_day_scored_alone_gets_the_features_it_gets_in_the_whole_window(raw, small_config):
+    """The daily schedule scores one day; a backfill, the launch backtest and training see many. An item's
+    author and network features must not depend on which other items are scored with it."""
+    day = small_config.start_date + timedelta(days=6)
+    tables = [raw[t] for t in ("users", "reports", "decisions", "appeals")]
+    whole = scoring_frame(raw["content"], *tables)
+    todays = raw["content"].filter(pl.col("created_at").dt.date() == day)
+    alone = scoring_frame(todays, *tables, history=raw["content"])
+    expected = whole.filter(pl.col("content_id").is_in(todays["content_id"].implode()))
+    assert alone.height == todays.height
+    assert alone.sort("content_id").equals(expected.sort("content_id"))
+    # Without the history, the day would not know its authors' earlier posts, reports and removals.
+    blind = scoring_frame(todays, *tables).sort("content_id")
+    assert (blind["prior_posts"] < alone.sort("content_id")["prior_posts"]).any()
 
 
 def test_count_before_excludes_the_moment_itself_and_respects_windows():

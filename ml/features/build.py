@@ -37,19 +37,27 @@ def scoring_frame(
     decisions: pl.DataFrame,
     appeals: pl.DataFrame,
     image_text: pl.DataFrame | None = None,
+    history: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """`content` with its text and every feature a model reads, point in time, one row per item.
 
-    `users`, `reports`, `decisions` and `appeals` are the full history the author and network
-    features look back over; `content` may be any subset (one day's posts, say). An image post's text
+    `content` may be any subset (one day's posts, say). The author and network features look back
+    over `history` (every post, `content`'s included; None: `content` is the whole history) and the
+    full `users`, `reports`, `decisions` and `appeals`: an author's earlier posts, the reports on
+    them and their removals count whichever subset is scored, so a day scored alone gets the
+    features that day gets inside a backfill, in the backtest and in training. An image post's text
     is its caption and then the text read in its image (`image_text`).
     """
+    history = content if history is None else history
+    ids = content.select("content_id")
     return (
         image_post_text(content, image_text)
         .select("content_id", "text")
         .join(content_features(content, image_text), on="content_id")
-        .join(author_features(content, users, reports, decisions, appeals), on="content_id")
-        .join(network_features(content, users, decisions).drop("component_id"), on="content_id")
+        .join(author_features(history, users, reports, decisions, appeals).join(ids, on="content_id"), on="content_id")
+        .join(
+            network_features(history, users, decisions).drop("component_id").join(ids, on="content_id"), on="content_id"
+        )
     )
 
 

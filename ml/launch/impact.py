@@ -258,12 +258,18 @@ def backtest_window(content_days: list[date], days: int) -> tuple[date, date]:
 def backtest(raw: dict[str, pl.DataFrame], window: tuple[date, date], candidate, champion=None) -> pl.DataFrame:
     """Paired actions of `candidate` and `champion` (ml.scoring.Champion; None: a first launch) on the platform
     content created in `window`, scored through the batch-scoring code path with features built point in
-    time, once for both. `raw`: the raw tables content, users, reports, decisions and appeals."""
+    time, once for both. `raw`: the raw tables content, users, reports, decisions and appeals (whole), and
+    the text read in images (IMAGE_TEXT) when there are image posts."""
     from ml.features.build import scoring_frame
+    from ml.features.images import IMAGE_TEXT
     from ml.scoring import NgramCache, score_frame
 
     content = raw["content"].filter(pl.col("created_at").dt.date().is_between(*window))
-    frame = scoring_frame(content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"])
+    # Features look back over all of raw["content"], image posts read as scoring reads them: the actions the
+    # backtest predicts are the ones batch scoring will take on the same items.
+    frame = scoring_frame(
+        content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw.get(IMAGE_TEXT), raw["content"]
+    )
     cache = NgramCache()  # the text's n-grams are the same for both models: built once
     scored = score_frame(candidate, frame, cache=cache)
     incumbent = score_frame(champion, frame, cache=cache) if champion is not None else None
