@@ -215,3 +215,37 @@ def test_analysts_see_the_alarm_and_the_failed_run_in_the_marts(shifted):
         ).fetchone()
     assert alarms > 0
     assert alert[1] == "nightly_export" and alert[2].startswith("the export bucket refused the upload")
+
+
+def test_a_shadow_is_scored_beside_the_champion_every_day_and_compared_in_the_mart(e2e_home, tmp_path):
+    """`trustlake models shadow` on a copy of the run's home, then `trustlake run`: only what the shadow
+    changes is rebuilt, the shadow is scored on every day, acts on nothing, and analysts get
+    mart_shadow_comparison rows per day, policy and surface."""
+    from dataclasses import replace
+
+    from ml.registry import Registry
+    from tests.helpers import copy_home, run_cli
+
+    require_champion(e2e_home)
+    home = copy_home(e2e_home, tmp_path / "home")
+    lake = Lake(home)
+    registry = Registry(lake.models)
+    champion = registry.champion()
+    # A second gated candidate without minutes of retraining: the champion's own artifact registered again
+    # under another version. The same model, so the two must agree on every item.
+    twin = registry.register(replace(champion, version=f"{champion.version}-twin", status="candidate", launch=None))
+    before = pl.read_parquet(lake.scores / "content_scores" / "*" / "*.parquet").select("content_id", "action")
+    started = run_cli(home, "models", "shadow", twin.version, "--reason", "shadow test")
+    assert started.returncode == 0, started.stderr
+    result = run_cli(home, "run", timeout=1200)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert "retrain_job (1 stale asset(s)" in result.stdout  # deployed_model only: nothing retrained
+    after = pl.read_parquet(lake.scores / "content_scores" / "*" / "*.parquet").select("content_id", "action")
+    assert before.sort("content_id").equals(after.sort("content_id"))  # the shadow acted on nothing
+    with duckdb.connect(str(lake.marts_db), read_only=True) as con:
+        days, versions, items, flips = con.execute(
+            "select count(distinct content_date), list(distinct shadow_version), sum(items), "
+            "sum(flips_to_harsher + flips_to_softer) from mart_shadow_comparison"
+        ).fetchone()
+    assert days == E2E_DAYS and versions == [twin.version]
+    assert items == after.height and flips == 0
