@@ -117,7 +117,7 @@ def cmd_serve(
         return 2
     lake = Lake(settings.home)
     # Image items are matched against the hash banks the pipeline keeps in the lake, when there are any.
-    app = create_app(lake.models, limits, banks_dir=lake.features / "hash_banks")
+    app = create_app(lake.models, limits, banks_dir=lake.hash_banks)
     # Above max_in_flight the app answers 503 itself; uvicorn's own limit_concurrency would answer
     # 503 without Retry-After, so it is left unset.
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=limits.keep_alive_s)
