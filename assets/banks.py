@@ -1,34 +1,30 @@
 """Known-bad matching (ml/matching/): `hash_banks`, every bank's entries with provenance (group `images`,
-built with the ingest), and `bank_matches`, each day's content matched against them (group `scoring`,
-read by `content_scores`, so the enforcement policy's `bank_match` rule acts in batch).
+built with the ingest), and `bank_matches` (assets/bank_matches.py), each day's content matched against
+them (group `scoring`, read by `content_scores`, so the enforcement policy's `bank_match` rule acts in batch).
 
 `banks_assets` makes them over the platform's days, which the deployment decides:
 orchestration/definitions.py passes them in.
 """
 
-from datetime import datetime, time, timedelta
-
 import dagster as dg
 import polars as pl
 
-from assets.metadata import add_partition_metadata, markdown_table, partition_days, table_schema
+from assets.bank_matches import bank_matches
+from assets.metadata import markdown_table, table_schema
 from assets.resources import LakehouseResource
 from ml.campaigns.features import confirmed_removals
 from ml.features.images import IMAGE_TEXT, bank_codes, codes_of, image_text_table
-from ml.matching.bank_matches import BANK_MATCHES, match_items
+from ml.matching.bank_matches import BANK_MATCHES
 from ml.matching.bank_sources import (
     HASH_BANKS,
-    applicable,
     bank_table,
     imported_entries,
     imports_version,
-    read_bank_table,
     removal_entries,
     upheld_removals,
     write_bank_table,
 )
 from ml.matching.pdq import codes_to_hex
-from ml.matching.threshold import DEFAULT_RADIUS
 
 
 def banked_images(image_text: pl.DataFrame) -> pl.DataFrame:
@@ -79,54 +75,6 @@ def hash_banks(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) 
             "entries": dg.MetadataValue.md(markdown_table(summary.rename({"len": "entries"}))),
             "path": dg.MetadataValue.path(str(lake.hash_banks)),
         },
-    )
-
-
-def bank_matches(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    """Each day's posts matched against every hash bank as it stood at the end of that day (imported banks
-    whenever imported): image posts by PDQ within radius DEFAULT_RADIUS (ml/matching/threshold.py: chosen
-    from data; ThreatExchange's 31 is the reference) and by the text OCR read in them, text posts by
-    near-duplicate text (Jaccard >= 0.5). One row per match with the entry's provenance; the closest per
-    item is what content_scores hands the enforcement policy. A removed post never matches its own entry."""
-    lake = lakehouse.lake
-    days = partition_days(context)
-    table = read_bank_table(lake)
-    if table is None:
-        raise dg.Failure("no hash_banks table yet: materialize hash_banks (ingest_job) first")
-    content = lake.read_table("content").drop("date")
-    todays = content.filter(pl.col("created_at").dt.date().is_between(days[0], days[-1])).sort("content_id")
-    read = image_text_table(lake).select("media_sha256", "text", "pdq_codes", "pdq_quality")
-    items = todays.join(read.rename({"text": "ocr_text"}), on="media_sha256", how="left", maintain_order="left")
-    total = 0
-    for day in days:
-        of_day = items.filter(pl.col("created_at").dt.date() == day)
-        codes, quality = codes_of(of_day.select(pl.col("pdq_codes").fill_null(b""), "pdq_quality"))
-        texts = of_day.select(
-            pl.when(pl.col("media_type") == "image").then(pl.col("ocr_text")).otherwise(pl.col("text")).fill_null("")
-        ).to_series()
-        entries = applicable(table, datetime.combine(day + timedelta(days=1), time()))
-        matches = match_items(entries, of_day["content_id"].to_numpy(), codes, quality, texts.to_list(), DEFAULT_RADIUS)
-        lake.write_partition(BANK_MATCHES, day, matches, root=lake.scores)
-        total += matches.height
-        by_bank = matches.filter("closest").group_by("bank", "kind").len().sort("bank", "kind")
-        add_partition_metadata(
-            context,
-            day,
-            {
-                "dagster/row_count": matches.height,
-                "items": of_day.height,
-                "items_matched": matches["content_id"].n_unique(),
-                "bank_entries": entries.height,
-                "closest_by_bank": dg.MetadataValue.md(markdown_table(by_bank.rename({"len": "items"}))),
-            },
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "radius": DEFAULT_RADIUS,
-            "days_in_run": len(days),
-            "matches_in_run": total,
-            "path": dg.MetadataValue.path(str(lake.scores / BANK_MATCHES)),
-        }
     )
 
 

