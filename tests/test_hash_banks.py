@@ -249,3 +249,12 @@ def test_batch_scoring_removes_bank_matches_by_the_bank_rule_and_says_which_entr
     assert by_id[10]["bank_match"].startswith("te-scam (scam): imported from te-export.csv line 2 by ")
     for cid in (8, 9, 11):
         assert by_id[cid]["decided_by"] != "known_bad_content" and by_id[cid]["bank_match"] is None
+
+
+def test_bank_list_shows_each_bank_and_whether_the_next_run_has_yet_to_build_it_in(banked, tmp_path):
+    listed = run_cli(banked["home"], "bank", "list", timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {tuple(line.split()[:5]) for line in listed.stdout.splitlines()[1:]}
+    assert ("te-scam", "pdq", "scam", "import", "1") in rows
+    assert ("confirmed_removals", "pdq", "spam", "confirmed_removal", "1") in rows
+    assert all(line.endswith("built") for line in listed.stdout.splitlines()[1:])
