@@ -14,6 +14,7 @@ from assets.metadata import add_partition_metadata, markdown_table, partition_da
 from assets.resources import LakehouseResource
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
+from ml.matching.bank_matches import BANK_MATCHES, with_bank_matches
 from ml.registry import Registry
 from ml.scoring import load_model, risk, score_frame
 
@@ -38,7 +39,9 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
     probabilities, the enforcement policy's action and the model version. Features are built
     point-in-time from the raw lake, so a new day needs no retraining run first. Rules of the
-    enforcement policy in shadow mode decide nothing: what each would have changed is logged per day."""
+    enforcement policy in shadow mode decide nothing: what each would have changed is logged per day. An item
+    matched to a hash bank (bank_matches) is decided by the policy's `bank_match` rule, which says which bank
+    entry and where it came from (`decided_by`, `bank_match`)."""
     if not deployed.champion:
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
     # Resolved through the registry, so a moved or copied home scores with its own files.
@@ -50,6 +53,9 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     todays = raw["content"].filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
     # An image post is scored on its caption and the text read in its image (image_text, built before).
     frame = scored_frame(raw, todays)
+    # Each item's closest hash-bank match (bank_matches, built before), which the `bank_match` rule reads.
+    matches = pl.concat([lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days])
+    frame = with_bank_matches(frame, matches)
     scores = pl.concat(
         [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
     ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))
@@ -92,6 +98,6 @@ def scoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinit
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins={"deployed": dg.AssetIn("deployed_model")},
-            deps=["content", "users", "reports", "decisions", "appeals", IMAGE_TEXT],
+            deps=["content", "users", "reports", "decisions", "appeals", IMAGE_TEXT, BANK_MATCHES],
         )(content_scores)
     ]

@@ -34,7 +34,7 @@ from ml.warehouse import (
 
 DUCKDB_POOL = "duckdb"
 # Models built from the champion's scores; they run after scoring, not with the warehouse.
-SCORING_MODELS = ("mart_review_queue", "mart_shadow_comparison")
+SCORING_MODELS = ("mart_review_queue", "mart_shadow_comparison", "mart_bank_matches")
 # Models built from the training run's label-issue table; they run with training.
 TRAINING_MODELS = ("mart_label_issues",)
 # Models built from the monitoring tables, the ops alert log and the models' audit log; they run after monitoring.

@@ -194,7 +194,9 @@ class EnforcementPolicy(BaseModel):
             {
                 "action": action,
                 "decided_by": rule.astype(str),
-                "bank_match": np.where(bank_rule, reason, None),
+                # A list, not the object array: a batch in which no bank rule acted is all None, which
+                # Polars cannot cast from an object array.
+                "bank_match": np.where(bank_rule, reason, None).tolist(),
             },
             schema={"action": pl.String, "decided_by": pl.String, "bank_match": pl.String},
         )

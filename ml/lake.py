@@ -81,8 +81,13 @@ class Lake:
     @property
     def banks(self) -> Path:
         """Hash banks: `imported/<bank>/<file sha256>.parquet` (entries `trustlake bank import` took) and
-        `hash_banks/date=D/` (every bank as of day D, the hash_banks asset)."""
+        `hash_banks/` (every bank's entries, the hash_banks asset; ml/matching/bank_sources.py)."""
         return self.home / "lake" / "banks"
+
+    @property
+    def hash_banks(self) -> Path:
+        """The `hash_banks` table (one file, replaced atomically): what batch matching and serving read."""
+        return self.banks / "hash_banks"
 
     @property
     def features(self) -> Path:
@@ -212,6 +217,10 @@ class Lake:
         """Every partition of a lake table, with its `date` partition column."""
         pattern = self.table_glob(table, root)
         return pl.read_parquet(pattern, hive_partitioning=True)
+
+    def read_partition(self, table: str, day: date, root: Path | None = None) -> pl.DataFrame:
+        """One day's partition of a lake table (without the `date` column)."""
+        return pl.read_parquet(self.partition_dir(table, day, root) / "*.parquet")
 
     def partitions(self, table: str, root: Path | None = None) -> list[date]:
         base = (root or self.raw) / table

@@ -20,6 +20,7 @@ if not dbt_project.manifest_path.exists():
         "`make install`) once before loading the definitions"
     )
 
+from assets.banks import banks_assets  # noqa: E402
 from assets.evaluation import evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
 from assets.images import images_assets  # noqa: E402
@@ -42,6 +43,7 @@ def all_assets(
         reference_labels,
         *warehouse_assets(partitions),
         *images_assets(partitions),
+        *banks_assets(partitions),
         *feature_assets,
         training_set,
         label_issues,

@@ -8,8 +8,9 @@ from orchestration.definitions import defs
 from orchestration.settings import last_complete_day
 
 DAY = last_complete_day().isoformat()
-# The day's raw tables, and the text read in its images: an image post is scored on it.
-RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals", "image_text")
+# The day's raw tables, the text read in its images (an image post is scored on it) and its hash-bank
+# matches (the bank_match rule reads them).
+RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals", "image_text", "bank_matches")
 
 
 @pytest.fixture(scope="module")

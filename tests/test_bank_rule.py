@@ -89,3 +89,12 @@ def test_a_bank_rule_may_also_ask_for_a_score_and_an_empty_bank_name_is_refused(
     assert policy.decide(low_scores(1), THRESHOLDS, context).tolist() == ["allow"]
     with pytest.raises(PolicyError, match="line 6: bank_match '' must be a bank name or any"):
         parse_policy(POLICY.replace("bank_match: any", "bank_match: ''"))
+
+
+def test_a_batch_scored_with_match_columns_in_which_no_item_matched_has_no_bank_reasons():
+    context = pl.DataFrame(
+        {"bank_match_bank": [None, None], "bank_match_policy": [None, None], "bank_match_provenance": [None, None]},
+        schema={c: pl.String for c in ("bank_match_bank", "bank_match_policy", "bank_match_provenance")},
+    )
+    decided = parse_policy(POLICY).decide_with_reasons(low_scores(2), THRESHOLDS, context)
+    assert decided["action"].to_list() == ["allow", "allow"] and decided["bank_match"].to_list() == [None, None]

@@ -45,7 +45,7 @@ def test_help_lists_every_command_and_imports_nothing_heavy():
         for line in result.stdout.split("Commands:")[1].splitlines()[1:]
         if line.startswith("  ") and not line.startswith("      ")
     ]
-    assert listed == ["run", "ui", "sql", "models", "score", "serve", "labels", "land", "prepare"]
+    assert listed == ["run", "ui", "sql", "models", "score", "serve", "labels", "bank", "land", "prepare"]
 
 
 @pytest.mark.parametrize(

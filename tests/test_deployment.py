@@ -170,7 +170,7 @@ def test_promotion_and_rollback_switch_the_champion_atomically(tmp_path):
 
 def test_enforcement_policy_rejects_malformed_files_naming_the_line(tmp_path):
     good = load_policy(Path(__file__).parents[1] / "ml" / "enforcement_policy.yaml")
-    assert good.rules[0].name == "remove_ring_scams"
+    assert [r.name for r in good.rules[:2]] == ["known_bad_content", "remove_ring_scams"]
     cases = {
         "version: 1\nrules:\n  - name: r\n    policy: spam\n    score_at_least: review\n    action: delete\n": "line 6: unknown action 'delete'",
         "version: 1\nrules:\n  - name: r\n    policy: fraud\n    score_at_least: review\n    action: remove\n": "line 4: unknown policy 'fraud'",

@@ -141,7 +141,13 @@ def shifted(e2e_home, tmp_path_factory):
         # The champion and its training set as the e2e run stored them (loaded by the IO manager).
         stored = [dg.AssetSpec("deployed_model"), dg.AssetSpec("training_set")]
         scoring_and_monitoring = code_location_assets(
-            "content_scores", "monitoring_reference", "model_drift", "live_precision", "prevalence_gap", "ops_alerts"
+            "bank_matches",
+            "content_scores",
+            "monitoring_reference",
+            "model_drift",
+            "live_precision",
+            "prevalence_gap",
+            "ops_alerts",
         )
         monitored = dg.materialize(
             [*scoring_and_monitoring, *stored],

@@ -32,7 +32,7 @@ from ml.taxonomy import VIOLATING
 PDQ_COLUMNS: tuple[str, ...] = ("pdq", "pdq_hash", "hash", "signal", "value")
 TEXT_COLUMNS: tuple[str, ...] = ("text", "content", "value")
 MAX_TEXT_CHARS = 5000
-_BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 class BankImportError(ValueError):
@@ -97,7 +97,7 @@ def import_bank_csv(
     """Validate every row of the CSV at `path` as a `kind` entry of `bank` with `policy`; `existing`
     holds the values (PDQ hex, or texts) the bank already has, so re-importing a file adds nothing."""
     kind = BankKind(kind)
-    if not _BANK_NAME.match(bank):
+    if not BANK_NAME.match(bank):
         raise BankImportError(f"bank name {bank!r}: use 1-64 lower-case letters, digits, '_', '-' or '.'")
     if policy not in VIOLATING:
         raise BankImportError(f"policy {policy!r} is not a violating policy; choose from {', '.join(VIOLATING)}")
@@ -219,6 +219,7 @@ def _as_csv(fields: list[str]) -> str:
 
 
 __all__ = [
+    "BANK_NAME",
     "MAX_TEXT_CHARS",
     "PDQ_COLUMNS",
     "TEXT_COLUMNS",

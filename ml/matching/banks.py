@@ -253,7 +253,7 @@ class BankIndex:
         )
 
     def closest(self, image_matches: pl.DataFrame, text_matches: pl.DataFrame) -> pl.DataFrame:
-        """Each query's closest bank entry, as the enforcement policy reads it (ml.enforcement
+        """Each query's closest bank `entry`, as the enforcement policy reads it (ml.enforcement
         BANK_MATCH_COLUMNS): an image match (smallest distance) before a text match (highest Jaccard)."""
         ranked = pl.concat(
             [
@@ -266,12 +266,14 @@ class BankIndex:
         return pl.DataFrame(
             {
                 "query": best["query"],
+                "entry": best["entry"],
                 "bank_match_bank": [e.bank for e in entries],
                 "bank_match_policy": [e.policy for e in entries],
                 "bank_match_provenance": [describe_provenance(e.provenance) for e in entries],
             },
             schema={
                 "query": pl.Int64,
+                "entry": pl.Int64,
                 "bank_match_bank": pl.String,
                 "bank_match_policy": pl.String,
                 "bank_match_provenance": pl.String,

@@ -15,7 +15,7 @@ from orchestration.cli.group import cli
 
 # Importing a command module registers its commands on `cli`: this order is the order of `--help`.
 # isort: off
-from orchestration.cli import run, ui, sql, models, scoring, labels, land, prepare  # noqa: F401
+from orchestration.cli import run, ui, sql, models, scoring, labels, banks, land, prepare  # noqa: F401
 # isort: on
 
 

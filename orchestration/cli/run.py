@@ -172,11 +172,13 @@ def stale_assets(launcher: Launcher, job: str, days: list[str] | None = None, se
 
 def external_versions(lake, settings: Settings) -> dict:
     """The current version of what assets read from outside the runs: the corpora and imported label sets
-    (reference_labels), the registry's champion and shadow as `trustlake models` may have changed them
-    (deployed_model), and the audit log those commands append to (model_launch_log)."""
+    (reference_labels), the banks `trustlake bank import` kept (hash_banks), the registry's champion and
+    shadow as `trustlake models` may have changed them (deployed_model), and the audit log those commands
+    append to (model_launch_log)."""
     import dagster as dg
 
     from ml.deployment import deployed_version
+    from ml.matching.bank_sources import imports_version
     from ml.reference import reference_inputs_version
     from ml.registry import Registry
 
@@ -184,6 +186,7 @@ def external_versions(lake, settings: Settings) -> dict:
     champion, shadow = registry.champion(), registry.shadow()
     return {
         dg.AssetKey("reference_labels"): reference_inputs_version(settings.corpora, lake),
+        dg.AssetKey("hash_banks"): imports_version(lake),
         dg.AssetKey("deployed_model"): deployed_version(
             champion.version if champion else None, shadow.version if shadow else None
         ),

@@ -140,7 +140,7 @@ def cmd_serve(
     lake = Lake(settings.home)
     # Image items are matched against the hash banks the pipeline keeps in the lake, when there are any.
     try:
-        app = create_app(lake.models, limits, banks_dir=lake.features / "hash_banks", canary=canary)
+        app = create_app(lake.models, limits, banks_dir=lake.hash_banks, canary=canary)
     except RegistryError as exc:
         print(f"trustlake serve: --canary {canary_version}: {exc}", file=sys.stderr)
         return 2
