@@ -181,3 +181,15 @@ def test_bank_index_reports_banks_and_an_empty_frame_when_nothing_matches():
     assert index.match_texts(["nothing like it at all, a recipe for lemon cake with icing"]).is_empty()
     empty = index.match_images(np.zeros((1, 4, 32), dtype=np.uint8), np.array([100]), DEFAULT_RADIUS)
     assert empty.is_empty() and empty.columns == ["query", "bank", "policy", "entry", "distance"]
+
+
+def test_a_day_without_usable_images_matches_nothing_against_a_pdq_bank():
+    """A scored day may have no image posts, or only ones too featureless for PDQ: no match, no error."""
+    removal = ConfirmedRemoval("decision-9", "content-9", NOW)
+    index = BankIndex([BankEntry("removals", "spam", BankKind.PDQ, GOOD_HASH, removal)])
+    for codes, quality in (
+        (np.zeros((0, 4, 32), dtype=np.uint8), np.zeros(0)),  # no image posted
+        (np.zeros((2, 4, 32), dtype=np.uint8), np.array([0, 10])),  # featureless uploads
+    ):
+        found = index.match_images(codes, quality, DEFAULT_RADIUS)
+        assert found.is_empty() and found.columns == ["query", "bank", "policy", "entry", "distance"]

@@ -228,9 +228,11 @@ class BankIndex:
         `quality` (m,). One row per (query, entry) within `radius` over all code pairs, closest
         distance kept; queries below PDQ's quality floor are not matched."""
         codes = np.asarray(codes, dtype=np.uint8)
-        k = codes.shape[1]
         usable = np.flatnonzero(np.asarray(quality) >= MIN_QUALITY)
-        flat = np.ascontiguousarray(codes[usable].reshape(len(usable) * k, -1))
+        if not len(usable) or not self._pdq:  # a day without images (or none PDQ can vouch for), or no PDQ bank
+            return pl.DataFrame(schema=IMAGE_MATCH_SCHEMA)
+        k = codes.shape[1]
+        flat = np.ascontiguousarray(codes[usable].reshape(len(usable) * k, codes.shape[-1]))
         parts = []
         for bank, (index, owners) in self._pdq.items():
             found = index.search(flat, radius)
