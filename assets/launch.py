@@ -21,7 +21,7 @@ from assets.evaluation import IncumbentChampion
 from assets.images import IMAGE_TEXT
 from assets.metadata import add_partition_metadata, image_markdown, markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource
-from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame
+from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame, with_days_bank_matches
 from ml.deployment import DeploymentDecision, approve_hint
 from ml.evaluation.results import PairEvaluation, read_evaluation
 from ml.lake import Lake, write_parquet_atomic, write_text_atomic
@@ -38,6 +38,7 @@ from ml.launch.impact import (
 )
 from ml.launch.impact import launch_impact as judge_launch
 from ml.launch.report import impact_plot, impact_section, render
+from ml.matching.bank_matches import BANK_MATCHES
 from ml.registry import Registry, RegistryEntry
 from ml.scoring import load_model, score_frame
 from ml.training.dataset import TrainingSetRef
@@ -137,7 +138,8 @@ def shadow_scores(
     champion_scores = _champion_scores(lake, days, deployed.champion)
     raw = raw_inputs(lake)
     content = raw["content"].filter(pl.col("content_id").is_in(champion_scores["content_id"].implode()))
-    frame = scored_frame(raw, content)
+    # The shadow acts on bank matches as the champion did, so the two differ only where their models do.
+    frame = with_days_bank_matches(lake, scored_frame(raw, content), days)
     scored = score_frame(shadow, frame)
     champion = frame.select("content_id").join(champion_scores, on="content_id", how="left", maintain_order="left")
     paired = paired_actions(frame.select("content_id", "created_at", "surface"), scored, champion)
@@ -366,7 +368,7 @@ def launch_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefiniti
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins={"deployed": dg.AssetIn("deployed_model")},
-            deps=["content_scores", *RAW_INPUTS, IMAGE_TEXT],
+            deps=["content_scores", *RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES],
         )(shadow_scores),
         launch_report,
         dg.asset(

@@ -35,6 +35,13 @@ def scored_frame(raw: dict[str, pl.DataFrame], content: pl.DataFrame) -> pl.Data
     )
 
 
+def with_days_bank_matches(lake, frame: pl.DataFrame, days: list) -> pl.DataFrame:
+    """`frame` with each item's closest hash-bank match on its day (bank_matches, built before), which the
+    enforcement policy's `bank_match` rule reads: the champion's scoring and the shadow's both act on it."""
+    matches = pl.concat([lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days])
+    return with_bank_matches(frame, matches)
+
+
 def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):
     """Each day's content scored by the champion recorded in `deployed_model`: per-policy
     probabilities, the enforcement policy's action and the model version. Features are built
@@ -53,9 +60,7 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     todays = raw["content"].filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
     # An image post is scored on its caption and the text read in its image (image_text, built before).
     frame = scored_frame(raw, todays)
-    # Each item's closest hash-bank match (bank_matches, built before), which the `bank_match` rule reads.
-    matches = pl.concat([lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days])
-    frame = with_bank_matches(frame, matches)
+    frame = with_days_bank_matches(lake, frame, days)
     scores = pl.concat(
         [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
     ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))
