@@ -23,7 +23,7 @@ from ml.evaluation.gates import GateConfig
 from ml.lake import Lake
 from ml.launch.bounds import LaunchBounds
 from ml.monitoring import MonitoringThresholds
-from ml.simulator import SimConfig
+from ml.world import SimConfig
 
 if TYPE_CHECKING:  # LightGBM and torch: `trustlake land` imports this module through the landing sensor
     from ml.training.lightgbm_model import LightGBMParams

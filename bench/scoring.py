@@ -47,7 +47,8 @@ from ml.features.build import scoring_frame
 from ml.lake import Lake
 from ml.scoring import load_champion, score_frame
 from ml.scoring.io import score_file
-from ml.simulator import SimConfig, simulate_days
+from ml.simulator import simulate_days
+from ml.world import SimConfig
 from orchestration.settings import PROJECT_ROOT, Settings
 
 

@@ -15,7 +15,8 @@ from report import write_report  # bench/report.py, beside this script
 
 from ml.corpora import load_text_pool
 from ml.raw.contracts import RAW_TABLES
-from ml.simulator import SimConfig, build_world, simulate_days
+from ml.simulator import simulate_days
+from ml.world import SimConfig, build_world
 from orchestration.settings import Settings
 
 

@@ -31,7 +31,7 @@ from report import write_report  # bench/report.py, beside this script
 from ml.corpora import load_text_pool
 from ml.features.build import scoring_frame
 from ml.features.text import distinct, hashed_ngrams
-from ml.simulator import SimConfig, simulate_days
+from ml.simulator import simulate_days
 from ml.taxonomy import POLICIES
 from ml.training import lightgbm_model, text_model
 from ml.training.lightgbm_model import LightGBMParams
@@ -39,6 +39,7 @@ from ml.training.matrix import dense_matrix, risk_features
 from ml.training.placement import WorkerShape
 from ml.training.text_classifier import ClassifierParams, LinearTextClassifier, TextMatrix
 from ml.training.text_model_params import TextModelParams
+from ml.world import SimConfig
 from orchestration.settings import Settings
 
 

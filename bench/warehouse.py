@@ -30,7 +30,8 @@ from ml.corpora import load_records, load_text_pool
 from ml.lake import Lake
 from ml.raw.contracts import RAW_TABLES
 from ml.reference import land_reference, reference_frame
-from ml.simulator import SimConfig, partition_date, simulate_days
+from ml.simulator import partition_date, simulate_days
+from ml.world import SimConfig
 from orchestration.settings import Settings
 
 # Built by scoring, training and monitoring runs from tables this benchmark does not make.

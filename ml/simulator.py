@@ -5,6 +5,7 @@ content created that day plus everything that later happens to it (reports, deci
 appeals, QA audits). A raw-lake partition for day D holds the events whose own timestamp
 falls on D, so it is rebuilt from the cohorts of D-LOOKBACK_DAYS..D: any day can be
 regenerated alone, and always yields the same rows. docs/simulator.md explains the model.
+The world itself (accounts, rings, moderators) and the knobs are ml/world.py's.
 Raw tables come out through their contracts (ml/raw/contracts.py): exactly the contract's
 columns, in order and in their types; the world shifts' texts are ml/shift_texts.py's, its image
 posts ml/image_posts.py's (drawn only for the posts that land, stored by the raw asset under lake/media).
@@ -12,9 +13,8 @@ posts ml/image_posts.py's (drawn only for the posts that land, stored by the raw
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -30,266 +30,31 @@ from ml.image_posts import (
 from ml.raw.contracts import CONTRACTS
 from ml.shift_texts import SLANG, bait_texts, pick, text_hashes
 from ml.taxonomy import ARCHETYPES, POLICIES, VIOLATING
+from ml.world import (
+    BOTS_POST_AFTER,
+    DAY,
+    HOUR,
+    POLICY_MIX,
+    SimConfig,
+    World,
+    build_world,
+    day_epoch,
+    diurnal_times,
+    random_ids,
+    stream_rng,
+    timestamps,
+)
 
 GROUND_TRUTH_TABLES: tuple[str, ...] = ("content_truth", "user_truth", "image_truth")
 
 # Longest chain of lags: report 2 d + decision 3 d + appeal 2 d + resolution 2 d; audit 3 d; and a ring's
 # copy of a removed image, posted within REUPLOAD_WITHIN_DAYS (5) of its original's day, has the same chain.
 LOOKBACK_DAYS = REUPLOAD_WITHIN_DAYS + 9
-_DAY = 86_400
-_HOUR = 3_600
-_EPOCH = datetime(1970, 1, 1)
-
-# Probability of each policy for a post, by author archetype (rows follow ARCHETYPES,
-# columns follow POLICIES: benign, hate_speech, harassment, spam, scam).
-POLICY_MIX = np.array(
-    [
-        [0.90, 0.01, 0.06, 0.02, 0.01],  # ordinary
-        [0.25, 0.25, 0.50, 0.00, 0.00],  # troll
-        [0.15, 0.00, 0.00, 0.85, 0.00],  # spammer
-        [0.10, 0.00, 0.00, 0.30, 0.60],  # scam_ring
-    ]
-)
-ACTIVITY = np.array([1.0, 2.0, 3.0, 3.0])  # relative posting rate by archetype
-COUNTRIES = ("US", "GB", "IN", "BR", "DE", "NG", "PH", "MX", "FR", "ID")
-COUNTRY_P = (0.30, 0.10, 0.15, 0.09, 0.06, 0.07, 0.07, 0.06, 0.05, 0.05)
-LANGUAGE_OF = {
-    "US": "en",
-    "GB": "en",
-    "IN": "en",
-    "BR": "pt",
-    "DE": "de",
-    "NG": "en",
-    "PH": "en",
-    "MX": "es",
-    "FR": "fr",
-    "ID": "id",
-}
-# Ways the world can change from a given day on (SimConfig.world_shift; docs/simulator.md, "World shifts").
-WORLD_SHIFTS: tuple[str, ...] = ("spam_campaign", "slang")
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    """Knobs of the generative model (docs/simulator.md)."""
-
-    seed: int = 42
-    start_date: date = date(2026, 10, 1)
-    users: int = 4_000
-    content_per_day: int = 2_000
-    moderators: int = 40
-    auditors: int = 6
-    archetype_mix: tuple[float, ...] = (0.86, 0.07, 0.04, 0.03)
-    ring_size: int = 8
-    campaign_share: float = 0.15  # share of a day's posts that are ring campaign bursts
-    # P(at least one organic report) by true policy, in POLICIES order.
-    report_rate: tuple[float, ...] = (0.012, 0.55, 0.35, 0.30, 0.35)
-    brigade_rate: float = 0.004  # share of benign posts hit by a troll brigade
-    proactive_review_rate: float = 0.03
-    qa_audit_rate: float = 0.03
-    appeal_rate_wrong: float = 0.45
-    appeal_rate_right: float = 0.08
-    overturn_rate_wrong: float = 0.75
-    overturn_rate_right: float = 0.05
-    history_days: int = 730  # how far before start_date the oldest accounts signed up
-    horizon_days: int = 365  # accounts keep signing up this long after start_date
-    # A change in the world from `world_shift_from` on; "" = none. "spam_campaign": a new ring of
-    # bot accounts, created the day before, posts engagement-bait spam no corpus holds, adding
-    # `world_shift_share` of a day's posts. "slang": that share of ordinary accounts' benign posts
-    # use profanity as praise ("this slaps", "so fucking good"), still benign. Days before
-    # `world_shift_from` are generated exactly as without the shift.
-    world_shift: str = ""
-    world_shift_from: date | None = None
-    world_shift_share: float = 0.25
-    # Share of an ordinary account's regular posts that are images showing their text (ml/image_posts.py:
-    # trolls post twice as many, spam and scam rings four times; rings post removed images again).
-    image_share: float = 0.002
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        if self.world_shift and self.world_shift not in WORLD_SHIFTS:
-            raise ValueError(f"unknown world shift {self.world_shift!r} (expected one of {', '.join(WORLD_SHIFTS)})")
-        if self.world_shift and self.world_shift_from is None:
-            raise ValueError(f"world shift {self.world_shift!r} needs the day it starts (world_shift_from)")
-        if not 0.0 < self.world_shift_share <= 1.0:
-            raise ValueError(f"world_shift_share {self.world_shift_share} must be in (0, 1]")
-        if not 0.0 <= self.image_share <= 0.25:
-            raise ValueError(f"image_share {self.image_share} must be in [0, 0.25] (rings post up to 4x as many)")
-
-    def day_index(self, day: date) -> int:
-        return (day - self.start_date).days
-
-    def shifted(self, day: date) -> bool:
-        """Whether `day` lies in the shifted world."""
-        return bool(self.world_shift) and day >= self.world_shift_from
-
-
-def _rng(config: SimConfig, *stream: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, *stream])
-
-
-def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
-    # Random 62-bit identifiers: opaque like hashed platform ids, unique in practice.
-    return rng.integers(1, 2**62, size=n, dtype=np.int64)
-
-
-def _hex(values: np.ndarray) -> list[str]:
-    return [f"{v:016x}" for v in values.tolist()]
-
-
-def _ts(seconds: np.ndarray) -> pl.Series:
-    return pl.Series(seconds.astype(np.int64) * 1_000_000).cast(pl.Datetime("us"))
-
-
-def _epoch(day: date) -> int:
-    return int((datetime(day.year, day.month, day.day) - _EPOCH).total_seconds())
-
-
-# ---------------------------------------------------------------------------------------
-# The world: users with archetypes, rings that share fingerprints, moderators.
-# ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class World:
-    users: pl.DataFrame  # platform columns plus hidden archetype and ring_id
-    moderator_ids: np.ndarray
-    moderator_accuracy: np.ndarray
-    moderator_speed: np.ndarray
-    auditor_ids: np.ndarray
-
-
-@lru_cache(maxsize=8)
-def build_world(config: SimConfig) -> World:
-    rng = _rng(config, 0)
-    n = config.users
-    archetype = rng.choice(len(ARCHETYPES), size=n, p=np.array(config.archetype_mix))
-    start = _epoch(config.start_date)
-    user_id = _ids(rng, n)
-
-    # Rings: spammers and scam members are grouped; each ring shares a couple of devices
-    # and one or two IPs, and its accounts were created together in a burst.
-    ring_id = np.full(n, -1, dtype=np.int64)
-    is_ring = archetype >= 2
-    ring_members = np.flatnonzero(is_ring)
-    ring_members = ring_members[np.argsort(archetype[ring_members], kind="stable")]
-    # Split spammer and scam members separately so a ring has one archetype.
-    ring_of_member = np.empty(len(ring_members), dtype=np.int64)
-    offset = 0
-    for a in (2, 3):
-        members = np.flatnonzero(archetype[ring_members] == a)
-        k = max(1, len(members) // config.ring_size)
-        ring_of_member[members] = offset + rng.integers(0, k, size=len(members))
-        offset += k
-    n_rings = offset
-    ring_id[ring_members] = ring_of_member
-    # Most rings already operate when the window opens; a few are founded during it.
-    ring_created = start + rng.integers(-120, 45, size=n_rings) * _DAY
-
-    signup = start + rng.integers(-config.history_days * _DAY, config.horizon_days * _DAY, size=n)
-    signup[is_ring] = ring_created[ring_id[is_ring]] + rng.integers(0, 6 * _HOUR, size=is_ring.sum())
-    troll = archetype == 1
-    signup[troll] = start + rng.integers(-120 * _DAY, config.horizon_days * _DAY, size=troll.sum())
-
-    device = rng.integers(0, 2**62, size=n, dtype=np.int64)
-    ip = rng.integers(0, 2**62, size=n, dtype=np.int64)
-    ring_devices = rng.integers(0, 2**62, size=(n_rings, 2), dtype=np.int64)
-    ring_ips = rng.integers(0, 2**62, size=(n_rings, 2), dtype=np.int64)
-    device[is_ring] = ring_devices[ring_id[is_ring], rng.integers(0, 2, size=is_ring.sum())]
-    ip[is_ring] = ring_ips[ring_id[is_ring], rng.integers(0, 2, size=is_ring.sum())]
-    # Households: a few ordinary accounts share an IP with another ordinary account.
-    ordinary = np.flatnonzero(archetype == 0)
-    share = rng.random(len(ordinary)) < 0.05
-    ip[ordinary[share]] = ip[rng.choice(ordinary, size=share.sum())]
-
-    country = rng.choice(len(COUNTRIES), size=n, p=np.array(COUNTRY_P))
-    countries = np.array(COUNTRIES)[country]
-    followers = np.floor(rng.lognormal(4.0, 1.6, size=n)).astype(np.int64)
-    followers[is_ring] = rng.integers(0, 30, size=is_ring.sum())
-    verified = (rng.random(n) < 0.04) & (archetype == 0)
-    activity = ACTIVITY[archetype] * rng.lognormal(0.0, 0.5, size=n)
-    bot = np.zeros(n, dtype=bool)
-    if config.world_shift == "spam_campaign":
-        extra = _campaign_bots(config, n_rings)
-        user_id, signup, device, ip, ring_id, countries, followers, verified, activity, archetype, bot = (
-            np.concatenate([a, extra[k]])
-            for a, k in (
-                (user_id, "user_id"),
-                (signup, "signup"),
-                (device, "device"),
-                (ip, "ip"),
-                (ring_id, "ring_id"),
-                (countries, "country"),
-                (followers, "followers"),
-                (verified, "verified"),
-                (activity, "activity"),
-                (archetype, "archetype"),
-                (bot, "bot"),
-            )
-        )
-
-    users = pl.DataFrame(
-        {
-            "user_id": user_id,
-            "signup_at": _ts(signup),
-            "country": countries,
-            "language": pl.Series(countries).replace_strict(LANGUAGE_OF).to_numpy(),
-            "device_fingerprint": _hex(device),
-            "ip_fingerprint": _hex(ip),
-            "verified": verified,
-            "follower_count": followers,
-            "archetype": np.array(ARCHETYPES)[archetype],
-            "ring_id": ring_id,
-            "_signup_s": signup,
-            "_archetype": archetype,
-            "_activity": activity,
-            "_campaign_bot": bot,
-        }
-    )
-    m = config.moderators
-    mrng = _rng(config, 1)
-    return World(
-        users=users,
-        moderator_ids=_ids(mrng, m),
-        moderator_accuracy=mrng.uniform(0.72, 0.97, size=m),
-        moderator_speed=mrng.lognormal(0.0, 0.4, size=m),
-        auditor_ids=_ids(mrng, config.auditors),
-    )
-
-
-def _campaign_bots(config: SimConfig, ring: int) -> dict[str, np.ndarray]:
-    """The accounts of the "spam_campaign" shift: one new ring created in a burst in the first hours of
-    the day the shift starts (so they land with that day), sharing two devices and two IPs. Drawn from
-    their own stream, so the rest of the world is the same with or without them."""
-    rng = _rng(config, 4)
-    n = max(3 * config.ring_size, config.users // 100)
-    created = _epoch(config.world_shift_from) + rng.integers(0, _BOTS_POST_AFTER, size=n)
-    devices, ips = rng.integers(0, 2**62, size=2, dtype=np.int64), rng.integers(0, 2**62, size=2, dtype=np.int64)
-    return {
-        "user_id": _ids(rng, n),
-        "signup": created,
-        "device": devices[rng.integers(0, 2, size=n)],
-        "ip": ips[rng.integers(0, 2, size=n)],
-        "ring_id": np.full(n, ring, dtype=np.int64),
-        "country": np.array(COUNTRIES)[rng.choice(len(COUNTRIES), size=n, p=np.array(COUNTRY_P))],
-        "followers": rng.integers(0, 30, size=n),
-        "verified": np.zeros(n, dtype=bool),
-        "activity": np.zeros(n),
-        "archetype": np.full(n, ARCHETYPES.index("spammer")),
-        "bot": np.ones(n, dtype=bool),
-    }
-
-
-_BOTS_POST_AFTER = 3 * _HOUR  # the bots sign up within this long after the first day starts, and post after it
 
 
 # ---------------------------------------------------------------------------------------
 # A day's cohort: content created that day and everything that happens to it.
 # ---------------------------------------------------------------------------------------
-_HOUR_WEIGHTS = 1.0 + 0.8 * np.sin((np.arange(24) - 14) / 24 * 2 * np.pi)  # evening peak UTC
-_HOUR_P = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
-
-
-def _diurnal(rng: np.random.Generator, n: int, day_start: int) -> np.ndarray:
-    return day_start + rng.choice(24, size=n, p=_HOUR_P) * _HOUR + rng.integers(0, _HOUR, size=n)
 
 
 def _pool_index(pool: pl.DataFrame) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
@@ -318,8 +83,8 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     """Content created on `day` and all its later events (timestamps may pass the day), plus the plan of
     its image posts (`image_plan`: drawn by `simulate_days` for the posts that land)."""
     world = build_world(config)
-    rng = _rng(config, 2, config.day_index(day) + 100_000)
-    day_start = _epoch(day)
+    rng = stream_rng(config, 2, config.day_index(day) + 100_000)
+    day_start = day_epoch(day)
     users = world.users
     signup = users["_signup_s"].to_numpy()
     arche = users["_archetype"].to_numpy()
@@ -338,7 +103,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     cum = POLICY_MIX[arche[author]].cumsum(axis=1)
     policy = (rng.random((n_regular, 1)) > cum).sum(axis=1)
     text_idx = _pick_texts(rng, by_policy, policy)
-    created = _diurnal(rng, n_regular, day_start)
+    created = diurnal_times(rng, n_regular, day_start)
     campaign = np.full(n_regular, -1, dtype=np.int64)  # campaign number within the day, -1 = none
 
     # Campaigns: a ring posts one spam/scam text from many accounts within minutes.
@@ -353,9 +118,9 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         c_policy_per = np.where(arche[[m[0] for m in member_sets]] == 3, 4, 3)
         c_policy = np.repeat(c_policy_per, sizes)
         c_text_per = _pick_texts(rng, by_policy, c_policy_per)
-        c_start = _diurnal(rng, n_campaigns, day_start)
+        c_start = diurnal_times(rng, n_campaigns, day_start)
         c_created = np.repeat(c_start, sizes) + rng.integers(0, 30 * 60, size=sizes.sum())
-        c_created = np.minimum(c_created, day_start + _DAY - 1)
+        c_created = np.minimum(c_created, day_start + DAY - 1)
         author = np.concatenate([author, c_author])
         policy = np.concatenate([policy, c_policy])
         text_idx = np.concatenate([text_idx, np.repeat(c_text_per, sizes)])
@@ -371,7 +136,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         )
 
     n = len(author)
-    content_id = _ids(rng, n)
+    content_id = random_ids(rng, n)
     surface = np.where(
         style == "sms",
         "direct_message",
@@ -379,7 +144,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     )
     # Image posts (ml/image_posts.py), from their own stream: the rest of the day is drawn as without them.
     images = plan_images(
-        _rng(config, 6, config.day_index(day) + 100_000),
+        stream_rng(config, 6, config.day_index(day) + 100_000),
         arche[author],
         true_policy,
         campaign,
@@ -414,7 +179,7 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         day_index = config.day_index(day) + 100_000
         members = {int(r): eligible[ring[eligible] == r] for r in np.unique(ring[author[removed]])}
         copies = plan_reuploads(
-            _rng(config, 7, day_index),
+            stream_rng(config, 7, day_index),
             day_start,
             removed,
             events.lost_appeal_at(n),
@@ -423,8 +188,8 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
             members,
         )
         if len(copies):
-            c_rng = _rng(config, 8, day_index)
-            c_id = _ids(c_rng, len(copies))
+            c_rng = stream_rng(config, 8, day_index)
+            c_id = random_ids(c_rng, len(copies))
             o = copies.original
             c_content = _content_frame(
                 c_id,
@@ -481,7 +246,7 @@ def _content_frame(
         {
             "content_id": content_id,
             "author_id": world.users["user_id"].to_numpy()[author],
-            "created_at": _ts(created),
+            "created_at": timestamps(created),
             "surface": surface,
             "language": world.users["language"].to_numpy()[author],
             "text": pl.Series("text", text, dtype=pl.String),
@@ -511,7 +276,7 @@ def _truth_frame(
     return pl.DataFrame(
         {
             "content_id": content_id,
-            "created_at": _ts(created),
+            "created_at": timestamps(created),
             "true_policy": np.array(POLICIES)[true_policy],
             "author_archetype": np.array(ARCHETYPES)[archetype],
             # The corpus text the post carries: as its text, or shown in its image.
@@ -590,16 +355,16 @@ def _events(
     org_reason = np.where(says_true, tp, rng.integers(1, len(POLICIES), size=n_r_org))
     brig_reason = np.where(rng.random(n_r_brig) < 0.7, 2, 1)
     r_reason = np.concatenate([org_reason, brig_reason])
-    org_delay = np.minimum(rng.exponential(6 * _HOUR, size=n_r_org), 2 * _DAY - 1)
-    brig_delay = rng.integers(5 * 60, _HOUR, size=n_r_brig)
+    org_delay = np.minimum(rng.exponential(6 * HOUR, size=n_r_org), 2 * DAY - 1)
+    brig_delay = rng.integers(5 * 60, HOUR, size=n_r_brig)
     r_time = created[r_content] + np.concatenate([org_delay, brig_delay]).astype(np.int64)
     reports = pl.DataFrame(
         {
-            "report_id": _ids(rng, len(r_content)),
+            "report_id": random_ids(rng, len(r_content)),
             "content_id": content_id[r_content],
             "reporter_id": uid[r_reporter],
             "reason": np.array(POLICIES)[r_reason],
-            "reported_at": _ts(r_time),
+            "reported_at": timestamps(r_time),
         }
     )
 
@@ -612,7 +377,7 @@ def _events(
     reviewed = np.flatnonzero((first_report < np.iinfo(np.int64).max) | proactive)
     queued = np.where(
         proactive[reviewed],
-        created[reviewed] + rng.integers(600, 4 * _HOUR, size=len(reviewed)),
+        created[reviewed] + rng.integers(600, 4 * HOUR, size=len(reviewed)),
         first_report[reviewed],
     )
     mod = rng.integers(0, len(world.moderator_ids), size=len(reviewed))
@@ -626,10 +391,10 @@ def _events(
     d_policy = np.where(correct, tp_r, np.where(tp_r == 0, wrong_benign, wrong_violation))
     restrict = rng.random(len(reviewed)) < np.where(d_policy == 2, 0.4, 0.1)
     action = np.where(d_policy == 0, "no_action", np.where(restrict, "restrict", "remove"))
-    sla = np.array([8, 2, 6, 4, 3])[tp_r] * _HOUR  # queues have different staffing
-    latency = np.minimum(rng.lognormal(np.log(sla * world.moderator_speed[mod]), 0.7), 3 * _DAY - 1)
+    sla = np.array([8, 2, 6, 4, 3])[tp_r] * HOUR  # queues have different staffing
+    latency = np.minimum(rng.lognormal(np.log(sla * world.moderator_speed[mod]), 0.7), 3 * DAY - 1)
     decided = queued + latency.astype(np.int64)
-    decision_id = _ids(rng, len(reviewed))
+    decision_id = random_ids(rng, len(reviewed))
     decisions = pl.DataFrame(
         {
             "decision_id": decision_id,
@@ -638,7 +403,7 @@ def _events(
             "review_reason": np.where(proactive[reviewed], "proactive", "user_report"),
             "policy": np.array(POLICIES)[d_policy],
             "action": action,
-            "decided_at": _ts(decided),
+            "decided_at": timestamps(decided),
         }
     )
 
@@ -653,18 +418,18 @@ def _events(
     wrong_a = d_policy[appealed] != tp_r[appealed]
     p_over = np.where(wrong_a, config.overturn_rate_wrong, config.overturn_rate_right)
     overturned = rng.random(len(appealed)) < p_over
-    appealed_at = decided[appealed] + np.minimum(rng.exponential(12 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(
+    appealed_at = decided[appealed] + np.minimum(rng.exponential(12 * HOUR, len(appealed)), 2 * DAY - 1).astype(
         np.int64
     )
-    resolved_at = appealed_at + np.minimum(rng.exponential(18 * _HOUR, len(appealed)), 2 * _DAY - 1).astype(np.int64)
+    resolved_at = appealed_at + np.minimum(rng.exponential(18 * HOUR, len(appealed)), 2 * DAY - 1).astype(np.int64)
     appeals = pl.DataFrame(
         {
-            "appeal_id": _ids(rng, len(appealed)),
+            "appeal_id": random_ids(rng, len(appealed)),
             "decision_id": decision_id[appealed],
             "content_id": content_id[reviewed][appealed],
             "appellant_id": uid[author[reviewed][appealed]],
-            "appealed_at": _ts(appealed_at),
-            "resolved_at": _ts(resolved_at),
+            "appealed_at": timestamps(appealed_at),
+            "resolved_at": timestamps(resolved_at),
             "outcome": np.where(overturned, "overturned", "upheld"),
         }
     )
@@ -673,11 +438,11 @@ def _events(
     audited = np.flatnonzero(rng.random(n) < config.qa_audit_rate)
     qa_audits = pl.DataFrame(
         {
-            "audit_id": _ids(rng, len(audited)),
+            "audit_id": random_ids(rng, len(audited)),
             "content_id": content_id[audited],
             "auditor_id": world.auditor_ids[rng.integers(0, len(world.auditor_ids), size=len(audited))],
             "gold_policy": np.array(POLICIES)[true_policy[audited]],
-            "audited_at": _ts(created[audited] + rng.integers(_HOUR, 3 * _DAY, size=len(audited))),
+            "audited_at": timestamps(created[audited] + rng.integers(HOUR, 3 * DAY, size=len(audited))),
         }
     )
     return _Events(
@@ -697,8 +462,8 @@ def _shift_posts(
     """The day's posts (author, true policy, style, text, text hash, created, campaign) in the shifted
     world, drawn from the shift's own stream so the same seed gives the same shifted days."""
     author, true_policy, style, text, hashes, created, campaign = posts
-    rng = _rng(config, 5, config.day_index(day) + 100_000)
-    day_start = _epoch(day)
+    rng = stream_rng(config, 5, config.day_index(day) + 100_000)
+    day_start = day_epoch(day)
     if config.world_shift == "slang":
         ordinary_benign = (true_policy == 0) & (arche[author] == ARCHETYPES.index("ordinary"))
         hit = np.flatnonzero(ordinary_benign & (rng.random(len(author)) < config.world_shift_share))
@@ -712,8 +477,8 @@ def _shift_posts(
     n = int(round(n_total * config.world_shift_share))
     bursts = max(1, n // 25)
     burst = rng.integers(0, bursts, size=n)
-    start = np.maximum(_diurnal(rng, bursts, day_start), day_start + _BOTS_POST_AFTER)
-    at = np.minimum(start[burst] + rng.integers(0, 2 * _HOUR, size=n), day_start + _DAY - 1)
+    start = np.maximum(diurnal_times(rng, bursts, day_start), day_start + BOTS_POST_AFTER)
+    at = np.minimum(start[burst] + rng.integers(0, 2 * HOUR, size=n), day_start + DAY - 1)
     bait = bait_texts(rng, n)
     first_campaign = int(campaign.max()) + 1 if len(campaign) else 0
     return (

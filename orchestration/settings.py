@@ -35,9 +35,9 @@ if typing.TYPE_CHECKING:  # the sections import their classes when read: see `Se
     from ml.launch.bounds import LaunchBounds
     from ml.monitoring import MonitoringThresholds
     from ml.scoring.serving import ServingLimits
-    from ml.simulator import SimConfig
     from ml.training.lightgbm_model import LightGBMParams
     from ml.training.text_model_params import TextModelParams
+    from ml.world import SimConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = PROJECT_ROOT.parent / "shared" / "data" / "corpora"

@@ -20,7 +20,7 @@ os.environ.pop("TRUSTLAKE_START_DATE", None)
 os.environ.pop("DAGSTER_HOME", None)
 
 from ml.corpora import load_text_pool  # noqa: E402
-from ml.simulator import SimConfig  # noqa: E402
+from ml.world import SimConfig  # noqa: E402
 
 # Shared builders and constants live in tests/helpers.py; the fixtures here use them.
 from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA, LANDED_DAYS, copy_home, run_cli  # noqa: E402

@@ -19,10 +19,10 @@ from ml.evaluation.results import ClassifierEvaluation, SetMetrics
 from ml.lake import Lake
 from ml.reference import land_reference, reference_frame
 from ml.registry import Registry, RegistryEntry
-from ml.simulator import SimConfig
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, fit_text_classifier
 from ml.training.dataset import dataset_version
+from ml.world import SimConfig
 from orchestration.settings import DEFAULT_CORPORA, PROJECT_ROOT, Settings
 
 

@@ -88,7 +88,8 @@ def test_an_image_post_is_read_as_its_caption_then_its_image_text_and_gets_image
 def test_the_simulator_stores_each_image_post_once_and_ring_copies_name_their_removed_original(pool):
     from datetime import date, timedelta
 
-    from ml.simulator import SimConfig, simulate_days
+    from ml.simulator import simulate_days
+    from ml.world import SimConfig
 
     config = SimConfig(seed=11, users=600, content_per_day=400, image_share=0.02, start_date=date(2026, 3, 1))
     tables = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=9))

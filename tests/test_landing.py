@@ -14,7 +14,8 @@ from ml.lake import Lake
 from ml.raw.contracts import CONTRACTS, FUTURE_TOLERANCE, RAW_TABLES
 from ml.raw.lake_check import check_raw_lake
 from ml.raw.validation import validate, validate_frame
-from ml.simulator import SimConfig, partition_date, simulate_days
+from ml.simulator import partition_date, simulate_days
+from ml.world import SimConfig
 
 START = datetime(2026, 10, 1).date()
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

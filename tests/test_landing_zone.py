@@ -19,7 +19,8 @@ from ml.raw.contracts import CONTRACTS, RAW_TABLES
 from ml.raw.lake_check import check_raw_lake
 from ml.raw.landing import INGESTING, Claim, claim_file, claims, ingest_claim
 from ml.raw.landing_check import check_landing
-from ml.simulator import SimConfig, partition_date, simulate_days
+from ml.simulator import partition_date, simulate_days
+from ml.world import SimConfig
 from orchestration.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from orchestration.settings import Settings  # noqa: E402
 from tests.helpers import external_content, external_users

@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 
 from ml import monitoring as mon
-from ml.simulator import SimConfig, simulate_days
+from ml.simulator import simulate_days
 from ml.taxonomy import VIOLATING
+from ml.world import SimConfig
 from orchestration.settings import Settings
 
 DAY = date(2026, 10, 13)

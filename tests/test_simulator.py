@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from ml.raw.contracts import RAW_TABLES
-from ml.simulator import SimConfig, build_world, partition_date, simulate_days
+from ml.simulator import partition_date, simulate_days
+from ml.world import SimConfig, build_world
 
 DAYS = 14
 

@@ -17,8 +17,9 @@ import pytest
 
 from ml.lake import Lake
 from ml.raw.contracts import RAW_TABLES
-from ml.simulator import SimConfig, partition_date, simulate_days
+from ml.simulator import partition_date, simulate_days
 from ml.text import eval_bucket
+from ml.world import SimConfig
 from orchestration.partitions import daily_partitions
 from orchestration.settings import PROJECT_ROOT
 from tests.helpers import (
