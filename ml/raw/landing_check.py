@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 
@@ -23,8 +23,15 @@ from ml.lake import LANDED_PREFIX, Lake
 from ml.raw.contracts import CONTRACTS, FUTURE_TOLERANCE, TIMESTAMP
 from ml.raw.validation import Problem, Validation, check_rows, flag_rows, read_rows, uncheckable, validate
 
-if TYPE_CHECKING:
-    from ml.raw.landing import Claim
+
+class PendingFile(Protocol):
+    """A checked file waiting to land (ml/raw/landing.py's Claim): its table, where it is, its name."""
+
+    table: str
+    path: Path
+
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def check_landing(
     window: tuple[date, date],
     now: datetime | None = None,
     ignore_fingerprint: str | None = None,
-    pending: Iterable[Claim] = (),
+    pending: Iterable[PendingFile] = (),
 ) -> LandingCheck:
     """Check a dropped file against `table`'s contract (file rules, then lake rules on the rows passing them).
 
@@ -100,7 +107,7 @@ def _check_against_lake(
     window: tuple[date, date],
     problems: list[Problem],
     ignore_fingerprint: str | None,
-    pending: list[Claim],
+    pending: list[PendingFile],
     waiting: set[str],
 ) -> pl.Series:
     contract = CONTRACTS[table]
@@ -267,7 +274,7 @@ def _check_review_order(lake: Lake, table: str, alive: pl.DataFrame, flag) -> No
     )
 
 
-def _pending_keys(pending: list[Claim], table: str, key: str) -> list[tuple[Claim, pl.Series]]:
+def _pending_keys(pending: list[PendingFile], table: str, key: str) -> list[tuple[PendingFile, pl.Series]]:
     out = []
     for claim in pending:
         if claim.table != table:
