@@ -27,13 +27,16 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from datasketch import MinHash
 
 from ml.matching.clusters import components_frame
 from ml.text import normalise
+
+if TYPE_CHECKING:  # datasketch imports its asyncio LSH too (0.7 s): every Dagster process loads this module
+    from datasketch import MinHash
 
 _URL = re.compile(
     r"(?:https?://|www\.)[^\s<>\"']+"
@@ -175,6 +178,8 @@ def _signature(text: str, params: TextMatchParams) -> np.ndarray | None:
 
 @lru_cache(maxsize=4)
 def _empty_sketch(num_perm: int, seed: int) -> MinHash:
+    from datasketch import MinHash
+
     return MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
 
 
