@@ -13,6 +13,7 @@ OWNERS_BY_GROUP: dict[str, tuple[str, ...]] = {
     "images": ("team:ml-platform",),
     "training": ("team:ml",),
     "evaluation": ("team:ml",),
+    "image_evaluation": ("team:trust-safety-ml",),
     "deployment": ("team:ml",),
     "scoring": ("team:trust-safety-ml",),
     "monitoring": ("team:trust-safety-ml",),

@@ -30,7 +30,6 @@ import argparse
 import io
 import multiprocessing
 import os
-import re
 import time
 import warnings
 from pathlib import Path
@@ -42,6 +41,7 @@ from PIL import Image
 from report import write_report  # bench/report.py, beside this script
 
 from ml.corpora import load_text_pool
+from ml.evaluation.matching import campaign_variant
 from ml.images.ocr import OcrParams, character_error_rate, read_images, read_sources_on_ray
 from ml.images.render import render_benign_image, render_text_image
 from ml.images.transforms import EVASIONS, TRANSFORMS, UPLOAD_PERTURBATIONS, apply_transforms, encode_image
@@ -276,31 +276,6 @@ def bench_radius(pool, n_originals: int, n_benign: int) -> dict:
 
 
 # --- text ------------------------------------------------------------------------------------------
-
-_EMOJI = ["🔥", "💰", "👉", "✅", "😀", "!!!", "🎉"]
-_SWAPS = {"free": "FREE", "win": "w1n", "click": "tap", "now": "today", "call": "ring", "you": "u", "your": "ur"}
-
-
-def campaign_variant(text: str, rng) -> str:
-    """A ring's per-post rewrite of a text: new numbers and link, a word or two swapped or dropped,
-    emoji and punctuation, case."""
-    text = re.sub(r"\d", lambda m: str(int(rng.integers(0, 10))), text)
-    text = re.sub(r"(https?://\S+|www\.\S+)", lambda m: f"http://bit.ly/{rng.integers(10**5, 10**6)}", text)
-    words = text.split()
-    for _ in range(int(rng.integers(1, 3))):
-        if len(words) > 4:
-            i = int(rng.integers(len(words)))
-            action = int(rng.integers(3))
-            if action == 0:
-                words[i] = _SWAPS.get(words[i].lower(), words[i].upper())
-            elif action == 1:
-                del words[i]
-            else:
-                words.insert(i, str(rng.choice(_EMOJI)))
-    out = " ".join(words)
-    if rng.random() < 0.5:
-        out = out + " " + str(rng.choice(_EMOJI))
-    return out.lower() if rng.random() < 0.3 else out
 
 
 def bench_text(pool) -> dict:

@@ -124,6 +124,11 @@ class Lake:
         return self.home / "models"
 
     @property
+    def evaluations(self) -> Path:
+        """Evaluations that are not of one model (the image and matching paths): figures and plots."""
+        return self.home / "evaluations"
+
+    @property
     def fit_cache(self) -> Path:
         """Fitted text-classifier members and their held-out probabilities, by what decides them
         (ml/training/fit_cache.py): derived, never the only copy of anything, pruned as it goes."""

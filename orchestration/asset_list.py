@@ -23,6 +23,7 @@ if not dbt_project.manifest_path.exists():
 from assets.banks import banks_assets  # noqa: E402
 from assets.evaluation import evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
+from assets.image_evaluation import image_and_matching_evaluation  # noqa: E402
 from assets.images import images_assets  # noqa: E402
 from assets.launch import launch_assets  # noqa: E402
 from assets.monitoring import monitoring_assets  # noqa: E402
@@ -52,6 +53,7 @@ def all_assets(
         text_model,
         risk_model,
         *evaluation_assets(gates),
+        image_and_matching_evaluation,
         *scoring_assets(partitions),
         *launch_assets(partitions),
         *monitoring_assets(partitions, limits, bounds),

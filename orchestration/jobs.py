@@ -71,4 +71,13 @@ land_job = dg.define_asset_job(
     "then rebuild the warehouse models downstream of that table and publish the marts.",
 )
 
-jobs = [ingest_job, retrain_job, score_job, daily_job, land_job]
+# Not part of `trustlake run` (assets/image_evaluation.py says why): weekly, or when asked.
+image_evaluation_job = dg.define_asset_job(
+    "image_evaluation_job",
+    executor_def=dg.in_process_executor,
+    selection=dg.AssetSelection.groups("image_evaluation"),
+    description="Measure the image and known-bad paths on the lake's images and texts: OCR error by perturbation, "
+    "what OCR costs the champion classifier, PDQ recall per evasion and benign false matches, text near-duplicates.",
+)
+
+jobs = [ingest_job, retrain_job, score_job, daily_job, land_job, image_evaluation_job]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.jobs import daily_job, retrain_job
+from orchestration.jobs import daily_job, image_evaluation_job, retrain_job
 
 # Stopped by default: the platform is simulated, so a fresh install should not start landing new
 # days on its own. Turned on (UI, or `dagster schedule start daily_schedule`), its tick at 01:00
@@ -27,4 +27,15 @@ weekly_retrain_schedule = dg.ScheduleDefinition(
     description="retrain_job every Monday at 03:00 UTC.",
 )
 
-schedules = [daily_schedule, weekly_retrain_schedule]
+# Running by default, like the retrain: read-only, about two minutes of CPU a week. Mondays 05:00 UTC,
+# after the retrain, so it measures the week's champion.
+weekly_image_evaluation_schedule = dg.ScheduleDefinition(
+    name="weekly_image_evaluation_schedule",
+    job=image_evaluation_job,
+    cron_schedule="0 5 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="image_evaluation_job every Monday at 05:00 UTC.",
+)
+
+schedules = [daily_schedule, weekly_retrain_schedule, weekly_image_evaluation_schedule]

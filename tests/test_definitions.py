@@ -104,12 +104,15 @@ def job_groups(definitions, name):
 
 def test_jobs_select_their_groups_and_the_daily_ones_are_daily_partitioned(definitions):
     names = {j.name for j in definitions.resolve_all_job_defs() if not j.name.startswith("__")}
-    assert names == {"ingest_job", "retrain_job", "score_job", "daily_job", "land_job"}
+    assert names == {"ingest_job", "retrain_job", "score_job", "daily_job", "land_job", "image_evaluation_job"}
     assert job_groups(definitions, "ingest_job") == {"raw", "warehouse", "images"}
     assert job_groups(definitions, "retrain_job") == {"features", "training", "evaluation", "deployment"}
     assert job_groups(definitions, "score_job") == {"scoring"} | ({"monitoring"} & job_groups(definitions, "daily_job"))
     assert job_groups(definitions, "daily_job") >= {"raw", "warehouse", "images", "scoring"}
     assert job_groups(definitions, "land_job") == {"raw", "warehouse"}
+    # What the main jobs build never waits for the image evaluation's minutes of re-uploads and renders.
+    assert job_groups(definitions, "image_evaluation_job") == {"image_evaluation"}
+    assert not any("image_evaluation" in job_groups(definitions, j) for j in ("ingest_job", "retrain_job", "score_job"))
     for name in ("ingest_job", "score_job", "daily_job", "land_job"):
         assert isinstance(definitions.resolve_job_def(name).partitions_def, dg.DailyPartitionsDefinition)
     assert definitions.resolve_job_def("retrain_job").partitions_def is None
@@ -120,6 +123,8 @@ def test_the_daily_schedule_is_stopped_and_retraining_is_weekly(definitions):
     weekly = definitions.resolve_schedule_def("weekly_retrain_schedule")
     assert daily.job_name == "daily_job" and daily.default_status == dg.DefaultScheduleStatus.STOPPED
     assert weekly.job_name == "retrain_job" and weekly.cron_schedule == "0 3 * * 1"
+    images = definitions.resolve_schedule_def("weekly_image_evaluation_schedule")
+    assert images.job_name == "image_evaluation_job" and images.cron_schedule == "0 5 * * 1"
     for name in ("automation_sensor", "landing_sensor"):
         assert definitions.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING, name
 

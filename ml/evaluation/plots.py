@@ -65,3 +65,24 @@ def calibration_plot(labels: np.ndarray, proba: np.ndarray, path: Path, title: s
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def radius_plot(table, radius: int, path: Path, title: str) -> Path:
+    """PDQ recall of each evasion and the benign false-match rate against the match radius, with the
+    radius in use marked. `table` is `ml.matching.threshold.RadiusEvaluation.table`."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    radii = table["radius"].to_numpy()
+    for column in [c for c in table.columns if c.startswith("recall_") and c != "recall_min"]:
+        ax.plot(radii, table[column].to_numpy(), label=column.removeprefix("recall_"), linewidth=1)
+    ax.plot(radii, table["false_match_rate"].to_numpy(), label="benign false matches", color="black", linestyle="--")
+    ax.axvline(radius, color="grey", linestyle=":")
+    ax.set_xlabel("PDQ Hamming radius (bits of 256)")
+    ax.set_ylabel("share")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, ncol=2, loc="center right")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
