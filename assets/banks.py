@@ -1,6 +1,8 @@
-"""Known-bad matching (ml/matching/): `hash_banks`, every bank's entries with provenance (group `images`,
-built with the ingest), and `bank_matches` (assets/bank_matches.py), each day's content matched against
-them (group `scoring`, read by `content_scores`, so the enforcement policy's `bank_match` rule acts in batch).
+"""Known-bad matching (ml/matching/): `hash_banks`, every bank's entries with provenance, and `bank_matches`
+(assets/bank_matches.py), each day's content matched against them; both in group `images`, built with the
+ingest, so everything that acts on a day reads its matches: `content_scores` (the enforcement policy's
+`bank_match` rule in batch), the shadow, and the launch backtest (a launch's predicted removals include the
+bank rule's).
 
 `banks_assets` makes them over the platform's days, which the deployment decides:
 orchestration/definitions.py passes them in.
@@ -88,7 +90,7 @@ def banks_assets(partitions: dg.TimeWindowPartitionsDefinition) -> list[dg.Asset
         )(hash_banks),
         dg.asset(
             name=BANK_MATCHES,
-            group_name="scoring",
+            group_name="images",
             kinds={"faiss", "parquet"},
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),

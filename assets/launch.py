@@ -12,7 +12,7 @@ report a reviewer reads, and the audit log analysts query (ml/launch/).
   could not read included and reported.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -21,7 +21,7 @@ from assets.evaluation import IncumbentChampion
 from assets.images import IMAGE_TEXT
 from assets.metadata import add_partition_metadata, image_markdown, markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource
-from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame, with_days_bank_matches
+from assets.scoring import RAW_INPUTS, days_bank_matches, raw_inputs, scored_frame, with_days_bank_matches
 from ml.deployment import DeploymentDecision, approve_hint
 from ml.evaluation.results import PairEvaluation, read_evaluation
 from ml.lake import Lake, write_parquet_atomic, write_text_atomic
@@ -73,9 +73,10 @@ def _pair_evaluation(registry: Registry, entry: RegistryEntry | None) -> PairEva
     group_name="deployment",
     kinds={"polars"},
     ins={"pair": dg.AssetIn("risk_model_evaluation"), "incumbent": dg.AssetIn("incumbent_champion")},
-    deps=[*RAW_INPUTS, IMAGE_TEXT],
+    deps=[*RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES],
     description="What the evaluated pair would change: the last days of platform content (TRUSTLAKE_LAUNCH_"
-    "BACKTEST_DAYS) scored by the pair and by the incumbent champion through the batch-scoring code path, as daily "
+    "BACKTEST_DAYS) scored by the pair and by the incumbent champion through the batch-scoring code path (the "
+    "day's hash-bank matches included, as the bank rule acts on them for either model), as daily "
     "removals and reviews per policy and surface, review hours and expected wrongful removals, and the risk tier "
     "the launch bounds give it. deployed_model promotes a low-risk launch and holds a high-risk one for approval. "
     "Written to <home>/models/<pair>/launch/impact.json.",
@@ -93,7 +94,8 @@ def launch_impact(
     champion_entry = registry.get(incumbent.version) if incumbent.version else None
     champion = load_model(registry.artifact_dir(champion_entry)) if champion_entry else None
     window = backtest_window(lake.partitions("content"), bounds.backtest_days)
-    paired = backtest(raw_inputs(lake), window, candidate, champion)
+    days = [window[0] + timedelta(days=i) for i in range((window[1] - window[0]).days + 1)]
+    paired = backtest(raw_inputs(lake), window, candidate, champion, days_bank_matches(lake, days))
     precision = {
         "candidate": removal_precision(pair),
         "champion": removal_precision(_pair_evaluation(registry, champion_entry)),

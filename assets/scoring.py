@@ -35,11 +35,21 @@ def scored_frame(raw: dict[str, pl.DataFrame], content: pl.DataFrame) -> pl.Data
     )
 
 
+def days_bank_matches(lake, days: list) -> pl.DataFrame:
+    """The hash-bank matches of the items of `days` (bank_matches, built with the ingest)."""
+    missing = [d for d in days if not lake.partition_dir(BANK_MATCHES, d, lake.scores).is_dir()]
+    if missing:
+        raise dg.Failure(
+            f"no bank_matches for {', '.join(str(d) for d in missing)}: materialize bank_matches for those days "
+            "(ingest_job) first"
+        )
+    return pl.concat([lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days])
+
+
 def with_days_bank_matches(lake, frame: pl.DataFrame, days: list) -> pl.DataFrame:
-    """`frame` with each item's closest hash-bank match on its day (bank_matches, built before), which the
-    enforcement policy's `bank_match` rule reads: the champion's scoring and the shadow's both act on it."""
-    matches = pl.concat([lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days])
-    return with_bank_matches(frame, matches)
+    """`frame` with each item's closest hash-bank match on its day, which the enforcement policy's
+    `bank_match` rule reads: the champion's scoring and the shadow's both act on it."""
+    return with_bank_matches(frame, days_bank_matches(lake, days))
 
 
 def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):

@@ -251,6 +251,28 @@ def test_batch_scoring_removes_bank_matches_by_the_bank_rule_and_says_which_entr
         assert by_id[cid]["decided_by"] != "known_bad_content" and by_id[cid]["bank_match"] is None
 
 
+def test_the_launch_backtest_acts_on_the_days_bank_matches_as_batch_scoring_does(banked, champion):
+    # A launch's predicted removals include the bank rule's, for the candidate and the champion alike.
+    from assets.scoring import RAW_INPUTS, days_bank_matches
+    from ml.features.images import IMAGE_TEXT, image_text_table
+    from ml.launch.impact import backtest
+    from ml.raw.contracts import CONTRACTS
+
+    lake = banked["lake"]
+    # This hand-built lake has no accounts or reports: the backtest reads them as empty tables.
+    raw = {t: lake.read_table(t).drop("date") if lake.partitions(t) else CONTRACTS[t].empty() for t in RAW_INPUTS}
+    raw[IMAGE_TEXT] = image_text_table(lake)
+    with_matches = backtest(raw, (D2, D2), champion, champion, days_bank_matches(lake, [D2]))
+    without = backtest(raw, (D2, D2), champion, champion)
+    acted = {r["content_id"]: r for r in with_matches.iter_rows(named=True)}
+    for cid in (6, 7, 10):
+        assert acted[cid]["candidate_action"] == acted[cid]["champion_action"] == "remove"
+    assert (
+        with_matches.filter(pl.col("candidate_action") == "remove").height
+        > without.filter(pl.col("candidate_action") == "remove").height
+    )
+
+
 def test_bank_list_shows_each_bank_and_whether_the_next_run_has_yet_to_build_it_in(banked, tmp_path):
     listed = run_cli(banked["home"], "bank", "list", timeout=120)
     assert listed.returncode == 0, listed.stderr

@@ -255,13 +255,21 @@ def backtest_window(content_days: list[date], days: int) -> tuple[date, date]:
     return max(min(content_days), last - timedelta(days=days - 1)), last
 
 
-def backtest(raw: dict[str, pl.DataFrame], window: tuple[date, date], candidate, champion=None) -> pl.DataFrame:
+def backtest(
+    raw: dict[str, pl.DataFrame],
+    window: tuple[date, date],
+    candidate,
+    champion=None,
+    bank_matches: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Paired actions of `candidate` and `champion` (ml.scoring.Champion; None: a first launch) on the platform
     content created in `window`, scored through the batch-scoring code path with features built point in
     time, once for both. `raw`: the raw tables content, users, reports, decisions and appeals (whole), and
-    the text read in images (IMAGE_TEXT) when there are image posts."""
+    the text read in images (IMAGE_TEXT) when there are image posts. `bank_matches`: the window's hash-bank
+    matches, which the enforcement policy's `bank_match` rule acts on for either model, as batch scoring does."""
     from ml.features.build import scoring_frame
     from ml.features.images import IMAGE_TEXT
+    from ml.matching.bank_matches import with_bank_matches
     from ml.scoring import NgramCache, score_frame
 
     content = raw["content"].filter(pl.col("created_at").dt.date().is_between(*window))
@@ -270,6 +278,8 @@ def backtest(raw: dict[str, pl.DataFrame], window: tuple[date, date], candidate,
     frame = scoring_frame(
         content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw.get(IMAGE_TEXT), raw["content"]
     )
+    if bank_matches is not None:
+        frame = with_bank_matches(frame, bank_matches)
     cache = NgramCache()  # the text's n-grams are the same for both models: built once
     scored = score_frame(candidate, frame, cache=cache)
     incumbent = score_frame(champion, frame, cache=cache) if champion is not None else None
