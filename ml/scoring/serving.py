@@ -71,7 +71,8 @@ def _usable_cpus() -> int:
 class ServingLimits:
     """What the service accepts before it refuses work; `trustlake serve` fills it from settings.
 
-    `keep_alive_s` is applied by the HTTP server that runs the app (uvicorn in `trustlake serve`).
+    `keep_alive_s` is applied by the HTTP server that runs the app (uvicorn in `trustlake serve`; Ray
+    Serve's proxy, in whole seconds, with `--ray`).
     """
 
     max_body_bytes: int = 4 * 1024 * 1024
