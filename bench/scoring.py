@@ -1,7 +1,7 @@
 """Scoring speed of the champion: batch items/s and HTTP latency at a fixed request rate.
 
     .venv/bin/python bench/scoring.py [--items 1000000] [--rate 100] [--seconds 20]
-        [--sizes 100000,1000000,2000000] [--distinct-format csv|parquet] [--only batch|cost|distinct|http]
+        [--sizes 100000,1000000,2000000] [--distinct-format csv|parquet] [--only batch|cost|distinct|http|ray]
 
 Needs a champion in TRUSTLAKE_HOME (run `make run` first). Batch: 1,000,000 simulated content
 items with their real point-in-time context features are scored by `ml.scoring.score_frame`
@@ -14,6 +14,10 @@ the highest rate sustained with p99 <= 100 ms (goal 1,000/s), tried upward in st
 connections the share shed and the p99 of answered requests; the text p99 at 100 requests/s while
 four clients keep sending image requests (OCR). Cost: one text's CPU ms in process, as trained and
 compiled, and the compiled call's parts.
+
+Ray: `trustlake serve --ray` with 2 replicas against 1 (1 CPU each, local Ray cluster), the same
+open-loop load at `--rate` and the same sustained-rate search as HTTP; the ratios of the sustained
+rate and of the p99 at `--rate`, 2 replicas over 1.
 
 Distinct (batch, all-distinct texts): pool texts suffixed with their row number, so no text
 repeats, are written to a CSV (or Parquet) file and scored through `trustlake score`'s streaming
@@ -369,10 +373,10 @@ def _percentiles(name: str, ms: list[float]) -> dict:
 
 
 @contextmanager
-def serving(settings: Settings, *flags: str):
+def serving(settings: Settings, *flags: str, start_s: float = 60, **env_extra: str):
     """`trustlake serve` in a subprocess on a free loopback port, once /health says ok."""
     port = free_port()
-    env = {**os.environ, "TRUSTLAKE_HOME": str(settings.home)}
+    env = {**os.environ, "TRUSTLAKE_HOME": str(settings.home), **env_extra}
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("trustlake")), "serve", "--port", str(port), *flags],
         env=env,
@@ -381,10 +385,12 @@ def serving(settings: Settings, *flags: str):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + start_s
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["status"] == "ok":
+                # Ray Serve's proxy answers 404 or 503 in plain text until the application is deployed.
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                if health.status_code == 200 and health.json()["status"] == "ok":
                     break
             except httpx.HTTPError:
                 pass
@@ -394,7 +400,7 @@ def serving(settings: Settings, *flags: str):
         yield port
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=start_s)
 
 
 # Closed-loop runs: (connections, requests). Bounded counts keep the run short on 2 cores.
@@ -511,6 +517,47 @@ def http(settings: Settings, rate: float, seconds: float) -> dict:
     }
 
 
+def ray_replicas(settings: Settings, rate: float, seconds: float) -> dict:
+    """`trustlake serve --ray` with 1, then 2 replicas (1 CPU each) on a local Ray cluster: single-text
+    open-loop latency at `rate` and the highest sustained rate, each run the same way, one after the
+    other in this process. On the 2-core default machine the proxy, both replicas and the load generator
+    share the two cores, so the ratio says what a second replica buys there, not on a cluster."""
+    pool, _ = load_text_pool(settings.corpora)
+    texts = pool["text"].sample(n=2000, seed=0).to_list()
+    runs = {}
+    for replicas in (1, 2):
+        flags = ("--ray", "--replicas", str(replicas))
+        # The local cluster, whatever RAY_ADDRESS says, with a CPU per replica.
+        with serving(settings, *flags, start_s=600, RAY_ADDRESS="", TRUSTLAKE_SERVE_CPUS_PER_REPLICA="1") as port:
+            asyncio.run(load(port, rate, 3, texts))  # warm up: every replica loads the champion
+            lat, other = asyncio.run(load(port, rate, seconds, texts))
+            most = sustained(port, texts)
+        runs[replicas] = {
+            "rate_per_second": rate,
+            "requests": len(lat),
+            "other_outcomes": other,
+            **_percentiles("at_rate", lat),
+            "sustained": most,
+        }
+        print(
+            f"ray {replicas} replica(s): p99 {runs[replicas]['at_rate_p99_ms']} ms at {rate:g}/s, "
+            f"sustained {most['max_rate_with_p99_at_most_100_ms']}/s",
+            file=sys.stderr,
+        )
+    one, two = runs[1], runs[2]
+    best_one, best_two = (r["sustained"]["max_rate_with_p99_at_most_100_ms"] for r in (one, two))
+    return {
+        "one_replica": one,
+        "two_replicas": two,
+        "sustained_rate_two_vs_one": round(best_two / best_one, 2) if best_one and best_two else None,
+        "p99_at_rate_two_vs_one": round(two["at_rate_p99_ms"] / one["at_rate_p99_ms"], 2)
+        if one["at_rate_p99_ms"] and two["at_rate_p99_ms"]
+        else None,
+        "cpus_per_replica": 1,
+        "machine_cpus": os.cpu_count(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -522,7 +569,9 @@ def main() -> None:
         help="rows of all-distinct text to score, comma-separated, each in a fresh process",
     )
     parser.add_argument("--distinct-format", choices=["csv", "parquet"], default="csv")
-    parser.add_argument("--only", choices=["batch", "cost", "distinct", "http"], default=None, help="run one part only")
+    parser.add_argument(
+        "--only", choices=["batch", "cost", "distinct", "http", "ray"], default=None, help="run one part only"
+    )
     parser.add_argument("--distinct-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.distinct_child:
@@ -539,6 +588,8 @@ def main() -> None:
         report["distinct"] = distinct(settings, sizes, args.distinct_format)
     if args.only in (None, "http"):
         report["http"] = http(settings, args.rate, args.seconds)
+    if args.only in (None, "ray"):
+        report["ray_serve"] = ray_replicas(settings, args.rate, args.seconds)
     write_report("scoring", report)
 
 

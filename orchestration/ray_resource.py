@@ -37,6 +37,40 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 NOTHING_TO_DELETE = Lifecycle(cleanup="never")
 
 
+def loopback_init_options(num_cpus: int) -> dict:
+    """`ray.init` options of a local cluster of `num_cpus` cores that listens on 127.0.0.1 only, with no
+    dashboard; `single_machine_mode()` must be on first. The training steps' resource and `trustlake
+    serve --ray` both start their local cluster with these."""
+    return {
+        "num_cpus": num_cpus,
+        "include_dashboard": False,
+        "dashboard_host": LOOPBACK,
+        "_node_ip_address": LOOPBACK,
+        "log_to_driver": False,
+    }
+
+
+def single_machine_mode() -> None:
+    """Switch on Ray's single-machine mode for this process and every Ray process it starts."""
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    from ray._private import ray_constants  # the first import of Ray reads the variable just set
+
+    # Ray read the variable when first imported; if that happened before this call, say it again.
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def check_loopback() -> None:
+    """RuntimeError unless the Ray just started in this process chose the loopback address."""
+    import ray
+
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:
+        raise RuntimeError(
+            f"local Ray chose node address {node_ip}, not {LOOPBACK}: its ports would be reachable "
+            "from the network. Set RAY_ADDRESS to use a cluster on purpose."
+        )
+
+
 class LoopbackRay(LocalRay):
     """dagster-ray's `LocalRay`, reachable from this machine only.
 
@@ -51,16 +85,7 @@ class LoopbackRay(LocalRay):
 
     @classmethod
     def with_cpus(cls, num_cpus: int) -> LoopbackRay:
-        return cls(
-            lifecycle=NOTHING_TO_DELETE,
-            ray_init_options={
-                "num_cpus": num_cpus,
-                "include_dashboard": False,
-                "dashboard_host": LOOPBACK,
-                "_node_ip_address": LOOPBACK,
-                "log_to_driver": False,
-            },
-        )
+        return cls(lifecycle=NOTHING_TO_DELETE, ray_init_options=loopback_init_options(num_cpus))
 
     @property
     def ray_address(self) -> str:  # type: ignore[override]
@@ -71,25 +96,20 @@ class LoopbackRay(LocalRay):
         return "local Ray (loopback only)"
 
     def connect(self, context: AnyDagsterContext) -> BaseContext | None:  # type: ignore[override]
-        os.environ[SINGLE_MACHINE_ENV] = "0"
+        single_machine_mode()  # before Ray is first imported, which reads the variable
         import ray
-        from ray._private import ray_constants
 
         if ray.is_initialized():
             # Not ours to configure or to shut down (a test's, or an earlier resource's in this process).
             context.log.info("Ray is already running in this process: using it as it is")
             return None
-        # Ray read the variable when first imported; if that happened before this call, say it again.
-        ray_constants.ENABLE_RAY_CLUSTER = False
         ray_context = super().connect(context)
-        node_ip = ray.util.get_node_ip_address()
-        if node_ip != LOOPBACK:
+        try:
+            check_loopback()
+        except RuntimeError:
             ray.shutdown()
             self._context = None
-            raise RuntimeError(
-                f"local Ray chose node address {node_ip}, not {LOOPBACK}: its ports would be reachable "
-                "from the network. Set RAY_ADDRESS to use a cluster on purpose."
-            )
+            raise
         return ray_context
 
     def on_connect(self, context: AnyDagsterContext) -> None:

@@ -2,7 +2,7 @@
 
 Every knob is a field of a frozen dataclass that states its default once: the library's own
 (`SimConfig`, `LightGBMParams`, `TextModelParams`, `GateConfig`, `MonitoringThresholds`,
-`LaunchBounds`, `ServingLimits`), or `Settings` itself for what only orchestration knows. A `Section`
+`LaunchBounds`, `ServingLimits`, `ReplicaConfig`), or `Settings` itself for what only orchestration knows. A `Section`
 (orchestration/sections.py) names the fields of one dataclass that a deployment may set, and the
 variable that sets a field is derived from its name, `TRUSTLAKE_<PREFIX>_<FIELD>`:
 `TextModelParams.epochs` is `TRUSTLAKE_TEXT_EPOCHS`. A value is parsed by the field's type, and a bad
@@ -34,6 +34,7 @@ if typing.TYPE_CHECKING:  # the sections import their classes when read: see `Se
     from ml.evaluation.gates import GateConfig
     from ml.launch.bounds import LaunchBounds
     from ml.monitoring import MonitoringThresholds
+    from ml.scoring.replicas import ReplicaConfig
     from ml.scoring.serving import ServingLimits
     from ml.training.lightgbm_model import LightGBMParams
     from ml.training.text_model_params import TextModelParams
@@ -158,6 +159,18 @@ SERVING = Section(
     },
     lazy=True,
 )
+REPLICAS = Section(
+    "ml.scoring.replicas:ReplicaConfig",
+    "SERVE",
+    {
+        "num_replicas": "`trustlake serve --ray`: replicas of the service Ray Serve runs (`--replicas`)",
+        "cpus_per_replica": "`trustlake serve --ray`: Ray CPUs each replica reserves; its scoring threads are "
+        "this, rounded up, unless `TRUSTLAKE_SERVE_SCORING_THREADS` is set",
+        "max_ongoing_requests": "`trustlake serve --ray`: requests Ray Serve hands one replica at once (unset: its "
+        "max in flight, so the replica sheds its own load with 503)",
+    },
+    lazy=True,
+)
 SECTIONS: dict[str, Section] = {
     "execution": EXECUTION,
     "simulator": SIMULATOR,
@@ -167,6 +180,7 @@ SECTIONS: dict[str, Section] = {
     "monitoring": MONITORING,
     "launch": LAUNCH,
     "serving": SERVING,
+    "replicas": REPLICAS,
 }
 # Variables read outside the sections: (default, meaning) as the README shows them.
 OTHER_VARIABLES: dict[str, tuple[str, str]] = {
@@ -234,6 +248,10 @@ class Settings:
     @cached_property
     def serving(self) -> ServingLimits:
         return SERVING.read(self.environ)
+
+    @cached_property
+    def replicas(self) -> ReplicaConfig:
+        return REPLICAS.read(self.environ)
 
     @property
     def dagster_home(self) -> Path:

@@ -25,7 +25,7 @@ from ml.registry import Registry
 from ml.scoring import load_champion
 from ml.scoring.serving import create_app
 from orchestration.settings import PROJECT_ROOT
-from tests.helpers import labelled_training_frame, small_champion, trustlake_env
+from tests.helpers import free_port, labelled_training_frame, small_champion, trustlake_env
 
 ONE_ITEM = {"items": [{"id": "a1", "text": "WIN a FREE prize, call now", "context": {"account_age_days": 1}}]}
 
@@ -37,12 +37,6 @@ def home(pool, tmp_path_factory) -> Path:
     frame, _ = labelled_training_frame(pool, seed=11, days=10, rows=3000, qa_every=4)
     small_champion(frame, home / "models")
     return home
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -149,8 +149,10 @@ def test_reading_settings_imports_no_training_serving_or_dagster_library():
     # Every command reads settings: the training and serving dataclasses are built when first used.
     probe = (
         "import sys\nfrom orchestration.settings import Settings\n"
-        "Settings.from_env({'TRUSTLAKE_TEXT_EPOCHS': '2', 'TRUSTLAKE_SERVE_MAX_IN_FLIGHT': '4'})\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightgbm', 'fastapi', 'sklearn', 'dagster'}))"
+        "Settings.from_env({'TRUSTLAKE_TEXT_EPOCHS': '2', 'TRUSTLAKE_SERVE_MAX_IN_FLIGHT': '4', "
+        "'TRUSTLAKE_SERVE_NUM_REPLICAS': '2'})\n"
+        "heavy = {'torch', 'lightgbm', 'fastapi', 'sklearn', 'dagster', 'ray'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120

@@ -71,7 +71,8 @@ def _usable_cpus() -> int:
 class ServingLimits:
     """What the service accepts before it refuses work; `trustlake serve` fills it from settings.
 
-    `keep_alive_s` is applied by the HTTP server that runs the app (uvicorn in `trustlake serve`).
+    `keep_alive_s` is applied by the HTTP server that runs the app (uvicorn in `trustlake serve`; Ray
+    Serve's proxy, in whole seconds, with `--ray`).
     """
 
     max_body_bytes: int = 4 * 1024 * 1024
@@ -325,6 +326,30 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
 
+REPLICA_HEADER = b"x-trustlake-replica"
+
+
+class NamedReplica:
+    """ASGI middleware naming the replica that answered in every response, refusals included
+    (`X-Trustlake-Replica`): under Ray Serve (ml/scoring/replicas.py) a client sees which of the
+    replicas behind the proxy served it."""
+
+    def __init__(self, app, replica: str):
+        self.app, self.name = app, replica.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (REPLICA_HEADER, self.name)]}
+            await send(message)
+
+        await self.app(scope, receive, named)
+
+
 def _replay(body: bytes, receive):
     """A `receive` that hands the app the body already read, then the client's later messages."""
     pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -370,10 +395,12 @@ def create_app(
     banks_dir: Path | None = None,
     ocr=None,
     canary: Canary | None = None,
+    replica: str | None = None,
 ) -> FastAPI:
     """The service for the registry in `models_dir`; image items are matched against the hash-bank
     table under `banks_dir` when it exists; `canary` answers its share of items (`load_canary` raises
-    RegistryError here when it cannot). `ocr` replaces the OCR engine (tests only)."""
+    RegistryError here when it cannot). `replica` names this copy of the service in every response and
+    in /v1/stats (Ray Serve replicas). `ocr` replaces the OCR engine (tests only)."""
     limits = limits or ServingLimits()
     app = FastAPI(title="trustlake scoring", version="1")
     cache = ChampionCache(Path(models_dir))
@@ -381,6 +408,8 @@ def create_app(
     traffic = TrafficStats()
     guard = GuardState()
     app.add_middleware(RequestGuard, limits=limits, state=guard)
+    if replica is not None:
+        app.add_middleware(NamedReplica, replica=replica)  # outside the guard: its refusals are named too
 
     def score_requests(key, requests: list[list[Item]]) -> list[dict[str, Any]]:
         """In a scoring thread: the items of every request of a micro-batch that one model answers (the
@@ -448,6 +477,7 @@ def create_app(
     @app.get("/v1/stats")
     def stats() -> dict[str, Any]:
         return {
+            "replica": replica,
             "canary": {"version": canary.version, "share": canary.share} if canary else None,
             "versions": traffic.as_dict(),
             "batching": batcher.stats.as_dict(),
