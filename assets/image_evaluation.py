@@ -35,9 +35,8 @@ def _champion_classifier(lake) -> Scorer:
         raise dg.Failure(
             "no champion yet: the OCR cost is measured with the champion's content classifier (retrain_job)"
         )
-    pair = ModelArtifact.read(registry.artifact_dir(entry))
-    name = pair.params.get("content_classifier", pair.version) if pair.kind == "risk_model" else pair.version
-    return Scorer(ModelArtifact.read(registry.artifact_dir(entry).parent / name))
+    champion = Scorer(ModelArtifact.read(registry.artifact_dir(entry)))
+    return champion.classifier if entry.kind == "risk_model" else champion
 
 
 @dg.asset(
@@ -99,7 +98,7 @@ def image_and_matching_evaluation(
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, default=str))
     context.log.info(
-        f"image evaluation: OCR CER {at_cer(cer):.3f}; classifier macro PR-AUC as text {cost.macro_as_text:.3f}, "
+        f"image evaluation: OCR CER {matching.overall_cer(cer):.3f}; classifier macro PR-AUC as text {cost.macro_as_text:.3f}, "
         f"through OCR {cost.macro_through_ocr:.3f}; PDQ at {DEFAULT_RADIUS}: worst evasion recall {at['recall_min']:.3f}, "
         f"benign false-match rate {at['false_match_rate']:.4f}; text copies recall {text_at['recall']:.3f}"
     )
@@ -119,7 +118,7 @@ def image_and_matching_evaluation(
     )
     return dg.MaterializeResult(
         metadata={
-            "ocr_cer_mean": rounded(at_cer(cer)),
+            "ocr_cer_mean": rounded(matching.overall_cer(cer)),
             "ocr_cer_by_perturbation": dg.MetadataValue.md(markdown_table(cer)),
             "ocr_cost_posts": cost.posts,
             "classifier_macro_pr_auc_as_text": rounded(cost.macro_as_text),
@@ -139,7 +138,3 @@ def image_and_matching_evaluation(
             "path": dg.MetadataValue.path(str(out)),
         }
     )
-
-
-def at_cer(cer: pl.DataFrame) -> float:
-    return float(cer.filter(pl.col("perturbation") == "all")["mean_cer"][0])

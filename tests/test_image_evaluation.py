@@ -37,6 +37,7 @@ def test_ocr_error_is_grouped_by_each_perturbation_an_image_carries():
     assert cer["blur"]["images"] == 1 and cer["blur"]["mean_cer"] == 0.0  # the picture has no text to read
     assert cer["jpeg"]["images"] == 2 and cer["jpeg"]["mean_cer"] == pytest.approx(0.05)
     assert cer["all"]["images"] == 2 and cer["all"]["mean_cer"] == pytest.approx(0.05)
+    assert matching.overall_cer(matching.ocr_error_by_perturbation(truth, read)) == pytest.approx(0.05)
 
 
 def test_pdq_evaluation_finds_re_uploads_and_no_benign_image_at_the_radius():

@@ -69,6 +69,11 @@ def ocr_error_by_perturbation(truth: pl.DataFrame, read: pl.DataFrame) -> pl.Dat
     return pl.concat([by, overall])
 
 
+def overall_cer(by_perturbation: pl.DataFrame) -> float:
+    """The mean character error rate over every text image (the "all" row of `ocr_error_by_perturbation`)."""
+    return float(by_perturbation.filter(pl.col("perturbation") == "all")["mean_cer"][0])
+
+
 @dataclass(frozen=True)
 class OcrCost:
     """The content classifier on the same texts posted as text and read from images by OCR."""
@@ -234,5 +239,6 @@ __all__ = [
     "ocr_cost",
     "ocr_error_by_perturbation",
     "original_text_images",
+    "overall_cer",
     "pdq_evaluation",
 ]

@@ -15,6 +15,15 @@ from sklearn.metrics import precision_recall_curve  # noqa: E402
 from ml.taxonomy import POLICIES, VIOLATING  # noqa: E402
 
 
+def _saved(fig, path: Path) -> Path:
+    """Lay `fig` out, write it to `path` as a PNG and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def pr_curves(
     labels: np.ndarray,
     proba: np.ndarray,
@@ -39,11 +48,7 @@ def pr_curves(
     axes[0].set_ylabel("precision")
     axes[0].legend(loc="lower left")
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def calibration_plot(labels: np.ndarray, proba: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
@@ -60,11 +65,7 @@ def calibration_plot(labels: np.ndarray, proba: np.ndarray, path: Path, title: s
     ax.set_ylabel("observed frequency")
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def radius_plot(table, radius: int, path: Path, title: str) -> Path:
@@ -81,8 +82,4 @@ def radius_plot(table, radius: int, path: Path, title: str) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, ncol=2, loc="center right")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
