@@ -17,6 +17,7 @@ from assets.resources import LakehouseResource, TrainingResource
 from ml.features.build import SCHEMAS
 from ml.features.images import image_post_text
 from ml.lake import Lake, write_parquet_atomic
+from ml.matching.bank_matches import BANK_MATCHES, NO_PDQ_MATCH, bank_match_features
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, FitPlan, fit_text_classifier
@@ -62,6 +63,7 @@ def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssues
         "network_features",
         "content",
         IMAGE_TEXT,
+        BANK_MATCHES,
     ],
 )
 def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.Output[TrainingSetRef]:
@@ -76,9 +78,14 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
         labels.join(media, on="content_id", how="left", maintain_order="left"), image_text_table(lake)
     ).drop("media_sha256")
     feats = {name: pl.read_parquet(lake.features / name / "part-0.parquet") for name in SCHEMAS}
+    # The hash-bank matches each item could have met when posted, as scoring reads them (with_bank_matches).
+    posted = lake.read_table("content").select("content_id", "created_at")
+    bank = bank_match_features(posted, lake.read_table(BANK_MATCHES, root=lake.scores))
     frame, facts = build_training_set(
-        labels, feats["content_features"], feats["author_features"], feats["network_features"]
+        labels, feats["content_features"], feats["author_features"], feats["network_features"], bank=bank
     )
+    matched = (pl.col("bank_pdq_distance") < NO_PDQ_MATCH) | (pl.col("bank_text_jaccard") > 0)
+    facts["labelled_items_matching_a_bank"] = frame.filter(matched)["content_id"].n_unique()
     version = dataset_version(frame)
     path = lake.features / "training_set" / "part-0.parquet"
     write_parquet_atomic(frame, path)

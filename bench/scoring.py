@@ -244,23 +244,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+KEEPALIVE_EXPIRY_S = 4.0  # below the server's keep-alive timeout (ml/scoring/serving.py keep_alive_s 5 s)
+
+
 async def load(port: int, rate: float, seconds: float, texts: list[str]) -> tuple[list[float], dict[str, int]]:
     """Open loop: latencies of the requests answered 200, and a count of every other outcome.
 
     Each request takes an idle keep-alive connection or opens one, so the send rate never waits
-    for the server.
+    for the server. As a pooling HTTP client does (httpx's keepalive_expiry), a connection idle for
+    KEEPALIVE_EXPIRY_S is closed rather than reused: the server closes it at its own keep-alive
+    timeout (5 s), and a request written into that close would count as a reset no real client sees.
     """
     n = int(rate * seconds)
     latencies: list[float] = []
     other: dict[str, int] = {}
-    idle: list[Connection] = []
+    idle: list[tuple[Connection, float]] = []
     start = time.perf_counter() + 0.5
+
+    async def connection() -> Connection:
+        while idle:
+            conn, since = idle.pop()
+            if time.perf_counter() - since < KEEPALIVE_EXPIRY_S:
+                return conn
+            conn[1].close()
+        return await asyncio.open_connection("127.0.0.1", port)
 
     async def one(i: int) -> None:
         scheduled = start + i / rate
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
         try:
-            conn = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+            conn = await connection()
             status, headers = await _exchange(conn, _score_request(port, i, texts))
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             other[type(exc).__name__] = other.get(type(exc).__name__, 0) + 1
@@ -268,14 +281,14 @@ async def load(port: int, rate: float, seconds: float, texts: list[str]) -> tupl
         if headers.get("connection") == "close":
             conn[1].close()
         else:
-            idle.append(conn)
+            idle.append((conn, time.perf_counter()))
         if status != 200:  # 503 when the server sheds load
             other[str(status)] = other.get(str(status), 0) + 1
             return
         latencies.append((time.perf_counter() - scheduled) * 1000)
 
     await asyncio.gather(*(one(i) for i in range(n)))
-    for _, writer in idle:
+    for (_, writer), _ in idle:
         writer.close()
     return latencies, other
 

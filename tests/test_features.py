@@ -153,3 +153,19 @@ def test_no_text_hash_appears_in_two_splits():
     train_days = split.filter(pl.col("split") == "train")["created_date"]
     test_days = split.filter(pl.col("split") == "test")["created_date"]
     assert train_days.max() < test_days.min()
+
+
+def test_a_model_trained_before_a_dense_column_existed_reads_the_columns_it_knows():
+    # A deployed model keeps scoring after an upgrade appends features: it reads the first columns.
+    from ml.training.matrix import DENSE_COLUMNS, dense_columns_of, dense_matrix
+
+    frame = pl.DataFrame(
+        {"text": ["win a prize now", "hi"], "account_age_days": [3.0, None], "bank_text_jaccard": [0.8, 0.0]}
+    )
+    full = dense_matrix(frame)
+    older = dense_matrix(frame, dense_columns_of(len(DENSE_COLUMNS) - 2))
+    assert full.shape == (2, len(DENSE_COLUMNS)) and older.shape == (2, len(DENSE_COLUMNS) - 2)
+    np.testing.assert_array_equal(older, full[:, :-2])
+    assert full[0, DENSE_COLUMNS.index("bank_text_jaccard")] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="this code knows"):
+        dense_columns_of(len(DENSE_COLUMNS) + 1)

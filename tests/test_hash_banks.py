@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import numpy as np
@@ -22,7 +22,14 @@ from ml.features.images import IMAGE_TEXT, IMAGE_TEXT_SCHEMA
 from ml.images.render import render_benign_image, render_text_image
 from ml.images.transforms import TRANSFORMS
 from ml.lake import Lake
-from ml.matching.bank_matches import BANK_MATCHES, with_bank_matches
+from ml.matching.bank_matches import (
+    BANK_FEATURES,
+    BANK_MATCHES,
+    MATCH_SCHEMA,
+    NO_PDQ_MATCH,
+    bank_match_features,
+    with_bank_matches,
+)
 from ml.matching.bank_sources import REMOVALS_BANK, imports_version, read_bank_table
 from ml.matching.pdq import ORIGINAL_AND_MIRROR, codes_to_hex, image_codes
 from ml.scoring import load_champion, score_frame
@@ -225,6 +232,60 @@ def test_each_day_matches_the_banks_as_they_stood_that_day_and_never_an_item_its
     assert closest[10]["provenance"].startswith("imported from te-export.csv line 2 by ")
     # 6 matched the removed image's text too; its closest is the image match.
     assert sorted(day2.filter(pl.col("content_id") == 6)["kind"]) == ["pdq", "text"]
+
+
+def test_the_risk_models_bank_features_see_only_entries_confirmed_before_the_item_was_posted():
+    # bank_matches holds a day's matches against the bank as it stood at the end of the day; a feature
+    # must not: item 1 was posted at 10:00, before the 18:00 confirmation of the entry it matches.
+    confirmed = datetime(2026, 1, 5, 18, tzinfo=UTC)
+    items = pl.DataFrame({"content_id": [5, 1, 2, 3, 4], "created_at": [at(D1, h) for h in (9, 10, 20, 11, 12)]})
+
+    def match(cid, kind, distance=None, jaccard=None, entry_confirmed_at=confirmed):
+        row = dict.fromkeys(MATCH_SCHEMA)
+        source = "import" if entry_confirmed_at is None else "confirmed_removal"
+        return row | {
+            "content_id": cid,
+            "kind": kind,
+            "distance": distance,
+            "jaccard": jaccard,
+            "source": source,
+            "entry_confirmed_at": entry_confirmed_at,
+            "closest": False,
+        }
+
+    matches = pl.DataFrame(
+        [
+            match(1, "pdq", distance=12),
+            match(2, "pdq", distance=12),
+            match(3, "pdq", distance=16, entry_confirmed_at=None),  # an imported entry counts whenever imported
+            match(4, "pdq", distance=10, entry_confirmed_at=None),
+            match(4, "pdq", distance=4, entry_confirmed_at=None),
+            match(4, "text", jaccard=0.6, entry_confirmed_at=None),
+            match(4, "text", jaccard=0.9, entry_confirmed_at=None),
+        ],
+        schema=MATCH_SCHEMA,
+    )
+    features = bank_match_features(items, matches)
+    assert features.columns == ["content_id", *BANK_FEATURES]
+    assert features.rows() == [
+        (5, NO_PDQ_MATCH, 0.0),  # matched nothing
+        (1, NO_PDQ_MATCH, 0.0),  # its only match was confirmed after it was posted
+        (2, 12, 0.0),
+        (3, 16, 0.0),
+        (4, 4, pytest.approx(0.9)),  # the closest image and the nearest text
+    ]
+
+
+def test_scoring_reads_the_bank_features_of_each_days_matches(banked):
+    lake = banked["lake"]
+    content = lake.read_table("content").filter(pl.col("created_at").dt.date() == D2).sort("content_id")
+    frame = with_bank_matches(content, lake.read_partition(BANK_MATCHES, D2, root=lake.scores))
+    by_id = {r["content_id"]: r for r in frame.iter_rows(named=True)}
+    assert by_id[6]["bank_pdq_distance"] <= 18 and by_id[6]["bank_text_jaccard"] >= 0.5  # mirrored copy of 1
+    assert by_id[7]["bank_pdq_distance"] == NO_PDQ_MATCH and by_id[7]["bank_text_jaccard"] >= 0.5
+    assert by_id[10]["bank_pdq_distance"] <= 18  # the imported bank's image
+    for cid in (8, 9, 11):  # benign, never confirmed, overturned
+        assert (by_id[cid]["bank_pdq_distance"], by_id[cid]["bank_text_jaccard"]) == (NO_PDQ_MATCH, 0.0)
 
 
 @pytest.fixture(scope="module")

@@ -173,3 +173,26 @@ def test_an_image_not_read_within_its_timeout_is_a_504(models, flyer):
     finally:
         ocr.release.set()
     assert answer.status_code == 504 and "within 0.2 s" in answer.json()["error"]
+
+
+def test_an_image_item_with_context_is_scored_with_the_bank_features_of_its_own_matches():
+    # The risk model reads bank features as batch scoring builds them; the service fills them from its matching.
+    from ml.matching.bank_matches import NO_PDQ_MATCH
+    from ml.scoring.images import ImageRead
+    from ml.scoring.serving import Context, Item, items_frame, with_read
+
+    matches = [
+        {"bank": "b", "policy": "spam", "kind": "pdq", "distance": 9},
+        {"bank": "b", "policy": "spam", "kind": "pdq", "distance": 4},
+        {"bank": "t", "policy": "spam", "kind": "text", "jaccard": 0.7},
+    ]
+    read = ImageRead(None, "call now", 0.9, 1, 100, matches)
+    with_context = Item(text="look", image="x", context=Context(account_age_days=2.0))
+    frame = items_frame([with_read(with_context, read, banked=True)])
+    row = frame.row(0, named=True)
+    assert (row["text"], row["bank_pdq_distance"], row["bank_text_jaccard"]) == ("look call now", 4, 0.7)
+    nothing = items_frame([with_read(with_context, ImageRead(None, "", 0.0, 0, 100, []), banked=True)])
+    assert (nothing["bank_pdq_distance"][0], nothing["bank_text_jaccard"][0]) == (NO_PDQ_MATCH, 0.0)
+    # No banks loaded: unknown, not "no match"; no context: the classifier answers alone, as in batch.
+    assert "bank_pdq_distance" not in items_frame([with_read(with_context, read, banked=False)]).columns
+    assert items_frame([with_read(Item(text="look", image="x"), read, banked=True)]).columns == ["text"]

@@ -6,6 +6,9 @@ from `image_text`) against every PDQ bank within `radius`, and by the text OCR r
 text bank; a text post by its text. An item never matches an entry built from itself: the removed
 original is in the bank because of what it is, and calling it its own re-upload would count every
 confirmed removal as a catch.
+
+The risk model reads an item's matches as two features (`bank_match_features`, BANK_FEATURES), point in
+time: only entries the item could have met when it was posted count.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ MATCH_SCHEMA: dict[str, pl.DataType] = {
     "entry_content_id": pl.String,  # the removed content the entry was built from
     "file_name": pl.String,  # an imported entry's file and line
     "row_number": pl.Int64,
+    "entry_confirmed_at": pl.Datetime("us", "UTC"),  # when a confirmed removal's entry joined its bank (null: import)
     "provenance": pl.String,  # one line a moderator reads (ml.matching.banks.describe_provenance)
     "closest": pl.Boolean,  # the item's closest match: the one its enforcement decision reads
 }
@@ -90,6 +94,7 @@ def match_items(
         pl.col("content_id").alias("entry_content_id"),
         "file_name",
         "row_number",
+        pl.col("confirmed_at").alias("entry_confirmed_at"),
     )[ranked["entry"].to_list()]
     return (
         pl.concat(
@@ -106,14 +111,55 @@ def match_items(
     )
 
 
+# What the risk model reads of an item's matches (ml/training/matrix.py): the closest PDQ distance and the
+# highest text Jaccard among the entries it could have met when posted; NO_PDQ_MATCH and 0 when none.
+BANK_FEATURES: tuple[str, ...] = ("bank_pdq_distance", "bank_text_jaccard")
+NO_PDQ_MATCH = 256  # farther than two PDQ codes can be apart: no PDQ entry within the radius
+
+
+def bank_match_features(items: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
+    """BANK_FEATURES of each row of `items` (content_id, created_at; naive UTC), in order, from its rows in
+    `matches` (the bank_matches table). Point in time: a day's matches are against its bank as it stood at
+    the end of the day (what a batch acts on), so a confirmed removal's entry counts only when it was
+    confirmed before the item was created; an imported entry counts whenever it was imported, as in
+    matching. Training and every scoring path read the features through here."""
+    posted = items.select("content_id", "created_at")
+    known = matches.join(posted, on="content_id").filter(
+        pl.col("entry_confirmed_at").is_null()
+        | (pl.col("entry_confirmed_at").dt.replace_time_zone(None) < pl.col("created_at"))
+    )
+    best = known.group_by("content_id").agg(
+        pl.col("distance").min().alias(BANK_FEATURES[0]), pl.col("jaccard").max().alias(BANK_FEATURES[1])
+    )
+    return (
+        posted.select("content_id")
+        .join(best, on="content_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.col(BANK_FEATURES[0]).fill_null(NO_PDQ_MATCH).cast(pl.Int32),
+            pl.col(BANK_FEATURES[1]).fill_null(0.0).cast(pl.Float32),
+        )
+    )
+
+
 def with_bank_matches(frame: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
-    """`frame` (rows with content_id, in order) with BANK_MATCH_COLUMNS from each item's closest match in
-    `matches` (null when it matched nothing): what the enforcement policy's `bank_match` rule reads."""
+    """`frame` (rows with content_id and created_at, in order) with BANK_MATCH_COLUMNS from each item's
+    closest match in `matches` (null when it matched nothing), what the enforcement policy's `bank_match`
+    rule reads, and the risk model's BANK_FEATURES (`bank_match_features`)."""
     bank, policy, provenance = BANK_MATCH_COLUMNS
     closest = matches.filter("closest").select(
         "content_id", pl.col("bank").alias(bank), pl.col("policy").alias(policy), pl.col("provenance").alias(provenance)
     )
-    return frame.join(closest, on="content_id", how="left", maintain_order="left")
+    return frame.join(closest, on="content_id", how="left", maintain_order="left").join(
+        bank_match_features(frame, matches), on="content_id", how="left", maintain_order="left"
+    )
 
 
-__all__ = ["BANK_MATCHES", "MATCH_SCHEMA", "with_bank_matches", "match_items"]
+__all__ = [
+    "BANK_FEATURES",
+    "BANK_MATCHES",
+    "MATCH_SCHEMA",
+    "NO_PDQ_MATCH",
+    "bank_match_features",
+    "match_items",
+    "with_bank_matches",
+]

@@ -39,7 +39,7 @@ from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact
 from ml.training.calibration import PolicyCalibration, softmax
 from ml.training.content import EnsembleTextClassifier, combine
-from ml.training.matrix import risk_features, with_text_signals
+from ml.training.matrix import dense_columns_of, risk_features, with_text_signals
 from ml.training.scorer import Scorer, has_context
 from ml.training.text_classifier import LinearTextClassifier, ngram_counts, signal_block
 
@@ -192,6 +192,7 @@ class CompiledScorer:
             import lightgbm as lgb
 
             self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+            self._dense = dense_columns_of(self._booster.num_feature() - len(POLICIES))
             classifier = ModelArtifact.read(path.parent / artifact.params["content_classifier"])
             self._text = _load_linear(classifier) if classifier.kind in LINEAR_KINDS else Scorer(classifier)
         else:
@@ -226,7 +227,7 @@ class CompiledScorer:
             keep = [c for c in signals.columns if c not in frame.columns]
             same = every and len(unique) == len(texts)
             with_ctx = with_ctx.hstack((signals if same else signals[rows[context]]).select(keep))
-        inputs = risk_features(with_ctx, proba[context])
+        inputs = risk_features(with_ctx, proba[context], self._dense)
         threads = 1 if len(inputs) < ONE_THREAD_ROWS else 0  # 0: LightGBM's default (OpenMP's)
         logits = self._booster.predict(inputs, raw_score=True, num_threads=threads)
         out = proba.copy()

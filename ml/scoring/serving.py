@@ -43,10 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from ml.evaluation.results import as_json
 from ml.images.decode import DecodeLimits
+from ml.matching.bank_matches import BANK_FEATURES, NO_PDQ_MATCH
 from ml.registry import Registry, RegistryEntry, RegistryError
 from ml.scoring import Champion, load_model, score_frame
 from ml.scoring.batching import MicroBatcher
-from ml.scoring.images import BankSource, ImageReader, ImageRefused
+from ml.scoring.images import BankSource, ImageRead, ImageReader, ImageRefused
 from ml.scoring.traffic import Canary, TrafficStats
 from ml.training.artifacts import PROBA_COLUMNS
 
@@ -129,6 +130,10 @@ class Context(BaseModel):
     prior_reports_received: Count | None = None
     prior_enforcements: Count | None = None
     component_size: Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)] | None = None
+    # The item's closest hash-bank matches (ml.matching.bank_matches BANK_FEATURES): the server fills them
+    # for an image item from its own matching when banks are loaded; a caller that matched may pass them.
+    bank_pdq_distance: Annotated[StrictInt, Field(ge=0, le=NO_PDQ_MATCH)] | None = None
+    bank_text_jaccard: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] | None = None
 
 
 class Item(BaseModel):
@@ -360,6 +365,19 @@ def _replay(body: bytes, receive):
     return replay
 
 
+def with_read(item: Item, read: ImageRead, banked: bool) -> Item:
+    """An image item as it is scored: its caption then the text read in its image and, when the banks were
+    searched (`banked`) and the caller sent context, the risk model's bank features of its matches (the
+    risk model reads an item's context only when it has some: ml.training.scorer.has_context)."""
+    update: dict[str, Any] = {"text": " ".join(t for t in (item.text, read.text) if t)}
+    if banked and item.context is not None:
+        distances = [m["distance"] for m in read.matches if m["kind"] == "pdq"]
+        jaccards = [m["jaccard"] for m in read.matches if m["kind"] == "text"]
+        features = dict(zip(BANK_FEATURES, (min(distances, default=NO_PDQ_MATCH), max(jaccards, default=0.0))))
+        update["context"] = item.context.model_copy(update=features)
+    return item.model_copy(update=update)
+
+
 def items_frame(items: list[Item]) -> pl.DataFrame:
     rows = []
     for item in items:
@@ -531,9 +549,9 @@ def create_app(
         if images:
             with guard.set_aside():
                 reads = await reader.read(images)
-        if reads:  # an image is scored as its caption and the text read in it
-            texts = {i: " ".join(t for t in (items[i].text, r.text) if t) for i, r in reads.items()}
-            items = [item.model_copy(update={"text": texts[i]}) if i in reads else item for i, item in enumerate(items)]
+        if reads:  # an image is scored as its caption and the text read in it, with what it matched
+            banked = reader.banks.index() is not None
+            items = [with_read(item, reads[i], banked) if i in reads else item for i, item in enumerate(items)]
         try:
             answer = await answered(items)
         except RegistryError as exc:

@@ -94,16 +94,20 @@ def build_training_set(
     author: pl.DataFrame,
     network: pl.DataFrame,
     rule: SplitRule = SplitRule(),
+    bank: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Every label joined with the platform features of its content (null for reference records),
-    split. Returns the frame and split facts."""
+    split. `bank`: each content item's hash-bank match features (ml.matching.bank_matches
+    `bank_match_features`). Returns the frame and split facts."""
     split, removed = assign_splits(labels, rule)
     frame = (
         split.join(content.drop("created_at", "surface", "language", "text_hash"), on="content_id", how="left")
         .join(author, on="content_id", how="left")
         .join(network.drop("component_id"), on="content_id", how="left")
-        .sort("label_id")
     )
+    if bank is not None:
+        frame = frame.join(bank, on="content_id", how="left")
+    frame = frame.sort("label_id")
     missing = frame.filter(pl.col("content_id").is_not_null() & pl.col("account_age_days").is_null()).height
     if missing:
         raise ValueError(f"{missing} labelled content items have no feature rows: rebuild the features")

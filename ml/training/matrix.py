@@ -47,8 +47,23 @@ DENSE_DEFAULTS: dict[str, float] = {
     "component_size": np.nan,
     "component_enforced_share": np.nan,
     "shares_fingerprints": np.nan,
+    # ml/matching/bank_matches.py BANK_FEATURES: the item's closest hash-bank matches, point in time.
+    "bank_pdq_distance": np.nan,
+    "bank_text_jaccard": np.nan,
 }
+# New columns go at the end: a model records the columns it was trained on (`dense_columns_of`), and one
+# trained before a column existed reads the first columns it knows, so a deployed model keeps scoring after
+# an upgrade adds features.
 DENSE_COLUMNS: tuple[str, ...] = tuple(DENSE_DEFAULTS)
+
+
+def dense_columns_of(n_dense: int) -> tuple[str, ...]:
+    """The dense columns of a model trained on `n_dense` of them (the first n: columns are only appended)."""
+    if not 0 < n_dense <= len(DENSE_COLUMNS):
+        raise ValueError(f"a model reads {n_dense} dense columns; this code knows {len(DENSE_COLUMNS)}")
+    return DENSE_COLUMNS[:n_dense]
+
+
 # Columns that only the platform knows (not derivable from the text itself).
 CONTEXT_COLUMNS: tuple[str, ...] = (
     "surface",
@@ -62,6 +77,8 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
     "component_size",
     "component_enforced_share",
     "shares_fingerprints",
+    "bank_pdq_distance",
+    "bank_text_jaccard",
 )
 
 
@@ -89,19 +106,20 @@ def mask_context(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
     return frame.with_columns(pl.when(hide).then(None).otherwise(pl.col(c)).alias(c) for c in cols)
 
 
-def dense_matrix(frame: pl.DataFrame) -> np.ndarray:
-    """float32 [rows, len(DENSE_COLUMNS)]; absent columns take their default (NaN = unknown)."""
+def dense_matrix(frame: pl.DataFrame, columns: tuple[str, ...] = DENSE_COLUMNS) -> np.ndarray:
+    """float32 [rows, len(columns)] of DENSE_COLUMNS `columns`; absent ones take their default (NaN = unknown)."""
     frame = with_text_signals(frame)
     present = frozenset(frame.columns) & (DENSE_DEFAULTS.keys() | {"surface"})
-    return frame.select(_dense_exprs(present)).to_numpy().astype(np.float32, copy=False)
+    return frame.select(_dense_exprs(present, columns)).to_numpy().astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=64)
-def _dense_exprs(present: frozenset[str]) -> tuple[pl.Expr, ...]:
+def _dense_exprs(present: frozenset[str], columns: tuple[str, ...]) -> tuple[pl.Expr, ...]:
     """The expressions of `dense_matrix` for a frame with these columns, built once per column set:
     building them costs more than evaluating them on the one row of an online request."""
     exprs = []
-    for name, default in DENSE_DEFAULTS.items():
+    for name in columns:
+        default = DENSE_DEFAULTS[name]
         if name == "surface_code" and "surface" in present:
             col = pl.col("surface").replace_strict(SURFACE_CODES, default=None, return_dtype=pl.Float32)
         elif name in present:
@@ -123,11 +141,13 @@ def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> s
     return sp.hstack([dense, ngrams], format="csr", dtype=np.float32)
 
 
-def text_inputs(frame: pl.DataFrame) -> np.ndarray:
+def text_inputs(frame: pl.DataFrame, columns: tuple[str, ...] = DENSE_COLUMNS) -> np.ndarray:
     """Dense inputs of a text-only model: text signals, with every platform column unknown."""
-    return dense_matrix(frame.select("text"))
+    return dense_matrix(frame.select("text"), columns)
 
 
-def risk_features(frame: pl.DataFrame, classifier_proba: np.ndarray) -> np.ndarray:
+def risk_features(
+    frame: pl.DataFrame, classifier_proba: np.ndarray, columns: tuple[str, ...] = DENSE_COLUMNS
+) -> np.ndarray:
     """The risk model's inputs: [content classifier probabilities | dense platform context and text signals]."""
-    return np.hstack([classifier_proba.astype(np.float32), dense_matrix(frame)])
+    return np.hstack([classifier_proba.astype(np.float32), dense_matrix(frame, columns)])

@@ -21,7 +21,7 @@ from ml.features.text import hashed_ngrams
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact, proba_frame
 from ml.training.calibration import softmax
-from ml.training.matrix import CONTEXT_COLUMNS, risk_features, text_inputs
+from ml.training.matrix import CONTEXT_COLUMNS, dense_columns_of, risk_features, text_inputs
 from ml.training.text_classifier import TextMatrix
 
 TEXT_ONLY_KINDS = ("content_classifier", "baseline", "text_model")
@@ -66,6 +66,7 @@ class Scorer:
             import lightgbm as lgb
 
             self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+            self._dense = dense_columns_of(self._booster.num_feature() - len(POLICIES))
             self.classifier = Scorer(ModelArtifact.read(path.parent / artifact.params["content_classifier"]))
         else:
             raise ValueError(f"unknown model kind {kind!r} in {path}")
@@ -95,7 +96,7 @@ class Scorer:
         if kind in ("content_classifier", "baseline"):
             return self._calibration.apply(self._linear.proba(TextMatrix.of(texts)))
         if kind == "text_model":
-            dense = text_inputs(frame)
+            dense = text_inputs(frame, dense_columns_of(int(self.artifact.params["n_dense"])))
             if self.profile == "minilm":
                 from ml.training import minilm_model
 
@@ -113,7 +114,7 @@ class Scorer:
         if not context.any():
             return text_proba
         with_ctx = frame.filter(pl.Series(context))
-        logits = self._booster.predict(risk_features(with_ctx, text_proba[context]), raw_score=True)
+        logits = self._booster.predict(risk_features(with_ctx, text_proba[context], self._dense), raw_score=True)
         out = text_proba.copy()
         out[context] = softmax(logits, self.artifact.temperature)
         return out
