@@ -1,0 +1,102 @@
+"""The campaign graph's build time and memory: the default world and ten times its users and posts.
+
+    .venv/bin/python bench/campaign_graph.py [--scales 1,10] [--days 30]
+
+For each scale the simulator writes a world of scale x (4,000 users, 2,000 posts a day) over `--days`
+days; a fresh child process then builds what the campaign work reads from it (ml/campaigns): MinHash
+signatures of every distinct text, near-duplicate text neighbours (LSH), the links, numbers and
+addresses of every post, the point-in-time campaign features of every post, and the campaigns (connected
+components across accounts). Each stage's wall time, and the child's peak RSS (VmHWM: the whole build,
+the inputs included), so the 10x figure says how the graph grows. Writes bench/results/campaign_graph.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+from report import write_report  # bench/report.py, beside this script
+
+from ml.campaigns.clusters import campaign_keys, campaigns
+from ml.campaigns.features import campaign_features, confirmed_removals
+from ml.campaigns.links import post_artifacts, text_neighbours, text_signatures
+from ml.corpora import load_text_pool
+from ml.matching.text import TextMatchParams
+from ml.simulator import simulate_days
+from ml.world import SimConfig
+from orchestration.settings import Settings
+
+TABLES = ("content", "decisions", "appeals")
+
+
+def build(folder: Path) -> dict:
+    """In the child: every stage of the graph over the world in `folder`, timed."""
+    content, decisions, appeals = (pl.read_parquet(folder / f"{t}.parquet") for t in TABLES)
+    params, seconds = TextMatchParams(), {}
+
+    def timed(name, fn, *args):
+        started = time.perf_counter()
+        out = fn(*args)
+        seconds[name] = round(time.perf_counter() - started, 2)
+        return out
+
+    sigs = timed("signatures", text_signatures, content.select("text_hash", "text"), None, params)
+    neighbours = timed("text_neighbours", text_neighbours, sigs, params)
+    artifacts = timed("artifacts", post_artifacts, content)
+    removals = timed("confirmed_removals", confirmed_removals, decisions, appeals)
+    feats = timed("campaign_features", campaign_features, content, content, neighbours, artifacts, removals)
+    keys = timed("campaign_keys", campaign_keys, content, neighbours, artifacts)
+    found, _ = timed("campaigns", campaigns, content, keys, removals, decisions)
+    vmhwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    return {
+        "posts": content.height,
+        "distinct_texts": sigs.height,
+        "text_links": neighbours.height - sigs.height,
+        "artifact_rows": artifacts.height,
+        "feature_rows": feats.height,
+        "campaigns": found.height,
+        "seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 2),
+        "peak_rss_mb": round(vmhwm / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scales", default="1,10")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(build(args.child)))
+        return
+    pool, _ = load_text_pool(Settings.from_env().corpora)
+    runs = {}
+    for scale in (int(s) for s in args.scales.split(",")):
+        config = SimConfig(users=4_000 * scale, content_per_day=2_000 * scale)
+        raw = simulate_days(config, pool, config.start_date, config.start_date + timedelta(days=args.days - 1))
+        with tempfile.TemporaryDirectory(prefix="trustlake-bench-graph-") as tmp:
+            for t in TABLES:
+                raw[t].write_parquet(Path(tmp) / f"{t}.parquet")
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", tmp], capture_output=True, text=True, check=True
+            )
+        runs[f"{scale}x"] = {"users": config.users, "days": args.days, **json.loads(child.stdout.splitlines()[-1])}
+        print(f"{scale}x: {runs[f'{scale}x']}", file=sys.stderr)
+    if "1x" in runs and "10x" in runs:
+        runs["ratio_10x_over_1x"] = {
+            "seconds": round(runs["10x"]["total_seconds"] / runs["1x"]["total_seconds"], 2),
+            "peak_rss": round(runs["10x"]["peak_rss_mb"] / runs["1x"]["peak_rss_mb"], 2),
+        }
+    write_report("campaign_graph", runs)
+
+
+if __name__ == "__main__":
+    main()
