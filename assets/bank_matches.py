@@ -1,5 +1,6 @@
 """`bank_matches` (group `images`, with the ingest): each day's content matched against the hash banks, read
-by `content_scores`, the shadow and the launch backtest. In a module of its own, apart from `hash_banks`
+by `training_set` (the risk model's bank features), `content_scores`, the shadow, the launch backtest and the
+monitoring reference. In a module of its own, apart from `hash_banks`
 (assets/banks.py, which declares both), so its code version follows only the matching code it runs, not
 how banks are built from removals.
 """

@@ -13,7 +13,7 @@ with, and the same inputs give the same reference. Each daily asset writes one P
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -22,7 +22,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from assets.images import IMAGE_TEXT
 from assets.metadata import markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource, MonitoringResource
-from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame
+from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame, with_days_bank_matches
 from assets.warehouse import MONITORING_MODELS, dbt_asset_args, run_dbt_build
 from ml import monitoring as mon
 from ml.deployment import DeploymentDecision
@@ -30,6 +30,7 @@ from ml.lake import Lake
 from ml.launch import postlaunch
 from ml.launch.bounds import LaunchBounds
 from ml.launch.impact import read_impact
+from ml.matching.bank_matches import BANK_MATCHES
 from ml.registry import Registry
 from ml.scoring import load_model, score_frame
 from ml.simulator import LOOKBACK_DAYS
@@ -67,7 +68,7 @@ def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.D
     group_name="monitoring",
     kinds={"polars", "parquet"},
     ins={"deployed": dg.AssetIn("deployed_model"), "training_set": dg.AssetIn("training_set")},
-    deps=[*RAW_INPUTS, IMAGE_TEXT],
+    deps=[*RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES],
 )
 def monitoring_reference(
     context: dg.AssetExecutionContext,
@@ -106,7 +107,8 @@ def monitoring_reference(
         raw = raw_inputs(lake)
         content = raw["content"].filter(pl.col("created_at").dt.date().is_between(window[0], window[1]))
         champion = load_model(registry.artifact_dir(entry))
-        frame = scored_frame(raw, content)
+        days = [window[0] + timedelta(days=d) for d in range((window[1] - window[0]).days + 1)]
+        frame = with_days_bank_matches(lake, scored_frame(raw, content), days)
         scored = pl.concat(
             [frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")], how="horizontal"
         )

@@ -14,7 +14,7 @@ from assets.metadata import add_partition_metadata, markdown_table, partition_da
 from assets.resources import LakehouseResource
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
-from ml.matching.bank_matches import BANK_MATCHES, with_bank_matches
+from ml.matching.bank_matches import BANK_MATCHES, MATCH_SCHEMA, with_bank_matches
 from ml.registry import Registry
 from ml.scoring import load_model, risk, score_frame
 
@@ -36,19 +36,29 @@ def scored_frame(raw: dict[str, pl.DataFrame], content: pl.DataFrame) -> pl.Data
 
 
 def days_bank_matches(lake, days: list) -> pl.DataFrame:
-    """The hash-bank matches of the items of `days` (bank_matches, built with the ingest)."""
+    """The hash-bank matches of the items of `days` (bank_matches, built with the ingest). A day never
+    matched, or matched by code older than the table's schema, fails with what to run: every reader (the
+    training set, scoring, the shadow, the backtest, monitoring) needs the same matches."""
     missing = [d for d in days if not lake.partition_dir(BANK_MATCHES, d, lake.scores).is_dir()]
     if missing:
+        shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise dg.Failure(f"no bank_matches for {shown}: materialize bank_matches for those days (ingest_job) first")
+    parts = [lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days]
+    stale = {d: sorted(set(MATCH_SCHEMA) - set(p.columns)) for d, p in zip(days, parts)}
+    stale = {d: lacking for d, lacking in stale.items() if lacking}
+    if stale:
+        first = min(stale)
         raise dg.Failure(
-            f"no bank_matches for {', '.join(str(d) for d in missing)}: materialize bank_matches for those days "
-            "(ingest_job) first"
+            f"bank_matches of {len(stale)} day(s) from {first} lack {', '.join(stale[first])} (matched by older "
+            "code): materialize bank_matches for those days again (ingest_job)"
         )
-    return pl.concat([lake.read_partition(BANK_MATCHES, day, root=lake.scores) for day in days])
+    return pl.concat([part.select(list(MATCH_SCHEMA)) for part in parts])
 
 
 def with_days_bank_matches(lake, frame: pl.DataFrame, days: list) -> pl.DataFrame:
     """`frame` with each item's closest hash-bank match on its day, which the enforcement policy's
-    `bank_match` rule reads: the champion's scoring and the shadow's both act on it."""
+    `bank_match` rule reads (the champion's scoring and the shadow's both act on it), and the risk model's
+    bank features (ml.matching.bank_matches.with_bank_matches)."""
     return with_bank_matches(frame, days_bank_matches(lake, days))
 
 

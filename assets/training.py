@@ -14,6 +14,7 @@ from dagster_ray import RayResource
 from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import DECLINED, markdown_table
 from assets.resources import LakehouseResource, TrainingResource
+from assets.scoring import days_bank_matches
 from ml.features.build import SCHEMAS
 from ml.features.images import image_post_text
 from ml.lake import Lake, write_parquet_atomic
@@ -80,7 +81,8 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     feats = {name: pl.read_parquet(lake.features / name / "part-0.parquet") for name in SCHEMAS}
     # The hash-bank matches each item could have met when posted, as scoring reads them (with_bank_matches).
     posted = lake.read_table("content").select("content_id", "created_at")
-    bank = bank_match_features(posted, lake.read_table(BANK_MATCHES, root=lake.scores))
+    days = sorted(posted["created_at"].dt.date().unique())
+    bank = bank_match_features(posted, days_bank_matches(lake, days))
     frame, facts = build_training_set(
         labels, feats["content_features"], feats["author_features"], feats["network_features"], bank=bank
     )

@@ -56,11 +56,14 @@ async def load(port: int, rate: float, seconds: float, texts: list[str]) -> tupl
     async def one(i: int) -> None:
         scheduled = start + i / rate
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        conn = None
         try:
             conn = await connection()
             status, headers = await exchange(conn, _score_request(port, i, texts))
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             other[type(exc).__name__] = other.get(type(exc).__name__, 0) + 1
+            if conn is not None:
+                conn[1].close()
             return
         if headers.get("connection") == "close":
             conn[1].close()

@@ -175,24 +175,57 @@ def test_an_image_not_read_within_its_timeout_is_a_504(models, flyer):
     assert answer.status_code == 504 and "within 0.2 s" in answer.json()["error"]
 
 
-def test_an_image_item_with_context_is_scored_with_the_bank_features_of_its_own_matches():
-    # The risk model reads bank features as batch scoring builds them; the service fills them from its matching.
+def test_an_image_item_with_context_is_scored_with_the_bank_features_its_read_found():
+    # The risk model reads bank features as batch scoring builds them; the reader computes them per image.
     from ml.matching.bank_matches import NO_PDQ_MATCH
     from ml.scoring.images import ImageRead
     from ml.scoring.serving import Context, Item, items_frame, with_read
 
-    matches = [
-        {"bank": "b", "policy": "spam", "kind": "pdq", "distance": 9},
-        {"bank": "b", "policy": "spam", "kind": "pdq", "distance": 4},
-        {"bank": "t", "policy": "spam", "kind": "text", "jaccard": 0.7},
-    ]
-    read = ImageRead(None, "call now", 0.9, 1, 100, matches)
+    read = ImageRead(None, "call now", 0.9, 1, 100, [], bank_features=(4, 0.7))
     with_context = Item(text="look", image="x", context=Context(account_age_days=2.0))
-    frame = items_frame([with_read(with_context, read, banked=True)])
-    row = frame.row(0, named=True)
+    row = items_frame([with_read(with_context, read)]).row(0, named=True)
     assert (row["text"], row["bank_pdq_distance"], row["bank_text_jaccard"]) == ("look call now", 4, 0.7)
-    nothing = items_frame([with_read(with_context, ImageRead(None, "", 0.0, 0, 100, []), banked=True)])
+    nothing = items_frame([with_read(with_context, ImageRead(None, "", 0.0, 0, 100, [], (NO_PDQ_MATCH, 0.0)))])
     assert (nothing["bank_pdq_distance"][0], nothing["bank_text_jaccard"][0]) == (NO_PDQ_MATCH, 0.0)
-    # No banks loaded: unknown, not "no match"; no context: the classifier answers alone, as in batch.
-    assert "bank_pdq_distance" not in items_frame([with_read(with_context, read, banked=False)]).columns
-    assert items_frame([with_read(Item(text="look", image="x"), read, banked=True)]).columns == ["text"]
+    # No banks searched: unknown, not "no match"; no context: the classifier answers alone, as in batch.
+    assert "bank_pdq_distance" not in items_frame([with_read(with_context, ImageRead(None, "a", 1, 1, 100, []))])
+    assert items_frame([with_read(Item(text="look", image="x"), read)]).columns == ["text"]
+
+
+class FixedOcr:
+    def __init__(self, text: str):
+        self.text = text
+
+    def read(self, image):
+        return OcrResult(self.text, 0.9, 1, 0.0)
+
+
+def test_the_reader_builds_bank_features_from_the_image_and_its_text_but_not_the_caption(flyer, tmp_path):
+    # Batch scoring matches an image post by PDQ and by the text OCR read in it; a caption that copies a
+    # banked text is reported as a match but is not a bank feature, or the two paths would disagree.
+    from ml.images.decode import DecodeLimits
+    from ml.matching.bank_matches import NO_PDQ_MATCH
+    from ml.scoring.images import BankSource, ImageReader
+
+    banks = tmp_path / "hash_banks"
+    banks.mkdir()
+    banked = bank_removed_image(flyer, "removed", "spam", ConfirmedRemoval("d1", "c1"), ocr_text=FLYER)
+    entries_frame(banked.entries).write_parquet(banks / "part-0.parquet")
+    data = encode_image(flyer, "PNG", 95)
+    ocr = FixedOcr("a sunny day at the beach with friends and family")
+
+    def read(directory, caption):
+        reader = ImageReader(1, 4, 30.0, DecodeLimits(), BankSource(directory), ocr=ocr)
+        return asyncio.run(reader.read({0: (data, caption)}))[0]
+
+    captioned = read(banks, FLYER)
+    assert {(m["kind"], m.get("of")) for m in captioned.matches} == {("pdq", None), ("text", "caption")}
+    distance, jaccard = captioned.bank_features
+    assert distance <= 18 and jaccard == 0.0
+    ocr.text = FLYER  # now the text read in the image is the banked one
+    assert read(banks, "").bank_features[1] >= 0.5
+    assert read(tmp_path / "no-banks", FLYER).bank_features is None  # no bank loaded: unknown
+    other = encode_image(render_text_image("good morning", np.random.default_rng(5), "meme").image, "PNG", 95)
+    ocr.text = "good morning"
+    reader = ImageReader(1, 4, 30.0, DecodeLimits(), BankSource(banks), ocr=ocr)
+    assert asyncio.run(reader.read({0: (other, "")}))[0].bank_features == (NO_PDQ_MATCH, 0.0)

@@ -141,6 +141,14 @@ def bank_match_features(items: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFr
     )
 
 
+def bank_features_of(matches: list[dict]) -> tuple[int, float]:
+    """BANK_FEATURES of one item from its matches (dicts with kind pdq and a distance, or text and a
+    jaccard), as `bank_match_features` computes them for a batch: what the online service reads."""
+    distances = [m["distance"] for m in matches if m["kind"] == "pdq"]
+    jaccards = [m["jaccard"] for m in matches if m["kind"] == "text"]
+    return min(distances, default=NO_PDQ_MATCH), max(jaccards, default=0.0)
+
+
 def with_bank_matches(frame: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
     """`frame` (rows with content_id and created_at, in order) with BANK_MATCH_COLUMNS from each item's
     closest match in `matches` (null when it matched nothing), what the enforcement policy's `bank_match`
@@ -159,6 +167,7 @@ __all__ = [
     "BANK_MATCHES",
     "MATCH_SCHEMA",
     "NO_PDQ_MATCH",
+    "bank_features_of",
     "bank_match_features",
     "match_items",
     "with_bank_matches",

@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from ml.images.decode import DecodedImage, DecodeLimits, ImageRejection, RejectReason, decode_image
+from ml.matching.bank_matches import bank_features_of
 from ml.matching.banks import BankIndex, entries_from_frame
 from ml.matching.pdq import ORIGINAL_AND_MIRROR, image_codes
 from ml.matching.threshold import DEFAULT_RADIUS
@@ -64,6 +65,9 @@ class ImageRead:
     boxes: int
     quality: int  # PDQ's
     matches: list[dict[str, Any]]  # bank entries the image (PDQ) or its caption and text (near-duplicate) match
+    # The risk model's BANK_FEATURES as batch scoring builds them (the image by PDQ, the text read in it by
+    # near-duplicate; not the caption), or None when no bank was loaded to search.
+    bank_features: tuple[int, float] | None = None
 
     def facts(self) -> dict[str, Any]:
         d = self.decoded
@@ -148,29 +152,35 @@ class ImageReader:
             return decoded
         result = self._engine().read(decoded.image)
         codes, quality = image_codes(decoded.image, ORIGINAL_AND_MIRROR)
-        matches = self._matches(codes, quality, [t for t in (result.text, caption) if t.strip()])
-        return ImageRead(decoded, result.text, result.confidence, result.boxes, quality, matches)
-
-    def _matches(self, codes: np.ndarray, quality: int, texts: list[str]) -> list[dict[str, Any]]:
-        """PDQ matches of the image, and near-duplicate matches of its text and of its caption, each
-        on its own (a banked image's entry is the text read in it, which a caption would dilute)."""
         index = self.banks.index()
         if index is None:
-            return []
+            return ImageRead(decoded, result.text, result.confidence, result.boxes, quality, [])
+        matches = self._matches(index, codes, quality, {"image_text": result.text, "caption": caption})
+        features = bank_features_of([m for m in matches if m["kind"] == "pdq" or m.get("of") == "image_text"])
+        return ImageRead(decoded, result.text, result.confidence, result.boxes, quality, matches, features)
+
+    def _matches(
+        self, index: BankIndex, codes: np.ndarray, quality: int, texts: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """PDQ matches of the image, and near-duplicate matches of its text and of its caption, each
+        on its own (a banked image's entry is the text read in it, which a caption would dilute); a text
+        match says which text matched (`of`: image_text or caption)."""
         out = []
         for row in index.match_images(codes[None], np.array([quality]), DEFAULT_RADIUS).iter_rows(named=True):
             source = index.entries[row["entry"]].provenance.source
             out.append({"bank": row["bank"], "policy": row["policy"], "kind": "pdq", "distance": row["distance"]})
             out[-1]["source"] = source
-        found = index.match_texts(texts) if texts else None
+        which = [name for name, text in texts.items() if text.strip()]
+        found = index.match_texts([texts[name] for name in which]) if which else None
         if found is None or found.height == 0:
             return out
-        best = found.group_by("bank", "policy", "entry").agg(pl.col("jaccard").max()).sort("entry")
+        found = found.with_columns(of=pl.col("query").replace_strict(dict(enumerate(which)), return_dtype=pl.String))
+        best = found.group_by("bank", "policy", "entry", "of").agg(pl.col("jaccard").max()).sort("entry", "of")
         for row in best.iter_rows(named=True):
             source = index.entries[row["entry"]].provenance.source
             jaccard = round(row["jaccard"], 4)
             out.append({"bank": row["bank"], "policy": row["policy"], "kind": "text", "jaccard": jaccard})
-            out[-1]["source"] = source
+            out[-1].update(of=row["of"], source=source)
         return out
 
     def decode_base64(self, position: int, value: str) -> bytes:

@@ -365,16 +365,14 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def with_read(item: Item, read: ImageRead, banked: bool) -> Item:
+def with_read(item: Item, read: ImageRead) -> Item:
     """An image item as it is scored: its caption then the text read in its image and, when the banks were
-    searched (`banked`) and the caller sent context, the risk model's bank features of its matches (the
-    risk model reads an item's context only when it has some: ml.training.scorer.has_context)."""
+    searched and the caller sent context, the risk model's bank features as batch scoring builds them (the
+    image by PDQ, the text read in it; the reader computes them: ImageRead.bank_features). The risk model
+    reads an item's context only when it has some (ml.training.scorer.has_context)."""
     update: dict[str, Any] = {"text": " ".join(t for t in (item.text, read.text) if t)}
-    if banked and item.context is not None:
-        distances = [m["distance"] for m in read.matches if m["kind"] == "pdq"]
-        jaccards = [m["jaccard"] for m in read.matches if m["kind"] == "text"]
-        features = dict(zip(BANK_FEATURES, (min(distances, default=NO_PDQ_MATCH), max(jaccards, default=0.0))))
-        update["context"] = item.context.model_copy(update=features)
+    if read.bank_features is not None and item.context is not None:
+        update["context"] = item.context.model_copy(update=dict(zip(BANK_FEATURES, read.bank_features)))
     return item.model_copy(update=update)
 
 
@@ -550,8 +548,7 @@ def create_app(
             with guard.set_aside():
                 reads = await reader.read(images)
         if reads:  # an image is scored as its caption and the text read in it, with what it matched
-            banked = reader.banks.index() is not None
-            items = [with_read(item, reads[i], banked) if i in reads else item for i, item in enumerate(items)]
+            items = [with_read(item, reads[i]) if i in reads else item for i, item in enumerate(items)]
         try:
             answer = await answered(items)
         except RegistryError as exc:

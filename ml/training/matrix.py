@@ -9,6 +9,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from ml.features.text import SIGNAL_EXPRS, hashed_ngrams
+from ml.matching.bank_matches import BANK_FEATURES
 
 SURFACE_CODES = {"post": 0, "comment": 1, "video_comment": 2, "direct_message": 3}
 
@@ -47,9 +48,8 @@ DENSE_DEFAULTS: dict[str, float] = {
     "component_size": np.nan,
     "component_enforced_share": np.nan,
     "shares_fingerprints": np.nan,
-    # ml/matching/bank_matches.py BANK_FEATURES: the item's closest hash-bank matches, point in time.
-    "bank_pdq_distance": np.nan,
-    "bank_text_jaccard": np.nan,
+    # ml/matching/bank_matches.py: the item's closest hash-bank matches, point in time.
+    **dict.fromkeys(BANK_FEATURES, np.nan),
 }
 # New columns go at the end: a model records the columns it was trained on (`dense_columns_of`), and one
 # trained before a column existed reads the first columns it knows, so a deployed model keeps scoring after
@@ -77,8 +77,7 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
     "component_size",
     "component_enforced_share",
     "shares_fingerprints",
-    "bank_pdq_distance",
-    "bank_text_jaccard",
+    *BANK_FEATURES,
 )
 
 
