@@ -31,7 +31,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from orchestration.schedules import schedules
     from orchestration.sensors.alerts import run_failure_alert_sensor
     from orchestration.sensors.automation import automation_sensor
-    from orchestration.sensors.landing import landing_sensor
+    from orchestration.sensors.landing import landing_sensor_every
     from orchestration.sensors.retraining import retraining_sensor
 
     def catalogued(module: str):
@@ -54,7 +54,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=assets,
         jobs=jobs,
         schedules=schedules,
-        sensors=[automation_sensor, landing_sensor, retraining_sensor, run_failure_alert_sensor],
+        sensors=[
+            automation_sensor,
+            landing_sensor_every(settings.landing_poll_seconds),
+            retraining_sensor,
+            run_failure_alert_sensor,
+        ],
         executor=dg.multiprocess_executor.configured(
             {
                 "max_concurrent": settings.max_concurrent_steps,

@@ -69,6 +69,7 @@ EXECUTION = Section(
         "about 4 minutes on two cores), `off`",
         "max_concurrent_steps": "steps of one run at once (the multiprocess executor)",
         "max_concurrent_runs": "runs at once (the daemon's run queue, in `dagster.yaml`)",
+        "landing_poll_seconds": "seconds between the landing sensor's looks at `<home>/lake/landing/<table>/`",
     },
 )
 SIMULATOR = Section(
@@ -220,6 +221,14 @@ class Settings:
     # runs at once (the daemon's run queue). DuckDB writers are serialised by the pool anyway.
     max_concurrent_steps: int = 2
     max_concurrent_runs: int = 2
+    landing_poll_seconds: int = 30  # orchestration/sensors/landing.py
+
+    def __post_init__(self) -> None:
+        for name in ("days", "ray_cpus", "max_concurrent_steps", "max_concurrent_runs", "landing_poll_seconds"):
+            value = getattr(self, name)
+            if value < 1:
+                variable = EXECUTION.variables(name)[0]
+                raise ValueError(f"{variable}={value} must be at least 1")
 
     @cached_property
     def simulator(self) -> SimConfig:

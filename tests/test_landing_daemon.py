@@ -21,12 +21,15 @@ from tests.test_webserver import free_port, graphql
 
 pytestmark = pytest.mark.e2e
 START_WAIT_S = 180  # the code location loads in a subprocess; on a busy 2-core machine that is slow
-RUN_WAIT_S = 420  # a sensor tick (30 s interval), a queued run, its process, dbt for the days touched
+RUN_WAIT_S = 420  # a sensor tick, a queued run, its process, dbt for the days touched
+# The sensor looks every 5 s here instead of the default 30 (TRUSTLAKE_LANDING_POLL_SECONDS): the same
+# code path, without half a minute of waiting for the first tick after the drop.
+POLL_SECONDS = "5"
 
 RUNS = """{ runsOrError(filter: {tags: [{key: "trustlake/landed_file", value: "%s"}]}) {
   ... on Runs { results { runId jobName status tags { key value } } } } }"""
 SENSOR = """{ sensorOrError(sensorSelector: {repositoryLocationName: "trustlake", repositoryName: "__repository__",
-  sensorName: "landing_sensor"}) { __typename ... on Sensor { sensorState { status } } } }"""
+  sensorName: "landing_sensor"}) { __typename ... on Sensor { minIntervalSeconds sensorState { status } } } }"""
 OBSERVATIONS = """{ assetOrError(assetKey: {path: ["content"]}) { ... on Asset { assetObservations(limit: 20) {
   metadataEntries { label ... on TextMetadataEntry { text } ... on PathMetadataEntry { path } } } } } }"""
 
@@ -41,7 +44,7 @@ def dagster_dev(home, tmp_path):
     """`dagster dev` against the home, in its own process group; yields its port, always stops it."""
     port = free_port()
     log = open(tmp_path / "dagster-dev.log", "wb")
-    env = trustlake_env(home, DAGSTER_HOME=str(home / "dagster"))
+    env = trustlake_env(home, DAGSTER_HOME=str(home / "dagster"), TRUSTLAKE_LANDING_POLL_SECONDS=POLL_SECONDS)
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("dagster")),
@@ -107,6 +110,7 @@ def test_the_daemon_lands_a_good_drop_and_quarantines_a_bad_one(home, dagster_de
     lake = Lake(home)
     sensor = graphql(port, SENSOR)["data"]["sensorOrError"]
     assert sensor["sensorState"]["status"] == "RUNNING"  # on by default: nobody has to switch it on
+    assert sensor["minIntervalSeconds"] == int(POLL_SECONDS)  # the deployment's setting reached the daemon
 
     users = lake.read_table("users")["user_id"].to_list()
     good = external_content(users[:9], lake.partitions("content")[-1], first_id=8_060_000_000_000_000_000)

@@ -112,6 +112,7 @@ def test_a_variable_sets_its_field_by_type_and_every_other_field_keeps_the_libra
         # A value of the right type that the dataclass itself refuses: its reason, then the variable.
         ("TRUSTLAKE_DRIFT_PSI_WARN", "0.5", "warn < fail (got warn 0.5, fail 0.25) (TRUSTLAKE_DRIFT_PSI_WARN='0.5')"),
         ("TRUSTLAKE_WORLD_SHIFT", "spam_campaign", "needs the day it starts (world_shift_from) ("),
+        ("TRUSTLAKE_LANDING_POLL_SECONDS", "0", "TRUSTLAKE_LANDING_POLL_SECONDS=0 must be at least 1"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_its_variable(tmp_path, variable, value, says):

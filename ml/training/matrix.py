@@ -6,9 +6,8 @@ import functools
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
-from ml.features.text import SIGNAL_EXPRS, hashed_ngrams
+from ml.features.text import SIGNAL_EXPRS
 from ml.matching.bank_matches import BANK_FEATURES
 
 SURFACE_CODES = {"post": 0, "comment": 1, "video_comment": 2, "direct_message": 3}
@@ -127,17 +126,6 @@ def _dense_exprs(present: frozenset[str], columns: tuple[str, ...]) -> tuple[pl.
             col = pl.lit(None, dtype=pl.Float32)
         exprs.append(col.fill_null(default).alias(name))
     return tuple(exprs)
-
-
-def design_matrix(frame: pl.DataFrame, ngrams: sp.csr_matrix | None = None) -> sp.csr_matrix:
-    """[dense context | hashed word and character n-grams] as one CSR matrix.
-
-    `ngrams` may be passed in when the caller already featurised the texts.
-    """
-    dense = sp.csr_matrix(dense_matrix(frame))
-    if ngrams is None:
-        ngrams = hashed_ngrams(frame["text"].to_list())
-    return sp.hstack([dense, ngrams], format="csr", dtype=np.float32)
 
 
 def text_inputs(frame: pl.DataFrame, columns: tuple[str, ...] = DENSE_COLUMNS) -> np.ndarray:

@@ -29,6 +29,7 @@ from ml.raw.landing_check import LandingCheck, check_landing
 from orchestration.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from orchestration.jobs import land_job
 from orchestration.partitions import daily_partitions
+from orchestration.settings import Settings
 
 CLAIM_TAG = "trustlake/landing_claim"
 FILE_TAG = "trustlake/landed_file"
@@ -84,18 +85,33 @@ def _quarantined(context, lake: Lake, check: LandingCheck) -> dg.AssetObservatio
     )
 
 
-@dg.sensor(
-    job=land_job,
-    minimum_interval_seconds=30,
-    # Safe to run whenever the daemon does: it only acts on files someone put in a landing folder.
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Checks files dropped into <home>/lake/landing/<table>/ (Parquet or CSV, one folder per raw "
-    "table) against the table's contract and the lake: requests a land_job run for each file with rows to "
-    "land, moves a file with none to lake/quarantine/ with a reason file (docs/operations.md, 'Landing "
-    "external data').",
-)
-def landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
-    lake = lakehouse.lake
+def landing_sensor_every(seconds: int) -> dg.SensorDefinition:
+    """landing_sensor, looking at the landing folders every `seconds` (orchestration/settings.py
+    `landing_poll_seconds`: a deployment that wants files landed sooner polls more often)."""
+
+    @dg.sensor(
+        name="landing_sensor",
+        job=land_job,
+        minimum_interval_seconds=seconds,
+        # Safe to run whenever the daemon does: it only acts on files someone put in a landing folder.
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Checks files dropped into <home>/lake/landing/<table>/ (Parquet or CSV, one folder per raw "
+        "table) against the table's contract and the lake: requests a land_job run for each file with rows to "
+        f"land, moves a file with none to lake/quarantine/ with a reason file, every {seconds} s "
+        "(docs/operations.md, 'Landing external data').",
+    )
+    def landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
+        return land_dropped_files(context, lakehouse.lake)
+
+    return landing_sensor
+
+
+# At the default interval; the code location builds it from the deployment's settings.
+landing_sensor = landing_sensor_every(Settings.landing_poll_seconds)
+
+
+def land_dropped_files(context: dg.SensorEvaluationContext, lake: Lake) -> dg.SensorResult:
+    """One tick of landing_sensor (module docstring)."""
     window = partition_bounds(daily_partitions)
     graph = context.repository_def.asset_graph
     requests: list[dg.RunRequest] = []
