@@ -11,8 +11,8 @@ import polars as pl
 from dagster_ray import RayResource
 
 from assets.metadata import add_partition_metadata, partition_days, rounded, table_schema
-from assets.resources import LakehouseResource
-from ml.features.images import IMAGE_TEXT, image_text_table, images_to_read, read_images
+from assets.resources import LakehouseResource, connect_ray
+from ml.features.images import IMAGE_TEXT, RAY_MIN_IMAGES, image_text_table, images_to_read, read_images
 from ml.lake import Lake
 
 __all__ = ["IMAGE_TEXT", "image_text_table", "images_assets"]
@@ -33,23 +33,28 @@ def image_text(context: dg.AssetExecutionContext, ray_cluster: RayResource, lake
     """The text in every image posted (OCR, rapidocr's packaged PP-OCR model, on Ray actors) and its PDQ
     hashes, one row per distinct image file: text, OCR confidence, lines, seconds, PDQ codes and quality,
     or why the file is not an image. Cached by the file's SHA-256: an image already read on any day is
-    never read again, so a rebuilt day reads nothing and a new day reads only its new images.
-    `ray_cluster` is connected for the step by dagster-ray before this body runs."""
+    never read again, so a rebuilt day reads nothing and a new day reads only its new images. Fewer than
+    RAY_MIN_IMAGES new images are read in this process (ml/features/images.py: sooner than Ray starts)."""
     lake = lakehouse.lake
     days = partition_days(context)
     posted = posted_images(lake, days)
     known, new = images_to_read(posted, image_text_table(lake))
+    on_ray = new.height >= RAY_MIN_IMAGES
+    if on_ray:
+        connect_ray(ray_cluster, context)
     read = read_images(
         [lake.media_file(p) for p in new["media_path"]],
         new["media_sha256"].to_list(),
         new["media_path"].to_list(),
         datetime.now(UTC).replace(tzinfo=None),
+        on_ray=on_ray,
     )
     table = pl.concat([known, read])
     distinct = posted["media_sha256"].n_unique()
     context.log.info(
         f"image_text: {distinct} distinct image(s) posted in {len(days)} day(s); "
-        f"read {read.height} new, {distinct - read.height} already read"
+        f"read {read.height} new ({'on Ray' if on_ray else f'in this process: fewer than {RAY_MIN_IMAGES}'}), "
+        f"{distinct - read.height} already read"
     )
     for day in days:
         shas = posted.filter(pl.col("day") == day)["media_sha256"]
@@ -74,6 +79,7 @@ def image_text(context: dg.AssetExecutionContext, ray_cluster: RayResource, lake
             "images_read": read.height,
             "images_already_read": distinct - read.height,
             "images_rejected": rejected.height,
+            "read_on_ray": on_ray,
             "ocr_seconds_per_image": rounded(float(ok["seconds"].mean())) if ok.height else None,
             "mean_confidence": rounded(float(ok["confidence"].mean())) if ok.height else None,
             "with_text": int((ok["text"] != "").sum()),

@@ -26,8 +26,23 @@ from ml.monitoring import MonitoringThresholds
 from ml.world import SimConfig
 
 if TYPE_CHECKING:  # LightGBM and torch: `trustlake land` imports this module through the landing sensor
+    from dagster_ray import RayResource
+
     from ml.training.lightgbm_model import LightGBMParams
     from ml.training.text_model_params import TextModelParams
+
+
+def connect_ray(ray_cluster: RayResource, context: dg.AssetExecutionContext) -> None:
+    """Connect this step to the `ray_cluster` resource's cluster, if it is not yet (once per process).
+
+    The resource does not connect when resources are initialised (orchestration/ray_resource.py): a Ray
+    start costs seconds, and an in-process run (the ingest) initialises every resource of every step at
+    its start, whether or not the step that needs Ray has anything for it to do. Steps call this when
+    they are about to use Ray; dagster-ray still disconnects (and stops a cluster it started) when the
+    step ends."""
+    if not ray_cluster.connected:
+        ray_cluster.connect(context)
+        ray_cluster.on_connect(context)
 
 
 @lru_cache(maxsize=4)

@@ -13,7 +13,7 @@ from dagster_ray import RayResource
 
 from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import DECLINED, markdown_table
-from assets.resources import LakehouseResource, TrainingResource
+from assets.resources import LakehouseResource, TrainingResource, connect_ray
 from assets.scoring import days_bank_matches
 from ml.features.build import SCHEMAS
 from ml.features.images import image_post_text
@@ -220,13 +220,13 @@ def text_model(
     (text only). Profile `compact` (CPU default): a wide-and-deep net over hashed n-grams. Profile `minilm`
     (default when the cluster has a GPU): the packaged all-MiniLM-L6-v2 encoder, fine-tuned end to end.
     Trained when the Ray cluster has a GPU or TRUSTLAKE_TEXT_MODEL_TRAINING=on asks for it; otherwise the step logs why
-    and materializes nothing (the last trained model stays), and `text_evaluation` is skipped.
-    `ray_cluster` is connected for the step by dagster-ray before this body runs."""
+    and materializes nothing (the last trained model stays), and `text_evaluation` is skipped."""
     from ml.training import fit  # PyTorch: imported by the steps that train, not by every process
     from ml.training.minilm_model import MiniLMParams
     from ml.training.text_model import cluster_has_gpu
     from ml.training.text_model_params import TextModelParams, resolve_text_profile, why_not_trained
 
+    connect_ray(ray_cluster, context)
     gpu = cluster_has_gpu()
     reason = why_not_trained(training.text_model, gpu)
     if reason:
@@ -264,10 +264,10 @@ def risk_model(
 ) -> ModelArtifact:
     """The risk model: multiclass LightGBM over the content classifier's out-of-fold scores plus behaviour,
     network and context features of platform content, trained data-parallel by long-lived Ray actors sized to
-    the cluster. With its content classifier it is the pair that is evaluated, promoted and served together.
-    `ray_cluster` is connected for the step by dagster-ray before this body runs."""
+    the cluster. With its content classifier it is the pair that is evaluated, promoted and served together."""
     from ml.training.risk import fit_risk_model  # LightGBM and Ray: imported by the step that trains
 
+    connect_ray(ray_cluster, context)
     params = LightGBMParams(
         num_workers=training.lightgbm_workers, threads_per_worker=training.lightgbm_threads_per_worker
     )

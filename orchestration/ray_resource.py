@@ -1,9 +1,12 @@
 """The Ray cluster the training steps use, as dagster-ray resources: a local cluster by default,
 the existing cluster at `RAY_ADDRESS` when it is set.
 
-dagster-ray's resources connect when a step that requires them starts (`ray.init`, once per step
-process; steps that do not ask for `ray_cluster` never start Ray) and disconnect when the step's
-execution ends; disconnecting a cluster this process started shuts it down. Assets declare
+The pipeline's resource (`ray_cluster`) connects when a step's body asks for it
+(assets/resources.py `connect_ray`: `ray.init`, once per process; a step that does not ask never
+starts Ray, and an in-process job such as the ingest no longer starts a cluster at the run's start
+for an image step that may have nothing to read) and disconnects when the step's execution ends;
+disconnecting a cluster this process started shuts it down. `LoopbackRay.with_cpus` connects as soon
+as it is built, for callers outside a step (tests, benches). Assets declare
 `ray_cluster: dagster_ray.RayResource`, so any dagster-ray backend (KubeRay on Kubernetes, see
 docs/operations.md) can be swapped in here without touching them.
 
@@ -35,6 +38,9 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # the resource from its config schema, which takes `Lifecycle`'s own defaults and not a subclass's
 # `default_factory` (measured on dagster 1.13.27 / dagster-ray 0.4.8).
 NOTHING_TO_DELETE = Lifecycle(cleanup="never")
+# The same, connected by the step that needs it rather than when the run or step initialises resources
+# (dagster-ray's documented manual connection: `connect=False`, then `.connect`).
+CONNECTED_BY_THE_STEP = Lifecycle(cleanup="never", connect=False)
 
 
 def loopback_init_options(num_cpus: int) -> dict:
@@ -149,6 +155,6 @@ def ray_cluster(settings: Settings) -> RayResource:
     """The `ray_cluster` resource the settings ask for: `RAY_ADDRESS`'s cluster, else a local one."""
     if settings.ray_address:
         return ExistingRayCluster(
-            address=settings.ray_address, lifecycle=NOTHING_TO_DELETE, ray_init_options={"log_to_driver": False}
+            address=settings.ray_address, lifecycle=CONNECTED_BY_THE_STEP, ray_init_options={"log_to_driver": False}
         )
-    return LoopbackRay.with_cpus(settings.ray_cpus)
+    return LoopbackRay(lifecycle=CONNECTED_BY_THE_STEP, ray_init_options=loopback_init_options(settings.ray_cpus))

@@ -25,17 +25,22 @@ with dg.build_resources({"ray_cluster": LoopbackRay.with_cpus(1)}):
     sys.stdin.read()
 """
 
-# A step's process: the resource the settings choose, set up and torn down as Dagster does it.
+# A step's process: the resource the settings choose, set up and torn down as Dagster does it, and
+# connected by the step's body as the training and image steps do (assets/resources.py connect_ray).
 STEP = """
 import json, sys
 import dagster as dg
 import ray
+from assets.resources import connect_ray
 from orchestration.ray_resource import ray_cluster
 from orchestration.settings import Settings
 
 settings = Settings.from_env({"TRUSTLAKE_HOME": sys.argv[1], "RAY_ADDRESS": sys.argv[2], "TRUSTLAKE_RAY_CPUS": "2"})
 with dg.build_resources({"ray_cluster": ray_cluster(settings)}) as resources:
+    before = ray.is_initialized()  # nothing connects until the step asks
+    connect_ray(resources.ray_cluster, dg.build_asset_context())
     seen = {"resource": type(resources.ray_cluster).__name__, "cpus": ray.cluster_resources().get("CPU"),
+            "connected_before": before,
             "answer": ray.get(ray.remote(lambda: 42).remote())}
 seen["connected_after"] = ray.is_initialized()
 print(json.dumps(seen))
@@ -75,7 +80,7 @@ def test_ray_address_connects_to_the_running_cluster_and_leaves_it_running(tmp_p
         )
         assert step.returncode == 0, step.stderr[-3000:]
         seen = json.loads(step.stdout.strip().splitlines()[-1])
-        assert seen["resource"] == "ExistingRayCluster"
+        assert seen["resource"] == "ExistingRayCluster" and seen["connected_before"] is False
         assert seen["cpus"] == 1  # the head's one CPU: it joined that cluster, it did not start a 2-CPU one
         assert seen["answer"] == 42
         assert seen["connected_after"] is False  # disconnected when the step's execution ended
@@ -110,6 +115,7 @@ import json, sys
 import dagster as dg
 import numpy as np
 import ray
+from assets.resources import connect_ray
 from ml.training import lightgbm_model
 from ml.training.lightgbm_model import LightGBMParams
 from ml.training.placement import PlacementError, WorkerShape, wait_placed
@@ -120,7 +126,8 @@ settings = Settings.from_env({"TRUSTLAKE_HOME": sys.argv[1], "RAY_ADDRESS": sys.
 rng = np.random.default_rng(0)
 X, y = rng.random((4000, 8)), rng.integers(0, 5, 4000)
 seen = {}
-with dg.build_resources({"ray_cluster": ray_cluster(settings)}):
+with dg.build_resources({"ray_cluster": ray_cluster(settings)}) as resources:
+    connect_ray(resources.ray_cluster, dg.build_asset_context())
     params = LightGBMParams(num_workers=1, threads_per_worker=2, max_rounds=20, early_stopping_rounds=0)
     booster, info = lightgbm_model.train_ray(X[:3000], y[:3000], X[3000:], y[3000:], params)
     seen["workers"], seen["trees"] = info["workers"], booster.num_trees()

@@ -41,6 +41,11 @@ IMAGE_TEXT_SCHEMA: dict[str, pl.DataType] = {
     "pdq_codes": pl.Binary,  # CODES_PER_IMAGE x 32 bytes (empty when rejected)
     "read_at": pl.Datetime("us"),  # when this image was read (naive UTC): once ever
 }
+# Fewer new images than this are read in the step's own process: OCR reads one in ~0.22 s on a core,
+# and starting a local Ray cluster took 5-6 s of an ingest run (its log, 2 cores) before any actor, so a
+# batch this small is done before Ray would be. Larger batches go to Ray actors, which on a cluster
+# spread them over every node's cores.
+RAY_MIN_IMAGES = 64
 IMAGE_TEXT = "image_text"  # the table, under lake/features/image_text/date=D/ (the days the image was posted)
 # What the risk model reads about images (ml/training/matrix.py), in the content_features table.
 IMAGE_FEATURES: tuple[str, ...] = ("has_image", "ocr_confidence", "image_text_share")
