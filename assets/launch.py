@@ -17,11 +17,19 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
+from assets.campaigns import CAMPAIGN_MEMBERS
 from assets.evaluation import IncumbentChampion
 from assets.images import IMAGE_TEXT
 from assets.metadata import add_partition_metadata, image_markdown, markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource
-from assets.scoring import RAW_INPUTS, days_bank_matches, raw_inputs, scored_frame, with_days_bank_matches
+from assets.scoring import (
+    RAW_INPUTS,
+    campaign_members,
+    days_bank_matches,
+    raw_inputs,
+    scored_frame,
+    with_enforcement_context,
+)
 from ml.deployment import DeploymentDecision, approve_hint
 from ml.evaluation.results import PairEvaluation, read_evaluation
 from ml.lake import Lake, write_parquet_atomic, write_text_atomic
@@ -73,7 +81,7 @@ def _pair_evaluation(registry: Registry, entry: RegistryEntry | None) -> PairEva
     group_name="deployment",
     kinds={"polars"},
     ins={"pair": dg.AssetIn("risk_model_evaluation"), "incumbent": dg.AssetIn("incumbent_champion")},
-    deps=[*RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES],
+    deps=[*RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES, CAMPAIGN_MEMBERS],
     description="What the evaluated pair would change: the last days of platform content (TRUSTLAKE_LAUNCH_"
     "BACKTEST_DAYS) scored by the pair and by the incumbent champion through the batch-scoring code path (the "
     "day's hash-bank matches included, as the bank rule acts on them for either model), as daily "
@@ -95,7 +103,9 @@ def launch_impact(
     champion = load_model(registry.artifact_dir(champion_entry)) if champion_entry else None
     window = backtest_window(lake.partitions("content"), bounds.backtest_days)
     days = [window[0] + timedelta(days=i) for i in range((window[1] - window[0]).days + 1)]
-    paired = backtest(raw_inputs(lake), window, candidate, champion, days_bank_matches(lake, days))
+    paired = backtest(
+        raw_inputs(lake), window, candidate, champion, days_bank_matches(lake, days), campaign_members(lake)
+    )
     precision = {
         "candidate": removal_precision(pair),
         "champion": removal_precision(_pair_evaluation(registry, champion_entry)),
@@ -141,7 +151,7 @@ def shadow_scores(
     raw = raw_inputs(lake)
     content = raw["content"].filter(pl.col("content_id").is_in(champion_scores["content_id"].implode()))
     # The shadow acts on bank matches as the champion did, so the two differ only where their models do.
-    frame = with_days_bank_matches(lake, scored_frame(raw, content), days)
+    frame = with_enforcement_context(lake, raw, scored_frame(raw, content), days)
     scored = score_frame(shadow, frame)
     champion = frame.select("content_id").join(champion_scores, on="content_id", how="left", maintain_order="left")
     paired = paired_actions(frame.select("content_id", "created_at", "surface"), scored, champion)
@@ -370,7 +380,7 @@ def launch_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefiniti
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins={"deployed": dg.AssetIn("deployed_model")},
-            deps=["content_scores", *RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES],
+            deps=["content_scores", *RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES, CAMPAIGN_MEMBERS],
         )(shadow_scores),
         launch_report,
         dg.asset(

@@ -19,10 +19,11 @@ import dagster as dg
 import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from assets.campaigns import CAMPAIGN_MEMBERS
 from assets.images import IMAGE_TEXT
 from assets.metadata import markdown_table, partition_days
 from assets.resources import LakehouseResource, LaunchResource, MonitoringResource
-from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame, with_days_bank_matches
+from assets.scoring import RAW_INPUTS, raw_inputs, scored_frame, with_enforcement_context
 from assets.warehouse import MONITORING_MODELS, dbt_asset_args, run_dbt_build
 from ml import monitoring as mon
 from ml.deployment import DeploymentDecision
@@ -68,7 +69,7 @@ def _monitored(content: pl.DataFrame, raw: dict[str, pl.DataFrame], scores: pl.D
     group_name="monitoring",
     kinds={"polars", "parquet"},
     ins={"deployed": dg.AssetIn("deployed_model"), "training_set": dg.AssetIn("training_set")},
-    deps=[*RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES],
+    deps=[*RAW_INPUTS, IMAGE_TEXT, BANK_MATCHES, CAMPAIGN_MEMBERS],
 )
 def monitoring_reference(
     context: dg.AssetExecutionContext,
@@ -108,7 +109,7 @@ def monitoring_reference(
         content = raw["content"].filter(pl.col("created_at").dt.date().is_between(window[0], window[1]))
         champion = load_model(registry.artifact_dir(entry))
         days = [window[0] + timedelta(days=d) for d in range((window[1] - window[0]).days + 1)]
-        frame = with_days_bank_matches(lake, scored_frame(raw, content), days)
+        frame = with_enforcement_context(lake, raw, scored_frame(raw, content), days)
         scored = pl.concat(
             [frame.drop("text"), score_frame(champion, frame).drop("model_version", "text_flag")], how="horizontal"
         )

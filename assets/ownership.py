@@ -11,6 +11,7 @@ OWNERS_BY_GROUP: dict[str, tuple[str, ...]] = {
     "warehouse": ("team:analytics-engineering",),
     "features": ("team:ml-platform",),
     "images": ("team:ml-platform",),
+    "campaigns": ("team:trust-safety-ml",),
     "training": ("team:ml",),
     "evaluation": ("team:ml",),
     "image_evaluation": ("team:trust-safety-ml",),

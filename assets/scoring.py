@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
+from assets.campaigns import CAMPAIGN_MEMBERS
 from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import add_partition_metadata, markdown_table, partition_days, rounded
 from assets.resources import LakehouseResource
+from ml.campaigns.context import with_campaign_context
+from ml.campaigns.features import confirmed_removals
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.matching.bank_matches import BANK_MATCHES, MATCH_SCHEMA, with_bank_matches
@@ -55,11 +58,23 @@ def days_bank_matches(lake, days: list) -> pl.DataFrame:
     return pl.concat([part.select(list(MATCH_SCHEMA)) for part in parts])
 
 
-def with_days_bank_matches(lake, frame: pl.DataFrame, days: list) -> pl.DataFrame:
-    """`frame` with each item's closest hash-bank match on its day, which the enforcement policy's
-    `bank_match` rule reads (the champion's scoring and the shadow's both act on it), and the risk model's
-    bank features (ml.matching.bank_matches.with_bank_matches)."""
-    return with_bank_matches(frame, days_bank_matches(lake, days))
+def campaign_members(lake) -> pl.DataFrame:
+    """The campaigns asset's members (campaign_id, content_id, ...); fails with what to run when never built."""
+    path = lake.features / CAMPAIGN_MEMBERS / "part-0.parquet"
+    if not path.exists():
+        raise dg.Failure(f"no {CAMPAIGN_MEMBERS} table at {path}: materialize campaigns (ingest_job) first")
+    return pl.read_parquet(path)
+
+
+def with_enforcement_context(lake, raw: dict[str, pl.DataFrame], frame: pl.DataFrame, days: list) -> pl.DataFrame:
+    """`frame` with what the enforcement policy reads beside the scores, as every path that acts on a day
+    reads it (the champion's scoring, the shadow, the launch backtest, monitoring's reference): each item's
+    closest hash-bank match on its day (the `bank_match` rule; also the risk model's bank features,
+    ml.matching.bank_matches.with_bank_matches) and its campaign with the removals it had before the item
+    was posted (the campaign rule, ml/campaigns/context.py)."""
+    frame = with_bank_matches(frame, days_bank_matches(lake, days))
+    removals = confirmed_removals(raw["decisions"], raw["appeals"])
+    return with_campaign_context(frame, campaign_members(lake), removals)
 
 
 def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecision, lakehouse: LakehouseResource):
@@ -68,7 +83,8 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     point-in-time from the raw lake, so a new day needs no retraining run first. Rules of the
     enforcement policy in shadow mode decide nothing: what each would have changed is logged per day. An item
     matched to a hash bank (bank_matches) is decided by the policy's `bank_match` rule, which says which bank
-    entry and where it came from (`decided_by`, `bank_match`)."""
+    entry and where it came from (`decided_by`, `bank_match`); an item of a campaign (the campaigns asset) with
+    enough confirmed removals before it was posted, by the policy's campaign rule, capped per hour."""
     if not deployed.champion:
         raise dg.Failure("no champion is deployed yet: materialize deployed_model first")
     # Resolved through the registry, so a moved or copied home scores with its own files.
@@ -80,7 +96,7 @@ def content_scores(context: dg.AssetExecutionContext, deployed: DeploymentDecisi
     todays = raw["content"].filter(pl.col("created_at").dt.date().is_between(days[0], days[-1]))
     # An image post is scored on its caption and the text read in its image (image_text, built before).
     frame = scored_frame(raw, todays)
-    frame = with_days_bank_matches(lake, frame, days)
+    frame = with_enforcement_context(lake, raw, frame, days)
     scores = pl.concat(
         [frame.select("content_id", "created_at", "surface"), score_frame(champion, frame)], how="horizontal"
     ).with_columns(scored_at=pl.lit(datetime.now(UTC).replace(tzinfo=None)))
@@ -123,6 +139,6 @@ def scoring_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinit
             partitions_def=partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             ins={"deployed": dg.AssetIn("deployed_model")},
-            deps=["content", "users", "reports", "decisions", "appeals", IMAGE_TEXT, BANK_MATCHES],
+            deps=["content", "users", "reports", "decisions", "appeals", IMAGE_TEXT, BANK_MATCHES, CAMPAIGN_MEMBERS],
         )(content_scores)
     ]

@@ -33,8 +33,11 @@ from ml.warehouse import (
 )
 
 DUCKDB_POOL = "duckdb"
-# Models built from the champion's scores; they run after scoring, not with the warehouse.
-SCORING_MODELS = ("mart_review_queue", "mart_shadow_comparison", "mart_bank_matches")
+# Models built from the champion's scores and what the enforcement policy reads beside them (bank matches,
+# campaigns); they run after scoring, not with the warehouse. mart_campaigns reads the campaigns asset,
+# which waits for the warehouse build's source checks on the raw tables it reads, so a warehouse-time
+# mart_campaigns would split that build into two dbt invocations.
+SCORING_MODELS = ("mart_review_queue", "mart_shadow_comparison", "mart_bank_matches", "mart_campaigns")
 # Models built from the training run's label-issue table; they run with training.
 TRAINING_MODELS = ("mart_label_issues",)
 # Models built from the monitoring tables, the ops alert log and the models' audit log; they run after monitoring.

@@ -16,11 +16,22 @@ changed had it been enabled (batch scoring logs it per day), so a new rule is me
       - name: known_bad_media
         bank_match: any               # a hash bank's name, or "any": the item matched a bank entry
         action: remove                # policy and score_at_least are then optional (default: any, 0)
+      - name: review_campaign_members
+        policy: any
+        score_at_least: 0.1
+        context: {campaign_removals_at_least: 3}  # its campaign had 3 confirmed removals before it was posted
+        action: review
+        max_per_hour: 200             # at most 200 items an hour by this rule; the rest fall to later rules
 
 A `bank_match` rule reads the item's closest hash-bank match (`BANK_MATCH_COLUMNS`, filled by whoever
 matched the item against the banks: ml.matching.banks); the decision then carries the bank, its policy
 and the entry's provenance (`decide_with_reasons`), so a removal by a bank says which removal or which
 imported file put the entry there.
+
+A rule with `max_per_hour` decides at most that many items per clock hour of their creation (`created_at`
+in the context; the earliest first), counted across every batch of one scoring call (`decide_with_reasons`'s
+`used`), so a campaign rule whose cluster went wrong cannot flood the queue or remove a crowd: the items over
+the cap are decided by the rules after it. Without `created_at` such a rule decides nothing.
 
 The YAML is composed (not just loaded) so every value keeps the line it came from; pydantic's
 error locations are mapped back onto those lines, which is the one part kept by hand here.
@@ -45,6 +56,8 @@ BANK_MATCH_COLUMNS = ("bank_match_bank", "bank_match_policy", "bank_match_proven
 CONTEXT_COLUMNS = {
     "account_age_days_below": "account_age_days",
     "component_size_at_least": "component_size",
+    # Confirmed removals in the item's campaign before it was posted (assets/scoring.py with_campaign_context).
+    "campaign_removals_at_least": "campaign_removals",
     "prior_enforcements_at_least": "prior_enforcements",
     "verified": "verified",
 }
@@ -68,10 +81,17 @@ class ContextRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     account_age_days_below: float | None = None
     component_size_at_least: float | None = None
+    campaign_removals_at_least: float | None = None
     prior_enforcements_at_least: float | None = None
     verified: bool | None = None
 
-    @field_validator("account_age_days_below", "component_size_at_least", "prior_enforcements_at_least", mode="before")
+    @field_validator(
+        "account_age_days_below",
+        "component_size_at_least",
+        "campaign_removals_at_least",
+        "prior_enforcements_at_least",
+        mode="before",
+    )
     @classmethod
     def _numbers(cls, value, info):
         return _number(info.field_name, value)
@@ -96,6 +116,14 @@ class Rule(BaseModel):
     context: ContextRule = Field(default_factory=ContextRule)
     mode: str = "enabled"
     bank_match: str | None = None  # "any" or a bank name: the item matched an entry of that bank
+    max_per_hour: int | None = None  # at most this many items per clock hour of creation (module docstring)
+
+    @field_validator("max_per_hour", mode="before")
+    @classmethod
+    def _cap(cls, value):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"max_per_hour {value!r} must be a whole number of at least 1")
+        return value
 
     @field_validator("mode")
     @classmethod
@@ -176,14 +204,20 @@ class EnforcementPolicy(BaseModel):
         self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
     ) -> np.ndarray:
         """The action for each row of `proba` (p_<policy> columns) given operating points."""
-        return self._decide(proba, thresholds, context)[0]
+        return self._decide(proba, thresholds, context, {})[0]
 
     def decide_with_reasons(
-        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None = None
+        self,
+        proba: pl.DataFrame,
+        thresholds: dict[str, dict[str, float]],
+        context: pl.DataFrame | None = None,
+        used: dict | None = None,
     ) -> pl.DataFrame:
         """`decide`, with why: `action`, `decided_by` (the rule, or "default") and `bank_match` (for a
-        bank_match rule: "<bank> (<policy>): <provenance>" of the item's closest bank entry; else null)."""
-        action, rule = self._decide(proba, thresholds, context)
+        bank_match rule: "<bank> (<policy>): <provenance>" of the item's closest bank entry; else null).
+        `used`: what capped rules already decided in earlier batches of the same call (rule, hour) -> items;
+        updated here (None: this batch alone)."""
+        action, rule = self._decide(proba, thresholds, context, {} if used is None else used)
         bank_rule = np.isin(rule, [r.name for r in self.rules if r.bank_match is not None])
         if bank_rule.any():
             bank, policy, provenance = (context[c].to_numpy() for c in BANK_MATCH_COLUMNS)
@@ -202,7 +236,7 @@ class EnforcementPolicy(BaseModel):
         )
 
     def _decide(
-        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None
+        self, proba: pl.DataFrame, thresholds: dict[str, dict[str, float]], context: pl.DataFrame | None, used: dict
     ) -> tuple[np.ndarray, np.ndarray]:
         n = proba.height
         action = np.full(n, None, dtype=object)
@@ -224,6 +258,8 @@ class EnforcementPolicy(BaseModel):
             if rule.bank_match is not None:
                 hit &= _bank_mask(context, rule.bank_match, n)
             fresh = hit & (action == None)  # noqa: E711  (element-wise)
+            if rule.max_per_hour is not None:
+                fresh = _within_cap(fresh, context, rule, used)
             action[fresh] = rule.action
             decided_by[fresh] = rule.name
         action[action == None] = self.default  # noqa: E711
@@ -246,6 +282,26 @@ class EnforcementPolicy(BaseModel):
             changed = would[would != taken]
             out[rule.name] = {a: int((changed == a).sum()) for a in ENFORCEMENT_ACTIONS if (changed == a).any()}
         return out
+
+
+def _within_cap(fresh: np.ndarray, context: pl.DataFrame | None, rule: Rule, used: dict) -> np.ndarray:
+    """The rows of `fresh` a capped rule may still decide: per clock hour of creation, the earliest up to
+    `rule.max_per_hour` less what it decided in that hour before (`used`, updated). No creation time, no row."""
+    if context is None or "created_at" not in context.columns or not fresh.any():
+        return np.zeros_like(fresh)
+    rows = np.flatnonzero(fresh)
+    at = context["created_at"].gather(rows)
+    order = np.argsort(at.to_numpy(), kind="stable")
+    hours = at.dt.truncate("1h").to_list()
+    allowed = np.zeros_like(fresh)
+    for k in order:
+        if hours[k] is None:
+            continue
+        key = (rule.name, hours[k])
+        if used.get(key, 0) < rule.max_per_hour:
+            used[key] = used.get(key, 0) + 1
+            allowed[rows[k]] = True
+    return allowed
 
 
 def _bank_mask(context: pl.DataFrame | None, bank: str, n: int) -> np.ndarray:

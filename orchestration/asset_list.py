@@ -21,6 +21,7 @@ if not dbt_project.manifest_path.exists():
     )
 
 from assets.banks import banks_assets  # noqa: E402
+from assets.campaigns import campaigns_assets  # noqa: E402
 from assets.evaluation import evaluation_assets  # noqa: E402
 from assets.features import feature_assets  # noqa: E402
 from assets.image_evaluation import image_and_matching_evaluation  # noqa: E402
@@ -42,6 +43,7 @@ def all_assets(
     return [
         *raw_assets(partitions),
         reference_labels,
+        *campaigns_assets(),
         *warehouse_assets(partitions),
         *images_assets(partitions),
         *banks_assets(partitions),

@@ -17,7 +17,7 @@ from orchestration.partitions import daily_partitions
 
 # The asset groups each pipeline job builds (also what `trustlake run` checks for staleness).
 JOB_GROUPS: dict[str, tuple[str, ...]] = {
-    "ingest_job": ("raw", "warehouse", "images"),
+    "ingest_job": ("raw", "campaigns", "warehouse", "images"),
     "retrain_job": ("features", "training", "evaluation", "deployment"),
     "score_job": ("scoring", "monitoring"),
 }
@@ -27,8 +27,9 @@ ingest_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     selection=dg.AssetSelection.groups(*JOB_GROUPS["ingest_job"]),
     partitions_def=daily_partitions,
-    description="Land the selected days in the raw lake (and the labelled reference sets), build the dbt "
-    "warehouse for them, publish the marts, and read the text in their new images (OCR, once per image ever).",
+    description="Land the selected days in the raw lake (and the labelled reference sets), find the campaigns "
+    "across the lake, build the dbt warehouse for them, publish the marts, and read the text in their new images "
+    "(OCR, once per image ever).",
 )
 
 # Features are whole-lake rebuilds (unpartitioned) read only by training, so they are rebuilt here,
@@ -53,7 +54,7 @@ score_job = dg.define_asset_job(
 daily_job = dg.define_asset_job(
     "daily_job",
     executor_def=dg.in_process_executor,
-    selection=dg.AssetSelection.groups("raw", "warehouse", "images", "scoring", "monitoring"),
+    selection=dg.AssetSelection.groups("raw", "campaigns", "warehouse", "images", "scoring", "monitoring"),
     partitions_def=daily_partitions,
     description="One day end to end: land it, build the warehouse, score its content with the champion, "
     "rebuild the review queue and monitor the champion. What `daily_schedule` runs for each new day.",

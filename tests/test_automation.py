@@ -11,6 +11,8 @@ DAY = last_complete_day().isoformat()
 # The day's raw tables, the text read in its images (an image post is scored on it) and its hash-bank
 # matches (the bank_match rule reads them).
 RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals", "image_text", "bank_matches")
+# The campaigns the campaign rule reads (not partitioned: the lake's campaigns as of the last ingest).
+CAMPAIGN_INPUTS = ("campaigns", "campaign_members")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,8 @@ def test_a_new_champion_rescores_the_latest_day_and_then_the_review_queue_follow
         assert first.total_requested == 0  # nothing landed yet: nothing to score
         for key in RAW_INPUTS:
             materialized(instance, key, DAY)
+        for key in CAMPAIGN_INPUTS:
+            materialized(instance, key)
         waiting = tick(definitions, instance, first.cursor)
         assert waiting.get_num_requested(dg.AssetKey("content_scores")) == 0  # no deployed_model yet
         materialized(instance, "deployed_model")

@@ -114,7 +114,31 @@ def test_a_ring_is_one_campaign_and_unrelated_posts_are_none(platform):
     assert row["posts"] == 8 and row["accounts"] == 8
     assert row["dominant_policy"] == "scam" and row["actioned_share"] == pytest.approx(2 / 8)
     assert row["burst_posts_per_hour"] == 6  # minutes 0..50 fall in the first hour
+    # Six accounts within the hour from 12:00 (five from 12:30), eight behind the one link.
+    assert row["burst_accounts"] == 6 and row["artifact_accounts"] == 8
+    assert row["coordination"] == "burst+shared_artifact"
     assert sorted(members["content_id"].to_list()) == list(range(100, 108))
+
+
+def test_a_popular_phrase_from_unrelated_accounts_is_a_cluster_but_not_a_campaign(platform):
+    content, decisions, appeals, neighbours, artifacts = platform
+    # Five accounts post the same friendly line a day apart: linked, spread out, nowhere to send anyone.
+    line = "thank you so much for sharing this, it made my day"
+    spread = pl.DataFrame([post(300 + i, 3000 + i, 24 * 60 * i + 7 * i, line) for i in range(5)]).with_columns(
+        pl.col("created_at").cast(pl.Datetime("us"))
+    )
+    everything = pl.concat([content, spread])
+    params = TextMatchParams()
+    keys = campaign_keys(
+        everything, text_neighbours(text_signatures(everything, None, params), params), post_artifacts(everything)
+    )
+    removals = confirmed_removals(decisions, appeals)
+    found, _ = campaigns(everything, keys, removals, decisions, CampaignRule())
+    assert found["campaign_id"].to_list() == [100]  # the ring only
+    every, _ = campaigns(everything, keys, removals, decisions, CampaignRule(coordinated_only=False))
+    phrase = every.filter(pl.col("campaign_id") == 300).row(0, named=True)
+    assert phrase["posts"] == 5 and phrase["accounts"] == 5
+    assert phrase["burst_accounts"] == 1 and phrase["artifact_accounts"] == 0 and phrase["coordination"] == "none"
 
 
 def test_signatures_of_known_texts_are_reused_not_recomputed(platform):
@@ -125,3 +149,62 @@ def test_signatures_of_known_texts_are_reused_not_recomputed(platform):
     assert both.height == content["text_hash"].n_unique()
     reused = both.join(first, on="text_hash")
     assert np.array_equal(np.array(reused["signature"].to_list()), np.array(reused["signature_right"].to_list()))
+
+
+def test_a_campaign_member_sees_the_removals_its_campaign_had_before_it_was_posted(platform):
+    from ml.campaigns.context import with_campaign_context
+
+    content, decisions, appeals, neighbours, artifacts = platform
+    removals = confirmed_removals(decisions, appeals)
+    _, members = campaigns(content, campaign_keys(content, neighbours, artifacts), removals, decisions)
+    got = with_campaign_context(content.sample(fraction=1.0, shuffle=True, seed=3), members, removals)
+    by_id = dict(zip(got["content_id"].to_list(), got["campaign_removals"].to_list(), strict=True))
+    # 100 removed at 25 min, 101 at 35 min and overturned at 65 min: 100..102 (0..20 min) saw none, 103
+    # (30 min) one, 104..106 (40..60 min) two, 107 (70 min) one again.
+    assert [by_id[c] for c in range(100, 108)] == [0, 0, 0, 1, 2, 2, 2, 1]
+    assert all(by_id[c] is None for c in range(200, 204))  # in no campaign: the rule never fires
+    assert got["content_id"].to_list() != sorted(got["content_id"].to_list())  # the frame's order is kept
+
+
+CAPPED_POLICY = """
+version: 1
+default: allow
+rules:
+  - name: review_campaign_members
+    policy: any
+    score_at_least: 0.1
+    context: {campaign_removals_at_least: 3}
+    action: review
+    max_per_hour: 3
+  - name: send_to_review
+    policy: any
+    score_at_least: 0.9
+    action: remove
+"""
+
+
+def test_the_campaign_rule_decides_at_most_its_cap_per_hour_and_the_rest_fall_through():
+    from ml.enforcement import PolicyError, parse_policy
+    from ml.taxonomy import POLICIES
+
+    policy = parse_policy(CAPPED_POLICY)
+    n = 12  # ten members in the first hour, two in the next, all with five earlier removals
+    created = [T0 + timedelta(minutes=5 * i) for i in range(10)] + [T0 + timedelta(minutes=65 + i) for i in range(2)]
+    context = pl.DataFrame({"created_at": created, "campaign_removals": [5] * n}).with_columns(
+        pl.col("created_at").cast(pl.Datetime("us"))
+    )
+    proba = pl.DataFrame({f"p_{p}": [0.95 if p == "spam" else 0.0125] * n for p in POLICIES})
+    thresholds = {p: {"auto_action": 0.99, "review": 0.5} for p in POLICIES}
+    # The rows come in reverse time order: the cap still keeps the earliest three of each hour.
+    decided = policy.decide_with_reasons(proba, thresholds, context.reverse())["decided_by"].reverse().to_list()
+    assert decided == ["review_campaign_members"] * 3 + ["send_to_review"] * 7 + ["review_campaign_members"] * 2
+    # Across the batches of one call the hour's count carries over.
+    used: dict = {}
+    first = policy.decide_with_reasons(proba.head(2), thresholds, context.head(2), used)["decided_by"].to_list()
+    rest = policy.decide_with_reasons(proba.slice(2, 8), thresholds, context.slice(2, 8), used)["decided_by"]
+    assert first == ["review_campaign_members"] * 2
+    assert rest.to_list() == ["review_campaign_members"] + ["send_to_review"] * 7
+    # Without creation times (an online request) a capped rule decides nothing.
+    assert set(policy.decide(proba, thresholds, context.drop("created_at"))) == {"remove"}
+    with pytest.raises(PolicyError, match=r"line 10: max_per_hour 0 must be a whole number of at least 1"):
+        parse_policy(CAPPED_POLICY.replace("max_per_hour: 3", "max_per_hour: 0"))

@@ -105,10 +105,10 @@ def job_groups(definitions, name):
 def test_jobs_select_their_groups_and_the_daily_ones_are_daily_partitioned(definitions):
     names = {j.name for j in definitions.resolve_all_job_defs() if not j.name.startswith("__")}
     assert names == {"ingest_job", "retrain_job", "score_job", "daily_job", "land_job", "image_evaluation_job"}
-    assert job_groups(definitions, "ingest_job") == {"raw", "warehouse", "images"}
+    assert job_groups(definitions, "ingest_job") == {"raw", "campaigns", "warehouse", "images"}
     assert job_groups(definitions, "retrain_job") == {"features", "training", "evaluation", "deployment"}
     assert job_groups(definitions, "score_job") == {"scoring"} | ({"monitoring"} & job_groups(definitions, "daily_job"))
-    assert job_groups(definitions, "daily_job") >= {"raw", "warehouse", "images", "scoring"}
+    assert job_groups(definitions, "daily_job") >= {"raw", "campaigns", "warehouse", "images", "scoring"}
     assert job_groups(definitions, "land_job") == {"raw", "warehouse"}
     # What the main jobs build never waits for the image evaluation's minutes of re-uploads and renders.
     assert job_groups(definitions, "image_evaluation_job") == {"image_evaluation"}

@@ -503,9 +503,15 @@ def test_make_run_deploys_a_champion_scores_every_day_and_builds_the_review_queu
     assert scores.height == lake.read_table("content").height
     assert scores["model_version"].unique().to_list() == [champ.version]
     with duckdb.connect(str(marts_db(e2e_home)), read_only=True) as con:
-        ranks = con.execute("select queue_rank, priority from mart_review_queue order by queue_rank").fetchall()
+        ranks = con.execute(
+            "select queue_rank, group_priority, review_group, priority from mart_review_queue order by queue_rank"
+        ).fetchall()
     assert ranks and [r[0] for r in ranks] == list(range(1, len(ranks) + 1))
-    assert all(a[1] >= b[1] for a, b in zip(ranks, ranks[1:]))  # ranked by risk x reach
+    assert all(a[1] >= b[1] for a, b in zip(ranks, ranks[1:]))  # groups ranked by their most urgent item's risk x reach
+    # a group's items are consecutive, most urgent first
+    starts = [r[2] for i, r in enumerate(ranks) if i == 0 or ranks[i - 1][2] != r[2]]
+    assert len(starts) == len({r[2] for r in ranks})
+    assert all(a[3] >= b[3] for a, b in zip(ranks, ranks[1:]) if a[2] == b[2])
     # The first launch: judged by its backtest, reported, and in the audit log analysts query.
     assert champ.launch is not None and (champ.launch.risk_tier, champ.launch.approval) == ("first", "not_needed")
     assert "## Model card" in (lake.models / champ.version / "launch" / "report.md").read_text()

@@ -1,10 +1,18 @@
 """Campaigns: groups of posts tied together by copies and shared artifacts across accounts, as analysts see them.
 
 Two posts are linked when they share a key (ml/campaigns/links.py) and were posted within `window`
-of each other; a campaign is a connected component of that graph (ml.matching.clusters) that spans
-at least `min_accounts` accounts and `min_posts` posts. This grouping looks at every post of the
-period at once, as an analyst reviewing it does: it is for reporting and enforcement of what is
-already known, not a model input (the model reads ml/campaigns/features.py, which is point in time).
+of each other; a cluster is a connected component of that graph (ml.matching.clusters) that spans
+at least `min_accounts` accounts and `min_posts` posts. Most such clusters are not campaigns: a
+popular phrase ("thank you so much", a song lyric) is posted by many unrelated accounts over days.
+A cluster is a campaign when it shows coordination, one of:
+- a burst: at least `min_burst_accounts` accounts posted it within one hour (hour-long buckets
+  starting on the hour and on the half hour, so a burst across a full hour is not split);
+- a shared artifact: at least `min_artifact_accounts` accounts posted the same normalised link,
+  phone number or e-mail address in it (where a ring sends people).
+`coordinated_only=False` keeps every cluster (with its coordination "none"), to see what the rule drops.
+This grouping looks at every post of the period at once, as an analyst reviewing it does: it is for
+reporting and enforcement of what is already known, not a model input (the model reads
+ml/campaigns/features.py, which is point in time).
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ class CampaignRule:
     window: timedelta = timedelta(days=7)  # posts further apart than this are not linked directly
     min_accounts: int = 2
     min_posts: int = 3
+    min_burst_accounts: int = 3  # accounts posting the cluster within one hour
+    min_artifact_accounts: int = 3  # accounts sharing one link, number or address in the cluster
+    coordinated_only: bool = True
 
 
 def linked_pairs(posts: pl.DataFrame, keys: pl.DataFrame, window: timedelta) -> pl.DataFrame:
@@ -48,18 +59,23 @@ def campaigns(
     """(campaigns, members) of `posts` (content_id, author_id, created_at).
 
     campaigns: campaign_id, posts, accounts, first_seen, last_seen, burst_posts_per_hour (the most posts
-    of the campaign in any one hour), dominant_policy (most decided policy among its removed posts,
-    "none" when nothing was removed), actioned_share (share of its posts removed or restricted), and
-    members: campaign_id, content_id, author_id, created_at."""
+    of the campaign in any one hour), burst_accounts and artifact_accounts (the module docstring),
+    coordination ("burst", "shared_artifact", both joined by "+", or "none"), dominant_policy (most
+    decided policy among its removed posts, "none" when nothing was removed), actioned_share (share of
+    its posts removed or restricted), and members: campaign_id, content_id, author_id, created_at."""
     pairs = linked_pairs(posts, keys, rule.window)
     labels = component_labels(posts.height, pairs["left"].to_numpy(), pairs["right"].to_numpy())
     tagged = posts.select("content_id", "author_id", "created_at").with_columns(cluster=pl.Series(labels))
     sizes = tagged.group_by("cluster").agg(pl.len().alias("posts"), pl.col("author_id").n_unique().alias("accounts"))
-    kept = sizes.filter((pl.col("posts") >= rule.min_posts) & (pl.col("accounts") >= rule.min_accounts))
+    sized = sizes.filter((pl.col("posts") >= rule.min_posts) & (pl.col("accounts") >= rule.min_accounts))
+    coordination = _coordination(tagged.join(sized.select("cluster"), on="cluster"), keys, rule)
+    kept = coordination.filter(pl.col("coordination") != "none") if rule.coordinated_only else coordination
     members = tagged.join(kept.select("cluster"), on="cluster")
     # A stable id: the smallest content id of the campaign.
     ids = members.group_by("cluster").agg(pl.col("content_id").min().alias("campaign_id"))
-    members = members.join(ids, on="cluster").drop("cluster")
+    members = members.join(ids, on="cluster")
+    coordination = kept.join(ids, on="cluster").drop("cluster")
+    members = members.drop("cluster")
     policies = (
         decisions.filter(pl.col("action").is_in(["remove", "restrict"]))
         .select("content_id", "policy")
@@ -92,6 +108,7 @@ def campaigns(
             pl.col("created_at").max().alias("last_seen"),
         )
         .join(burst, on="campaign_id")
+        .join(coordination, on="campaign_id")
         .join(actioned.group_by("campaign_id").agg(pl.col("actioned").mean().alias("actioned_share")), on="campaign_id")
         .join(dominant, on="campaign_id", how="left")
         .with_columns(pl.col("dominant_policy").fill_null("none"), pl.col("actioned_share").cast(pl.Float64))
@@ -99,6 +116,43 @@ def campaigns(
     )
     return summary, members.select("campaign_id", "content_id", "author_id", "created_at").sort(
         "campaign_id", "created_at"
+    )
+
+
+def _coordination(tagged: pl.DataFrame, keys: pl.DataFrame, rule: CampaignRule) -> pl.DataFrame:
+    """cluster, burst_accounts, artifact_accounts, coordination of every cluster in `tagged`."""
+    # Hour-long buckets from the hour and from the half hour: times moved back 30 minutes, then truncated.
+    by_hour = [
+        tagged.group_by("cluster", (pl.col("created_at") - shift).dt.truncate("1h").alias("bucket")).agg(
+            pl.col("author_id").n_unique().alias("n")
+        )
+        for shift in (timedelta(0), timedelta(minutes=30))
+    ]
+    burst = pl.concat(by_hour).group_by("cluster").agg(pl.col("n").max().alias("burst_accounts"))
+    artifacts = (
+        tagged.join(keys.filter(~pl.col("key").str.starts_with("text:")), on="content_id")
+        .group_by("cluster", "key")
+        .agg(pl.col("author_id").n_unique().alias("n"))
+        .group_by("cluster")
+        .agg(pl.col("n").max().alias("artifact_accounts"))
+    )
+    by_burst = pl.col("burst_accounts") >= rule.min_burst_accounts
+    by_artifact = pl.col("artifact_accounts") >= rule.min_artifact_accounts
+    return (
+        tagged.select("cluster")
+        .unique()
+        .join(burst, on="cluster", how="left")
+        .join(artifacts, on="cluster", how="left")
+        .with_columns(pl.col("burst_accounts", "artifact_accounts").fill_null(0).cast(pl.Int64))
+        .with_columns(
+            coordination=pl.when(by_burst & by_artifact)
+            .then(pl.lit("burst+shared_artifact"))
+            .when(by_burst)
+            .then(pl.lit("burst"))
+            .when(by_artifact)
+            .then(pl.lit("shared_artifact"))
+            .otherwise(pl.lit("none"))
+        )
     )
 
 

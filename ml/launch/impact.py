@@ -261,12 +261,16 @@ def backtest(
     candidate,
     champion=None,
     bank_matches: pl.DataFrame | None = None,
+    campaign_members: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Paired actions of `candidate` and `champion` (ml.scoring.Champion; None: a first launch) on the platform
     content created in `window`, scored through the batch-scoring code path with features built point in
     time, once for both. `raw`: the raw tables content, users, reports, decisions and appeals (whole), and
     the text read in images (IMAGE_TEXT) when there are image posts. `bank_matches`: the window's hash-bank
-    matches, which the enforcement policy's `bank_match` rule acts on for either model, as batch scoring does."""
+    matches, which the enforcement policy's `bank_match` rule acts on for either model, as batch scoring does;
+    `campaign_members`: the campaigns asset's members, which its campaign rule reads (ml/campaigns/context.py)."""
+    from ml.campaigns.context import with_campaign_context
+    from ml.campaigns.features import confirmed_removals
     from ml.features.build import scoring_frame
     from ml.features.images import IMAGE_TEXT
     from ml.matching.bank_matches import with_bank_matches
@@ -280,6 +284,9 @@ def backtest(
     )
     if bank_matches is not None:
         frame = with_bank_matches(frame, bank_matches)
+    if campaign_members is not None:
+        removals = confirmed_removals(raw["decisions"], raw["appeals"])
+        frame = with_campaign_context(frame, campaign_members, removals)
     cache = NgramCache()  # the text's n-grams are the same for both models: built once
     scored = score_frame(candidate, frame, cache=cache)
     incumbent = score_frame(champion, frame, cache=cache) if champion is not None else None

@@ -152,14 +152,14 @@ def score_frame(
     scorer = champion.scorer
     if scorer.uses_hashed_ngrams and cache is None:
         cache = NgramCache()
-    parts = []
+    parts, used = [], {}  # `used`: what capped policy rules decided so far in this call, across batches
     for start in range(0, frame.height, batch_size):
         chunk = frame.slice(start, batch_size)
         ngrams = cache.ngrams(chunk["text"].to_list()) if scorer.uses_hashed_ngrams else None
         proba = scorer.predict_proba(chunk, ngrams)
         del ngrams  # the largest object of the batch: free it before the next one is built
         scores = pl.DataFrame({c: proba[:, k] for k, c in enumerate(PROBA_COLUMNS)})
-        decided = champion.policy.decide_with_reasons(scores, champion.thresholds, chunk)
+        decided = champion.policy.decide_with_reasons(scores, champion.thresholds, chunk, used)
         empty = chunk["text"].str.strip_chars().str.len_chars() == 0
         # Items matched against the hash banks say which rule decided and, for a bank's, the entry's provenance.
         reasons = [decided["decided_by"], decided["bank_match"]] if BANK_MATCH_COLUMNS[0] in chunk.columns else []
