@@ -47,6 +47,14 @@ TABLES = {
         ("content", "users", "decisions"),
         lambda raw: build.network_features(raw["content"], raw["users"], raw["decisions"]),
     ),
+    "campaign_features": FeatureTable(
+        "What each post's near-duplicate copies and shared links, phone numbers and e-mail addresses showed before "
+        "it was posted (ml/campaigns/features.py): earlier copies, the other accounts behind them and their confirmed "
+        "removals, the same through its artifacts, and the removal rate over everything it links to (one hop of "
+        "label propagation). Point in time: nothing after the post counts.",
+        ("content", "decisions", "appeals"),
+        lambda raw: build.campaign_features(raw["content"], raw["decisions"], raw["appeals"]),
+    ),
 }
 CHECKS = {
     "schema": "The table has exactly the columns and types training and scoring expect (ml/features/build.py).",

@@ -62,6 +62,7 @@ def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssues
         "content_features",
         "author_features",
         "network_features",
+        "campaign_features",
         "content",
         IMAGE_TEXT,
         BANK_MATCHES,
@@ -84,7 +85,12 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     days = sorted(posted["created_at"].dt.date().unique())
     bank = bank_match_features(posted, days_bank_matches(lake, days))
     frame, facts = build_training_set(
-        labels, feats["content_features"], feats["author_features"], feats["network_features"], bank=bank
+        labels,
+        feats["content_features"],
+        feats["author_features"],
+        feats["network_features"],
+        bank=bank,
+        campaign=feats["campaign_features"],
     )
     matched = (pl.col("bank_pdq_distance") < NO_PDQ_MATCH) | (pl.col("bank_text_jaccard") > 0)
     facts["labelled_items_matching_a_bank"] = frame.filter(matched)["content_id"].n_unique()

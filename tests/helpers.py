@@ -349,7 +349,7 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
 
     import polars as pl
 
-    from ml.features.build import author_features, content_features, network_features
+    from ml.features.build import author_features, campaign_features, content_features, network_features
     from ml.simulator import simulate_days
     from ml.text import eval_bucket
     from ml.training.dataset import build_training_set
@@ -385,5 +385,6 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
         content_features(raw["content"]),
         author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
         network_features(raw["content"], raw["users"], raw["decisions"]),
+        campaign=campaign_features(raw["content"], raw["decisions"], raw["appeals"]),
     )
     return frame, raw["users"]

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from ml.features.author import author_features
-from ml.features.build import RANGES, SCHEMAS, content_features, scoring_frame
+from ml.features.build import RANGES, SCHEMAS, campaign_features, content_features, scoring_frame
 from ml.features.network import account_components, network_features
 from ml.features.pointintime import count_before
 from ml.features.quality import check_coverage, check_ranges, check_schema
@@ -37,21 +37,23 @@ def _history(raw, cutoff: datetime | None):
             upto("appeals", "resolved_at"),
         ),
         network_features(content, raw["users"], upto("decisions", "decided_at")),
+        campaign_features(content, upto("decisions", "decided_at"), upto("appeals", "resolved_at")),
     )
 
 
 def test_features_at_t_are_unchanged_when_events_after_t_are_added(raw, small_config):
     cutoff = datetime.combine(small_config.start_date + timedelta(days=5), datetime.min.time()) + timedelta(hours=13)
-    author_early, network_early = _history(raw, cutoff)
-    author_full, network_full = _history(raw, None)
+    early_tables, full_tables = _history(raw, cutoff), _history(raw, None)
+    author_full, campaign_full = full_tables[0], full_tables[2]
     early_ids = raw["content"].filter(pl.col("created_at") <= cutoff)["content_id"]
     assert len(early_ids) > 1000
-    for early, full in ((author_early, author_full), (network_early, network_full)):
+    for early, full in zip(early_tables, full_tables, strict=True):
         a = early.filter(pl.col("content_id").is_in(early_ids.implode())).sort("content_id")
         b = full.filter(pl.col("content_id").is_in(early_ids.implode())).sort("content_id")
         assert a.equals(b)
     # and the history is not trivially empty: later content does see earlier events
     assert author_full["prior_enforcements"].max() > 0 and author_full["prior_reports_received"].max() > 0
+    assert campaign_full["copies_removed_before"].max() > 0 and campaign_full["artifact_removed_before"].max() > 0
 
 
 def test_a_day_scored_alone_gets_the_features_it_gets_in_the_whole_window(raw, small_config):
@@ -65,9 +67,11 @@ def test_a_day_scored_alone_gets_the_features_it_gets_in_the_whole_window(raw, s
     expected = whole.filter(pl.col("content_id").is_in(todays["content_id"].implode()))
     assert alone.height == todays.height
     assert alone.sort("content_id").equals(expected.sort("content_id"))
-    # Without the history, the day would not know its authors' earlier posts, reports and removals.
+    # Without the history, the day would not know its authors' earlier posts, reports and removals, nor
+    # the earlier copies of its posts.
     blind = scoring_frame(todays, *tables).sort("content_id")
     assert (blind["prior_posts"] < alone.sort("content_id")["prior_posts"]).any()
+    assert (blind["copies_before"] < alone.sort("content_id")["copies_before"]).any()
 
 
 def test_count_before_excludes_the_moment_itself_and_respects_windows():
@@ -110,11 +114,12 @@ def test_network_features_find_a_planted_ring():
 
 
 def test_feature_tables_match_their_declared_schema_and_ranges(raw):
-    author, network = _history(raw, None)
+    author, network, campaign = _history(raw, None)
     for name, frame in (
         ("content_features", content_features(raw["content"])),
         ("author_features", author),
         ("network_features", network),
+        ("campaign_features", campaign),
     ):
         assert check_schema(frame, SCHEMAS[name]).passed, name
         assert check_ranges(frame, RANGES[name]).passed, name

@@ -196,3 +196,64 @@ def test_minilm_profile_fine_tunes_a_few_steps_on_cpu_and_shares_the_schema(ray_
     scores = Scorer.load(artifact.path).score(small.head(5))
     assert scores.columns == ["content_id", *PROBA_COLUMNS]
     assert np.allclose(scores.select(PROBA_COLUMNS).to_numpy().sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_planted_campaigns_later_posts_score_higher_than_the_same_texts_from_unrelated_accounts(pair):
+    """Eight fresh accounts post near-copies of one scam template with a shared link, minutes apart, and the
+    first two are removed: the campaign is found, and the pair scores its later posts above the same texts
+    posted by unrelated accounts (each alone, so no copy, link or removal precedes it), all other context equal."""
+    from datetime import datetime, timedelta
+
+    from ml.campaigns.clusters import campaign_keys, campaigns
+    from ml.campaigns.features import confirmed_removals
+    from ml.campaigns.links import post_artifacts, text_neighbours, text_signatures
+    from ml.features.build import campaign_features
+    from ml.matching.text import TextMatchParams
+    from ml.taxonomy import POLICIES
+    from ml.text import normalise, text_hash
+
+    _, risk = pair
+    t0 = datetime(2026, 11, 1, 12, 0)
+    template = (
+        "URGENT {name} your parcel is held, pay the {fee} release fee now at http://bit.ly/pk7Qz or it is returned"
+    )
+    names, fees = ["Sam", "Alex", "Jo", "Kim", "Lee", "Max", "Ana", "Ben"], ["£1.99", "£2.49", "£1.50", "£2.99"]
+    texts = [template.format(name=n, fee=fees[i % 4]) for i, n in enumerate(names)]
+    posts = pl.DataFrame(
+        {
+            "content_id": list(range(100, 108)),
+            "author_id": list(range(1000, 1008)),
+            "created_at": [t0 + timedelta(minutes=10 * i) for i in range(8)],
+            "text": texts,
+            "text_hash": [text_hash(normalise(t)) for t in texts],
+        }
+    ).with_columns(pl.col("created_at").cast(pl.Datetime("us")))
+    decisions = pl.DataFrame(
+        {
+            "decision_id": [1, 2],
+            "content_id": [100, 101],
+            "policy": ["scam", "scam"],
+            "action": ["remove", "remove"],
+            "decided_at": [t0 + timedelta(minutes=15), t0 + timedelta(minutes=25)],
+        }
+    ).with_columns(pl.col("decided_at").cast(pl.Datetime("us")))
+    appeals = pl.DataFrame(schema={"content_id": pl.Int64, "outcome": pl.String, "resolved_at": pl.Datetime("us")})
+    params = TextMatchParams()
+    keys = campaign_keys(posts, text_neighbours(text_signatures(posts, None, params), params), post_artifacts(posts))
+    found, _ = campaigns(posts, keys, confirmed_removals(decisions, appeals), decisions)
+    assert found.height == 1 and found["posts"][0] == 8
+    # The same context for both but what the links showed: fresh accounts, a post each.
+    context = {"surface": "post", "account_age_days": 0.5, "follower_count": 3, "verified": False, "prior_posts": 0}
+    ring = posts.join(campaign_features(posts, decisions, appeals), on="content_id").with_columns(
+        **{k: pl.lit(v) for k, v in context.items()}
+    )
+    alone = pl.concat([campaign_features(posts.slice(i, 1), decisions.head(0), appeals) for i in range(posts.height)])
+    lone = posts.join(alone, on="content_id").with_columns(**{k: pl.lit(v) for k, v in context.items()})
+    assert ring.filter(pl.col("content_id") >= 103)["copies_removed_before"].min() == 2
+    assert (lone.select("copies_before", "artifact_posts_before").to_numpy() == 0).all()
+    scorer = Scorer.load(risk.path)
+    later = slice(3, 8)  # posted after both removals
+    p_ring = scorer.predict_proba(ring.sort("content_id"))[later]
+    p_lone = scorer.predict_proba(lone.sort("content_id"))[later]
+    violating = [POLICIES.index(p) for p in ("spam", "scam")]
+    assert p_ring[:, violating].sum(axis=1).mean() > p_lone[:, violating].sum(axis=1).mean()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import polars as pl
 
+from ml.campaigns import features as campaign
+from ml.campaigns.links import post_artifacts, text_neighbours, text_signatures
 from ml.features.author import author_features
 from ml.features.images import image_features, image_post_text
 from ml.features.network import network_features
 from ml.features.text import text_signals
+from ml.matching.text import TextMatchParams
 
 
 def content_features(content: pl.DataFrame, image_text: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -28,6 +31,21 @@ def content_features(content: pl.DataFrame, image_text: pl.DataFrame | None = No
         .with_columns(pl.col("promo_words").cast(pl.Int8))
         .join(image_features(content, image_text), on="content_id", how="left")
     )
+
+
+def campaign_features(
+    content: pl.DataFrame, decisions: pl.DataFrame, appeals: pl.DataFrame, history: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The campaign features (ml/campaigns/features.py FEATURES) of every post of `content`, point in time:
+    what its near-duplicate copies and shared links, numbers and addresses among the posts of `history`
+    (None: `content` itself) showed before it was posted. Each distinct text is signed once per process
+    (ml.matching.text), so the scoring paths of one run share the signatures."""
+    history = content if history is None else history
+    params = TextMatchParams()
+    neighbours = text_neighbours(text_signatures(history.select("text_hash", "text"), None, params), params)
+    links = post_artifacts(history)
+    removals = campaign.confirmed_removals(decisions, appeals)
+    return campaign.campaign_features(content, history, neighbours, links, removals)
 
 
 def scoring_frame(
@@ -58,10 +76,11 @@ def scoring_frame(
         .join(
             network_features(history, users, decisions).drop("component_id").join(ids, on="content_id"), on="content_id"
         )
+        .join(campaign_features(content, decisions, appeals, history), on="content_id")
     )
 
 
-__all__ = ["author_features", "content_features", "network_features", "scoring_frame"]
+__all__ = ["author_features", "campaign_features", "content_features", "network_features", "scoring_frame"]
 
 _I32 = {
     c: pl.Int32
@@ -116,6 +135,11 @@ SCHEMAS: dict[str, dict] = {
         "component_enforced_share": pl.Float32,
         "shares_fingerprints": pl.Boolean,
     },
+    "campaign_features": {
+        "content_id": pl.Int64,
+        **{c: pl.Int32 for c in campaign.FEATURES if c != "linked_removal_rate"},
+        "linked_removal_rate": pl.Float32,
+    },
 }
 
 RANGES: dict[str, dict[str, tuple]] = {
@@ -136,4 +160,8 @@ RANGES: dict[str, dict[str, tuple]] = {
         "prior_enforcements": (0, None),
     },
     "network_features": {"component_size": (1, None), "component_enforced_share": (0, 1)},
+    "campaign_features": {
+        **{c: (0, None) for c in campaign.FEATURES if c != "linked_removal_rate"},
+        "linked_removal_rate": (0, 1),
+    },
 }

@@ -95,10 +95,12 @@ def build_training_set(
     network: pl.DataFrame,
     rule: SplitRule = SplitRule(),
     bank: pl.DataFrame | None = None,
+    campaign: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Every label joined with the platform features of its content (null for reference records),
     split. `bank`: each content item's hash-bank match features (ml.matching.bank_matches
-    `bank_match_features`). Returns the frame and split facts."""
+    `bank_match_features`); `campaign`: its campaign features (ml.features.build.campaign_features).
+    Returns the frame and split facts."""
     split, removed = assign_splits(labels, rule)
     frame = (
         split.join(content.drop("created_at", "surface", "language", "text_hash"), on="content_id", how="left")
@@ -107,6 +109,8 @@ def build_training_set(
     )
     if bank is not None:
         frame = frame.join(bank, on="content_id", how="left")
+    if campaign is not None:
+        frame = frame.join(campaign, on="content_id", how="left")
     frame = frame.sort("label_id")
     missing = frame.filter(pl.col("content_id").is_not_null() & pl.col("account_age_days").is_null()).height
     if missing:

@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import polars as pl
 
+from ml.campaigns.features import FEATURES as CAMPAIGN_FEATURES
 from ml.features.text import SIGNAL_EXPRS
 from ml.matching.bank_matches import BANK_FEATURES
 
@@ -49,6 +50,8 @@ DENSE_DEFAULTS: dict[str, float] = {
     "shares_fingerprints": np.nan,
     # ml/matching/bank_matches.py: the item's closest hash-bank matches, point in time.
     **dict.fromkeys(BANK_FEATURES, np.nan),
+    # ml/campaigns/features.py: what the item's copies and shared artifacts showed before it was posted.
+    **dict.fromkeys(CAMPAIGN_FEATURES, np.nan),
 }
 # New columns go at the end: a model records the columns it was trained on (`dense_columns_of`), and one
 # trained before a column existed reads the first columns it knows, so a deployed model keeps scoring after
@@ -77,6 +80,7 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
     "component_enforced_share",
     "shares_fingerprints",
     *BANK_FEATURES,
+    *CAMPAIGN_FEATURES,
 )
 
 
