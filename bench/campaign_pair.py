@@ -7,7 +7,8 @@ trains on), the content classifier the latest risk model pairs, and the raw lake
 post's point-in-time campaign features (ml/campaigns/features.py: earlier copies, the accounts that posted
 them, shared links, numbers and addresses, and the confirmed removals reached through them), then fits the
 risk model as the pipeline does (its LightGBM parameters and context dropout; plain LightGBM, one process)
-with and without them, on the same rows, for `--seeds` seeds. Reported on the simulated test split, macro
+with and without them (the pipeline's dense columns, less the campaign ones), on the same rows, for
+`--seeds` seeds. Reported on the simulated test split, macro
 PR-AUC: the classifier alone, the pair as trained today, the pair with campaign features, each with the
 paired-bootstrap 95% interval of its difference, overall and on the posts of ring campaigns (the
 simulator's truth, read here only to slice the test rows, never to train). Writes
@@ -34,7 +35,7 @@ from ml.training import lightgbm_model
 from ml.training.artifacts import ModelArtifact
 from ml.training.dataset import label_array, platform_rows
 from ml.training.lightgbm_model import LightGBMParams
-from ml.training.matrix import mask_context, risk_features
+from ml.training.matrix import DENSE_COLUMNS, mask_context, risk_features
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.risk import CONTEXT_DROPOUT, PROBA_OOF
 from ml.training.scorer import Scorer
@@ -72,7 +73,8 @@ def main() -> None:
     classifier = ModelArtifact.read(lake.models / risk.params["content_classifier"])
 
     platform = platform_rows(training_set)
-    platform = platform.join(campaign_columns(lake, platform["content_id"].unique()), on="content_id", how="left")
+    if FEATURES[0] not in platform.columns:  # a training set built before the risk model read them
+        platform = platform.join(campaign_columns(lake, platform["content_id"].unique()), on="content_id", how="left")
     truth = pl.read_parquet(lake.ground_truth / "content_truth" / "date=*" / "*.parquet").select(
         "content_id", "campaign_id"
     )
@@ -86,11 +88,10 @@ def main() -> None:
     y, y_val, y_test = label_array(train), label_array(val), label_array(test)
     campaign_rows = (test["campaign_id"].fill_null(-1) >= 0).to_numpy()
 
+    without = tuple(c for c in DENSE_COLUMNS if c not in FEATURES)
+
     def design(frame: pl.DataFrame, proba: np.ndarray, with_campaigns: bool) -> np.ndarray:
-        base = risk_features(frame, proba)
-        if not with_campaigns:
-            return base
-        return np.hstack([base, frame.select(FEATURES).fill_null(np.nan).to_numpy().astype(np.float32)])
+        return risk_features(frame, proba, DENSE_COLUMNS if with_campaigns else without)
 
     runs = []
     for seed in range(args.seeds):
