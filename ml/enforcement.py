@@ -56,7 +56,7 @@ BANK_MATCH_COLUMNS = ("bank_match_bank", "bank_match_policy", "bank_match_proven
 CONTEXT_COLUMNS = {
     "account_age_days_below": "account_age_days",
     "component_size_at_least": "component_size",
-    # Confirmed removals in the item's campaign before it was posted (assets/scoring.py with_campaign_context).
+    # Confirmed removals in the item's campaign before it was posted (ml/campaigns/context.py).
     "campaign_removals_at_least": "campaign_removals",
     "prior_enforcements_at_least": "prior_enforcements",
     "verified": "verified",
