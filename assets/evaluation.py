@@ -16,7 +16,7 @@ from assets.metadata import image_markdown, rounded
 from assets.resources import LakehouseResource, TrainingResource
 from assets.training import LabelIssuesRef, fit_cache_metadata, fit_plan
 from ml.deployment import DeploymentDecision, deploy, deployed_version
-from ml.evaluation.evaluate import evaluate_risk_model, evaluate_text_model
+from ml.evaluation.evaluate import deployment_candidate, evaluate_risk_model, evaluate_text_model
 from ml.evaluation.gates import PAIR_GATES, TEXT_GATES, GateConfig, gate_descriptions
 from ml.evaluation.results import ClassifierEvaluation, GateResult, PairEvaluation
 from ml.launch.impact import LaunchImpact
@@ -97,7 +97,7 @@ def incumbent_champion(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
     pair = ModelArtifact.read(registry.artifact_dir(entry))
     classifier = (
         ModelArtifact.read(registry.artifact_dir(entry).parent / pair.params["content_classifier"])
-        if pair.kind == "risk_model"
+        if "content_classifier" in pair.params
         else None
     )
     return dg.Output(
@@ -184,29 +184,33 @@ def risk_model_evaluation(
     lakehouse: LakehouseResource,
     training: TrainingResource,
 ):
-    ev = evaluate_risk_model(
-        model,
-        pl.read_parquet(training_set.path),
-        lakehouse.lake.read_table("users"),
-        incumbent.pair,
-        classifier_evaluation,
-        training.gates(),
-    )
-    Registry(lakehouse.lake.models).register(registry_entry(model, ev, git_sha()))
+    lake = lakehouse.lake
+    frame, users = pl.read_parquet(training_set.path), lake.read_table("users")
+    pair = evaluate_risk_model(model, frame, users, incumbent.pair, classifier_evaluation, training.gates())
+    registry = Registry(lake.models)
+    registry.register(registry_entry(model, pair, git_sha()))
+    candidate, ev = deployment_candidate(model, pair, frame, users, incumbent.pair, training.gates())
+    if candidate is not model:  # the risk model did not earn its place: its classifier alone is the candidate
+        registry.register(registry_entry(candidate, ev, git_sha()))
+        context.log.info(f"{pair.version} did not beat its classifier significantly: candidate {ev.version}")
     yield dg.Output(
         ev,
         metadata={
+            "candidate": ev.version,
             "model_version": model.version,
             "content_classifier_version": ev.content_classifier_version,
-            "test_macro_pr_auc": rounded(ev.test.macro_pr_auc),
-            "classifier_alone_test_macro_pr_auc": rounded(ev.classifier_alone_test.macro_pr_auc),
+            "test_macro_pr_auc": rounded(pair.test.macro_pr_auc),
+            "classifier_alone_test_macro_pr_auc": rounded(pair.classifier_alone_test.macro_pr_auc),
+            "pair_gain": pair.gain.describe("test items"),
+            "pair_gain_on_campaign_items": pair.campaign_gain.describe("campaign items"),
             **({"qa_gold_macro_pr_auc": rounded(ev.qa_gold.macro_pr_auc)} if ev.qa_gold else {}),
             "test_rows": ev.test.rows,
             "gates_passed": ev.gates_passed,
-            "pr_curves": image_markdown(ev.plots["pr_curves"], "PR curves, simulated test split"),
+            "pr_curves": image_markdown(pair.plots["pr_curves"], "PR curves, simulated test split"),
         },
     )
-    yield from _check_results(ev.gates)
+    # The checks are the pair's own gates: a risk model that did not earn its place shows it here.
+    yield from _check_results(pair.gates)
 
 
 @dg.asset(
@@ -259,7 +263,9 @@ def evaluation_assets(gates: GateConfig) -> list[dg.AssetsDefinition]:
             check_specs=_check_specs("risk_model_evaluation", PAIR_GATES, gates),
             description="The pair (content classifier + risk model) on platform content of the test period (the "
             "simulated split) and its QA-gold subset, per slice, beside its classifier alone and the champion pair; "
-            "registered in the model registry as a candidate.",
+            "registered in the model registry as a candidate. Its output is the candidate for deployment: the "
+            "pair, or, when the risk model did not beat its classifier significantly (overall and on campaign "
+            "items), the content classifier alone (kind classifier_alone), evaluated the same way.",
         )(risk_model_evaluation),
         deployed_model,
     ]

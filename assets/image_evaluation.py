@@ -36,7 +36,7 @@ def _champion_classifier(lake) -> Scorer:
             "no champion yet: the OCR cost is measured with the champion's content classifier (retrain_job)"
         )
     champion = Scorer(ModelArtifact.read(registry.artifact_dir(entry)))
-    return champion.classifier if entry.kind == "risk_model" else champion
+    return champion.classifier or champion
 
 
 @dg.asset(

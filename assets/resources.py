@@ -123,6 +123,7 @@ class TrainingResource(dg.ConfigurableResource):
     gate_max_calibration_error: float
     gate_max_slice_regression: float
     gate_max_source_regression: float
+    gate_pair_gain_confidence: float
     # Where Ray Train keeps run state and checkpoints (under the home); a multi-node cluster needs
     # a path every node reaches.
     ray_storage_path: str

@@ -74,7 +74,13 @@ def deploy(registry: Registry, pair: PairEvaluation, impact: LaunchImpact, actor
         reason = f"high-risk launch ({'; '.join(impact.reasons)}): {approve_hint(pair.version)}"
         return current(registry, None, reason, pair.version)
     text_only = pair.classifier.text_only.macro_pr_auc
-    reason = (
+    alone = (
+        f"the content classifier alone (the pair {pair.instead_of} did not beat it significantly: "
+        f"{pair.gain.describe('test items')}); "
+        if pair.instead_of and pair.gain
+        else ""
+    )
+    reason = alone + (
         f"every gate passed and the launch is {'a first launch' if impact.risk_tier == 'first' else 'low risk'}: "
         f"text-only held-out macro PR-AUC {text_only:.3f} vs baseline "
         f"{pair.classifier.baseline_text_only.macro_pr_auc:.3f}, simulated test macro PR-AUC "

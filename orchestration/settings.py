@@ -111,6 +111,9 @@ GATES = Section(
         "max_slice_regression": "macro ROC-AUC the pair may lose against its classifier alone on any slice",
         "max_source_regression": "leave-one-source-out non-inferiority margin (macro PR-AUC below the baseline "
         "recipe, at 95% confidence)",
+        "pair_gain_confidence": "confidence of the paired-bootstrap interval of the pair's gain over its classifier "
+        "alone whose lower end must be above 0, overall and on campaign items, for the pair to be deployed; "
+        "otherwise the classifier is deployed alone (`0`: not required)",
     },
 )
 MONITORING = Section(

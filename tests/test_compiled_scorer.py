@@ -13,7 +13,7 @@ import pytest
 from ml.scoring import load_model, score_frame
 from ml.scoring.compiled import CompiledScorer
 from ml.taxonomy import POLICIES
-from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact, new_version
+from ml.training.artifacts import PROBA_COLUMNS, ModelArtifact, classifier_alone, new_version
 from ml.training.dataset import label_array
 from ml.training.matrix import risk_features
 from ml.training.scorer import Scorer
@@ -40,6 +40,7 @@ def models(pool, tmp_path_factory) -> Path:
     booster.save_model(str(models / version / "model.txt"))
     params = {"content_classifier": classifier.version, "content_classifier_dataset_version": "test"}
     ModelArtifact("risk_model", version, str(models / version), "test", params, {}, 1.3).write_manifest()
+    classifier_alone(classifier, models, instead_of=version)
     # Actions need operating points: the classifier's serve for the others here.
     points = Path(classifier.path, "operating_points.json")
     for d in models.iterdir():
@@ -63,7 +64,7 @@ def artifact_dirs(models: Path) -> dict[str, Path]:
     return {ModelArtifact.read(d).kind: d for d in models.iterdir() if (d / "artifact.json").exists()}
 
 
-@pytest.mark.parametrize("kind", ["content_classifier", "baseline", "risk_model"])
+@pytest.mark.parametrize("kind", ["content_classifier", "baseline", "risk_model", "classifier_alone"])
 def test_compiled_scores_equal_the_trained_scorer(models, held_out, kind):
     directory = artifact_dirs(models)[kind]
     compiled, trained = load_model(directory), load_model(directory, compiled=False)
@@ -86,3 +87,16 @@ def test_one_request_scores_as_in_a_batch(models, held_out):
     for i in (0, 5, 17, held_out.height - 1):
         alone = score_frame(champion, held_out.slice(i, 1)).select(PROBA_COLUMNS).to_numpy()
         np.testing.assert_allclose(alone[0], whole[i], atol=1e-6)
+
+
+def test_the_classifier_alone_answers_every_row_with_its_classifier_whatever_the_context(models, held_out):
+    """Deployed in place of a pair that did not earn its place, the classifier scores rows with platform context
+    as it scores their texts alone; the pair it stands in for does not (its booster reads the context)."""
+    dirs = artifact_dirs(models)
+    alone, classifier, pair = (load_model(dirs[k]) for k in ("classifier_alone", "content_classifier", "risk_model"))
+    assert alone.scorer.artifact.params["instead_of"] == pair.version
+    with_context = score_frame(alone, held_out).select(PROBA_COLUMNS).to_numpy()
+    text_only = score_frame(classifier, held_out.select("text")).select(PROBA_COLUMNS).to_numpy()
+    np.testing.assert_allclose(with_context, text_only, atol=1e-9)
+    paired = score_frame(pair, held_out).select(PROBA_COLUMNS).to_numpy()
+    assert np.abs(paired - text_only).max() > 0.01

@@ -106,6 +106,76 @@ def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, pas
     assert ("behind the baseline (95%) on: none" in gate.message) is passed
 
 
+def _gain(delta: float, half_width: float, rows: int = 400):
+    from ml.evaluation.results import PairedGain
+
+    return PairedGain(rows, delta, delta - half_width, delta + half_width)
+
+
+@pytest.mark.parametrize(
+    "overall, on_campaigns, passed",
+    [
+        ((0.03, 0.01), (0.06, 0.03), True),  # ahead everywhere, intervals above zero
+        ((0.03, 0.01), (0.04, 0.06), False),  # ahead overall, not significantly on campaign items
+        ((0.01, 0.03), (0.06, 0.03), False),  # the interval overall reaches below zero
+        ((0.03, 0.01), (float("nan"), float("nan")), False),  # nothing measurable on campaign items
+    ],
+)
+def test_the_risk_model_must_beat_its_classifier_significantly_overall_and_on_campaign_items(
+    overall, on_campaigns, passed
+):
+    from dataclasses import replace
+
+    from ml.evaluation.gates import pair_gates
+
+    ev = replace(pair_evaluation("p", True, 0.8), gain=_gain(*overall), campaign_gain=_gain(*on_campaigns, rows=90))
+    gate = {g.name: g for g in pair_gates(ev)}["beats_classifier_significantly"]
+    assert gate.passed is passed, gate.message
+    assert ("deployed alone" in gate.message) is not passed
+    # The classifier deployed in the pair's place passes it, and says in whose place and why.
+    alone = replace(ev, version="alone", kind="classifier_alone", instead_of="p")
+    gate = {g.name: g for g in pair_gates(alone)}["beats_classifier_significantly"]
+    assert gate.passed and "in place of the pair p" in gate.message and "on 90 items" in gate.message
+
+
+def test_the_gain_over_the_classifier_is_a_paired_bootstrap_on_the_same_rows():
+    from ml.evaluation.evaluate import campaign_items, paired_gain
+    from ml.taxonomy import POLICIES
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, len(POLICIES), 600)
+    noisy = rng.dirichlet(np.ones(len(POLICIES)), 600)
+    sharper = noisy.copy()
+    sharper[np.arange(600), labels] += 0.5  # knows the label better on every row
+    sharper /= sharper.sum(axis=1, keepdims=True)
+    better = paired_gain(labels, sharper, noisy)
+    assert better.rows == 600 and better.delta > 0.1 and better.significant
+    same = paired_gain(labels, noisy, noisy)
+    assert same.delta == 0 and same.ci_low == 0 and not same.significant
+    worse = paired_gain(labels, noisy, sharper)
+    assert worse.ci_high < 0 and not worse.significant
+    linked = pl.DataFrame({"copy_accounts_before": [0, 2, None, 0], "artifact_accounts_before": [0, 0, 1, None]})
+    assert campaign_items(linked).tolist() == [False, True, True, False]
+    assert not campaign_items(pl.DataFrame({"text": ["a"]})).any()  # no campaign features: no campaign items
+
+
+def test_the_classifier_deployed_alone_says_why_it_stands_in_for_the_pair(tmp_path):
+    from dataclasses import replace
+
+    registry = Registry(tmp_path)
+    registry.register(registry_entry("alone", "alone", "classifier_alone"))
+    ev = replace(
+        pair_evaluation("alone", True, 0.8),
+        kind="classifier_alone",
+        instead_of="pair-1",
+        gain=_gain(0.01, 0.04),
+        campaign_gain=_gain(0.02, 0.05, rows=90),
+    )
+    decision = deploy(registry, ev, launch_impact_of("alone", None), actor="t")
+    assert decision.promoted == "alone" and registry.champion().kind == "classifier_alone"
+    assert "the content classifier alone (the pair pair-1 did not beat it significantly: +0.010" in decision.reason
+
+
 def test_a_pair_that_failed_a_gate_never_replaces_the_champion(tmp_path):
     registry = Registry(tmp_path)
     for v in ("good", "bad"):

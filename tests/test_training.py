@@ -257,3 +257,36 @@ def test_a_planted_campaigns_later_posts_score_higher_than_the_same_texts_from_u
     p_lone = scorer.predict_proba(lone.sort("content_id"))[later]
     violating = [POLICIES.index(p) for p in ("spam", "scam")]
     assert p_ring[:, violating].sum(axis=1).mean() > p_lone[:, violating].sum(axis=1).mean()
+
+
+def test_a_pair_that_does_not_beat_its_classifier_hands_on_the_classifier_alone(pair, training_frame):
+    """The pair is evaluated with the gain gate; when the risk model does not earn its place, the candidate for
+    deployment is its classifier alone, evaluated on the same rows, scoring exactly as the classifier does."""
+    from dataclasses import replace
+
+    from ml.evaluation.evaluate import deployment_candidate, evaluate_risk_model, evaluate_text_model
+    from ml.evaluation.gates import GateConfig
+    from ml.evaluation.results import GateResult
+
+    classifier, risk = pair
+    users = pl.DataFrame(schema={"user_id": pl.Int64, "country": pl.String})
+    classifier_ev = evaluate_text_model(classifier, training_frame, classifier, None, None, run_loso=False)
+    ev = evaluate_risk_model(risk, training_frame, users, None, classifier_ev, GateConfig())
+    gate = {g.name: g for g in ev.gates}["beats_classifier_significantly"]
+    assert ev.gain.rows == ev.test.rows and 0 < ev.campaign_gain.rows < ev.test.rows
+    assert gate.passed is (ev.gain.significant and ev.campaign_gain.significant), gate.message
+    if gate.passed:  # the planted world decides; the path that hands on the classifier is taken either way below
+        assert deployment_candidate(risk, ev, training_frame, users, None) == (risk, ev)
+        ev = replace(ev, gates=(*ev.gates, GateResult("beats_classifier_significantly", False, "forced", 0.0, 0.0)))
+    alone, alone_ev = deployment_candidate(risk, ev, training_frame, users, None)
+    assert (
+        alone.kind == "classifier_alone" and alone_ev.version == alone.version and alone_ev.instead_of == risk.version
+    )
+    assert alone_ev.gain == ev.gain and alone_ev.content_classifier_version == classifier.version
+    assert alone_ev.test.macro_pr_auc == pytest.approx(ev.classifier_alone_test.macro_pr_auc)
+    assert {g.name: g.passed for g in alone_ev.gates}["beats_classifier_significantly"]
+    sample = training_frame.filter(pl.col("split") == "test").head(100)
+    np.testing.assert_allclose(
+        Scorer.load(alone.path).predict_proba(sample), Scorer.load(classifier.path).predict_proba(sample.select("text"))
+    )
+    assert (Path(alone.path) / "operating_points.json").exists() and (Path(alone.path) / "evaluation.json").exists()

@@ -5,6 +5,7 @@
   champion's content classifier on the same rows.
 - `evaluate_risk_model`: the pair on platform content of the test period (the simulated split)
   and its QA-gold subset, per slice, beside its own classifier alone and the champion pair.
+- `deployment_candidate`: the pair, or its classifier alone when the risk model did not earn its place.
 Operating points are chosen on validation rows, never on the rows they are judged on. Each
 evaluation is also written beside its model as evaluation.json and operating_points.json.
 """
@@ -19,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from ml.evaluation.gates import GateConfig, pair_gates, text_gates
-from ml.evaluation.generalisation import leave_one_source_out
+from ml.evaluation.generalisation import leave_one_source_out, macro_delta_interval, present_policy_metrics
 from ml.evaluation.metrics import (
     choose_operating_points,
     policy_metrics,
@@ -28,8 +29,8 @@ from ml.evaluation.metrics import (
     with_slices,
 )
 from ml.evaluation.plots import calibration_plot, pr_curves
-from ml.evaluation.results import ClassifierEvaluation, PairEvaluation, SetMetrics, as_json
-from ml.training.artifacts import ModelArtifact
+from ml.evaluation.results import ClassifierEvaluation, PairedGain, PairEvaluation, SetMetrics, as_json
+from ml.training.artifacts import ModelArtifact, classifier_alone
 from ml.training.content import BASELINE_RECIPE, ClassifierRecipe, FitPlan
 from ml.training.dataset import held_out_texts, label_array, platform_rows
 from ml.training.scorer import Scorer
@@ -118,6 +119,24 @@ def pair_operating_points(scorer: Scorer, training_set: pl.DataFrame, platform_v
     return choose_operating_points(np.concatenate([label_array(platform_val), label_array(texts)]), proba)
 
 
+def campaign_items(frame: pl.DataFrame) -> np.ndarray:
+    """Rows whose post was linked, when it was posted, to another account's earlier post: a near-duplicate of
+    its text or a shared link, number or address (the campaign features, point in time; no simulator truth)."""
+    linked = [c for c in ("copy_accounts_before", "artifact_accounts_before") if c in frame.columns]
+    if not linked:
+        return np.zeros(frame.height, dtype=bool)
+    return frame.select(pl.any_horizontal(pl.col(c).fill_null(0) > 0 for c in linked)).to_series().to_numpy()
+
+
+def paired_gain(labels: np.ndarray, pair: np.ndarray, classifier: np.ndarray, confidence: float = 0.95) -> PairedGain:
+    """Macro PR-AUC of the pair minus its classifier's on the same rows, with its paired-bootstrap interval."""
+    if len(labels) == 0:
+        return PairedGain(0, np.nan, np.nan, np.nan, confidence)
+    delta = present_policy_metrics(labels, pair).macro_pr_auc - present_policy_metrics(labels, classifier).macro_pr_auc
+    low, high = macro_delta_interval(labels, pair, classifier, None, confidence=confidence)
+    return PairedGain(len(labels), float(delta), low, high, confidence)
+
+
 def evaluate_risk_model(
     artifact: ModelArtifact,
     training_set: pl.DataFrame,
@@ -125,8 +144,13 @@ def evaluate_risk_model(
     champion: ModelArtifact | None,
     classifier_evaluation: ClassifierEvaluation,
     config: GateConfig = GateConfig(),
+    instead_of: PairEvaluation | None = None,
 ) -> PairEvaluation:
-    """The pair on the simulated test split (platform content, test period) and its QA-gold subset, gated."""
+    """The pair on the simulated test split (platform content, test period) and its QA-gold subset, gated.
+
+    With `instead_of` (the evaluation of a pair that did not beat its classifier), `artifact` is that
+    classifier deployed alone (ml/training/artifacts.py classifier_alone), evaluated the same way and carrying
+    the pair's gains, so the run and its registry say why it stands in the pair's place."""
     scorer = Scorer(artifact)
     if scorer.classifier.version != classifier_evaluation.version:
         raise ValueError(
@@ -166,7 +190,35 @@ def evaluate_risk_model(
         classifier=classifier_evaluation,
         plots=plots,
     )
+    if instead_of is None:
+        linked, confidence = campaign_items(test), config.pair_gain_confidence or 0.95  # 0: reported at 95%
+        gains = (
+            paired_gain(y_test, p_test, p_text, confidence),
+            paired_gain(y_test[linked], p_test[linked], p_text[linked], confidence),
+        )
+    else:
+        gains = instead_of.gain, instead_of.campaign_gain
+    ev = replace(ev, gain=gains[0], campaign_gain=gains[1], instead_of=instead_of.version if instead_of else None)
     return _judged(replace(ev, gates=pair_gates(ev, config)), model_dir)
+
+
+def deployment_candidate(
+    pair_artifact: ModelArtifact,
+    pair: PairEvaluation,
+    training_set: pl.DataFrame,
+    users: pl.DataFrame,
+    champion: ModelArtifact | None,
+    config: GateConfig = GateConfig(),
+) -> tuple[ModelArtifact, PairEvaluation]:
+    """What may be deployed from an evaluated pair: the pair itself when its risk model earned its place
+    (`beats_classifier_significantly`), else its content classifier alone (a `classifier_alone` artifact made
+    beside it), evaluated the same way on the same rows and carrying the pair's gains."""
+    if "beats_classifier_significantly" not in pair.failed_gates:
+        return pair_artifact, pair
+    models = Path(pair_artifact.path).parent
+    classifier = ModelArtifact.read(models / pair_artifact.params["content_classifier"])
+    alone = classifier_alone(classifier, models, instead_of=pair_artifact.version)
+    return alone, evaluate_risk_model(alone, training_set, users, champion, pair.classifier, config, instead_of=pair)
 
 
 def _qa_gold(gold: pl.DataFrame, proba: np.ndarray, points: dict) -> SetMetrics:

@@ -26,6 +26,15 @@ class GateConfig:
     # Non-inferiority margin of leave-one-source-out: with 95% confidence, the candidate is at most
     # this far below the baseline recipe's macro PR-AUC on every held-out source.
     max_source_regression: float = 0.01
+    # The risk model earns its place when the lower end of the paired-bootstrap interval of the pair's gain over
+    # its classifier alone, at this confidence, is above 0 (overall and on campaign items); 0: not required.
+    pair_gain_confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.pair_gain_confidence < 1.0:
+            raise ValueError(
+                f"pair_gain_confidence must be at least 0 and below 1 (0: not required), not {self.pair_gain_confidence}"
+            )
 
 
 TEXT_GATES = (
@@ -41,6 +50,7 @@ PAIR_GATES = (
     "no_regression_vs_champion",
     "calibration",
     "context_helps_every_slice",
+    "beats_classifier_significantly",
 )
 
 MIN_GATE_POSITIVES = 20  # below this, a PR-AUC is too noisy to gate on (a few rows move it by 0.2)
@@ -64,6 +74,16 @@ def gate_descriptions(config: GateConfig) -> dict[str, str]:
         "context_helps_every_slice": "On no slice (surface, language, country, account age) does the pair's macro "
         f"ROC-AUC fall more than {config.max_slice_regression:g} below its content classifier alone's: context "
         "must not hurt.",
+        "beats_classifier_significantly": (
+            "The risk model earns its place: on the simulated test split the lower end of the "
+            f"{config.pair_gain_confidence:.0%} paired-bootstrap interval of the pair's macro PR-AUC minus its content "
+            "classifier alone's is above 0, overall and on campaign items (posts linked to another account's earlier "
+            "post by a near-duplicate text or a shared link, number or address). When it is not, the classifier is "
+            "evaluated and deployed alone in the pair's place, and this check says why."
+            if config.pair_gain_confidence
+            else "Not required in this deployment (pair_gain_confidence 0): the pair's gain over its classifier "
+            "alone is reported, and the pair is deployed when its other gates pass."
+        ),
     }
 
 
@@ -231,6 +251,7 @@ def pair_gates(ev: PairEvaluation, config: GateConfig = GateConfig()) -> tuple[G
         _no_regression(ev.test, ev.champion_test, ev.champion_version, config, "simulated test split"),
         _calibration(ev.test, config, "the simulated test split"),
     ]
+    gates.append(_beats_classifier(ev, config))
     drop, where = worst_slice(ev.slices)
     gates.append(
         GateResult(
@@ -243,3 +264,31 @@ def pair_gates(ev: PairEvaluation, config: GateConfig = GateConfig()) -> tuple[G
         )
     )
     return tuple(gates)
+
+
+def _beats_classifier(ev: PairEvaluation, config: GateConfig) -> GateResult:
+    """Whether the risk model earns its place beside the classifier (the pair's `gain` and `campaign_gain`)."""
+    name = "beats_classifier_significantly"
+    if ev.gain is None or ev.campaign_gain is None:
+        return GateResult(name, False, "the pair's gain over its classifier was not measured", math.nan, 0.0)
+    shown = f"overall {ev.gain.describe('test items')}; on campaign items {ev.campaign_gain.describe('items')}"
+    if not config.pair_gain_confidence:
+        return GateResult(name, True, f"not required here (pair_gain_confidence 0); {shown}", ev.gain.ci_low, 0.0)
+    if ev.kind == "classifier_alone":
+        return GateResult(
+            name,
+            True,
+            f"the content classifier alone, in place of the pair {ev.instead_of}, which did not beat it "
+            f"significantly: {shown}",
+            ev.gain.ci_low,
+            0.0,
+        )
+    passed = ev.gain.significant and ev.campaign_gain.significant
+    return GateResult(
+        name,
+        passed,
+        f"pair minus its classifier alone, macro PR-AUC: {shown}"
+        + ("" if passed else ": not significant, so the content classifier is deployed alone"),
+        float(np.fmin(ev.gain.ci_low, ev.campaign_gain.ci_low)),
+        0.0,
+    )

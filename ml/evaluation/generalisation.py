@@ -124,10 +124,15 @@ def learnable_policies(remaining: pl.DataFrame) -> set[str]:
 
 
 def macro_delta_interval(
-    labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray, learnable: set[str], seed: int = 0
+    labels: np.ndarray,
+    ours: np.ndarray,
+    theirs: np.ndarray,
+    learnable: set[str] | None,
+    seed: int = 0,
+    confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """95% paired-bootstrap interval of (ours - theirs) macro PR-AUC over the policies scored: both
-    read the same `BOOTSTRAP_ROUNDS` resamples of the rows."""
+    """Paired-bootstrap interval (95% unless `confidence` says otherwise) of (ours - theirs) macro PR-AUC over
+    the policies scored: both read the same `BOOTSTRAP_ROUNDS` resamples of the rows."""
     rng = np.random.default_rng(seed)
     n = len(labels)
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(BOOTSTRAP_ROUNDS)])
@@ -137,7 +142,8 @@ def macro_delta_interval(
     deltas = deltas[np.isfinite(deltas)]
     if not len(deltas):
         return math.nan, math.nan
-    return float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))
+    tail = 50 * (1 - confidence)
+    return float(np.percentile(deltas, tail)), float(np.percentile(deltas, 100 - tail))
 
 
 def leave_one_source_out(

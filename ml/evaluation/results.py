@@ -129,8 +129,32 @@ class ClassifierEvaluation(Gated):
 
 
 @dataclass(frozen=True)
+class PairedGain:
+    """What the pair adds to its content classifier alone on the same rows: macro PR-AUC of the pair minus
+    the classifier's, and the paired-bootstrap interval of that difference at `confidence` (NaN: not measurable there,
+    no policy with enough positives)."""
+
+    rows: int
+    delta: float
+    ci_low: float
+    ci_high: float
+    confidence: float = 0.95
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low > 0  # NaN compares False: an unmeasurable gain is not a shown one
+
+    def describe(self, where: str) -> str:
+        if not math.isfinite(self.delta):
+            return f"not measurable on {self.rows} {where} (too few positives of any policy)"
+        return f"{self.delta:+.3f} ({self.confidence:.0%} {self.ci_low:+.3f} to {self.ci_high:+.3f}) on {self.rows} {where}"
+
+
+@dataclass(frozen=True)
 class PairEvaluation(Gated):
-    """The pair (content classifier + risk model) on platform content of the test period."""
+    """The pair (content classifier + risk model) on platform content of the test period; or, with kind
+    `classifier_alone`, the content classifier deployed alone in place of the pair `instead_of`, which did
+    not beat it significantly (`gain`, `campaign_gain` are that pair's)."""
 
     version: str
     kind: str
@@ -146,6 +170,9 @@ class PairEvaluation(Gated):
     classifier: ClassifierEvaluation
     plots: Mapping[str, str] = field(default_factory=dict)
     gates: tuple[GateResult, ...] = ()
+    gain: PairedGain | None = None  # over the classifier alone, on the whole test split
+    campaign_gain: PairedGain | None = None  # on its campaign items (ml/evaluation/evaluate.py campaign_items)
+    instead_of: str | None = None
 
 
 def macro(metrics: SetMetrics | None) -> float:

@@ -40,7 +40,7 @@ from ml.training.artifacts import ModelArtifact
 from ml.training.calibration import PolicyCalibration, softmax
 from ml.training.content import EnsembleTextClassifier, combine
 from ml.training.matrix import dense_columns_of, risk_features, with_text_signals
-from ml.training.scorer import Scorer, has_context
+from ml.training.scorer import PAIRED_KINDS, Scorer, has_context
 from ml.training.text_classifier import LinearTextClassifier, ngram_counts, signal_block
 
 LINEAR_KINDS = ("content_classifier", "baseline")
@@ -177,7 +177,8 @@ class CompiledScorer:
     """`Scorer`'s interface (`predict_proba(frame)`, `artifact`, `version`) with the compiled classifier.
 
     A `risk_model` pair compiles its content classifier and answers rows with platform context
-    with the booster, the others with the classifier alone, as `Scorer` does.
+    with the booster, the others with the classifier alone, as `Scorer` does; `classifier_alone` answers
+    every row with its compiled classifier.
     """
 
     uses_hashed_ngrams = False
@@ -188,11 +189,12 @@ class CompiledScorer:
         self._booster = None
         if artifact.kind in LINEAR_KINDS:
             self._text: CompiledClassifier | Scorer = _load_linear(artifact)
-        elif artifact.kind == "risk_model":
-            import lightgbm as lgb
+        elif artifact.kind in PAIRED_KINDS:
+            if artifact.kind == "risk_model":
+                import lightgbm as lgb
 
-            self._booster = lgb.Booster(model_file=str(path / "model.txt"))
-            self._dense = dense_columns_of(self._booster.num_feature() - len(POLICIES))
+                self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+                self._dense = dense_columns_of(self._booster.num_feature() - len(POLICIES))
             classifier = ModelArtifact.read(path.parent / artifact.params["content_classifier"])
             self._text = _load_linear(classifier) if classifier.kind in LINEAR_KINDS else Scorer(classifier)
         else:
@@ -237,6 +239,6 @@ class CompiledScorer:
 
 def compiled_scorer(artifact: ModelArtifact) -> CompiledScorer | Scorer:
     """The compiled scorer of `artifact`, or its `Scorer` when its kind is not compiled (torch models)."""
-    if artifact.kind in (*LINEAR_KINDS, "risk_model"):
+    if artifact.kind in (*LINEAR_KINDS, *PAIRED_KINDS):
         return CompiledScorer(artifact)
     return Scorer(artifact)

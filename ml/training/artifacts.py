@@ -45,6 +45,22 @@ class ModelArtifact:
         return cls(**{**json.loads(Path(path, "artifact.json").read_text()), "path": str(path)})
 
 
+def classifier_alone(classifier: ModelArtifact, models_dir: Path, instead_of: str) -> ModelArtifact:
+    """The content classifier as a deployable of its own (kind `classifier_alone`), standing in for the pair
+    `instead_of`: a directory naming its classifier as a pair does, where its evaluation and operating points
+    on platform content are written (the classifier's own directory keeps its text-only ones). It reads text
+    only, never context, and its scores are the classifier's."""
+    version = new_version("classifier_alone")
+    out = models_dir / version
+    out.mkdir(parents=True)
+    params = {
+        "content_classifier": classifier.version,
+        "content_classifier_dataset_version": classifier.dataset_version,
+        "instead_of": instead_of,
+    }
+    return ModelArtifact("classifier_alone", version, str(out), classifier.dataset_version, params).write_manifest()
+
+
 def proba_frame(content_ids: pl.Series | None, proba: np.ndarray) -> pl.DataFrame:
     """The shared score schema: content_id (if known) then p_<policy> for every policy."""
     cols = {name: proba[:, k].astype(np.float64) for k, name in enumerate(PROBA_COLUMNS)}

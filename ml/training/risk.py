@@ -4,6 +4,9 @@ The risk model sees the classifier's out-of-fold scores (from `label_issues`: ea
 model that never saw it) beside behaviour, network and context features of platform content, and
 is trained on Ray (ml/training/lightgbm_model.py). At scoring time it answers for rows that carry
 platform context and the classifier answers for rows that do not (ml/training/scorer.py).
+
+A risk model must earn its place (the pair gate `beats_classifier_significantly`); when it does not, the
+content classifier is deployed alone (ml/training/artifacts.py `classifier_alone`: a pair without a booster).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ returns calibrated probabilities in the shared `p_<policy>` schema. Text-only ki
 classifier, the baseline, the deep text model) ignore context. A `risk_model` artifact is the
 champion pair: it loads its content classifier from the sibling directory its params name, and
 answers with the risk model for rows that carry platform context and with the classifier for
-rows that carry none (an external file, an API call without context).
+rows that carry none (an external file, an API call without context). A `classifier_alone` artifact is
+the content classifier deployed in a pair's place: it names its classifier the same way and answers every
+row with it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from ml.training.matrix import CONTEXT_COLUMNS, dense_columns_of, risk_features,
 from ml.training.text_classifier import TextMatrix
 
 TEXT_ONLY_KINDS = ("content_classifier", "baseline", "text_model")
+# Deployables that name their content classifier (params["content_classifier"]): the pair, and the classifier
+# deployed alone in a pair's place.
+PAIRED_KINDS = ("risk_model", "classifier_alone")
 
 
 def has_context(frame: pl.DataFrame) -> np.ndarray:
@@ -62,11 +67,12 @@ class Scorer:
             self._net = TextClassifier(int(artifact.params["n_dense"]), params.embedding_dim, params.hidden_dim)
             self._net.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
             self._net.eval()
-        elif kind == "risk_model":
-            import lightgbm as lgb
+        elif kind in PAIRED_KINDS:
+            if kind == "risk_model":
+                import lightgbm as lgb
 
-            self._booster = lgb.Booster(model_file=str(path / "model.txt"))
-            self._dense = dense_columns_of(self._booster.num_feature() - len(POLICIES))
+                self._booster = lgb.Booster(model_file=str(path / "model.txt"))
+                self._dense = dense_columns_of(self._booster.num_feature() - len(POLICIES))
             self.classifier = Scorer(ModelArtifact.read(path.parent / artifact.params["content_classifier"]))
         else:
             raise ValueError(f"unknown model kind {kind!r} in {path}")
@@ -108,8 +114,10 @@ class Scorer:
 
                 logits = predict_logits(self._net, hashed_ngrams(texts) if ngrams is None else ngrams, dense)
             return softmax(logits, self.artifact.temperature)
-        # risk_model: the classifier answers alone where the platform context is unknown.
         text_proba = self.classifier.predict_proba(frame)
+        if kind == "classifier_alone":
+            return text_proba
+        # risk_model: the classifier answers alone where the platform context is unknown.
         context = has_context(frame)
         if not context.any():
             return text_proba

@@ -321,11 +321,18 @@ def print_model_report(evaluations: dict) -> None:
     pair = evaluations.get("risk_model_evaluation")
     if pair:
         qa = f"{pair.qa_gold.macro_pr_auc:.3f} on {pair.qa_gold.rows} audited items" if pair.qa_gold else "not measured"
+        name = f"classifier alone {pair.version} (in place of {pair.instead_of})" if pair.instead_of else pair.version
         print(
-            f"  pair {pair.version}: simulated test macro PR-AUC {f(pair.test.macro_pr_auc).strip()} "
+            f"  {name}: simulated test macro PR-AUC {f(pair.test.macro_pr_auc).strip()} "
             f"on {pair.test.rows} items (classifier alone {f(pair.classifier_alone_test.macro_pr_auc).strip()}), "
             f"QA gold {qa}, gates " + ("passed" if pair.gates_passed else "FAILED: " + ", ".join(pair.failed_gates))
         )
+        if pair.gain is not None and pair.campaign_gain is not None:
+            print(
+                f"  pair minus classifier alone: {pair.gain.describe('test items')}; "
+                f"{pair.campaign_gain.describe('campaign items')}"
+                + (": not significant, so the classifier is deployed alone" if pair.instead_of else "")
+            )
 
 
 def print_champion(lake) -> None:
