@@ -19,14 +19,25 @@ from assets.metadata import markdown_table, table_schema
 from assets.resources import LakehouseResource
 from ml.campaigns.clusters import CampaignRule, campaign_keys, campaigns
 from ml.campaigns.features import confirmed_removals
-from ml.campaigns.links import SIGNATURE_SCHEMA, post_artifacts, text_neighbours, text_signatures
+from ml.campaigns.links import SIGNATURE_SCHEMA, SIGNATURES, post_artifacts, text_neighbours, text_signatures
 from ml.lake import write_parquet_atomic
 from ml.matching.text import TextMatchParams
 
 CAMPAIGNS = "campaigns"
 CAMPAIGN_MEMBERS = "campaign_members"
-# MinHash signatures of every distinct text seen, kept between runs: a text is signed once ever.
-SIGNATURES = "campaign_text_signatures"
+
+
+def stored_signatures(lake) -> pl.DataFrame:
+    """The MinHash signatures of every distinct text the campaigns asset has seen, kept between its builds (a
+    text is signed once ever) and read by every scoring path that builds campaign features."""
+    stored = _signatures_path(lake)
+    return pl.read_parquet(stored) if stored.exists() else pl.DataFrame(schema=SIGNATURE_SCHEMA)
+
+
+def _signatures_path(lake):
+    return lake.features / SIGNATURES / "part-0.parquet"
+
+
 CHECKS = {
     "members_agree": "Every campaign's post and account counts are those of its member rows, and no post belongs "
     "to two campaigns.",
@@ -41,11 +52,10 @@ def campaigns_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
     rule, params = CampaignRule(), TextMatchParams()
     content = lake.read_table("content").drop("date")
     decisions, appeals = lake.read_table("decisions").drop("date"), lake.read_table("appeals").drop("date")
-    stored = lake.features / SIGNATURES / "part-0.parquet"
-    known = pl.read_parquet(stored) if stored.exists() else pl.DataFrame(schema=SIGNATURE_SCHEMA)
+    known = stored_signatures(lake)
     signatures = text_signatures(content.select("text_hash", "text"), known, params)
     if signatures.height > known.height:
-        write_parquet_atomic(pl.concat([known, signatures]).unique("text_hash", keep="first"), stored)
+        write_parquet_atomic(pl.concat([known, signatures]).unique("text_hash", keep="first"), _signatures_path(lake))
     keys = campaign_keys(content, text_neighbours(signatures, params), post_artifacts(content))
     every, members = campaigns(
         content,

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from assets.campaigns import CAMPAIGN_MEMBERS
+from assets.campaigns import CAMPAIGN_MEMBERS, stored_signatures
 from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import add_partition_metadata, markdown_table, partition_days, rounded
 from assets.resources import LakehouseResource
 from ml.campaigns.context import with_campaign_context
 from ml.campaigns.features import confirmed_removals
+from ml.campaigns.links import SIGNATURES
 from ml.deployment import DeploymentDecision
 from ml.features.build import scoring_frame
 from ml.matching.bank_matches import BANK_MATCHES, MATCH_SCHEMA, with_bank_matches
@@ -27,14 +28,26 @@ RAW_INPUTS = ("content", "users", "reports", "decisions", "appeals")
 def raw_inputs(lake) -> dict[str, pl.DataFrame]:
     """What a model's features are built from, as batch scoring reads it: every raw table a feature looks
     back over (whole, not the days scored) and the text read in images. Scoring, the launch backtest, the
-    shadow and monitoring all read this, so they score an item with the same features."""
-    return {**{t: lake.read_table(t).drop("date") for t in RAW_INPUTS}, IMAGE_TEXT: image_text_table(lake)}
+    shadow and monitoring all read this, so they score an item with the same features; with them, the stored
+    text signatures the campaigns asset keeps, so none of them signs the history's texts again."""
+    return {
+        **{t: lake.read_table(t).drop("date") for t in RAW_INPUTS},
+        IMAGE_TEXT: image_text_table(lake),
+        SIGNATURES: stored_signatures(lake),
+    }
 
 
 def scored_frame(raw: dict[str, pl.DataFrame], content: pl.DataFrame) -> pl.DataFrame:
     """`content` (any subset of raw["content"]) with every feature a model reads (`scoring_frame`)."""
     return scoring_frame(
-        content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw[IMAGE_TEXT], raw["content"]
+        content,
+        raw["users"],
+        raw["reports"],
+        raw["decisions"],
+        raw["appeals"],
+        raw[IMAGE_TEXT],
+        raw["content"],
+        raw[SIGNATURES],
     )
 
 

@@ -208,3 +208,17 @@ def test_the_campaign_rule_decides_at_most_its_cap_per_hour_and_the_rest_fall_th
     assert set(policy.decide(proba, thresholds, context.drop("created_at"))) == {"remove"}
     with pytest.raises(PolicyError, match=r"line 10: max_per_hour 0 must be a whole number of at least 1"):
         parse_policy(CAPPED_POLICY.replace("max_per_hour: 3", "max_per_hour: 0"))
+
+
+def test_scoring_with_the_stored_signatures_gives_the_features_it_computes_alone(platform):
+    """The scoring paths read the signatures the campaigns asset keeps instead of signing the history again: the
+    same features either way, and a text missing from the stored table (posted since) is signed on the spot."""
+    from ml.features import build
+
+    content, decisions, appeals, *_ = platform
+    stored = text_signatures(content.filter(pl.col("content_id") != 107), None, TextMatchParams())
+    alone = build.campaign_features(content, decisions, appeals)
+    with_stored = build.campaign_features(content, decisions, appeals, signatures=stored)
+    assert with_stored.sort("content_id").equals(alone.sort("content_id"))
+    assert stored.height == content["text_hash"].n_unique() - 1  # 107's text was not in it, and was still linked
+    assert with_stored.filter(pl.col("content_id") == 107)["copies_before"].item() == 7

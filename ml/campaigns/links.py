@@ -18,6 +18,11 @@ from ml.matching.text import TextMatchParams, near_duplicate_pairs_of_signatures
 SIGNATURE_SCHEMA = {"text_hash": pl.String, "usable": pl.Boolean, "signature": pl.List(pl.UInt64)}
 
 
+# The table of MinHash signatures the campaigns asset keeps (every distinct text seen, signed once ever), by the
+# name the raw inputs of scoring carry it under beside the raw tables.
+SIGNATURES = "campaign_text_signatures"
+
+
 def text_signatures(texts: pl.DataFrame, known: pl.DataFrame | None, params: TextMatchParams) -> pl.DataFrame:
     """MinHash signatures of every distinct text in `texts` (text_hash, text), reusing `known` ones
     (a frame of SIGNATURE_SCHEMA from an earlier run); returns all of them in SIGNATURE_SCHEMA."""

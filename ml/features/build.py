@@ -34,15 +34,20 @@ def content_features(content: pl.DataFrame, image_text: pl.DataFrame | None = No
 
 
 def campaign_features(
-    content: pl.DataFrame, decisions: pl.DataFrame, appeals: pl.DataFrame, history: pl.DataFrame | None = None
+    content: pl.DataFrame,
+    decisions: pl.DataFrame,
+    appeals: pl.DataFrame,
+    history: pl.DataFrame | None = None,
+    signatures: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The campaign features (ml/campaigns/features.py FEATURES) of every post of `content`, point in time:
     what its near-duplicate copies and shared links, numbers and addresses among the posts of `history`
-    (None: `content` itself) showed before it was posted. Each distinct text is signed once per process
-    (ml.matching.text), so the scoring paths of one run share the signatures."""
+    (None: `content` itself) showed before it was posted. Texts already in `signatures` (the table the
+    campaigns asset keeps, ml.campaigns.links SIGNATURES) are not signed again; the others are."""
     history = content if history is None else history
     params = TextMatchParams()
-    neighbours = text_neighbours(text_signatures(history.select("text_hash", "text"), None, params), params)
+    signed = text_signatures(history.select("text_hash", "text"), signatures, params)
+    neighbours = text_neighbours(signed, params)
     links = post_artifacts(history)
     removals = campaign.confirmed_removals(decisions, appeals)
     return campaign.campaign_features(content, history, neighbours, links, removals)
@@ -56,6 +61,7 @@ def scoring_frame(
     appeals: pl.DataFrame,
     image_text: pl.DataFrame | None = None,
     history: pl.DataFrame | None = None,
+    signatures: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """`content` with its text and every feature a model reads, point in time, one row per item.
 
@@ -64,7 +70,8 @@ def scoring_frame(
     full `users`, `reports`, `decisions` and `appeals`: an author's earlier posts, the reports on
     them and their removals count whichever subset is scored, so a day scored alone gets the
     features that day gets inside a backfill, in the backtest and in training. An image post's text
-    is its caption and then the text read in its image (`image_text`).
+    is its caption and then the text read in its image (`image_text`). `signatures`: the stored MinHash
+    signatures of texts seen before (`campaign_features`), so a scoring path does not sign the history again.
     """
     history = content if history is None else history
     ids = content.select("content_id")
@@ -76,7 +83,7 @@ def scoring_frame(
         .join(
             network_features(history, users, decisions).drop("component_id").join(ids, on="content_id"), on="content_id"
         )
-        .join(campaign_features(content, decisions, appeals, history), on="content_id")
+        .join(campaign_features(content, decisions, appeals, history, signatures), on="content_id")
     )
 
 

@@ -271,6 +271,7 @@ def backtest(
     `campaign_members`: the campaigns asset's members, which its campaign rule reads (ml/campaigns/context.py)."""
     from ml.campaigns.context import with_campaign_context
     from ml.campaigns.features import confirmed_removals
+    from ml.campaigns.links import SIGNATURES
     from ml.features.build import scoring_frame
     from ml.features.images import IMAGE_TEXT
     from ml.matching.bank_matches import with_bank_matches
@@ -280,7 +281,14 @@ def backtest(
     # Features look back over all of raw["content"], image posts read as scoring reads them: the actions the
     # backtest predicts are the ones batch scoring will take on the same items.
     frame = scoring_frame(
-        content, raw["users"], raw["reports"], raw["decisions"], raw["appeals"], raw.get(IMAGE_TEXT), raw["content"]
+        content,
+        raw["users"],
+        raw["reports"],
+        raw["decisions"],
+        raw["appeals"],
+        raw.get(IMAGE_TEXT),
+        raw["content"],
+        raw.get(SIGNATURES),
     )
     if bank_matches is not None:
         frame = with_bank_matches(frame, bank_matches)
