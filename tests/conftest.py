@@ -23,7 +23,11 @@ from ml.corpora import load_text_pool  # noqa: E402
 from ml.world import SimConfig  # noqa: E402
 
 # Shared builders and constants live in tests/helpers.py; the fixtures here use them.
-from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA, LANDED_DAYS, copy_home, run_cli  # noqa: E402
+from tests.helpers import DEFAULT_CORPORA, HAS_CORPORA, LANDED_DAYS, BackgroundCli, copy_home, run_cli  # noqa: E402
+
+# The session's end-to-end `trustlake run` (e2e_home), started as soon as the tests are collected when any of
+# them reads it: it builds (3-4 minutes) while the tests before the first reader run.
+_E2E_RUN: BackgroundCli | None = None
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -34,6 +38,20 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.e2e)
         if not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.unit)
+
+
+def pytest_collection_finish(session) -> None:
+    global _E2E_RUN
+    wanted = any("e2e_home" in getattr(item, "fixturenames", ()) for item in session.items)
+    if wanted and not session.config.option.collectonly:
+        _E2E_RUN = BackgroundCli(Path(tempfile.mkdtemp(prefix="trustlake-e2e-")) / "home", "run")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The end-to-end run never outlives the session (an interrupted one is killed), nor does its home."""
+    if _E2E_RUN is not None:
+        _E2E_RUN.stop()
+        shutil.rmtree(_E2E_RUN.home.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +68,13 @@ def small_config() -> SimConfig:
 
 
 @pytest.fixture(scope="session")
-def e2e_home(tmp_path_factory) -> Path:
+def e2e_home() -> Path:
     """A home directory after a real `trustlake run` (Dagster + dbt + Ray) over its whole window:
-    E2E_DAYS days ending yesterday."""
-    home = tmp_path_factory.mktemp("trustlake-home")
-    result = run_cli(home, "run", timeout=2400)
+    E2E_DAYS days ending yesterday. Started when the session's tests were collected (_E2E_RUN)."""
+    assert _E2E_RUN is not None, "no e2e run was started: pytest_collection_finish saw no test reading e2e_home"
+    result = _E2E_RUN.result(timeout=2400)
     assert result.returncode == 0, f"trustlake run failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return home
+    return _E2E_RUN.home
 
 
 @pytest.fixture(scope="session")

@@ -325,6 +325,40 @@ def run_cli(home: Path, *args: str, timeout: float = 1200, **extra: str) -> subp
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+class BackgroundCli:
+    """`trustlake ARGS` in `home`, started now and waited for when a test needs it (`result`), so a long command
+    (the session's end-to-end run) runs while other tests do. Its output goes to files beside the home (a full
+    pipe never stalls it); `stop` kills it and everything it started if it is still running."""
+
+    def __init__(self, home: Path, *args: str, **extra: str):
+        self.home = home
+        self._out, self._err = home.parent / "trustlake.out", home.parent / "trustlake.err"
+        with open(self._out, "w") as out, open(self._err, "w") as err:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("trustlake")), *args],
+                env=trustlake_env(home, **extra),
+                stdout=out,
+                stderr=err,
+                cwd=PROJECT_ROOT,
+            )
+
+    def result(self, timeout: float) -> subprocess.CompletedProcess:
+        """Its outcome, waiting for it up to `timeout` seconds (then it is killed and TimeoutExpired raised)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        return subprocess.CompletedProcess(
+            self.proc.args, self.proc.returncode, self._out.read_text(), self._err.read_text()
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            kill_tree(self.proc.pid)
+            self.proc.wait()
+
+
 def free_port() -> int:
     """A TCP port free on the loopback address right now, for a server a test starts."""
     with socket.socket() as s:
