@@ -17,7 +17,7 @@ import polars as pl
 
 from assets.metadata import markdown_table, table_schema
 from assets.resources import LakehouseResource
-from ml.campaigns.clusters import CampaignRule, campaign_keys, campaigns
+from ml.campaigns.clusters import CampaignRule, campaign_keys, campaigns, membership_problems
 from ml.campaigns.features import confirmed_removals
 from ml.campaigns.links import SIGNATURE_SCHEMA, SIGNATURES, post_artifacts, text_neighbours, text_signatures
 from ml.lake import write_parquet_atomic
@@ -38,6 +38,10 @@ def _signatures_path(lake):
     return lake.features / SIGNATURES / "part-0.parquet"
 
 
+DESCRIPTIONS = {
+    CAMPAIGNS: "One row per coordinated campaign (ml/campaigns/clusters.py).",
+    CAMPAIGN_MEMBERS: "One row per post of a campaign: campaign, post, author, created.",
+}
 CHECKS = {
     "members_agree": "Every campaign's post and account counts are those of its member rows, and no post belongs "
     "to two campaigns.",
@@ -68,10 +72,7 @@ def campaigns_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
     members = members.join(found.select("campaign_id"), on="campaign_id")
     write_parquet_atomic(found, lake.features / CAMPAIGNS / "part-0.parquet")
     write_parquet_atomic(members, lake.features / CAMPAIGN_MEMBERS / "part-0.parquet")
-    counted = members.group_by("campaign_id").agg(pl.len().alias("n"), pl.col("author_id").n_unique().alias("a"))
-    agree = found.join(counted, on="campaign_id", how="left")
-    disagree = agree.filter((pl.col("n") != pl.col("posts")) | (pl.col("a") != pl.col("accounts"))).height
-    twice = members.height - members["content_id"].n_unique()
+    disagree, twice = membership_problems(found, members)
     by_kind = (
         found.group_by("coordination").agg(pl.len().alias("campaigns"), pl.col("posts").sum()).sort("coordination")
     )
@@ -130,20 +131,8 @@ def campaigns_assets() -> list[dg.AssetsDefinition]:
         dg.multi_asset(
             name=CAMPAIGNS,
             specs=[
-                dg.AssetSpec(
-                    CAMPAIGNS,
-                    group_name="campaigns",
-                    kinds={"polars", "parquet"},
-                    deps=deps,
-                    description="One row per coordinated campaign (ml/campaigns/clusters.py).",
-                ),
-                dg.AssetSpec(
-                    CAMPAIGN_MEMBERS,
-                    group_name="campaigns",
-                    kinds={"polars", "parquet"},
-                    deps=deps,
-                    description="One row per post of a campaign: campaign, post, author, created.",
-                ),
+                dg.AssetSpec(key, group_name="campaigns", kinds={"polars", "parquet"}, deps=deps, description=said)
+                for key, said in DESCRIPTIONS.items()
             ],
             check_specs=[
                 dg.AssetCheckSpec(c, asset=CAMPAIGNS, blocking=True, description=d) for c, d in CHECKS.items()

@@ -222,3 +222,15 @@ def test_scoring_with_the_stored_signatures_gives_the_features_it_computes_alone
     assert with_stored.sort("content_id").equals(alone.sort("content_id"))
     assert stored.height == content["text_hash"].n_unique() - 1  # 107's text was not in it, and was still linked
     assert with_stored.filter(pl.col("content_id") == 107)["copies_before"].item() == 7
+
+
+def test_membership_problems_name_counts_that_disagree_and_posts_in_two_campaigns(platform):
+    from ml.campaigns.clusters import membership_problems
+
+    content, decisions, appeals, neighbours, artifacts = platform
+    keys = campaign_keys(content, neighbours, artifacts)
+    summary, members = campaigns(content, keys, confirmed_removals(decisions, appeals), decisions, CampaignRule())
+    assert membership_problems(summary, members) == (0, 0)
+    assert membership_problems(summary, members.head(7)) == (1, 0)  # a member row lost: the counts disagree
+    doubled = pl.concat([members, members.head(1).with_columns(pl.lit(-1, dtype=pl.Int64).alias("campaign_id"))])
+    assert membership_problems(summary, doubled) == (0, 1)  # one post in a second campaign

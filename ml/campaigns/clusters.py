@@ -170,4 +170,15 @@ def campaign_keys(posts: pl.DataFrame, neighbours: pl.DataFrame, artifacts: pl.D
     return pl.concat([text, art]).unique()
 
 
-__all__ = ["CampaignRule", "campaign_keys", "campaigns", "linked_pairs"]
+def membership_problems(summary: pl.DataFrame, members: pl.DataFrame) -> tuple[int, int]:
+    """(campaigns whose post or account counts differ from their member rows, posts in more than one campaign):
+    both 0 for a consistent pair of tables from `campaigns`."""
+    counted = members.group_by("campaign_id").agg(pl.len().alias("n"), pl.col("author_id").n_unique().alias("a"))
+    agree = summary.join(counted, on="campaign_id", how="left")
+    disagree = agree.filter(
+        pl.col("n").is_null() | (pl.col("n") != pl.col("posts")) | (pl.col("a") != pl.col("accounts"))
+    ).height
+    return disagree, members.height - members["content_id"].n_unique()
+
+
+__all__ = ["CampaignRule", "campaign_keys", "campaigns", "linked_pairs", "membership_problems"]
