@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -139,6 +139,19 @@ def pair_evaluation(version: str, passed: bool, text_only: float, champion: str 
         classifier=classifier_evaluation(f"cc-{version}", True, text_only),
         gates=(GateResult("min_pr_auc", passed, "", 0.0, 0.0),),
     )
+
+
+def scam_removals(removed: dict[int, datetime]) -> pl.DataFrame:
+    """A decisions table removing each content id of `removed` for scam at its time (campaign tests' rings)."""
+    return pl.DataFrame(
+        {
+            "decision_id": list(range(1, len(removed) + 1)),
+            "content_id": list(removed),
+            "policy": ["scam"] * len(removed),
+            "action": ["remove"] * len(removed),
+            "decided_at": list(removed.values()),
+        }
+    ).with_columns(pl.col("decided_at").cast(pl.Datetime("us")))
 
 
 def launch_impact_of(

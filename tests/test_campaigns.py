@@ -15,6 +15,7 @@ from ml.campaigns.features import FEATURES, campaign_features, confirmed_removal
 from ml.campaigns.links import post_artifacts, text_neighbours, text_signatures
 from ml.matching.text import TextMatchParams
 from ml.text import normalise, text_hash
+from tests.helpers import scam_removals
 
 T0 = datetime(2026, 11, 1, 12, 0)
 TEMPLATE = "Congratulations {name}! You have won a {prize} voucher, claim it now at http://bit.ly/{code} before {when}"
@@ -50,15 +51,7 @@ def platform():
         rows.append(post(200 + i, 2000 + i, 5 + 20 * i, text))
     content = pl.DataFrame(rows).with_columns(pl.col("created_at").cast(pl.Datetime("us")))
     # The first two ring posts were removed 25 minutes after they were posted; one removal overturned later.
-    decisions = pl.DataFrame(
-        {
-            "decision_id": [1, 2],
-            "content_id": [100, 101],
-            "policy": ["scam", "scam"],
-            "action": ["remove", "remove"],
-            "decided_at": [T0 + timedelta(minutes=25), T0 + timedelta(minutes=35)],
-        }
-    ).with_columns(pl.col("decided_at").cast(pl.Datetime("us")))
+    decisions = scam_removals({100: T0 + timedelta(minutes=25), 101: T0 + timedelta(minutes=35)})
     appeals = pl.DataFrame(
         {"content_id": [101], "outcome": ["overturned"], "resolved_at": [T0 + timedelta(minutes=65)]}
     ).with_columns(pl.col("resolved_at").cast(pl.Datetime("us")))

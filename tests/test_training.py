@@ -20,7 +20,7 @@ from ml.training.placement import PlacementError, WorkerShape, wait_placed
 from ml.training.risk import fit_risk_model
 from ml.training.scorer import Scorer
 from ml.training.text_model_params import TextModelParams
-from tests.helpers import labelled_training_frame
+from tests.helpers import labelled_training_frame, scam_removals
 
 pytestmark = pytest.mark.e2e
 # No feature subsampling and a fixed number of rounds (no early stopping, which picked rounds far
@@ -228,15 +228,7 @@ def test_a_planted_campaigns_later_posts_score_higher_than_the_same_texts_from_u
             "text_hash": [text_hash(normalise(t)) for t in texts],
         }
     ).with_columns(pl.col("created_at").cast(pl.Datetime("us")))
-    decisions = pl.DataFrame(
-        {
-            "decision_id": [1, 2],
-            "content_id": [100, 101],
-            "policy": ["scam", "scam"],
-            "action": ["remove", "remove"],
-            "decided_at": [t0 + timedelta(minutes=15), t0 + timedelta(minutes=25)],
-        }
-    ).with_columns(pl.col("decided_at").cast(pl.Datetime("us")))
+    decisions = scam_removals({100: t0 + timedelta(minutes=15), 101: t0 + timedelta(minutes=25)})
     appeals = pl.DataFrame(schema={"content_id": pl.Int64, "outcome": pl.String, "resolved_at": pl.Datetime("us")})
     params = TextMatchParams()
     keys = campaign_keys(posts, text_neighbours(text_signatures(posts, None, params), params), post_artifacts(posts))
