@@ -232,9 +232,10 @@ def check_descriptions(limits: mon.MonitoringThresholds) -> dict[str, str]:
             "labelled auto-actions."
         ),
         "predicted_vs_qa_prevalence": (
-            "Per policy, the mean calibrated score of a day's content against the prevalence its QA audits "
-            "estimate, held to the gap the champion had on its training window: WARN when the gap moved by more "
-            f"than {limits.prevalence_gap_warn:g} and the corrected prediction lies outside the QA 95% interval, "
+            "Per policy, predicted minus true prevalence of a day's content, measured on its QA audits (a "
+            "uniform sample) as the mean of calibrated score minus gold label, held to the gap the champion had "
+            f"on its training window: WARN when the gap moved by more than {limits.prevalence_gap_warn:g} and "
+            "the usual gap lies outside the day's 95% interval, "
             f"ERROR past {limits.prevalence_gap_fail:g}. Judged from {limits.min_audited} audits."
         ),
     }
@@ -362,8 +363,9 @@ def prevalence_gap(
     monitoring: MonitoringResource,
 ) -> Iterator:
     """Each day's predicted prevalence per policy (mean calibrated score, and the share over the champion's
-    review threshold) against the QA-estimated prevalence of the same content (audits are a uniform random
-    sample) with its 95% Wilson interval, and the gap between them."""
+    review threshold), the QA-estimated prevalence of the same content (audits are a uniform random sample)
+    with its 95% Wilson interval, and the gap between them measured on the audited items themselves
+    (ml/monitoring/prevalence.py)."""
     lake, limits = lakehouse.lake, monitoring.thresholds()
     ref = mon.read_reference(reference.path)
     days = partition_days(context)
@@ -397,8 +399,8 @@ def prevalence_gap(
                     ("prevalence_gap",),
                     lambda r: (
                         (
-                            f"{r['date']}: {r['subject']} predicted minus QA prevalence {r['value']:+.3f} over {r['n']} "
-                            f"audits, the champion's own gap {r['expected']:+.3f} ({r['status']})"
+                            f"{r['date']}: {r['subject']} predicted minus QA prevalence {r['value']:+.3f} on {r['n']} "
+                            f"audited items, the champion's own gap {r['expected']:+.3f} ({r['status']})"
                         )
                         if r["value"] is not None
                         else f"{r['date']}: no audits yet"

@@ -215,6 +215,37 @@ def test_prevalence_gap_inside_the_qa_interval_or_on_few_audits_is_not_an_alarm(
     assert prevalence_row(offset=0.0, qa_spam=24)["status"] == "ok"  # 0.24 audited, 0.2 predicted: noise
 
 
+def audited_day(spam_score: float, audited_spam: int) -> dict:
+    """A day of 1,000 items, 170 of them spam scored `spam_score`, the rest 0.02; 60 audits, the first
+    `audited_spam` of them spam."""
+    spam = [i < 170 for i in range(1000)]
+    scores = pl.DataFrame(
+        {
+            "content_id": list(range(1000)),
+            **{f"p_{p}": [spam_score if s else 0.02 for s in spam] if p == "spam" else [0.0] * 1000 for p in VIOLATING},
+        }
+    )
+    audited = list(range(audited_spam)) + list(range(170, 230 - audited_spam))
+    qa = pl.DataFrame({"content_id": audited, "label": ["spam" if spam[i] else "benign" for i in audited]})
+    table = mon.prevalence(reference(), DAY, scores, qa, LIMITS)
+    return table.filter(pl.col("metric") == "prevalence_gap", pl.col("subject") == "spam").row(0, named=True)
+
+
+def test_an_audit_sample_rich_in_violations_the_champion_scores_high_is_not_an_alarm():
+    # 19 of 60 audits are spam on a day whose prevalence is 0.17 (the tail of the sample, not a miss): the
+    # day's mean score 0.17 lies outside the audit share's 95% interval, but on the audited items themselves
+    # the champion's scores match their labels.
+    row = audited_day(spam_score=0.9, audited_spam=19)
+    assert row["value"] == pytest.approx((19 * -0.1 + 41 * 0.02) / 60) and row["status"] == "ok"
+
+
+def test_a_champion_that_scores_violations_low_is_an_alarm_the_day_average_would_hide():
+    # Spam scored 0.55: the day's mean (0.11) lies inside the audit share's interval (10 of 60: 0.09-0.28),
+    # the gap on the audited items (-0.058, interval -0.10 to -0.01) does not include the usual gap of 0.
+    row = audited_day(spam_score=0.55, audited_spam=10)
+    assert row["ci_high"] < 0 and row["status"] == "warn"
+
+
 # -- verdicts and retraining evidence ------------------------------------------------------------
 def test_the_verdict_is_the_worst_day_and_names_it():
     rows = pl.concat(

@@ -1,5 +1,5 @@
 """The long table every monitoring measure writes (one row per day, metric and subject, with a status),
-the interval the rate measures share, and the verdict an asset check reports over a run's days."""
+the intervals the rate and gap measures share, and the verdict an asset check reports over a run's days."""
 
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     p = successes / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
+
+
+def paired_gap(score: pl.Series, violates: pl.Series, z: float = 1.959964) -> tuple[float, float, float]:
+    """Mean of score minus label over audited items, with its normal 95% interval (NaN without audits)."""
+    n = score.len()
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    diff = score.cast(pl.Float64) - violates.cast(pl.Float64)
+    mean = float(diff.mean())
+    half = z * float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else float("inf")
+    return mean, mean - half, mean + half
 
 
 def nan_none(x: float) -> float | None:

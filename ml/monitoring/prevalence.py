@@ -1,5 +1,12 @@
 """Prevalence of one day: the mean calibrated score and the share over the review threshold, per policy,
-against the QA estimate (audits are a uniform random sample, so their share is unbiased)."""
+against the QA estimate (audits are a uniform random sample, so their share is unbiased).
+
+The gap (predicted minus true prevalence) is measured on the audited items themselves: the mean of score
+minus gold label over them. Audits are a uniform sample, so that is an unbiased estimate of the whole day's
+gap (survey sampling's difference estimator), and, the score and the label moving together, its interval
+is far narrower than the one of the day's mean score against the audit sample's share: a day whose audit
+sample happens to hold many violations the champion scores high is not an alarm; a champion that scores
+violations low is, at a smaller gap than before."""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from datetime import date
 
 import polars as pl
 
-from ml.monitoring.measures import metric_rows, nan_none, wilson
+from ml.monitoring.measures import metric_rows, nan_none, paired_gap, wilson
 from ml.monitoring.reference import Reference
 from ml.monitoring.thresholds import MonitoringThresholds, level
 from ml.taxonomy import VIOLATING
@@ -19,10 +26,11 @@ def prevalence(
     """Predicted prevalence per policy (mean calibrated score; share over the review threshold) against the
     QA estimate of the same day's content. `qa_labels`: content_id and gold label of QA-audited content.
 
-    The gap row holds predicted minus QA prevalence, `expected` the champion's gap on its training window;
-    it is judged on how far it moved from that, and only when the offset-corrected prediction lies outside
-    the QA estimate's 95% interval (a day's audit sample is small)."""
-    audited = scores.select("content_id").join(qa_labels.select("content_id", "label"), on="content_id")
+    The gap row holds the champion's score minus the gold label averaged over the audited items (predicted
+    minus true prevalence, unbiased), `expected` the champion's gap on its training window measured the same
+    way; it is judged on how far it moved from that, and only when that usual gap lies outside the day's 95%
+    interval (a day's audit sample is small)."""
+    audited = scores.join(qa_labels.select("content_id", "label"), on="content_id")
     n = audited.height
     rows = []
     for policy in VIOLATING:
@@ -34,6 +42,7 @@ def prevalence(
         qa = hits / n if n else None
         low, high = wilson(hits, n)
         offset = reference.prevalence_offset.get(policy, 0.0)
+        gap, gap_low, gap_high = paired_gap(audited[column], audited["label"] == policy)
         rows += [
             {"metric": "predicted_prevalence", "subject": policy, "value": predicted, "n": scores.height},
             {"metric": "share_over_review_threshold", "subject": policy, "value": over, "n": scores.height},
@@ -48,18 +57,18 @@ def prevalence(
         ]
         if predicted is None or qa is None or n < limits.min_audited:
             status = "insufficient"
-        elif low <= predicted - offset <= high:  # inside the QA interval: the move may be sampling noise
+        elif gap_low <= offset <= gap_high:  # the champion's usual gap is inside the day's: may be sampling noise
             status = "ok"
         else:
-            status = level(abs(predicted - qa - offset), limits.prevalence_gap_warn, limits.prevalence_gap_fail)
+            status = level(abs(gap - offset), limits.prevalence_gap_warn, limits.prevalence_gap_fail)
         rows.append(
             {
                 "metric": "prevalence_gap",
                 "subject": policy,
-                "value": None if predicted is None or qa is None else predicted - qa,
+                "value": nan_none(gap),
                 "expected": offset,
-                "ci_low": None if predicted is None or n == 0 else predicted - high,
-                "ci_high": None if predicted is None or n == 0 else predicted - low,
+                "ci_low": nan_none(gap_low),
+                "ci_high": nan_none(gap_high),
                 "n": n,
                 "status": status,
             }

@@ -15,6 +15,7 @@ import polars as pl
 
 from ml.evaluation.results import OperatingPoint
 from ml.lake import write_parquet_atomic, write_text_atomic
+from ml.monitoring.measures import paired_gap
 from ml.monitoring.psi import BINNING, Bins, reference_bins, with_risk
 from ml.taxonomy import VIOLATING
 
@@ -132,11 +133,9 @@ def build_reference(
     (content_id, label of QA-audited content; those of the window are used)."""
     start, end, labels_until, label_rows = window
     frame = with_risk(monitored)
-    audited = frame.select("content_id").join(audits, on="content_id", how="inner")
-    offset = {
-        p: (float(frame[f"p_{p}"].mean()) - float((audited["label"] == p).mean())) if audited.height else 0.0
-        for p in VIOLATING
-    }
+    audited = frame.join(audits, on="content_id", how="inner")
+    # The champion's usual gap, measured as the daily check measures it (ml/monitoring/prevalence.py).
+    offset = {p: paired_gap(audited[f"p_{p}"], audited["label"] == p)[0] if audited.height else 0.0 for p in VIOLATING}
     return Reference(
         champion=champion,
         dataset_version=dataset_version,
