@@ -28,6 +28,7 @@ from ml.image_posts import (
     render_media,
 )
 from ml.raw.contracts import CONTRACTS
+from ml.ring_campaigns import SPREAD, campaign_texts
 from ml.shift_texts import SLANG, bait_texts, pick, text_hashes
 from ml.taxonomy import ARCHETYPES, POLICIES, VIOLATING
 from ml.world import (
@@ -41,6 +42,7 @@ from ml.world import (
     day_epoch,
     diurnal_times,
     random_ids,
+    ring_styles,
     stream_rng,
     timestamps,
 )
@@ -100,13 +102,16 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     n_regular = n_total - n_campaign_target
     w = users["_activity"].to_numpy()[eligible]
     author = eligible[rng.choice(len(eligible), size=n_regular, p=w / w.sum())]
-    cum = POLICY_MIX[arche[author]].cumsum(axis=1)
+    styles = ring_styles(ring)
+    # A sleeper ring's accounts post as ordinary accounts do outside its campaigns.
+    cum = POLICY_MIX[np.where(styles[author] == "sleeper", 0, arche[author])].cumsum(axis=1)
     policy = (rng.random((n_regular, 1)) > cum).sum(axis=1)
     text_idx = _pick_texts(rng, by_policy, policy)
     created = diurnal_times(rng, n_regular, day_start)
     campaign = np.full(n_regular, -1, dtype=np.int64)  # campaign number within the day, -1 = none
 
-    # Campaigns: a ring posts one spam/scam text from many accounts within minutes.
+    # Campaigns: a ring posts one spam/scam text from many accounts, each in its ring's style.
+    campaign_text: list[str] = []
     ring_eligible = eligible[ring[eligible] >= 0]
     if len(ring_eligible) and n_campaign_target > 0:
         rings = np.unique(ring[ring_eligible])
@@ -118,9 +123,15 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
         c_policy_per = np.where(arche[[m[0] for m in member_sets]] == 3, 4, 3)
         c_policy = np.repeat(c_policy_per, sizes)
         c_text_per = _pick_texts(rng, by_policy, c_policy_per)
+        # Spread over 30 minutes (copy), 2 hours (varied) or 8 hours (sleeper), starting so it ends that day.
+        spread = np.array([SPREAD[str(st)] for st in ring_styles(chosen)])
         c_start = diurnal_times(rng, n_campaigns, day_start)
-        c_created = np.repeat(c_start, sizes) + rng.integers(0, 30 * 60, size=sizes.sum())
-        c_created = np.minimum(c_created, day_start + DAY - 1)
+        c_start = day_start + (c_start - day_start) * (DAY - 30 * 60 * spread) // DAY
+        c_offset = rng.integers(0, 30 * 60, size=sizes.sum()) * np.repeat(spread, sizes)
+        c_created = np.minimum(np.repeat(c_start, sizes) + c_offset, day_start + DAY - 1)
+        vary_rng = stream_rng(config, 9, config.day_index(day) + 100_000)
+        for text_i, st, size in zip(c_text_per, ring_styles(chosen), sizes, strict=True):
+            campaign_text += campaign_texts(vary_rng, str(texts["text"][text_i]), str(st), int(size))
         author = np.concatenate([author, c_author])
         policy = np.concatenate([policy, c_policy])
         text_idx = np.concatenate([text_idx, np.repeat(c_text_per, sizes)])
@@ -130,6 +141,12 @@ def simulate_cohort(config: SimConfig, pool: pl.DataFrame, day: date) -> dict[st
     # The text's own label is the truth (a fallback pool may have remapped a policy).
     true_policy = texts["policy"][text_idx]
     style, post_text, post_hash = texts["style"][text_idx], texts["text"][text_idx], texts["text_hash"][text_idx]
+    if campaign_text:  # the campaign posts come last; varied ones carry their own text (and platform hash)
+        varied = n_regular + np.flatnonzero(np.array(campaign_text, dtype=object) != post_text[n_regular:])
+        post_text = post_text.copy()
+        post_text[n_regular:] = campaign_text
+        post_hash = post_hash.copy()
+        post_hash[varied] = text_hashes(post_text[varied])
     if config.shifted(day):
         author, true_policy, style, post_text, post_hash, created, campaign = _shift_posts(
             config, day, n_total, arche, bot, (author, true_policy, style, post_text, post_hash, created, campaign)
@@ -279,7 +296,7 @@ def _truth_frame(
             "created_at": timestamps(created),
             "true_policy": np.array(POLICIES)[true_policy],
             "author_archetype": np.array(ARCHETYPES)[archetype],
-            # The corpus text the post carries: as its text, or shown in its image.
+            # The text the post carries (a corpus text, or a ring's variant of one): as its text, or in its image.
             "text_hash": pl.Series("text_hash", text_hash, dtype=pl.String),
             "campaign_id": np.where(campaign >= 0, config.day_index(day) * 100_000 + campaign, -1),
         }

@@ -28,6 +28,9 @@ POLICY_MIX = np.array(
     ]
 )
 ACTIVITY = np.array([1.0, 2.0, 3.0, 3.0])  # relative posting rate by archetype
+# How a ring runs its campaigns (ml/ring_campaigns.py): ring r runs RING_STYLES[r % 3]. A "sleeper" ring's
+# accounts post as ordinary accounts do (their policy mix and rate) outside its campaigns.
+RING_STYLES = ("copy", "varied", "sleeper")
 COUNTRIES = ("US", "GB", "IN", "BR", "DE", "NG", "PH", "MX", "FR", "ID")
 COUNTRY_P = (0.30, 0.10, 0.15, 0.09, 0.06, 0.07, 0.07, 0.06, 0.05, 0.05)
 LANGUAGE_OF = {
@@ -122,6 +125,12 @@ def day_epoch(day: date) -> int:
     return int((datetime(day.year, day.month, day.day) - _EPOCH).total_seconds())
 
 
+def ring_styles(ring_id: np.ndarray) -> np.ndarray:
+    """The style of each ring id ("" for -1, no ring)."""
+    ring_id = np.asarray(ring_id)
+    return np.where(ring_id >= 0, np.array(RING_STYLES)[np.maximum(ring_id, 0) % len(RING_STYLES)], "")
+
+
 # ---------------------------------------------------------------------------------------
 # The world: users with archetypes, rings that share fingerprints, moderators.
 # ---------------------------------------------------------------------------------------
@@ -182,7 +191,8 @@ def build_world(config: SimConfig) -> World:
     followers = np.floor(rng.lognormal(4.0, 1.6, size=n)).astype(np.int64)
     followers[is_ring] = rng.integers(0, 30, size=is_ring.sum())
     verified = (rng.random(n) < 0.04) & (archetype == 0)
-    activity = ACTIVITY[archetype] * rng.lognormal(0.0, 0.5, size=n)
+    sleeper = ring_styles(ring_id) == "sleeper"
+    activity = np.where(sleeper, ACTIVITY[0], ACTIVITY[archetype]) * rng.lognormal(0.0, 0.5, size=n)
     bot = np.zeros(n, dtype=bool)
     if config.world_shift == "spam_campaign":
         extra = _campaign_bots(config, n_rings)

@@ -6,9 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml.matching.text import find_artifacts
 from ml.raw.contracts import RAW_TABLES
 from ml.simulator import partition_date, simulate_days
-from ml.world import SimConfig, build_world
+from ml.world import RING_STYLES, SimConfig, build_world, ring_styles
 
 DAYS = 14
 
@@ -143,17 +144,39 @@ def test_wrong_removals_are_overturned_more_often(tables):
     assert rates[True] > rates[False] + 0.3
 
 
-def test_spam_rings_repost_the_same_text_in_bursts(tables):
-    c = tables["content"].join(tables["content_truth"].select("content_id", "campaign_id"), on="content_id")
+def test_rings_post_campaigns_in_their_style(tables):
+    """copy: one text within 30 minutes; varied: a variant per post, links rotated, within 2 hours; sleeper: the
+    same over 8 hours, from accounts whose other posts are as ordinary accounts' are."""
+    rings = tables["user_truth"].select(author_id="user_id", style=pl.col("ring_id").map_batches(ring_styles))
+    posts = (
+        tables["content"]
+        .join(tables["content_truth"].select("content_id", "campaign_id", "true_policy"), on="content_id")
+        .join(rings, on="author_id")
+    )
+    links = posts.select(
+        "content_id",
+        links=pl.col("text").map_elements(lambda t: "|".join(find_artifacts(t).urls), return_dtype=pl.String),
+    )
     bursts = (
-        c.filter(pl.col("campaign_id") >= 0)
-        .group_by("campaign_id")
+        posts.filter(pl.col("campaign_id") >= 0)
+        .join(links, on="content_id")
+        .group_by("campaign_id", "style")
         .agg(
             pl.len(),
             pl.col("text_hash").n_unique().alias("texts"),
+            pl.col("links").filter(pl.col("links") != "").n_unique().alias("links"),
             (pl.col("created_at").max() - pl.col("created_at").min()).alias("span"),
         )
     )
-    assert (bursts["len"] >= 3).any()
-    assert (bursts["texts"] == 1).all()  # one text per campaign, reposted by every member
-    assert bursts["span"].max() <= timedelta(minutes=30)
+    by_style = {style: bursts.filter(pl.col("style") == style) for style in RING_STYLES}
+    assert all(frame.height for frame in by_style.values()) and (bursts["len"] >= 3).any()
+    assert (by_style["copy"]["texts"] == 1).all() and by_style["copy"]["span"].max() <= timedelta(minutes=30)
+    for style, hours in (("varied", 2), ("sleeper", 8)):
+        frame = by_style[style].filter(pl.col("len") >= 3)
+        assert (frame["texts"] >= 2).all() and frame["span"].max() <= timedelta(hours=hours)
+        assert 2 <= frame["links"].max() <= 3  # a ring's link, rotated over three variants
+    assert by_style["sleeper"]["span"].max() > timedelta(hours=2)
+    # Outside campaigns, sleeper accounts post as ordinary accounts do; the other rings' accounts mostly violate.
+    regular = posts.filter(pl.col("campaign_id") < 0).group_by("style").agg((pl.col("true_policy") != "benign").mean())
+    violating = dict(regular.iter_rows())
+    assert violating["sleeper"] < 0.2 < 0.6 < violating["copy"]
