@@ -5,7 +5,8 @@ is built with the review queue, which groups a campaign's items, and batch scori
 `campaigns`: posts linked by near-duplicate text and shared links, phone numbers and e-mail addresses
 (ml/campaigns/links.py, the matching module's MinHash/LSH) within a week of each other, grouped into
 connected components across accounts, and kept when they show coordination (a burst of accounts within
-an hour, or accounts sharing one link, number or address: ml/campaigns/clusters.py). The components the
+an hour, accounts sharing one link, number or address, or accounts on one device or IP fingerprint:
+ml/campaigns/clusters.py). The components the
 rule drops, popular phrases posted by unrelated accounts over days, are counted in the metadata.
 """
 
@@ -19,7 +20,14 @@ from assets.metadata import markdown_table, table_schema
 from assets.resources import LakehouseResource
 from ml.campaigns.clusters import CampaignRule, campaign_keys, campaigns, membership_problems
 from ml.campaigns.features import confirmed_removals
-from ml.campaigns.links import SIGNATURE_SCHEMA, SIGNATURES, post_artifacts, text_neighbours, text_signatures
+from ml.campaigns.links import (
+    SIGNATURE_SCHEMA,
+    SIGNATURES,
+    account_fingerprints,
+    post_artifacts,
+    text_neighbours,
+    text_signatures,
+)
 from ml.lake import write_parquet_atomic
 from ml.matching.text import TextMatchParams
 
@@ -50,7 +58,7 @@ CHECKS = {
 
 def campaigns_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator:
     """Campaigns over every post in the lake: size, accounts, first and last seen, burst (posts and accounts
-    within an hour), accounts behind one shared artifact, how it is coordinated, dominant removed policy and
+    within an hour), accounts behind one shared artifact and on one fingerprint, how it is coordinated, dominant removed policy and
     the share already actioned; and one row per member post. Replaced whole, atomically, on every build."""
     lake = lakehouse.lake
     rule, params = CampaignRule(), TextMatchParams()
@@ -67,6 +75,7 @@ def campaigns_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
         confirmed_removals(decisions, appeals),
         decisions,
         replace(rule, coordinated_only=False),
+        account_fingerprints(lake.read_table("users")),
     )
     found = every.filter(pl.col("coordination") != "none")
     members = members.join(found.select("campaign_id"), on="campaign_id")
@@ -107,6 +116,7 @@ def campaigns_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
                         "accounts",
                         "burst_accounts",
                         "artifact_accounts",
+                        "fingerprint_accounts",
                         "coordination",
                         "dominant_policy",
                         pl.col("actioned_share").round(3),
@@ -126,7 +136,7 @@ def campaigns_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResou
 
 
 def campaigns_assets() -> list[dg.AssetsDefinition]:
-    deps = ["content", "decisions", "appeals"]
+    deps = ["content", "decisions", "appeals", "users"]
     return [
         dg.multi_asset(
             name=CAMPAIGNS,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from assets.campaigns import CAMPAIGNS, stored_signatures
 from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import frame_metadata
 from assets.resources import LakehouseResource
@@ -51,11 +52,16 @@ TABLES = {
         "What each post's near-duplicate copies and shared links, phone numbers and e-mail addresses showed before "
         "it was posted (ml/campaigns/features.py): earlier copies, the other accounts behind them and their confirmed "
         "removals, the same through its artifacts, and the removal rate over everything it links to (one hop of "
-        "label propagation). Point in time: nothing after the post counts.",
-        ("content", "decisions", "appeals"),
-        lambda raw: build.campaign_features(raw["content"], raw["decisions"], raw["appeals"]),
+        "label propagation). Point in time: nothing after the post counts. Texts the campaigns asset signed "
+        "(its stored MinHash signatures) are not signed again.",
+        ("content", "decisions", "appeals", CAMPAIGNS),
+        lambda raw: build.campaign_features(
+            raw["content"], raw["decisions"], raw["appeals"], signatures=raw[CAMPAIGNS]
+        ),
     ),
 }
+# Inputs that are not raw tables: the image text table, and the signatures the campaigns asset keeps.
+DERIVED = {IMAGE_TEXT: image_text_table, CAMPAIGNS: stored_signatures}
 CHECKS = {
     "schema": "The table has exactly the columns and types training and scoring expect (ml/features/build.py).",
     "null_rates": "No column has a null value (the feature code fills every column of every row).",
@@ -85,7 +91,7 @@ def feature_asset(name: str, table: FeatureTable) -> dg.AssetsDefinition:
     )
     def _feature(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         lake = lakehouse.lake
-        raw = {t: image_text_table(lake) if t == IMAGE_TEXT else lake.read_table(t).drop("date") for t in table.reads}
+        raw = {t: DERIVED[t](lake) if t in DERIVED else lake.read_table(t).drop("date") for t in table.reads}
         frame = table.build(raw)
         path = lake.features / name / "part-0.parquet"
         write_parquet_atomic(frame, path)

@@ -8,7 +8,10 @@ A cluster is a campaign when it shows coordination, one of:
 - a burst: at least `min_burst_accounts` accounts posted it within one hour (hour-long buckets
   starting on the hour and on the half hour, so a burst across a full hour is not split);
 - a shared artifact: at least `min_artifact_accounts` accounts posted the same normalised link,
-  phone number or e-mail address in it (where a ring sends people).
+  phone number or e-mail address in it (where a ring sends people);
+- a shared fingerprint: at least `min_fingerprint_accounts` of its accounts use one device or IP
+  fingerprint (one operator behind many accounts: a ring that spreads its posts over hours and rotates
+  its links still runs them from a few devices). Fingerprints only judge a cluster; they link no posts.
 `coordinated_only=False` keeps every cluster (with its coordination "none"), to see what the rule drops.
 This grouping looks at every post of the period at once, as an analyst reviewing it does: it is for
 reporting and enforcement of what is already known, not a model input (the model reads
@@ -32,6 +35,7 @@ class CampaignRule:
     min_posts: int = 3
     min_burst_accounts: int = 3  # accounts posting the cluster within one hour
     min_artifact_accounts: int = 3  # accounts sharing one link, number or address in the cluster
+    min_fingerprint_accounts: int = 3  # accounts of the cluster on one device or IP fingerprint
     coordinated_only: bool = True
 
 
@@ -55,12 +59,15 @@ def campaigns(
     removals: pl.DataFrame,
     decisions: pl.DataFrame,
     rule: CampaignRule = CampaignRule(),
+    fingerprints: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(campaigns, members) of `posts` (content_id, author_id, created_at).
+    """(campaigns, members) of `posts` (content_id, author_id, created_at); `fingerprints` (author_id,
+    fingerprint: ml/campaigns/links.py `account_fingerprints`) judge shared fingerprints, none without them.
 
     campaigns: campaign_id, posts, accounts, first_seen, last_seen, burst_posts_per_hour (the most posts
-    of the campaign in any one hour), burst_accounts and artifact_accounts (the module docstring),
-    coordination ("burst", "shared_artifact", both joined by "+", or "none"), dominant_policy (most
+    of the campaign in any one hour), burst_accounts, artifact_accounts and fingerprint_accounts (the module
+    docstring), coordination ("burst", "shared_artifact", "shared_fingerprint", those that hold joined by
+    "+", or "none"), dominant_policy (most
     decided policy among its removed posts, "none" when nothing was removed), actioned_share (share of
     its posts removed or restricted), and members: campaign_id, content_id, author_id, created_at."""
     pairs = linked_pairs(posts, keys, rule.window)
@@ -68,7 +75,7 @@ def campaigns(
     tagged = posts.select("content_id", "author_id", "created_at").with_columns(cluster=pl.Series(labels))
     sizes = tagged.group_by("cluster").agg(pl.len().alias("posts"), pl.col("author_id").n_unique().alias("accounts"))
     sized = sizes.filter((pl.col("posts") >= rule.min_posts) & (pl.col("accounts") >= rule.min_accounts))
-    coordination = _coordination(tagged.join(sized.select("cluster"), on="cluster"), keys, rule)
+    coordination = _coordination(tagged.join(sized.select("cluster"), on="cluster"), keys, fingerprints, rule)
     kept = coordination.filter(pl.col("coordination") != "none") if rule.coordinated_only else coordination
     members = tagged.join(kept.select("cluster"), on="cluster")
     # A stable id: the smallest content id of the campaign.
@@ -119,8 +126,10 @@ def campaigns(
     )
 
 
-def _coordination(tagged: pl.DataFrame, keys: pl.DataFrame, rule: CampaignRule) -> pl.DataFrame:
-    """cluster, burst_accounts, artifact_accounts, coordination of every cluster in `tagged`."""
+def _coordination(
+    tagged: pl.DataFrame, keys: pl.DataFrame, fingerprints: pl.DataFrame | None, rule: CampaignRule
+) -> pl.DataFrame:
+    """cluster, burst_accounts, artifact_accounts, fingerprint_accounts, coordination of every cluster in `tagged`."""
     # Hour-long buckets from the hour and from the half hour: times moved back 30 minutes, then truncated.
     by_hour = [
         tagged.group_by("cluster", (pl.col("created_at") - shift).dt.truncate("1h").alias("bucket")).agg(
@@ -129,29 +138,44 @@ def _coordination(tagged: pl.DataFrame, keys: pl.DataFrame, rule: CampaignRule) 
         for shift in (timedelta(0), timedelta(minutes=30))
     ]
     burst = pl.concat(by_hour).group_by("cluster").agg(pl.col("n").max().alias("burst_accounts"))
-    artifacts = (
-        tagged.join(keys.filter(~pl.col("key").str.starts_with("text:")), on="content_id")
-        .group_by("cluster", "key")
-        .agg(pl.col("author_id").n_unique().alias("n"))
-        .group_by("cluster")
-        .agg(pl.col("n").max().alias("artifact_accounts"))
+
+    def most_accounts_behind_one(shared: pl.DataFrame, name: str) -> pl.DataFrame:
+        return (
+            shared.group_by("cluster", "key")
+            .agg(pl.col("author_id").n_unique().alias("n"))
+            .group_by("cluster")
+            .agg(pl.col("n").max().alias(name))
+        )
+
+    artifacts = most_accounts_behind_one(
+        tagged.join(keys.filter(~pl.col("key").str.starts_with("text:")), on="content_id"), "artifact_accounts"
     )
-    by_burst = pl.col("burst_accounts") >= rule.min_burst_accounts
-    by_artifact = pl.col("artifact_accounts") >= rule.min_artifact_accounts
+    if fingerprints is None:
+        fingerprints = pl.DataFrame(schema={"author_id": pl.Int64, "fingerprint": pl.String})
+    accounts = tagged.select("cluster", "author_id").unique()
+    shared = most_accounts_behind_one(
+        accounts.join(fingerprints.rename({"fingerprint": "key"}), on="author_id"), "fingerprint_accounts"
+    )
+    held = {
+        "burst": pl.col("burst_accounts") >= rule.min_burst_accounts,
+        "shared_artifact": pl.col("artifact_accounts") >= rule.min_artifact_accounts,
+        "shared_fingerprint": pl.col("fingerprint_accounts") >= rule.min_fingerprint_accounts,
+    }
+    counts = ("burst_accounts", "artifact_accounts", "fingerprint_accounts")
     return (
         tagged.select("cluster")
         .unique()
         .join(burst, on="cluster", how="left")
         .join(artifacts, on="cluster", how="left")
-        .with_columns(pl.col("burst_accounts", "artifact_accounts").fill_null(0).cast(pl.Int64))
+        .join(shared, on="cluster", how="left")
+        .with_columns(pl.col(*counts).fill_null(0).cast(pl.Int64))
         .with_columns(
-            coordination=pl.when(by_burst & by_artifact)
-            .then(pl.lit("burst+shared_artifact"))
-            .when(by_burst)
-            .then(pl.lit("burst"))
-            .when(by_artifact)
-            .then(pl.lit("shared_artifact"))
-            .otherwise(pl.lit("none"))
+            coordination=pl.concat_list(pl.when(test).then(pl.lit(name)) for name, test in held.items())
+            .list.drop_nulls()
+            .list.join("+")
+        )
+        .with_columns(
+            pl.when(pl.col("coordination") == "").then(pl.lit("none")).otherwise("coordination").alias("coordination")
         )
     )
 

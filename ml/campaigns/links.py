@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from ml.matching.clusters import component_labels
 from ml.matching.text import TextMatchParams, near_duplicate_pairs_of_signatures, signatures
 
 SIGNATURE_SCHEMA = {"text_hash": pl.String, "usable": pl.Boolean, "signature": pl.List(pl.UInt64)}
@@ -58,6 +59,21 @@ def text_neighbours(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame
     return both.unique().sort("text_hash", "neighbour")
 
 
+def text_families(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame:
+    """text_hash -> text_family: the smallest text hash of its connected component of near-duplicates (a
+    text with none is its own family). What the training set splits by (ml/training/dataset.py)."""
+    pairs = text_neighbours(sigs, params).filter(pl.col("text_hash") < pl.col("neighbour"))
+    hashes = sigs["text_hash"].unique().sort()
+    index = pl.DataFrame({"text_hash": hashes, "i": np.arange(len(hashes))})
+    edges = pairs.join(index, on="text_hash").join(index.rename({"text_hash": "neighbour", "i": "j"}), on="neighbour")
+    labels = component_labels(len(hashes), edges["i"].to_numpy(), edges["j"].to_numpy())
+    return (
+        index.with_columns(component=pl.Series(labels))
+        .with_columns(text_family=pl.col("text_hash").min().over("component"))
+        .select("text_hash", "text_family")
+    )
+
+
 def post_artifacts(content: pl.DataFrame) -> pl.DataFrame:
     """content_id -> artifact ("url:<link>", "phone:<digits>", "email:<address>"), one row each."""
     from ml.matching.text import find_artifacts
@@ -71,4 +87,18 @@ def post_artifacts(content: pl.DataFrame) -> pl.DataFrame:
                 rows_key.append(f"{kind}:{value}")
     return pl.DataFrame(
         {"content_id": rows_id, "artifact": rows_key}, schema={"content_id": pl.Int64, "artifact": pl.String}
+    )
+
+
+def account_fingerprints(users: pl.DataFrame) -> pl.DataFrame:
+    """author_id -> fingerprint ("device:<fp>", "ip:<fp>"), one row each: what the campaign rule's shared
+    fingerprint reads (ml/campaigns/clusters.py)."""
+    return pl.concat(
+        [
+            users.select(
+                pl.col("user_id").alias("author_id"),
+                pl.concat_str(pl.lit(f"{kind}:"), pl.col(f"{kind}_fingerprint")).alias("fingerprint"),
+            ).drop_nulls()
+            for kind in ("device", "ip")
+        ]
     )

@@ -1,6 +1,6 @@
 -- Grain: one row per coordinated campaign (the campaigns asset: posts linked by near-duplicate text and
--- shared links, numbers and addresses across accounts, kept when accounts burst within an hour or share
--- one artifact; ml/campaigns/clusters.py), with what moderation has done about its posts so far and its
+-- shared links, numbers and addresses across accounts, kept when accounts burst within an hour, share
+-- one artifact or one device or IP fingerprint; ml/campaigns/clusters.py), with what moderation has done about its posts so far and its
 -- members. Rebuilt whole from the lake on every warehouse build.
 {% set pattern = env_var('TRUSTLAKE_LAKE_FEATURES') ~ '/campaigns/*.parquet' %}
 {% if external_files_exist(pattern) %}
@@ -28,6 +28,7 @@ select
     k.burst_posts_per_hour,
     k.burst_accounts,
     k.artifact_accounts,
+    k.fingerprint_accounts,
     k.coordination,
     k.dominant_policy,
     k.actioned_share,
@@ -45,7 +46,8 @@ select
     cast(null as bigint) as campaign_id, cast(null as bigint) as posts, cast(null as bigint) as accounts,
     cast(null as timestamp) as first_seen, cast(null as timestamp) as last_seen, cast(null as double) as active_hours,
     cast(null as bigint) as burst_posts_per_hour, cast(null as bigint) as burst_accounts,
-    cast(null as bigint) as artifact_accounts, cast(null as varchar) as coordination,
+    cast(null as bigint) as artifact_accounts, cast(null as bigint) as fingerprint_accounts,
+    cast(null as varchar) as coordination,
     cast(null as varchar) as dominant_policy, cast(null as double) as actioned_share,
     cast(null as bigint) as reviewed_posts, cast(null as bigint) as enforced_posts,
     cast(null as bigint) as qa_audited_posts, cast(null as bigint) as qa_violating_posts,
