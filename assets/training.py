@@ -11,14 +11,17 @@ import dagster as dg
 import polars as pl
 from dagster_ray import RayResource
 
+from assets.campaigns import CAMPAIGNS, stored_signatures
 from assets.images import IMAGE_TEXT, image_text_table
 from assets.metadata import DECLINED, markdown_table
 from assets.resources import LakehouseResource, TrainingResource, connect_ray
 from assets.scoring import days_bank_matches
+from ml.campaigns.links import text_families, text_signatures
 from ml.features.build import SCHEMAS
 from ml.features.images import image_post_text
 from ml.lake import Lake, write_parquet_atomic
 from ml.matching.bank_matches import BANK_MATCHES, NO_PDQ_MATCH, bank_match_features
+from ml.matching.text import TextMatchParams
 from ml.taxonomy import POLICIES
 from ml.training.artifacts import ModelArtifact
 from ml.training.content import BASELINE_RECIPE, CONTENT_CLASSIFIER_RECIPE, FitPlan, fit_text_classifier
@@ -63,6 +66,7 @@ def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssues
         "author_features",
         "network_features",
         "campaign_features",
+        CAMPAIGNS,
         "content",
         IMAGE_TEXT,
         BANK_MATCHES,
@@ -70,8 +74,9 @@ def fit_plan(training_set: TrainingSetRef, lake: Lake, label_issues: LabelIssues
 )
 def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.Output[TrainingSetRef]:
     """Every label (moderator decisions, appeal outcomes, QA gold, reference sets) joined with the platform
-    features of its content, split by text bucket (a text and its copies never cross splits, whatever their
-    source) and, for platform content, by time. Its content hash is the dataset version of every model."""
+    features of its content, split by the bucket of its text's near-duplicate family (a text, its copies and
+    its variants never cross splits, whatever their source; MinHash signatures the campaigns asset keeps are
+    reused) and, for platform content, by time. Its content hash is the dataset version of every model."""
     lake = lakehouse.lake
     labels = read_frame(lake.marts_db, "select * from training_labels")
     # An image post's label is learnt from what scoring will read: its caption, then the text in its image.
@@ -79,6 +84,8 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     labels = image_post_text(
         labels.join(media, on="content_id", how="left", maintain_order="left"), image_text_table(lake)
     ).drop("media_sha256")
+    params = TextMatchParams()
+    families = text_families(text_signatures(labels, stored_signatures(lake), params), params)
     feats = {name: pl.read_parquet(lake.features / name / "part-0.parquet") for name in SCHEMAS}
     # The hash-bank matches each item could have met when posted, as scoring reads them (with_bank_matches).
     posted = lake.read_table("content").select("content_id", "created_at")
@@ -91,6 +98,7 @@ def training_set(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
         feats["network_features"],
         bank=bank,
         campaign=feats["campaign_features"],
+        families=families,
     )
     matched = (pl.col("bank_pdq_distance") < NO_PDQ_MATCH) | (pl.col("bank_text_jaccard") > 0)
     facts["labelled_items_matching_a_bank"] = frame.filter(matched)["content_id"].n_unique()

@@ -67,11 +67,14 @@ def text_classifier_candidate(
     """
     from dataclasses import asdict
 
-    if shuffle_labels:
-        frame = frame.with_columns(frame["label"].sample(fraction=1.0, shuffle=True, seed=3).alias("label"))
     version = dataset_version(frame)
     baseline = fit_text_classifier(frame, version, models, None, BASELINE_RECIPE)
-    artifact = fit_text_classifier(frame, version, models, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
+    trained_on = frame
+    if shuffle_labels:  # its training labels shuffled; judged, as the baseline, on the true held-out labels
+        train = pl.col("split") == "train"
+        shuffled = frame.filter(train)["label"].sample(fraction=1.0, shuffle=True, seed=3)
+        trained_on = pl.concat([frame.filter(train).with_columns(label=shuffled), frame.filter(~train)])
+    artifact = fit_text_classifier(trained_on, version, models, None, CONTENT_CLASSIFIER_RECIPE.ignoring_label_issues())
     ev = evaluate_text_model(artifact, frame, baseline, None, None, run_loso=False)
     Registry(models).register(
         registry_entry(
@@ -400,7 +403,9 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
 
     import polars as pl
 
+    from ml.campaigns.links import text_families, text_signatures
     from ml.features.build import author_features, campaign_features, content_features, network_features
+    from ml.matching.text import TextMatchParams
     from ml.simulator import simulate_days
     from ml.text import eval_bucket
     from ml.training.dataset import build_training_set
@@ -437,5 +442,6 @@ def labelled_training_frame(pool, seed: int, days: int, rows: int, qa_every: int
         author_features(raw["content"], raw["users"], raw["reports"], raw["decisions"], raw["appeals"]),
         network_features(raw["content"], raw["users"], raw["decisions"]),
         campaign=campaign_features(raw["content"], raw["decisions"], raw["appeals"]),
+        families=text_families(text_signatures(labels, None, TextMatchParams()), TextMatchParams()),
     )
     return frame, raw["users"]

@@ -160,6 +160,46 @@ def test_no_text_hash_appears_in_two_splits():
     assert train_days.max() < test_days.min()
 
 
+def test_near_duplicates_share_a_family_a_split_and_leave_together():
+    """A ring's reworded copies of a corpus text (another hash each) are one family with the original: one
+    split, whatever their hashes' own buckets say, and holding the original out holds them all out."""
+    from ml.campaigns.links import text_families, text_signatures
+    from ml.matching.text import TextMatchParams
+    from ml.ring_campaigns import campaign_texts
+    from ml.text import eval_bucket, normalise, text_hash
+    from ml.training.dataset import FAMILY, without_families
+
+    original = "URGENT! We are trying to contact U. Todays draw shows that you have won a 800 prize. Call 09050003091"
+    variants = campaign_texts(np.random.default_rng(3), original, "varied", 12)
+    others = [
+        "does anyone know a good recipe for a quick vegetable curry on a weeknight",
+        "traffic on the ring road was terrible this morning, took an hour to get in",
+    ]
+    texts = [original, *variants, *others]
+    hashes = [text_hash(normalise(t)) for t in texts]
+    labels = pl.DataFrame(
+        {
+            "label_id": [f"ref:{i}" for i in range(len(texts))],
+            "content_id": [None] * len(texts),
+            "created_date": [None] * len(texts),
+            "text": texts,
+            "text_hash": hashes,
+            "eval_bucket": [eval_bucket(h) for h in hashes],
+            "label": ["scam"] * (len(texts) - 2) + ["benign"] * 2,
+        },
+        schema_overrides={"content_id": pl.Int64, "created_date": pl.Date},
+    )
+    assert len({eval_bucket(h) for h in hashes[: len(texts) - 2]}) > 3  # by hash alone they would scatter
+    params = TextMatchParams()
+    families = text_families(text_signatures(labels, None, params), params)
+    split, _ = assign_splits(labels, families=families)
+    ring = split.head(len(texts) - 2)
+    assert ring[FAMILY].n_unique() == 1 and ring["split"].n_unique() == 1
+    assert split.tail(2)[FAMILY].to_list() == hashes[-2:]  # unrelated texts are their own families
+    left = without_families(split, split.head(1))
+    assert left["text"].to_list() == others
+
+
 def test_a_model_trained_before_a_dense_column_existed_reads_the_columns_it_knows():
     # A deployed model keeps scoring after an upgrade appends features: it reads the first columns.
     from ml.training.matrix import DENSE_COLUMNS, dense_columns_of, dense_matrix

@@ -41,6 +41,7 @@ def frame() -> pl.DataFrame:
         (pl.lit("ref:") + pl.col("record_id")).alias("label_id"),
         "text",
         "text_hash",
+        pl.col("text_hash").alias("text_family"),  # no near-duplicates among the templates: each its own
         pl.col("policy").alias("label"),
         pl.lit("reference").alias("label_source"),
         "source",

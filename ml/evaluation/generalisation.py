@@ -2,8 +2,9 @@
 
 - Text-only held-out: the distinct texts of the test split (every source), scored with no context.
 - Leave-one-source-out: for each reference source (each corpus, each YouTube video), a model of
-  the same recipe is trained without that source, with every copy of its texts removed from
-  training whatever source carried them (the smishing set repeats most of the SMS spam set), and
+  the same recipe is trained without that source, with every copy and near-duplicate of its texts
+  (their `text_family`, ml/training/dataset.py) removed from training whatever source carried them
+  (the smishing set repeats most of the SMS spam set, and rewords some of it), and
   scored on all of that source's records with the source's own labels. It is the honest stand-in
   for "a platform the model has never seen".
 Both report per-policy PR-AUC and ROC-AUC for the policies a set actually contains. A policy that
@@ -22,7 +23,7 @@ import polars as pl
 from ml.evaluation.results import HeldOutSource, PolicyMetrics, SetMetrics
 from ml.taxonomy import CONFLICT_PRECEDENCE, POLICIES, VIOLATING
 from ml.training.content import ClassifierRecipe, FitPlan, combine, held_out_probas
-from ml.training.dataset import label_array
+from ml.training.dataset import label_array, without_families
 from ml.training.metrics import pr_auc_by_policy, roc_auc_by_policy
 from ml.training.text_classifier import TextFeatureCache
 
@@ -164,7 +165,7 @@ def leave_one_source_out(
     out = []
     for source in reference_sources(training_set):
         held = source_records(training_set, source)
-        remaining = training_set.filter(~pl.col("text_hash").is_in(held["text_hash"].implode()))
+        remaining = without_families(training_set, held)
         y = label_array(held)
         probas = held_out_probas(
             members, remaining, issues if candidate.uses_label_issues else None, plan, f"without {source}", held

@@ -37,7 +37,7 @@ import polars as pl
 from ml.taxonomy import POLICIES, VIOLATING
 from ml.training.artifacts import ModelArtifact, new_version
 from ml.training.calibration import fit_policy_calibration
-from ml.training.dataset import held_out_texts, label_array
+from ml.training.dataset import FAMILY, held_out_texts, label_array, without_families
 from ml.training.fit_cache import FitCache
 from ml.training.labels import AS_GIVEN, LabelTreatment, training_rows
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
@@ -253,16 +253,19 @@ def out_of_fold_proba(
     folds: int = OUT_OF_FOLD_FOLDS,
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """Every train-split label row, and its probabilities from `recipe` fitted on the other folds
-    (folds grouped by text hash, so no copy of a text is scored by a model that saw it)."""
+    (folds grouped by near-duplicate family, so no copy or variant of a text is scored by a model that saw
+    it)."""
     rows = training_rows(training_set, AS_GIVEN)
     plan = plan or FitPlan(TextFeatureCache(rows))
-    fold = group_folds(rows["text_hash"].to_numpy(), folds, seed)
+    families = training_set.select("text_hash", FAMILY).unique("text_hash")
+    rows = rows.join(families, on="text_hash", how="left", maintain_order="left")
+    fold = group_folds(rows[FAMILY].to_numpy(), folds, seed)
     train = training_set.filter(pl.col("split") == "train")
     oof = np.zeros((rows.height, len(POLICIES)))
     for f in range(folds):
         held = fold == f
         held_rows = rows.filter(pl.Series(held))
-        remaining = train.filter(~pl.col("text_hash").is_in(held_rows["text_hash"].implode()))
+        remaining = without_families(train, held_rows)
         probas = held_out_probas(
             list(recipe.members), remaining, None, plan, f"fold {f} of {folds}, seed {seed}", held_rows
         )

@@ -1,9 +1,12 @@
 """The training set: every label source joined with platform features, split by text and time.
 
-The text decides the split, for every source: a text's evaluation bucket (a function of its
-hash, so every copy of it, on the platform or in a reference set, shares it) puts it in train
-(buckets below 80), validation (80-89) or test (90-99). No text or its duplicates is ever both
-trained on and evaluated on. Platform content is split by time as well, so the context-aware
+The text decides the split, for every source: the evaluation bucket of a text's near-duplicate family
+(`text_family`: the smallest text hash of its connected component of near-duplicates, from the matching
+module's MinHash/LSH, ml/campaigns/links.py `text_families`; a text with none is its own family) puts it
+in train (buckets below 80), validation (80-89) or test (90-99). Every copy of a text, on the platform or
+in a reference set, and every variant of it (a spam template with another number, a ring's reworded
+post) shares it: no text or its near-duplicates is ever both trained on and evaluated on. Every
+other holdout (leave-one-source-out, the out-of-fold scores) removes whole families too. Platform content is split by time as well, so the context-aware
 risk model is trained on the past and judged on the future: platform rows train only from the
 earlier days and are evaluated only from the later ones; the rows each rule removes are
 counted and reported, never silent.
@@ -18,9 +21,11 @@ import numpy as np
 import polars as pl
 
 from ml.taxonomy import POLICIES
+from ml.text import EVAL_BUCKETS
 
 SPLITS = ("train", "validation", "test")
 LABEL_INDEX = {p: i for i, p in enumerate(POLICIES)}
+FAMILY = "text_family"  # the near-duplicate family of a row's text: the unit every holdout keeps together
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,34 @@ def text_split(bucket: pl.Expr, rule: SplitRule) -> pl.Expr:
     )
 
 
-def assign_splits(labels: pl.DataFrame, rule: SplitRule = SplitRule()) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Add `split` to every label row; drop platform rows whose text split and time disagree.
+def family_bucket(family: pl.Expr) -> pl.Expr:
+    """The evaluation bucket of a family's hash: ml.text.eval_bucket, as a Polars expression."""
+    return (family.str.slice(0, 8).str.to_integer(base=16) % EVAL_BUCKETS).cast(pl.Int16)
+
+
+def with_families(labels: pl.DataFrame, families: pl.DataFrame | None) -> pl.DataFrame:
+    """`labels` with FAMILY: from `families` (text_hash, text_family), else the text's own hash."""
+    if families is not None:
+        labels = labels.join(families.select("text_hash", FAMILY), on="text_hash", how="left", maintain_order="left")
+    own = pl.col("text_hash")
+    return labels.with_columns((pl.col(FAMILY).fill_null(own) if FAMILY in labels.columns else own).alias(FAMILY))
+
+
+def without_families(frame: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `frame` in none of the near-duplicate families of the `held` rows."""
+    return frame.filter(~pl.col(FAMILY).is_in(held[FAMILY].unique().implode()))
+
+
+def assign_splits(
+    labels: pl.DataFrame, rule: SplitRule = SplitRule(), families: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Add FAMILY (`families`: text_hash, text_family; None: each text its own) and `split` to every label
+    row; drop platform rows whose text split and time disagree.
 
     Returns the split frame and how many rows each rule removed.
     """
-    df = labels.with_columns(split=text_split(pl.col("eval_bucket"), rule))
+    df = with_families(labels, families)
+    df = df.with_columns(split=text_split(family_bucket(pl.col(FAMILY)), rule))
     platform = pl.col("content_id").is_not_null()
     days = df.filter(platform)["created_date"].unique().sort()
     if len(days):
@@ -96,12 +123,13 @@ def build_training_set(
     rule: SplitRule = SplitRule(),
     bank: pl.DataFrame | None = None,
     campaign: pl.DataFrame | None = None,
+    families: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Every label joined with the platform features of its content (null for reference records),
     split. `bank`: each content item's hash-bank match features (ml.matching.bank_matches
-    `bank_match_features`); `campaign`: its campaign features (ml.features.build.campaign_features).
-    Returns the frame and split facts."""
-    split, removed = assign_splits(labels, rule)
+    `bank_match_features`); `campaign`: its campaign features (ml.features.build.campaign_features);
+    `families`: each text's near-duplicate family (`assign_splits`). Returns the frame and split facts."""
+    split, removed = assign_splits(labels, rule, families)
     frame = (
         split.join(content.drop("created_at", "surface", "language", "text_hash"), on="content_id", how="left")
         .join(author, on="content_id", how="left")
@@ -121,6 +149,7 @@ def build_training_set(
         "platform_rows": int(frame["content_id"].is_not_null().sum()),
         "reference_rows": int(frame["content_id"].is_null().sum()),
         "distinct_texts": frame["text_hash"].n_unique(),
+        "text_families": frame[FAMILY].n_unique(),
     }
     return frame, facts
 
