@@ -8,7 +8,8 @@ signatures of every distinct text, near-duplicate text neighbours (LSH), the lin
 addresses of every post, the point-in-time campaign features of every post, and the campaigns (connected
 components across accounts, and which of them the campaign rule keeps as coordinated). Each stage's wall
 time, and the child's peak RSS (VmHWM: the whole build, the inputs included), so the 10x figure says how the
-graph grows; and how the rule sorts the clusters against the simulator's ring campaigns (`rule_against_truth`).
+graph grows; and how the rule (burst, shared artifact, shared device or IP fingerprint) sorts the clusters
+against the simulator's ring campaigns (`rule_against_truth`).
 Writes bench/results/campaign_graph.json.
 """
 
@@ -28,19 +29,19 @@ from report import write_report  # bench/report.py, beside this script
 
 from ml.campaigns.clusters import CampaignRule, campaign_keys, campaigns
 from ml.campaigns.features import campaign_features, confirmed_removals
-from ml.campaigns.links import post_artifacts, text_neighbours, text_signatures
+from ml.campaigns.links import account_fingerprints, post_artifacts, text_neighbours, text_signatures
 from ml.corpora import load_text_pool
 from ml.matching.text import TextMatchParams
 from ml.simulator import simulate_days
-from ml.world import SimConfig
+from ml.world import SimConfig, ring_styles
 from orchestration.settings import Settings
 
-TABLES = ("content", "decisions", "appeals", "content_truth")
+TABLES = ("content", "decisions", "appeals", "users", "content_truth", "user_truth")
 
 
 def build(folder: Path) -> dict:
     """In the child: every stage of the graph over the world in `folder`, timed."""
-    content, decisions, appeals, truth = (pl.read_parquet(folder / f"{t}.parquet") for t in TABLES)
+    content, decisions, appeals, accounts, truth, users = (pl.read_parquet(folder / f"{t}.parquet") for t in TABLES)
     params, seconds = TextMatchParams(), {}
 
     def timed(name, fn, *args):
@@ -56,7 +57,14 @@ def build(folder: Path) -> dict:
     feats = timed("campaign_features", campaign_features, content, content, neighbours, artifacts, removals)
     keys = timed("campaign_keys", campaign_keys, content, neighbours, artifacts)
     every, members = timed(
-        "campaigns", campaigns, content, keys, removals, decisions, CampaignRule(coordinated_only=False)
+        "campaigns",
+        campaigns,
+        content,
+        keys,
+        removals,
+        decisions,
+        CampaignRule(coordinated_only=False),
+        account_fingerprints(accounts),
     )
     found = every.filter(pl.col("coordination") != "none")
     vmhwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
@@ -68,21 +76,23 @@ def build(folder: Path) -> dict:
         "feature_rows": feats.height,
         "campaigns": found.height,
         "clusters_across_accounts": every.height,
-        "rule_against_truth": rule_against_truth(every, members, truth),
+        "rule_against_truth": rule_against_truth(every, members, truth, content, users),
         "seconds": seconds,
         "total_seconds": round(sum(seconds.values()), 2),
         "peak_rss_mb": round(vmhwm / 1024),
     }
 
 
-def rule_against_truth(every: pl.DataFrame, members: pl.DataFrame, truth: pl.DataFrame) -> dict:
+def rule_against_truth(
+    every: pl.DataFrame, members: pl.DataFrame, truth: pl.DataFrame, content: pl.DataFrame, users: pl.DataFrame
+) -> dict:
     """How the campaign rule (coordination) sorts the clusters across accounts, against the simulator's truth
     (read here only): a cluster is a ring's when most of its posts are ring campaign posts. Precision: the
     share of the rule's campaigns that are rings'; recall: the share of ring campaign posts in one of them;
     and the share of the other clusters (popular phrases) the rule drops. Many clusters that are no ring's are
     still coordinated abuse: the SMS spam corpora's messages share premium numbers across texts, posted by the
     simulator's ordinary spam accounts, so the share of violating posts among the posts kept and dropped says
-    more than ring precision alone."""
+    more than ring precision alone. Recall is also given by the ring's style (ml/ring_campaigns.py)."""
     ring_post = truth.select(
         "content_id", (pl.col("campaign_id") >= 0).alias("ring"), (pl.col("true_policy") != "benign").alias("violating")
     )
@@ -104,10 +114,24 @@ def rule_against_truth(every: pl.DataFrame, members: pl.DataFrame, truth: pl.Dat
         "precision": round(kept["is_ring"].mean(), 4) if kept.height else None,
         "ring_clusters_kept": round(rings["kept"].mean(), 4) if rings.height else None,
         "ring_post_recall": round(ring_posts.join(in_kept, on="content_id").height / max(ring_posts.height, 1), 4),
+        "ring_post_recall_by_style": recall_by_style(ring_posts, in_kept, content, users),
         "other_clusters_dropped": round(1 - others["kept"].mean(), 4) if others.height else None,
         "violating_share_of_posts_kept": violating_share(clusters.filter("kept"), every),
         "violating_share_of_posts_dropped": violating_share(clusters.filter(~pl.col("kept")), every),
     }
+
+
+def recall_by_style(
+    ring_posts: pl.DataFrame, in_kept: pl.DataFrame, content: pl.DataFrame, users: pl.DataFrame
+) -> dict[str, float]:
+    """The share of each ring style's campaign posts that are in a kept campaign."""
+    style = users.select(author_id="user_id", style=pl.col("ring_id").map_batches(ring_styles))
+    posts = (
+        ring_posts.join(content.select("content_id", "author_id"), on="content_id")
+        .join(style, on="author_id")
+        .with_columns(found=pl.col("content_id").is_in(in_kept["content_id"].implode()))
+    )
+    return {s: round(float(f), 4) for s, f in posts.group_by("style").agg(pl.col("found").mean()).sort("style").rows()}
 
 
 def violating_share(clusters: pl.DataFrame, every: pl.DataFrame) -> float | None:

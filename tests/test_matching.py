@@ -195,6 +195,22 @@ def test_a_varied_near_copy_matches_and_an_unrelated_text_does_not():
     assert found.filter(pl.col("query_row") == 2)["jaccard"].item() == 1.0
 
 
+def test_a_family_of_thousands_of_variants_is_matched_in_bounded_chunks_with_the_same_answer(monkeypatch):
+    """A ring's reworded posts share their band buckets: the index confirms their candidates a chunk at a
+    time (ml/matching/text.py CANDIDATE_BUDGET, JACCARD_BATCH); tiny chunks give the one-pass answer."""
+    import ml.matching.text as text_matching
+    from ml.ring_campaigns import campaign_texts
+
+    variants = campaign_texts(np.random.default_rng(5), SPAM, "varied", 300) + [UNRELATED]
+    index = NearDuplicateIndex()
+    index.add([f"t{i}" for i in range(len(variants))], variants)
+    whole = index.query(variants)
+    monkeypatch.setattr(text_matching, "CANDIDATE_BUDGET", 500)
+    monkeypatch.setattr(text_matching, "JACCARD_BATCH", 97)
+    assert index.query(variants).equals(whole)
+    assert whole["query_row"].n_unique() == len(variants) and whole.height > 10 * len(variants)
+
+
 def test_too_short_texts_are_not_matched():
     index = NearDuplicateIndex()
     usable = index.add([1, 2], ["thank you", SPAM])

@@ -211,6 +211,12 @@ def band_keys(sigs: np.ndarray, params: TextMatchParams) -> np.ndarray:
     return out
 
 
+# Bounds on one query's working set (NearDuplicateIndex.query_signatures): band collisions joined at a time,
+# and candidate pairs whose signatures are compared at once (each pair gathers two signatures, 2 KB).
+CANDIDATE_BUDGET = 4_000_000
+JACCARD_BATCH = 100_000
+
+
 class NearDuplicateIndex:
     """Texts indexed for near-duplicate lookup: LSH banding proposes candidates (a shared band key),
     the signatures confirm them at `params.threshold`. Keys are whatever identifies an entry for the
@@ -252,21 +258,43 @@ class NearDuplicateIndex:
         rows = np.flatnonzero(np.ones(len(sigs), bool) if usable is None else usable)
         if not len(rows) or not self._keys:
             return _empty_matches(self._keys)
-        asked = _band_frame(band_keys(np.asarray(sigs)[rows], self.params), rows.astype(np.int64), "query_row")
-        candidates = asked.join(self._bands, on=["band", "bucket"]).select("query_row", "position").unique()
-        if candidates.height == 0:
+        sigs = np.asarray(sigs)
+        asked = _band_frame(band_keys(sigs[rows], self.params), rows.astype(np.int64), "query_row")
+        # A family of thousands of variants shares its band buckets: every query of it meets every member in
+        # several bands. Queries go in chunks whose band collisions stay under CANDIDATE_BUDGET rows, and the
+        # candidates are confirmed JACCARD_BATCH at a time, so memory stays bounded however large a family is.
+        sizes = self._bands.group_by("band", "bucket").len()
+        load = asked.join(sizes, on=["band", "bucket"]).group_by("query_row").agg(pl.col("len").sum()).sort("query_row")
+        if load.height == 0:
             return _empty_matches(self._keys)
-        q, p = candidates["query_row"].to_numpy(), candidates["position"].to_numpy()
-        jaccard = estimated_jaccard(np.asarray(sigs)[q], self._signatures[p])
-        keep = jaccard >= self.params.threshold
-        frame = pl.DataFrame(
-            {
-                "query_row": q[keep].astype(np.int64),
-                "key": [self._keys[i] for i in p[keep]],
-                "jaccard": jaccard[keep].astype(np.float64),
-            }
-        )
-        return frame.sort(["query_row", "jaccard", "key"], descending=[False, True, False])
+        chunk_of = (load["len"].cum_sum() // CANDIDATE_BUDGET).to_numpy()
+        keys = pl.Series("key", self._keys)
+        parts = []
+        for chunk in np.unique(chunk_of):
+            queries = load["query_row"].filter(pl.Series(chunk_of == chunk))
+            candidates = (
+                asked.filter(pl.col("query_row").is_in(queries.implode()))
+                .join(self._bands, on=["band", "bucket"])
+                .select("query_row", "position")
+                .unique()
+            )
+            q_all, p_all = candidates["query_row"].to_numpy(), candidates["position"].to_numpy()
+            for start in range(0, len(q_all), JACCARD_BATCH):
+                q, p = q_all[start : start + JACCARD_BATCH], p_all[start : start + JACCARD_BATCH]
+                jaccard = estimated_jaccard(sigs[q], self._signatures[p])
+                keep = jaccard >= self.params.threshold
+                parts.append(
+                    pl.DataFrame(
+                        {
+                            "query_row": q[keep].astype(np.int64),
+                            "key": keys.gather(p[keep]),
+                            "jaccard": jaccard[keep].astype(np.float64),
+                        }
+                    )
+                )
+        if not parts:
+            return _empty_matches(self._keys)
+        return pl.concat(parts).sort(["query_row", "jaccard", "key"], descending=[False, True, False])
 
 
 def _band_frame(keys: np.ndarray, positions: np.ndarray, name: str) -> pl.DataFrame:
