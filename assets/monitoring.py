@@ -236,7 +236,8 @@ def check_descriptions(limits: mon.MonitoringThresholds) -> dict[str, str]:
             "uniform sample) as the mean of calibrated score minus gold label, held to the gap the champion had "
             f"on its training window: WARN when the gap moved by more than {limits.prevalence_gap_warn:g} and "
             "the usual gap lies outside the day's 95% interval, "
-            f"ERROR past {limits.prevalence_gap_fail:g}. Judged from {limits.min_audited} audits."
+            f"ERROR when even the interval's nearer end moved past {limits.prevalence_gap_fail:g}. Judged from "
+            f"{limits.min_audited} audits."
         ),
     }
 

@@ -119,6 +119,7 @@ class TrainingResource(dg.ConfigurableResource):
     text_model: str
     # Every GateConfig bound, as `gate_<field>`.
     gate_min_pr_auc: float
+    gate_min_baseline_margin: float
     gate_max_regression: float
     gate_max_calibration_error: float
     gate_max_slice_regression: float

@@ -106,6 +106,8 @@ GATES = Section(
     {
         "min_pr_auc": "minimum per-policy PR-AUC a candidate needs to be promoted (text-only held-out for "
         "classifiers, simulated test split for the pair)",
+        "min_baseline_margin": "text-only held-out macro PR-AUC by which a content classifier must beat the TF-IDF "
+        "baseline (negative: how far it may trail)",
         "max_regression": "macro PR-AUC a candidate may lose against the champion on the same rows",
         "max_calibration_error": "worst policy's expected calibration error a candidate may have",
         "max_slice_regression": "macro ROC-AUC the pair may lose against its classifier alone on any slice",

@@ -319,7 +319,7 @@ def test_every_knob_a_deployment_sets_reaches_its_resource_and_the_check_descrip
         return graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(asset), check)).description
 
     assert f"ERROR above {settings.monitoring.drift_psi_fail:g}" in described("model_drift", "score_drift_psi")
-    assert f"ERROR past {settings.monitoring.prevalence_gap_fail:g}" in described(
+    assert f"moved past {settings.monitoring.prevalence_gap_fail:g}" in described(
         "prevalence_gap", "predicted_vs_qa_prevalence"
     )
     assert f"at or above {settings.gates.min_pr_auc:g}" in described("risk_model_evaluation", "min_pr_auc")

@@ -106,6 +106,21 @@ def test_leave_one_source_out_gate_is_non_inferiority_with_a_margin(sources, pas
     assert ("behind the baseline (95%) on: none" in gate.message) is passed
 
 
+@pytest.mark.parametrize(
+    "text_only, margin, passed",
+    [(0.497, 0.0, False), (0.503, 0.0, True), (0.497, -0.01, True), (0.489, -0.01, False), (0.505, 0.01, False)],
+)
+def test_the_baseline_gate_holds_the_margin_in_force(text_only, margin, passed):
+    """Above the baseline's 0.5 by more than the margin (0 by default; a deployment may set another)."""
+    from ml.evaluation.gates import GateConfig, gate_descriptions, text_gates
+
+    config = GateConfig(min_baseline_margin=margin)
+    gate = {g.name: g for g in text_gates(classifier_evaluation("c", True, text_only), config)}
+    assert gate["beats_baseline_text_only"].passed is passed, gate["beats_baseline_text_only"].message
+    described = gate_descriptions(config)["beats_baseline_text_only"]
+    assert (f"{abs(margin):g}" in described) is (margin != 0)
+
+
 def _gain(delta: float, half_width: float, rows: int = 400):
     from ml.evaluation.results import PairedGain
 

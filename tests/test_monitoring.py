@@ -246,6 +246,25 @@ def test_a_champion_that_scores_violations_low_is_an_alarm_the_day_average_would
     assert row["ci_high"] < 0 and row["status"] == "warn"
 
 
+def test_a_small_audit_sample_far_off_warns_and_fails_only_when_its_interval_is_past_the_threshold():
+    # Half the audits spam, scored 0.95 or 0.15 by turns; the other half benign at 0.02: the gap moved by 0.215.
+    # From 24 audits its interval's nearer end moved only 0.065: a warning. From 80, 0.134: an error.
+    def day(per_class: int) -> dict:
+        n = 2 * per_class
+        spam = [0.95, 0.15] * (per_class // 2) + [0.02] * per_class
+        scores = pl.DataFrame(
+            {"content_id": list(range(n)), **{f"p_{p}": spam if p == "spam" else [0.0] * n for p in VIOLATING}}
+        )
+        qa = pl.DataFrame({"content_id": list(range(n)), "label": ["spam"] * per_class + ["benign"] * per_class})
+        table = mon.prevalence(reference(), DAY, scores, qa, LIMITS)
+        return table.filter(pl.col("metric") == "prevalence_gap", pl.col("subject") == "spam").row(0, named=True)
+
+    small, large = day(12), day(40)
+    assert small["value"] == pytest.approx(large["value"]) == pytest.approx(-0.215)
+    assert small["ci_high"] > -LIMITS.prevalence_gap_fail and small["status"] == "warn"
+    assert large["ci_high"] < -LIMITS.prevalence_gap_fail and large["status"] == "fail"
+
+
 # -- verdicts and retraining evidence ------------------------------------------------------------
 def test_the_verdict_is_the_worst_day_and_names_it():
     rows = pl.concat(

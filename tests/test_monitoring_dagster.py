@@ -72,7 +72,7 @@ def test_every_monitoring_check_has_a_description_quoting_its_thresholds(defs):
         ("model_drift", "score_drift_psi"): f"ERROR above {limits.drift_psi_fail:g}",
         ("model_drift", "feature_drift_psi"): f"ERROR above {limits.drift_psi_fail:g}",
         ("live_precision", "live_precision_drop"): f"ERROR past {limits.precision_drop_fail:g}",
-        ("prevalence_gap", "predicted_vs_qa_prevalence"): f"ERROR past {limits.prevalence_gap_fail:g}",
+        ("prevalence_gap", "predicted_vs_qa_prevalence"): f"moved past {limits.prevalence_gap_fail:g}",
     }
     for key, quoted in expected.items():
         assert quoted in checks[key].description, key

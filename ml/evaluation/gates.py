@@ -20,6 +20,8 @@ from ml.taxonomy import VIOLATING
 @dataclass(frozen=True)
 class GateConfig:
     min_pr_auc: float = 0.3  # every violating policy (text-only held-out for classifiers; test split for the pair)
+    # Text-only held-out macro PR-AUC minus the baseline's must be above this (negative: it may trail by less).
+    min_baseline_margin: float = 0.0
     max_regression: float = 0.02  # macro PR-AUC below the champion on the same rows
     max_calibration_error: float = 0.1
     max_slice_regression: float = 0.05  # a slice's macro ROC-AUC below the classifier alone's on the same rows
@@ -62,7 +64,14 @@ MIN_CALIBRATION_ROWS = 300
 def gate_descriptions(config: GateConfig) -> dict[str, str]:
     """What each gate asserts, with the bounds of `config` (the ones in force, which a deployment may set)."""
     return {
-        "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline's on the same texts.",
+        "beats_baseline_text_only": "Text-only held-out macro PR-AUC above the TF-IDF baseline's on the same texts"
+        + (
+            f", by more than {config.min_baseline_margin:g}."
+            if config.min_baseline_margin > 0
+            else f" (or less than {-config.min_baseline_margin:g} below it, as this deployment allows)."
+            if config.min_baseline_margin < 0
+            else "."
+        ),
         "non_inferior_on_every_held_out_source": "Leave-one-source-out non-inferiority: on every held-out source, "
         "the lower end of the 95% paired-bootstrap interval of candidate minus baseline macro PR-AUC is above "
         f"minus the margin ({config.max_source_regression:g}).",
@@ -169,11 +178,12 @@ def text_gates(ev: ClassifierEvaluation, config: GateConfig = GateConfig()) -> t
     gates = [
         GateResult(
             "beats_baseline_text_only",
-            margin > 0,
+            margin > config.min_baseline_margin,
             f"text-only held-out macro PR-AUC {ours.macro_pr_auc:.3f} vs baseline "
-            f"{base.macro_pr_auc:.3f} on the same {ours.rows} texts ({margin:+.3f})",
+            f"{base.macro_pr_auc:.3f} on the same {ours.rows} texts ({margin:+.3f}; bound "
+            f"{config.min_baseline_margin:+g})",
             margin,
-            0.0,
+            config.min_baseline_margin,
         )
     ]
     if not ev.held_out_sources:

@@ -5,8 +5,9 @@ The text decides the split, for every source: the evaluation bucket of a text's 
 module's MinHash/LSH, ml/campaigns/links.py `text_families`; a text with none is its own family) puts it
 in train (buckets below 80), validation (80-89) or test (90-99). Every copy of a text, on the platform or
 in a reference set, and every variant of it (a spam template with another number, a ring's reworded
-post) shares it: no text or its near-duplicates is ever both trained on and evaluated on. Every
-other holdout (leave-one-source-out, the out-of-fold scores) removes whole families too. Platform content is split by time as well, so the context-aware
+post) shares it: no text or its near-duplicates is ever both trained on and evaluated on.
+Leave-one-source-out holds out whole families too; the out-of-fold scores group exact copies only
+(ml/training/content.py `out_of_fold_proba` says why). Platform content is split by time as well, so the context-aware
 risk model is trained on the past and judged on the future: platform rows train only from the
 earlier days and are evaluated only from the later ones; the rows each rule removes are
 counted and reported, never silent.
