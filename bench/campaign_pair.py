@@ -1,17 +1,17 @@
-"""What campaign features add to the risk model, measured on a home `trustlake run` built (issue 19, item 3).
+"""What the risk model's campaign features add, and whether it holds on a ring style it never trained on,
+measured on a home `trustlake run` built (issue 19, items 3 and 5).
 
-    .venv/bin/python bench/campaign_pair.py [--home .trustlake] [--seeds 3]
+    .venv/bin/python bench/campaign_pair.py [--home .trustlake] [--seeds 3] [--held-out sleeper]
 
-Reads the run's training set, its label issues (the classifier's out-of-fold scores, which the risk model
-trains on), the content classifier the latest risk model pairs, and the raw lake. Computes every platform
-post's point-in-time campaign features (ml/campaigns/features.py: earlier copies, the accounts that posted
-them, shared links, numbers and addresses, and the confirmed removals reached through them), then fits the
-risk model as the pipeline does (its LightGBM parameters and context dropout; plain LightGBM, one process)
-with and without them (the pipeline's dense columns, less the campaign ones), on the same rows, for
-`--seeds` seeds. Reported on the simulated test split, macro
-PR-AUC: the classifier alone, the pair as trained today, the pair with campaign features, each with the
-paired-bootstrap 95% interval of its difference, overall and on the posts of ring campaigns (the
-simulator's truth, read here only to slice the test rows, never to train). Writes
+Reads the run's training set (with its point-in-time campaign features), its label issues (the classifier's
+out-of-fold scores, which the risk model trains on), the content classifier the latest risk model pairs, and
+the raw lake. Fits the risk model as the pipeline does (its LightGBM parameters and context dropout; plain
+LightGBM, one process), on the same rows, for `--seeds` seeds, three ways: without the campaign features,
+with them (the pipeline's pair), and with them but with every training post of the `--held-out` ring style's
+accounts left out (ml/ring_campaigns.py: as leave-one-source-out does for corpora). Reported on the simulated
+test split, macro PR-AUC with the paired-bootstrap 95% interval of each difference against the classifier
+alone: overall, on the posts of ring campaigns, and on each ring style's campaign posts. The simulator's truth
+(campaigns, rings and their styles) is read here only to slice rows, never to train. Writes
 bench/results/campaign_pair.json.
 """
 
@@ -39,6 +39,7 @@ from ml.training.matrix import DENSE_COLUMNS, mask_context, risk_features
 from ml.training.metrics import macro_pr_auc, pr_auc_by_policy
 from ml.training.risk import CONTEXT_DROPOUT, PROBA_OOF
 from ml.training.scorer import Scorer
+from ml.world import RING_STYLES, ring_styles
 
 
 def campaign_columns(lake: Lake, content_ids: pl.Series) -> pl.DataFrame:
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", type=Path, default=Path(".trustlake"))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--held-out", default="sleeper", choices=RING_STYLES)
     args = parser.parse_args()
     lake = Lake(args.home)
     training_set = pl.read_parquet(lake.features / "training_set" / "part-0.parquet")
@@ -78,7 +80,10 @@ def main() -> None:
     truth = pl.read_parquet(lake.ground_truth / "content_truth" / "date=*" / "*.parquet").select(
         "content_id", "campaign_id"
     )
-    platform = platform.join(truth, on="content_id", how="left")
+    rings = pl.read_parquet(lake.ground_truth / "user_truth" / "date=*" / "*.parquet").select(
+        author_id="user_id", ring_style=pl.col("ring_id").map_batches(ring_styles)
+    )
+    platform = platform.join(truth, on="content_id", how="left").join(rings, on="author_id", how="left")
     train = platform.filter(pl.col("split") == "train")
     val, test = platform.filter(pl.col("split") == "validation"), platform.filter(pl.col("split") == "test")
     oof = train.select("label_id").join(issues.select("label_id", *PROBA_OOF), on="label_id", how="left")
@@ -86,13 +91,20 @@ def main() -> None:
     p_val_text = text.predict_proba(val.select("text"))
     p_test_text = text.predict_proba(test.select("text"))
     y, y_val, y_test = label_array(train), label_array(val), label_array(test)
-    campaign_rows = (test["campaign_id"].fill_null(-1) >= 0).to_numpy()
+    campaign = (test["campaign_id"].fill_null(-1) >= 0).to_numpy()
+    slices = {"overall": np.ones(test.height, dtype=bool), "ring_campaign_posts": campaign}
+    for style in RING_STYLES:
+        slices[f"{style}_campaign_posts"] = campaign & (test["ring_style"].fill_null("") == style).to_numpy()
+    # Held out: every training and validation post of the held-out style's ring accounts.
+    kept = (train["ring_style"].fill_null("") != args.held_out).to_numpy()
+    kept_val = (val["ring_style"].fill_null("") != args.held_out).to_numpy()
 
     without = tuple(c for c in DENSE_COLUMNS if c not in FEATURES)
-
-    def design(frame: pl.DataFrame, proba: np.ndarray, with_campaigns: bool) -> np.ndarray:
-        return risk_features(frame, proba, DENSE_COLUMNS if with_campaigns else without)
-
+    variants = {
+        "pair_without_campaign_features": (without, np.ones_like(kept), np.ones_like(kept_val)),
+        "pair": (DENSE_COLUMNS, np.ones_like(kept), np.ones_like(kept_val)),
+        f"pair_{args.held_out}_held_out": (DENSE_COLUMNS, kept, kept_val),
+    }
     runs = []
     for seed in range(args.seeds):
         params = replace(LightGBMParams(), seed=42 + seed)
@@ -100,43 +112,38 @@ def main() -> None:
         # The dropout hides the campaign features with the rest of the context on the same rows.
         hidden = masked["account_age_days"].is_null() & train["account_age_days"].is_not_null()
         masked = masked.with_columns(pl.when(hidden).then(None).otherwise(pl.col(c)).alias(c) for c in FEATURES)
-        probas = {}
-        for name, extra in (("pair", False), ("pair_with_campaigns", True)):
+        x_oof = oof.select(PROBA_OOF).to_numpy()
+        probas = {"classifier": p_test_text}
+        for name, (columns, rows, val_rows) in variants.items():
             booster = lightgbm_model.train_local(
-                design(masked, oof.select(PROBA_OOF).to_numpy(), extra),
-                y,
-                design(val, p_val_text, extra),
-                y_val,
+                risk_features(masked.filter(rows), x_oof[rows], columns),
+                y[rows],
+                risk_features(val.filter(val_rows), p_val_text[val_rows], columns),
+                y_val[val_rows],
                 params,
             )
-            probas[name] = booster.predict(design(test, p_test_text, extra))
-        runs.append(
-            {
-                "seed": params.seed,
-                "overall": {
-                    "classifier": macro(y_test, p_test_text),
-                    **{k: macro(y_test, p) for k, p in probas.items()},
-                    "pair_with_campaigns_vs_classifier": compared(y_test, probas["pair_with_campaigns"], p_test_text),
-                    "pair_vs_classifier": compared(y_test, probas["pair"], p_test_text),
-                    "with_vs_without_campaigns": compared(y_test, probas["pair_with_campaigns"], probas["pair"]),
-                },
-                "ring_campaign_posts": {
-                    "rows": int(campaign_rows.sum()),
-                    "classifier": macro(y_test[campaign_rows], p_test_text[campaign_rows]),
-                    **{k: macro(y_test[campaign_rows], p[campaign_rows]) for k, p in probas.items()},
-                    "pair_with_campaigns_vs_classifier": compared(
-                        y_test[campaign_rows], probas["pair_with_campaigns"][campaign_rows], p_test_text[campaign_rows]
-                    ),
+            probas[name] = booster.predict(risk_features(test, p_test_text, columns))
+        run = {"seed": params.seed}
+        for slice_name, rows in slices.items():
+            run[slice_name] = {
+                "rows": int(rows.sum()),
+                **{k: macro(y_test[rows], p[rows]) for k, p in probas.items()},
+                **{
+                    f"{k}_vs_classifier": compared(y_test[rows], p[rows], p_test_text[rows])
+                    for k, p in probas.items()
+                    if k != "classifier"
                 },
             }
-        )
-        print(runs[-1])
+        runs.append(run)
+        print(run)
     write_report(
         "campaign_pair",
         {
             "home": str(args.home),
             "risk_model": risk.version,
             "content_classifier": classifier.version,
+            "held_out_style": args.held_out,
+            "held_out_training_rows": int((~kept).sum()),
             "test_rows": test.height,
             "runs": runs,
         },
