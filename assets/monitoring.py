@@ -258,7 +258,9 @@ def model_drift(
     raw = raw_inputs(lake)
     content = raw["content"].filter(pl.col("content_id").is_in(scores["content_id"].implode()))
     monitored = _monitored(content, raw, scores)
-    tables = {d: mon.drift(ref, d, monitored.filter(pl.col("day") == d), limits) for d in days}
+    first = raw["content"]["created_at"].min()
+    history_from = first.date() if first is not None else None
+    tables = {d: mon.drift(ref, d, monitored.filter(pl.col("day") == d), limits, history_from) for d in days}
     _write_days(lake, "model_drift", tables)
     for day, table in tables.items():
         worst = mon.worst_psi(table)

@@ -93,6 +93,22 @@ def test_drift_judges_only_days_with_enough_rows():
     assert small.filter(pl.col("subject") == "text_chars")["status"][0] == "insufficient"
 
 
+def test_a_window_feature_is_not_judged_on_a_day_its_window_reaches_before_the_lake():
+    # The lake's first day: posts_last_24h counts only that day's posts (no day before is held), so it reads
+    # low against any reference; it is reported, not judged. The day after, it is judged as any feature.
+    rng = np.random.default_rng(6)
+    ref = reference(bins={"posts_last_24h": mon.fit_bins("posts_last_24h", pl.Series(rng.poisson(6, size=2000)))})
+    low = pl.DataFrame({"posts_last_24h": rng.poisson(2, size=1000), **{f"p_{p}": np.zeros(1000) for p in VIOLATING}})
+
+    def status(day):
+        table = mon.drift(ref, day, low, LIMITS, history_from=DAY)
+        return table.filter(pl.col("subject") == "posts_last_24h").row(0, named=True)
+
+    first, second = status(DAY), status(DAY + timedelta(days=1))
+    assert first["value"] == pytest.approx(second["value"]) and first["value"] > LIMITS.drift_psi_fail
+    assert first["status"] == "insufficient" and second["status"] == "fail"
+
+
 def test_a_reference_survives_its_json_round_trip(tmp_path):
     rng = np.random.default_rng(5)
     ref = reference(

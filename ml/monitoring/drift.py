@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -11,18 +11,31 @@ from ml.monitoring.psi import SCORE_COLUMNS, psi, with_risk
 from ml.monitoring.reference import Reference
 from ml.monitoring.thresholds import MonitoringThresholds, level
 
+# Features that count events in a window before the post: on a day whose window reaches back before the
+# first day the lake holds, they count only part of it (the first day's posts_last_24h sees no day before).
+LOOKBACK = {"posts_last_24h": timedelta(days=1)}
 
-def drift(reference: Reference, day: date, monitored: pl.DataFrame, limits: MonitoringThresholds) -> pl.DataFrame:
-    """PSI of every score and feature column of one day's content against the reference."""
+
+def drift(
+    reference: Reference,
+    day: date,
+    monitored: pl.DataFrame,
+    limits: MonitoringThresholds,
+    history_from: date | None = None,
+) -> pl.DataFrame:
+    """PSI of every score and feature column of one day's content against the reference. A LOOKBACK feature is
+    reported but not judged ("insufficient") on a day whose window starts before `history_from`, the first day
+    of the lake's history."""
     frame = with_risk(monitored)
     rows = []
     for column, bins in reference.bins.items():
         if column not in frame.columns:
             continue
         value = psi(bins, frame[column])
+        truncated = history_from is not None and column in LOOKBACK and day - LOOKBACK[column] < history_from
         status = (
             "insufficient"
-            if frame.height < limits.min_rows
+            if frame.height < limits.min_rows or truncated
             else level(value, limits.drift_psi_warn, limits.drift_psi_fail)
         )
         rows.append(
