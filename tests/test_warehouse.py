@@ -24,6 +24,7 @@ from orchestration.partitions import daily_partitions
 from orchestration.settings import PROJECT_ROOT
 from tests.helpers import (
     E2E_DAYS,
+    E2E_ENV,
     code_location_assets,
     descendants,
     first_day,
@@ -138,8 +139,9 @@ def test_make_run_banks_confirmed_removals_and_removes_their_reuploads_naming_th
         banked, on="original_content_id"
     )
     due = due.filter(pl.col("created_at") > pl.col("confirmed_at"))
+    # A copy may come back to its original through its picture and its caption alike: caught once.
     caught = due.join(
-        matches.select("content_id", pl.col("entry_content_id").cast(pl.Int64).alias("original_content_id")),
+        matches.select("content_id", pl.col("entry_content_id").cast(pl.Int64).alias("original_content_id")).unique(),
         on=["content_id", "original_content_id"],
     )
     assert caught.height == due.height, f"{due.height - caught.height} of {due.height} banked re-uploads missed"
@@ -506,7 +508,9 @@ def test_make_run_deploys_a_champion_scores_every_day_and_builds_the_review_queu
     if not earned:
         assert champ.content_classifier == pair.content_classifier
         assert f"the pair {pair.version} did not beat it significantly" in registry.history()[-1]["reason"]
-    assert champ.metrics.text_only_macro_pr_auc > champ.metrics.baseline_text_only_macro_pr_auc
+    # Ahead of the baseline by more than the margin this world sets (tests/helpers.py E2E_ENV says why).
+    margin = float(E2E_ENV["TRUSTLAKE_GATE_MIN_BASELINE_MARGIN"])
+    assert champ.metrics.text_only_macro_pr_auc - champ.metrics.baseline_text_only_macro_pr_auc > margin
     assert registry.history()[-1]["actor"].startswith("dagster run ")
     scores = pl.read_parquet(str(lake.scores / "content_scores" / "date=*" / "*.parquet"))
     assert scores.height == lake.read_table("content").height
