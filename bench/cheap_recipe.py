@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from ml.evaluation.generalisation import learnable_policies, present_policy_metrics, reference_sources, source_records
 from ml.lake import Lake
 from ml.taxonomy import POLICIES, VIOLATING
-from ml.training.dataset import held_out_texts, label_array
+from ml.training.dataset import held_out_texts, label_array, without_families
 from ml.training.labels import AS_GIVEN, training_rows
 from ml.training.metrics import pr_auc_by_policy
 from orchestration.settings import Settings
@@ -71,7 +71,7 @@ def main() -> None:
     held_out = {}
     for source in reference_sources(frame):
         held = source_records(frame, source)
-        remaining = frame.filter(~pl.col("text_hash").is_in(held["text_hash"].implode()))
+        remaining = without_families(frame, held)  # as the pipeline's leave-one-source-out: whole families
         kept = training_rows(remaining, AS_GIVEN)
         proba = CheapRecipe(kept["text"].to_list()).proba(label_array(kept), held["text"].to_list(), c)
         held_out[source] = present_policy_metrics(label_array(held), proba, learnable_policies(remaining)).macro_pr_auc
