@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ml.matching.clusters import component_labels
+from ml.matching.clusters import components_frame
 from ml.matching.text import TextMatchParams, near_duplicate_pairs_of_signatures, signatures
 
 SIGNATURE_SCHEMA = {"text_hash": pl.String, "usable": pl.Boolean, "signature": pl.List(pl.UInt64)}
@@ -43,12 +43,17 @@ def text_signatures(texts: pl.DataFrame, known: pl.DataFrame | None, params: Tex
     return known.join(distinct.select("text_hash"), on="text_hash", how="semi").sort("text_hash")
 
 
+def _pairs(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame:
+    """left, right (text hashes), jaccard: every near-duplicate pair of the usable signatures in `sigs`."""
+    usable = sigs.filter(pl.col("usable"))
+    matrix = np.array(usable["signature"].to_list(), dtype=np.uint64).reshape(usable.height, params.num_perm)
+    return near_duplicate_pairs_of_signatures(usable["text_hash"].to_list(), matrix, params)
+
+
 def text_neighbours(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame:
     """text_hash -> neighbour: every near-duplicate pair of distinct texts, both ways, and each text
     with itself (so "posts of my text or a copy of it" is one join)."""
-    usable = sigs.filter(pl.col("usable"))
-    matrix = np.array(usable["signature"].to_list(), dtype=np.uint64).reshape(usable.height, params.num_perm)
-    pairs = near_duplicate_pairs_of_signatures(usable["text_hash"].to_list(), matrix, params)
+    pairs = _pairs(sigs, params)
     both = pl.concat(
         [
             pairs.select(pl.col("left").alias("text_hash"), pl.col("right").alias("neighbour")),
@@ -62,16 +67,13 @@ def text_neighbours(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame
 def text_families(sigs: pl.DataFrame, params: TextMatchParams) -> pl.DataFrame:
     """text_hash -> text_family: the smallest text hash of its connected component of near-duplicates (a
     text with none is its own family). What the training set splits by (ml/training/dataset.py)."""
-    pairs = text_neighbours(sigs, params).filter(pl.col("text_hash") < pl.col("neighbour"))
     hashes = sigs["text_hash"].unique().sort()
-    index = pl.DataFrame({"text_hash": hashes, "i": np.arange(len(hashes))})
-    edges = pairs.join(index, on="text_hash").join(index.rename({"text_hash": "neighbour", "i": "j"}), on="neighbour")
-    labels = component_labels(len(hashes), edges["i"].to_numpy(), edges["j"].to_numpy())
-    return (
-        index.with_columns(component=pl.Series(labels))
-        .with_columns(text_family=pl.col("text_hash").min().over("component"))
-        .select("text_hash", "text_family")
-    )
+    position = pl.DataFrame({"text_hash": hashes, "i": np.arange(len(hashes))})
+    pairs = _pairs(sigs, params).join(position, left_on="left", right_on="text_hash")
+    pairs = pairs.join(position, left_on="right", right_on="text_hash", suffix="_right")
+    # Positions in sorted order: a component's first member is its smallest hash.
+    families = components_frame(hashes.to_list(), pairs["i"].to_numpy(), pairs["i_right"].to_numpy())
+    return families.select(text_hash="id", text_family=pl.col("id").gather(pl.col("cluster")))
 
 
 def post_artifacts(content: pl.DataFrame) -> pl.DataFrame:
